@@ -1,0 +1,61 @@
+# leanml: every target sets up what it needs (idempotently) on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA_DIR := $(or $(LEANML_DATA),/usr/share/datasets/fashion-mnist)
+SOURCES := leanml tests benchmarks
+
+.PHONY: demo test test-fast lint format bench data setup clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall when pyproject.toml changes. torch==2.13.0 resolves to the local CPU wheel.
+$(VENV)/.stamp-core: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e . && touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]' && touch $@ $(VENV)/.stamp-core
+
+setup: $(VENV)/.stamp-dev data
+
+# Fashion-MNIST from Debian's package (installed when missing and we are root).
+data:
+	@if [ -f "$(DATA_DIR)/train-images-idx3-ubyte.gz" ]; then \
+		echo "Fashion-MNIST: $(DATA_DIR)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's dataset-fashion-mnist"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	else \
+		echo "Fashion-MNIST is missing from $(DATA_DIR). Run:"; \
+		echo "  sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist"; \
+		echo "or set LEANML_DATA to a folder holding the four IDX .gz files."; \
+		exit 1; \
+	fi
+
+# Train a reference model on a short schedule, then print its accuracy and profile.
+demo: $(VENV)/.stamp-core data
+	$(BIN)/leanml train --model vgg --epochs 1 --out runs/demo/vgg --overwrite --threads 2
+	$(BIN)/leanml profile runs/demo/vgg --threads 1
+
+test: $(VENV)/.stamp-dev data
+	$(BIN)/pytest
+
+test-fast: $(VENV)/.stamp-dev data
+	$(BIN)/pytest -m "not slow"
+
+lint: $(VENV)/.stamp-dev
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
+	$(BIN)/mypy
+
+format: $(VENV)/.stamp-dev
+	$(BIN)/ruff format $(SOURCES)
+	$(BIN)/ruff check --fix $(SOURCES)
+
+bench: $(VENV)/.stamp-dev data
+	$(BIN)/python benchmarks/train_baselines.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

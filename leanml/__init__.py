@@ -1,0 +1,22 @@
+"""leanml: make neural networks lean and run them fast.
+
+The public API, re-exported from the sub-packages:
+
+Example:
+    >>> import leanml
+    >>> model = leanml.build_model("vgg")
+    >>> leanml.profile_model(model, measure=False).macs
+    29128448
+"""
+
+from leanml.errors import LeanmlError
+from leanml.models import ModelSpec, available_models, build_model
+from leanml.profile import ModelProfile, measure_latency, profile_model
+from leanml.train import TrainConfig, evaluate, load_checkpoint, load_model, save_checkpoint, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LeanmlError", "ModelProfile", "ModelSpec", "TrainConfig", "available_models", "build_model", "evaluate",
+    "load_checkpoint", "load_model", "measure_latency", "profile_model", "save_checkpoint", "train",
+]  # fmt: skip

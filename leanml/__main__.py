@@ -1,0 +1,5 @@
+"""``python -m leanml`` runs the CLI."""
+
+from leanml.cli import main
+
+main()

@@ -1,0 +1,127 @@
+"""Model registry: a name, a config dataclass, a builder.
+
+A model is fully described by its :class:`ModelSpec` (registry name + config
+values), which is what checkpoints store; rebuilding from the spec never runs
+code from the checkpoint.
+
+Example:
+    >>> from leanml.models import build_model
+    >>> model = build_model("vgg")
+    >>> spec = model_spec(model)
+    >>> spec.name
+    'vgg'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from torch import nn
+
+from leanml.config import Config
+from leanml.errors import LeanmlError
+
+C = TypeVar("C", bound=Config)
+M = TypeVar("M", bound=nn.Module)
+
+
+@dataclass(frozen=True)
+class ModelEntry(Generic[C]):
+    """One registered architecture."""
+
+    name: str
+    config_cls: type[C]
+    build: Callable[[C], nn.Module]
+    summary: str
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What rebuilds a model: the registry name and its config as plain data."""
+
+    name: str
+    config: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for JSON sidecars."""
+        return {"name": self.name, "config": self.config}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        """Inverse of :meth:`to_dict`; malformed data is a :class:`LeanmlError`."""
+        if not isinstance(data, dict) or "name" not in data or not isinstance(data.get("config"), dict):
+            raise LeanmlError(f"malformed model spec: {data!r}", "re-create the checkpoint")
+        return cls(str(data["name"]), dict(data["config"]))
+
+
+_REGISTRY: dict[str, ModelEntry[Any]] = {}
+
+
+def register_model(name: str, config_cls: type[C], summary: str) -> Callable[[Callable[[C], M]], Callable[[C], M]]:
+    """Decorator registering ``build(config) -> nn.Module`` under ``name``.
+
+    Example:
+        >>> @dataclass
+        ... class TinyConfig(Config):
+        ...     width: int = 4
+        >>> @register_model("tiny-doc", TinyConfig, "a doc example")
+        ... def tiny(cfg: TinyConfig) -> nn.Module:
+        ...     return nn.Linear(cfg.width, 2)
+        >>> "tiny-doc" in available_models()
+        True
+    """
+
+    def deco(build: Callable[[C], M]) -> Callable[[C], M]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = ModelEntry(name, config_cls, build, summary)
+        return build
+
+    return deco
+
+
+def available_models() -> dict[str, str]:
+    """Registered model names with a one-line summary each."""
+    return {name: e.summary for name, e in sorted(_REGISTRY.items())}
+
+
+def get_entry(name: str) -> ModelEntry[Any]:
+    """The registry entry for ``name``; unknown names list the choices."""
+    if name not in _REGISTRY:
+        raise LeanmlError(f"unknown model {name!r}", f"choose one of: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def build_model(name: str, **overrides: Any) -> nn.Module:
+    """Build registered model ``name``; keyword overrides set config fields.
+
+    The returned module carries its spec (see :func:`model_spec`).
+
+    Example:
+        >>> build_model("resnet", num_classes=5).fc.out_features
+        5
+    """
+    entry = get_entry(name)
+    config = entry.config_cls.from_dict({**dataclasses.asdict(entry.config_cls()), **overrides})
+    model = entry.build(config)
+    model.leanml_spec = ModelSpec(name, config.to_dict())  # type: ignore[assignment]
+    return model
+
+
+def build_from_spec(spec: ModelSpec) -> nn.Module:
+    """Rebuild a model from its spec (as stored in checkpoints)."""
+    return build_model(spec.name, **spec.config)
+
+
+def model_spec(model: nn.Module) -> ModelSpec:
+    """The spec of a model built by :func:`build_model`; other models raise."""
+    spec = getattr(model, "leanml_spec", None)
+    if not isinstance(spec, ModelSpec):
+        raise LeanmlError(
+            f"{type(model).__name__} has no leanml model spec",
+            "build it with leanml.models.build_model so it can be saved and rebuilt",
+        )
+    return spec

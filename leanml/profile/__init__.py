@@ -1,0 +1,12 @@
+"""Profiling: params, MACs, model size at any bit width, peak activation memory, latency."""
+
+from leanml.profile.graph import OpNode, trace_ops
+from leanml.profile.latency import LatencyStats, measure_latency, model_latency
+from leanml.profile.macs import op_macs, register_macs
+from leanml.profile.memory import Buffer, MemoryPlan, activation_buffers
+from leanml.profile.summary import LayerProfile, ModelProfile, profile_model
+
+__all__ = [
+    "Buffer", "LatencyStats", "LayerProfile", "MemoryPlan", "ModelProfile", "OpNode", "activation_buffers",
+    "measure_latency", "model_latency", "op_macs", "profile_model", "register_macs", "trace_ops",
+]  # fmt: skip

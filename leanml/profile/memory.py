@@ -1,0 +1,109 @@
+"""The one memory model: activation tensors, their lifetimes, and the peak.
+
+``profile`` reports it, NAS uses it as the peak-SRAM figure, and the deploy
+planner places the same buffers in its arena. Rules, at batch 1 by default:
+
+- ops run one at a time in graph order; at step *i* the live tensors are those
+  produced at or before *i* and still needed at or after *i* (so an op's
+  inputs and output are live together);
+- the graph input lives from step 0, the graph outputs to the last step;
+- views and elementwise unary ops (BN, ReLU/ReLU6, flatten, dropout: what
+  deployment fuses into the producer) reuse their input's buffer when they are
+  its last reader; otherwise they get a buffer of their own;
+- every other op (conv, linear, pooling, residual add, concat) allocates its
+  output.
+
+Bytes are element counts times bytes per element (4 for fp32, 1 for int8).
+
+Example:
+    >>> from torch import nn
+    >>> from leanml.profile.graph import trace_ops
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 8, 3, padding=1))
+    >>> plan = activation_buffers(trace_ops(net, (1, 8, 8)))
+    >>> plan.peak_numel          # conv2 reads 4*8*8 while writing 8*8*8
+    768
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from leanml.profile.graph import OpNode, can_reuse_input
+
+
+@dataclass
+class Buffer:
+    """One activation buffer: its size and the steps it is live (inclusive)."""
+
+    index: int
+    numel: int
+    start: int
+    end: int
+    tensors: list[str] = field(default_factory=list)  # op ids whose output lives here
+
+
+@dataclass
+class MemoryPlan:
+    """Buffers with lifetimes, the live element count per step, and the op order."""
+
+    buffers: list[Buffer]
+    steps: list[str]  # op display names, one per step
+    live_numel: list[int]  # live elements at each step
+    buffer_of: dict[str, int]  # op id -> buffer index
+
+    @property
+    def peak_numel(self) -> int:
+        """Largest number of live activation elements at any step."""
+        return max(self.live_numel, default=0)
+
+    @property
+    def peak_step(self) -> str:
+        """The op at which the peak occurs."""
+        return self.steps[self.live_numel.index(self.peak_numel)] if self.steps else ""
+
+    def peak_bytes(self, bytes_per_element: int) -> int:
+        """Peak activation memory in bytes for the given element size (4 fp32, 1 int8)."""
+        return self.peak_numel * bytes_per_element
+
+    def naive_numel(self) -> int:
+        """Sum of all buffers, as if nothing were ever freed (the no-planning bound)."""
+        return sum(b.numel for b in self.buffers)
+
+
+def activation_buffers(nodes: list[OpNode]) -> MemoryPlan:
+    """Assign each traced tensor to a buffer and compute lifetimes and the live size per step.
+
+    nodes: as returned by :func:`leanml.profile.graph.trace_ops` (execution order).
+    """
+    ops: list[OpNode] = [n for n in nodes if n.op not in ("output", "get_attr") and n.shape is not None]
+    last_step = len(ops) - 1
+    last_use = {n.id: i for i, n in enumerate(ops)}
+    for i, n in enumerate(ops):
+        for src in n.inputs:
+            if src in last_use:
+                last_use[src] = max(last_use[src], i)
+    for n in nodes:
+        if n.op == "output":
+            for src in n.inputs:
+                last_use[src] = last_step
+    buffers: list[Buffer] = []
+    buffer_of: dict[str, int] = {}
+    for i, n in enumerate(ops):
+        first = n.inputs[0] if n.inputs else None
+        if (
+            first is not None
+            and can_reuse_input(n)
+            and first in buffer_of
+            and last_use[first] == i
+            and buffers[buffer_of[first]].numel >= n.numel
+        ):
+            buf = buffers[buffer_of[first]]
+            buf.end = max(buf.end, last_use[n.id])
+            buf.tensors.append(n.id)
+            buffer_of[n.id] = buf.index
+            continue
+        start = 0 if n.op == "placeholder" else i
+        buffers.append(Buffer(len(buffers), n.numel, start, last_use[n.id], [n.id]))
+        buffer_of[n.id] = len(buffers) - 1
+    live = [sum(b.numel for b in buffers if b.start <= i <= b.end) for i in range(len(ops))]
+    return MemoryPlan(buffers, [n.name for n in ops], live, buffer_of)
