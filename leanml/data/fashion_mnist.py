@@ -134,6 +134,11 @@ def load_split(split: str, root: str | Path | None = None, subset: int | None = 
         data = _load_file_pair(base, "test")
     else:
         full = _load_file_pair(base, "train")
+        if len(full) <= VAL_SIZE:
+            raise LeanmlError(
+                f"{base} holds {len(full)} training images; leanml keeps {VAL_SIZE} of them for validation",
+                "point --data / LEANML_DATA at the full Fashion-MNIST",
+            )
         order = torch.randperm(len(full), generator=torch.Generator().manual_seed(SPLIT_SEED))
         idx = order[:VAL_SIZE] if split == "val" else order[VAL_SIZE:]
         data = ImageSet(full.images[idx], full.labels[idx])

@@ -51,6 +51,17 @@ class MobileNetV2Config(Config):
                 len(self.hidden_channels) == n and all(h > 0 for h in self.hidden_channels),
                 f"mobilenetv2 hidden_channels needs {n} positive ints (one per block)",
             )
+            cin = self.stem
+            for k, (t, c, _) in enumerate(self.block_plan()):
+                require(
+                    t != 1 or self.hidden_channels[k] == cin,
+                    f"mobilenetv2 block {k} has expand ratio 1, so its hidden width must equal its input ({cin})",
+                )
+                cin = c
+
+    def block_plan(self) -> list[tuple[int, int, int]]:
+        """One (expand ratio, out channels, stride) per block."""
+        return [(t, c, s if i == 0 else 1) for t, c, n, s in self.settings for i in range(n)]
 
 
 class InvertedResidual(nn.Module):
@@ -84,7 +95,7 @@ class MobileNetV2(nn.Module):
         self.stem = nn.Sequential(
             nn.Conv2d(cfg.in_channels, cfg.stem, 3, 1, 1, bias=False), nn.BatchNorm2d(cfg.stem), nn.ReLU6(inplace=True)
         )
-        plan = [(t, c, s if i == 0 else 1) for t, c, n, s in cfg.settings for i in range(n)]
+        plan = cfg.block_plan()
         hidden = cfg.hidden_channels
         blocks: list[nn.Module] = []
         cin = cfg.stem

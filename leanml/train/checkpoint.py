@@ -59,7 +59,7 @@ def optimizer_state(tensors: dict[str, torch.Tensor], groups: list[dict[str, Any
     for name, t in tensors.items():
         _, idx, key = name.split("/", 2)
         state.setdefault(int(idx), {})[key] = t
-    return {"state": state, "param_groups": groups}
+    return {"state": dict(sorted(state.items())), "param_groups": groups}
 
 
 def save_checkpoint(

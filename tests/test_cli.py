@@ -1,0 +1,77 @@
+"""The CLI as a user meets it: real subprocesses, exit codes, one-line errors, no tracebacks."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def leanml(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "leanml", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        timeout=300,
+    )
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr + proc.stdout
+    for needle in needles:
+        assert needle in proc.stderr, proc.stderr
+
+
+def test_errors_are_one_line_and_non_zero(tmp_path):
+    assert_clean_error(leanml("profile", "--model", "alexnet", "--no-latency"), "unknown model 'alexnet'", "vgg")
+    assert_clean_error(leanml("profile", str(tmp_path / "missing")), "checkpoint file not found", "missing")
+    assert_clean_error(leanml("profile", "--model", "vgg", "--input-shape", "3,32,32", "--no-latency"), "does not fit")
+    assert_clean_error(leanml("train", "--epochs", "0"), "epochs must be >= 1")
+    assert_clean_error(
+        leanml("train", "--epochs", "1", "--data", str(tmp_path / "nodata"), "--out", str(tmp_path / "r")),
+        "dataset-fashion-mnist",
+        "LEANML_DATA",
+    )
+    corrupt = tmp_path / "c"
+    (tmp_path / "c.safetensors").write_bytes(b"garbage")
+    (tmp_path / "c.json").write_text("{")
+    assert_clean_error(leanml("eval", str(corrupt)), "corrupt checkpoint sidecar")
+
+
+def test_unwritable_output_is_a_clean_error(tmp_path, fake_data):
+    (tmp_path / "file").write_text("x")
+    proc = leanml("train", "--epochs", "1", "--data", str(fake_data), "--train-subset", "64", "--out",
+                  str(tmp_path / "file" / "run"))  # fmt: skip
+    assert_clean_error(proc, "cannot write")
+
+
+def test_train_profile_eval_round_trip(tmp_path, fake_data):
+    out = tmp_path / "run"
+    proc = leanml("train", "--model", "vgg", "--epochs", "1", "--data", str(fake_data), "--train-subset", "512",
+                  "--val-subset", "128", "--out", str(out), "--no-progress", "--threads", "1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "test accuracy" in proc.stdout
+    prof = leanml("profile", str(out), "--json", "--batch-sizes", "1", "--repeats", "2", "--threads", "1")
+    assert prof.returncode == 0, prof.stderr
+    doc = json.loads(prof.stdout)
+    assert doc["macs"] == 29_128_448 and "test_acc" in doc["metrics"] and "1" in doc["latency"]
+    ev = leanml("eval", str(out), "--data", str(fake_data))
+    assert ev.returncode == 0 and "test accuracy" in ev.stdout
+    again = leanml("train", "--epochs", "1", "--data", str(fake_data), "--out", str(out))
+    assert_clean_error(again, "already exists", "--resume")
+
+
+def test_help_and_models():
+    assert leanml("--help").returncode == 0
+    proc = leanml("models")
+    assert proc.returncode == 0 and all(n in proc.stdout for n in ("vgg", "resnet", "mobilenetv2"))
+
+
+@pytest.mark.slow
+def test_profile_table_output():
+    proc = leanml("profile", "--model", "resnet", "--batch-sizes", "1", "--repeats", "3", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "peak activation int8" in proc.stderr and "blocks.0.conv1" in proc.stderr
