@@ -1,0 +1,1 @@
+"""Quantization: primitives, k-means, linear PTQ/QAT, BN folding, integer-only reference, mixed precision."""
