@@ -118,7 +118,9 @@ def eval_cmd(
 def profile_cmd(
     checkpoint: Annotated[Path | None, typer.Argument(help="checkpoint to profile")] = None,
     model: Annotated[str | None, typer.Option(help="profile a fresh reference model instead")] = None,
-    input_shape: Annotated[str, typer.Option(help="input shape C,H,W")] = "1,28,28",
+    input_shape: Annotated[
+        str | None, typer.Option(help="input shape C,H,W (default: the checkpoint's, or 1,28,28)")
+    ] = None,
     batch_sizes: Annotated[str, typer.Option(help="batch sizes to time, comma-separated")] = "1,32",
     repeats: Annotated[int, typer.Option(help="timed repeats per batch size")] = 30,
     latency: Annotated[bool, typer.Option(help="measure latency")] = True,
@@ -141,7 +143,8 @@ def profile_cmd(
     else:
         assert model is not None
         net = build_model(model)
-    shape = parse_ints(input_shape, "input shape")
+    default_shape = ",".join(map(str, meta.get("input", {}).get("shape", [1, 28, 28])))
+    shape = parse_ints(input_shape or default_shape, "input shape")
     sizes = parse_ints(batch_sizes, "batch sizes")
     prof = profile_model(net, shape, batch_sizes=sizes, threads=threads, measure=latency, repeats=repeats)
     if as_json:
