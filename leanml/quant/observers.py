@@ -1,0 +1,218 @@
+"""Range observers for calibration: min-max, moving-average min-max, percentile, MSE-optimal, entropy (KL).
+
+An observer sees activation batches (``observe``) and proposes a clipping
+range (``range``) that the linear quantizer turns into scale and zero point.
+Histogram-style observers keep a bounded, seeded random sample of the values
+they saw (plus the exact min and max), so memory stays bounded on any
+calibration set and results are reproducible.
+
+Observers are chosen by name through :data:`OBSERVERS`.
+
+Example:
+    >>> import torch
+    >>> obs = make_observer("minmax")
+    >>> obs.observe(torch.tensor([-1.0, 3.0]))
+    >>> obs.range()
+    (-1.0, 3.0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from leanml.errors import LeanmlError
+
+SAMPLE_LIMIT = 1 << 20  # values kept per observer for histogram-based searches
+
+
+class Observer:
+    """Base: tracks the exact min and max of everything observed."""
+
+    def __init__(self, bits: int = 8) -> None:
+        self.bits = bits
+        self.lo = math.inf
+        self.hi = -math.inf
+
+    def observe(self, x: torch.Tensor) -> None:
+        """Record one batch of values (any shape)."""
+        x = x.detach()
+        self.lo = min(self.lo, float(x.min()))
+        self.hi = max(self.hi, float(x.max()))
+
+    def range(self) -> tuple[float, float]:
+        """The clipping range (lo, hi) to quantize with."""
+        self._check()
+        return self.lo, self.hi
+
+    def _check(self) -> None:
+        if self.lo > self.hi:
+            raise LeanmlError("observer saw no data", "calibrate on at least one batch before converting")
+
+
+class MinMaxObserver(Observer):
+    """The full observed range."""
+
+
+class MovingAverageMinMaxObserver(Observer):
+    """Exponential moving average of per-batch min and max (``momentum`` weight on the past)."""
+
+    def __init__(self, bits: int = 8, momentum: float = 0.9) -> None:
+        super().__init__(bits)
+        self.momentum = momentum
+        self.avg_lo: float | None = None
+        self.avg_hi: float | None = None
+
+    def observe(self, x: torch.Tensor) -> None:
+        super().observe(x)
+        lo, hi = float(x.min()), float(x.max())
+        if self.avg_lo is None or self.avg_hi is None:
+            self.avg_lo, self.avg_hi = lo, hi
+        else:
+            self.avg_lo = self.momentum * self.avg_lo + (1 - self.momentum) * lo
+            self.avg_hi = self.momentum * self.avg_hi + (1 - self.momentum) * hi
+
+    def range(self) -> tuple[float, float]:
+        self._check()
+        assert self.avg_lo is not None and self.avg_hi is not None
+        return self.avg_lo, self.avg_hi
+
+
+class SampleObserver(Observer):
+    """Keeps a bounded seeded random sample of observed values for range searches."""
+
+    def __init__(self, bits: int = 8, seed: int = 0) -> None:
+        super().__init__(bits)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.chunks: list[torch.Tensor] = []
+        self.kept = 0
+
+    def observe(self, x: torch.Tensor) -> None:
+        super().observe(x)
+        flat = x.detach().flatten().float()
+        if flat.numel() > SAMPLE_LIMIT // 8:  # keep at most 1/8 of the budget per batch
+            idx = torch.randint(0, flat.numel(), (SAMPLE_LIMIT // 8,), generator=self.generator)
+            flat = flat[idx]
+        self.chunks.append(flat)
+        self.kept += flat.numel()
+        if self.kept > SAMPLE_LIMIT:  # thin everything to half the budget, uniformly
+            pool = torch.cat(self.chunks)
+            idx = torch.randperm(pool.numel(), generator=self.generator)[: SAMPLE_LIMIT // 2]
+            self.chunks, self.kept = [pool[idx]], SAMPLE_LIMIT // 2
+
+    def sample(self) -> torch.Tensor:
+        """The kept values, 1-D float32."""
+        self._check()
+        return torch.cat(self.chunks)
+
+
+class PercentileObserver(SampleObserver):
+    """Clip to the [100-p, p] percentiles of the observed values (p = 99.99 by default)."""
+
+    def __init__(self, bits: int = 8, percentile: float = 99.99, seed: int = 0) -> None:
+        super().__init__(bits, seed)
+        if not 50.0 < percentile <= 100.0:
+            raise LeanmlError(f"percentile must be in (50, 100], got {percentile}")
+        self.percentile = percentile
+
+    def range(self) -> tuple[float, float]:
+        s = self.sample()
+        q = torch.tensor([1 - self.percentile / 100, self.percentile / 100], dtype=torch.float32)
+        lo, hi = torch.quantile(s, q).tolist()
+        return min(lo, 0.0), max(hi, 0.0)
+
+
+def _affine_mse(sample: torch.Tensor, lo: float, hi: float, bits: int) -> float:
+    """Mean squared error of asymmetric ``bits``-bit fake quantization of ``sample`` over [lo, hi]."""
+    levels = (1 << bits) - 1
+    scale = max(hi - lo, 1e-12) / levels
+    q = torch.clamp(torch.round((sample - lo) / scale), 0, levels)
+    return float(((q * scale + lo - sample) ** 2).mean())
+
+
+class MSEObserver(SampleObserver):
+    """The clipping range with the least quantization MSE among the min-max range shrunk by 1x..100x."""
+
+    def __init__(self, bits: int = 8, steps: int = 100, seed: int = 0) -> None:
+        super().__init__(bits, seed)
+        self.steps = steps
+
+    def range(self) -> tuple[float, float]:
+        s = self.sample()
+        lo, hi = min(self.lo, 0.0), max(self.hi, 0.0)
+        best = (math.inf, lo, hi)
+        for i in range(self.steps):
+            alpha = 0.01 ** (i / self.steps)  # geometric grid from the full range down to 1% of it
+            err = _affine_mse(s, lo * alpha, hi * alpha, self.bits)
+            if err < best[0]:
+                best = (err, lo * alpha, hi * alpha)
+        return best[1], best[2]
+
+
+class EntropyObserver(SampleObserver):
+    """TensorRT-style entropy calibration: the |x| threshold minimizing KL(P || Q) on a 2048-bin histogram.
+
+    The symmetric threshold T clips the observed range to [max(lo, -T), min(hi, T)].
+    """
+
+    BINS = 2048
+
+    def range(self) -> tuple[float, float]:
+        s = self.sample().abs()
+        top = float(s.max())
+        if top == 0.0:
+            return 0.0, 0.0
+        hist = torch.histc(s, bins=self.BINS, min=0.0, max=top).double()  # (BINS,)
+        levels = 1 << (self.bits - 1)  # magnitudes representable on one side
+        best_kl, best_i = math.inf, self.BINS
+        for i in range(levels, self.BINS + 1, 16):
+            p = hist[:i].clone()
+            p[-1] += hist[i:].sum()  # fold the clipped tail into the last bin
+            # Q: merge the first i bins into `levels` groups, spread each group's mass over its nonzero bins
+            groups = torch.tensor_split(hist[:i], levels)
+            q = torch.cat([_spread(g) for g in groups])
+            kl = _kl(p, q)
+            if kl < best_kl:
+                best_kl, best_i = kl, i
+        threshold = best_i * top / self.BINS
+        return max(min(self.lo, 0.0), -threshold), min(max(self.hi, 0.0), threshold)
+
+
+def _spread(group: torch.Tensor) -> torch.Tensor:
+    nonzero = group > 0
+    count = int(nonzero.sum())
+    out = torch.zeros_like(group)
+    if count:
+        out[nonzero] = group.sum() / count
+    return out
+
+
+def _kl(p: torch.Tensor, q: torch.Tensor) -> float:
+    p = p / p.sum()
+    q = q / max(float(q.sum()), 1e-30)
+    mask = p > 0
+    q = torch.where(q > 0, q, torch.full_like(q, 1e-12))
+    return float((p[mask] * (p[mask] / q[mask]).log()).sum())
+
+
+OBSERVERS: dict[str, Callable[[int], Observer]] = {
+    "minmax": MinMaxObserver,
+    "moving_average": MovingAverageMinMaxObserver,
+    "percentile": PercentileObserver,
+    "mse": MSEObserver,
+    "entropy": EntropyObserver,
+}
+
+
+def make_observer(name: str, bits: int = 8) -> Observer:
+    """A fresh observer by name (see :data:`OBSERVERS`).
+
+    Example:
+        >>> type(make_observer("entropy")).__name__
+        'EntropyObserver'
+    """
+    if name not in OBSERVERS:
+        raise LeanmlError(f"unknown observer {name!r}", f"choose one of: {', '.join(OBSERVERS)}")
+    return OBSERVERS[name](bits)
