@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
-import torch
-
 from leanml.artifact import atomic_write
-from leanml.profile import profile_model
+from leanml.profile import machine_summary, profile_model
 from leanml.train import TrainConfig, load_checkpoint, save_checkpoint, train
 
 ROOT = Path(__file__).resolve().parent
@@ -52,7 +49,7 @@ def train_stage(models: list[str], threads: int) -> None:
         print(f"[{name}] exported {EXPORT / name}.safetensors  test acc {meta['metrics']['test_acc']:.2%}")
 
 
-def report_stage(models: list[str], threads: int) -> None:
+def report_stage(models: list[str], threads: int, note: str) -> None:
     rows = []
     for name in models:
         ckpt = load_checkpoint(EXPORT / name)
@@ -63,13 +60,12 @@ def report_stage(models: list[str], threads: int) -> None:
         "",
         "Produced by `benchmarks/train_baselines.py`; checkpoints in `benchmarks/baselines/`.",
         "",
-        f"- machine: {platform.machine()}, {platform.processor() or 'cpu'}, "
-        f"{torch.get_num_threads()} torch threads available; torch {torch.__version__}; "
-        f"Python {platform.python_version()}",
+        f"- machine: {machine_summary()}",
         f"- training: threads {threads}, batch 128, SGD (Nesterov, momentum 0.9), cosine LR, "
         "weight decay 5e-4, random shift ±2 px + horizontal flip; validation = fixed 5,000 of the 60k train images",
         f"- latency: torch eager fp32, {threads} thread(s), median over repeats after warm-up (p10–p90 spread)",
         "- peak activation memory: batch 1, from tensor lifetimes on the traced graph (leanml's one memory model)",
+        *([f"- note: {note}"] if note else []),
         "",
         "| model | target | test acc | val acc | epochs | train time | params | MACs | size fp32 | size int8 "
         "| peak act. fp32 | peak act. int8 | latency b=1 | latency b=32 |",
@@ -103,6 +99,7 @@ def main() -> None:
     parser.add_argument("--stage", choices=("train", "report", "all"), default="all")
     parser.add_argument("--models", default=",".join(SCHEDULES))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--note", default="", help="a line of context for the results file")
     args = parser.parse_args()
     models = [m for m in args.models.split(",") if m]
     unknown = [m for m in models if m not in SCHEDULES]
@@ -111,7 +108,7 @@ def main() -> None:
     if args.stage in ("train", "all"):
         train_stage(models, args.threads)
     if args.stage in ("report", "all"):
-        report_stage(models, args.threads)
+        report_stage(models, args.threads, args.note)
 
 
 if __name__ == "__main__":

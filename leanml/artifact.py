@@ -54,8 +54,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
         raise LeanmlError(f"cannot write {target}: {e.strerror}", "choose a writable output path") from e
     os.close(fd)
     try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are ordinary files
         write(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are ordinary files
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)

@@ -2,11 +2,25 @@
 
 from leanml.profile.graph import OpNode, trace_ops
 from leanml.profile.latency import LatencyStats, measure_latency, model_latency
+from leanml.profile.machine import cpu_model, machine_summary
 from leanml.profile.macs import op_macs, register_macs
 from leanml.profile.memory import Buffer, MemoryPlan, activation_buffers
 from leanml.profile.summary import LayerProfile, ModelProfile, profile_model
 
 __all__ = [
-    "Buffer", "LatencyStats", "LayerProfile", "MemoryPlan", "ModelProfile", "OpNode", "activation_buffers",
-    "measure_latency", "model_latency", "op_macs", "profile_model", "register_macs", "trace_ops",
+    "Buffer",
+    "LatencyStats",
+    "LayerProfile",
+    "MemoryPlan",
+    "ModelProfile",
+    "OpNode",
+    "activation_buffers",
+    "cpu_model",
+    "machine_summary",
+    "measure_latency",
+    "model_latency",
+    "op_macs",
+    "profile_model",
+    "register_macs",
+    "trace_ops",
 ]  # fmt: skip
