@@ -13,7 +13,7 @@ TARGETS = {"vgg": 0.92, "resnet": 0.92, "mobilenetv2": 0.90}
 
 @pytest.mark.slow
 def test_short_training_run_learns_fashion_mnist(tmp_path):
-    cfg = TrainConfig(model="vgg", epochs=1, train_subset=8000, val_subset=1000, test_subset=2000)
+    cfg = TrainConfig(model="vgg", epochs=2, train_subset=6000, val_subset=1000, test_subset=2000, augment=False)
     result = train(cfg, tmp_path / "vgg", progress=False)
     assert result.metrics["test_acc"] >= 0.80
 
