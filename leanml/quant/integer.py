@@ -1,0 +1,235 @@
+"""Convert a calibrated :class:`QuantSim` into an :class:`IntegerModel`, run it, save it, load it.
+
+The integer model is a list of integer ops (:mod:`leanml.quant.integer_ops`)
+with int8 weights, int32 biases and Q31 requantization constants; running it
+uses integer arithmetic only (after the input is quantized). It is the model
+``deploy`` consumes: the C engine must reproduce its outputs bit for bit.
+
+Saved as the one artifact format: op arrays in safetensors, op fields in
+JSON (kind ``integer-model``, versioned).
+
+Example:
+    >>> import torch
+    >>> from leanml.models import build_model
+    >>> from leanml.quant.sim import QuantSim
+    >>> sim = QuantSim.from_model(build_model("resnet").eval())
+    >>> sim.calibrate([torch.randn(8, 1, 28, 28)])
+    >>> imodel = convert(sim)
+    >>> imodel(torch.randn(2, 1, 28, 28)).shape
+    torch.Size([2, 10])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from leanml.artifact import load_artifact, save_artifact
+from leanml.errors import LeanmlError
+from leanml.quant.fake_quant import FakeQuantize, weight_scales
+from leanml.quant.integer_ops import (
+    ADD_LEFT_SHIFT,
+    IntegerOp,
+    QAdd,
+    QAvgPool,
+    QClamp,
+    QConv2d,
+    QFlatten,
+    QLinear,
+    QMaxPool,
+    QuantizeInput,
+    TensorQ,
+    check_accumulator_bound,
+    run_op,
+)
+from leanml.quant.plan import Step
+from leanml.quant.primitives import (
+    activation_range,
+    quantize_bias,
+    quantize_multiplier,
+    round_half_away,
+)
+from leanml.quant.sim import QuantSim
+
+KIND = "integer-model"
+OP_TYPES: dict[str, type] = {
+    t.__name__: t for t in (QuantizeInput, QConv2d, QLinear, QAdd, QMaxPool, QAvgPool, QFlatten, QClamp)
+}
+
+
+class IntegerModel:
+    """Integer-only model: ``run_int8`` on int8 inputs, or call it on float inputs for float outputs."""
+
+    def __init__(self, ops: list[IntegerOp], output: str, output_q: TensorQ) -> None:
+        if not ops or not isinstance(ops[0], QuantizeInput):
+            raise LeanmlError("an integer model must start with its input quantization")
+        self.ops = ops
+        self.output = output
+        self.output_q = output_q
+
+    @property
+    def input_q(self) -> TensorQ:
+        """Quantization of the model input."""
+        first = self.ops[0]
+        assert isinstance(first, QuantizeInput)
+        return first.q
+
+    def quantize_input(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
+        """float input → int8 values (int64 array): clamp(round_half_away(x / s) + zp), float32 division."""
+        xf = torch.as_tensor(x, dtype=torch.float32)
+        q = round_half_away(xf / torch.tensor(self.input_q.scale, dtype=torch.float32)) + self.input_q.zero_point
+        return torch.clamp(q, -128, 127).to(torch.int64).numpy()
+
+    def run_int8(self, q: np.ndarray) -> np.ndarray:
+        """Run every op on int8 input values (N, C, H, W); returns the int8 output values (int64 array)."""
+        env = {self.ops[0].output: np.asarray(q, dtype=np.int64)}
+        for op in self.ops[1:]:
+            run_op(op, env)
+        return env[self.output]
+
+    def dequantize_output(self, q: np.ndarray) -> torch.Tensor:
+        """int8 outputs → float: scale * (q - zero_point)."""
+        return torch.from_numpy((q - self.output_q.zero_point).astype(np.float32) * np.float32(self.output_q.scale))
+
+    def __call__(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        return self.dequantize_output(self.run_int8(self.quantize_input(x)))
+
+    def save(self, path: str | Path) -> None:
+        """Atomically save as safetensors (op arrays) + JSON (op fields)."""
+        tensors: dict[str, torch.Tensor] = {}
+        ops_meta: list[dict[str, Any]] = []
+        for i, op in enumerate(self.ops):
+            fields: dict[str, Any] = {}
+            for f in dataclasses.fields(op):
+                value = getattr(op, f.name)
+                if isinstance(value, np.ndarray):
+                    tensors[f"ops.{i}.{f.name}"] = torch.from_numpy(np.ascontiguousarray(value))
+                    fields[f.name] = {"array": f"ops.{i}.{f.name}", "dtype": str(value.dtype)}
+                elif isinstance(value, TensorQ):
+                    fields[f.name] = {"scale": value.scale, "zero_point": value.zero_point}
+                else:
+                    fields[f.name] = list(value) if isinstance(value, tuple) else value
+            ops_meta.append({"type": type(op).__name__, "fields": fields})
+        meta = {"ops": ops_meta, "output": self.output, "output_q": dataclasses.asdict(self.output_q)}
+        save_artifact(path, tensors, meta, kind=KIND)
+
+    @classmethod
+    def load(cls, path: str | Path) -> IntegerModel:
+        """Load a saved integer model; malformed files raise :class:`LeanmlError`."""
+        tensors, meta = load_artifact(path, kind=KIND)
+        try:
+            ops = [_op_from_meta(entry, tensors) for entry in meta["ops"]]
+            return cls(ops, str(meta["output"]), TensorQ(**meta["output_q"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise LeanmlError(f"malformed integer model {path}: {e!r}", "re-create it with `leanml quantize`") from e
+
+
+def _op_from_meta(entry: dict[str, Any], tensors: dict[str, torch.Tensor]) -> IntegerOp:
+    op_type = OP_TYPES.get(entry["type"])
+    if op_type is None:
+        raise ValueError(f"unknown op type {entry['type']!r}")
+    kwargs: dict[str, Any] = {}
+    for name, value in entry["fields"].items():
+        if isinstance(value, dict) and "array" in value:
+            kwargs[name] = tensors[value["array"]].numpy().astype(value["dtype"])
+        elif isinstance(value, dict) and "scale" in value:
+            kwargs[name] = TensorQ(float(value["scale"]), int(value["zero_point"]))
+        elif isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    op: IntegerOp = op_type(**kwargs)
+    return op
+
+
+def _tensor_q(fq: FakeQuantize) -> TensorQ:
+    return TensorQ(float(fq.scale.detach().abs()) + 1e-12, int(fq.zero_point.item()))
+
+
+def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _weight_int8(weight: torch.Tensor, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-channel int weights exactly as :func:`weight_fake_quantize` rounds them."""
+    qmax = (1 << (bits - 1)) - 1
+    w = weight.detach().float()
+    scale = weight_scales(w, bits)  # (C_out,)
+    q = torch.clamp(round_half_away(w / scale.reshape(-1, *([1] * (w.dim() - 1)))), -qmax, qmax)
+    return q.to(torch.int64).numpy(), scale.numpy().astype(np.float32)
+
+
+def _requant_constants(in_q: TensorQ, w_scale: np.ndarray, out_q: TensorQ) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [quantize_multiplier(in_q.scale * float(s) / out_q.scale) for s in w_scale]
+    return np.array([p[0] for p in pairs], dtype=np.int64), np.array([p[1] for p in pairs], dtype=np.int64)
+
+
+def _layer_op(step: Step, sim: QuantSim) -> QConv2d | QLinear:
+    layer = sim.layer(step)
+    in_q, out_q = _tensor_q(sim.fake_quant(step.inputs[0])), _tensor_q(sim.fake_quant(step.output))
+    w, w_scale = _weight_int8(layer.weight, sim.weight_bits)
+    b = layer.bias.detach().double().numpy() if layer.bias is not None else np.zeros(w.shape[0])
+    bias = np.asarray(quantize_bias(b, in_q.scale, w_scale.astype(np.float64)), dtype=np.int64)
+    check_accumulator_bound(w, bias, step.name)
+    mult, shift = _requant_constants(in_q, w_scale, out_q)
+    act_min, act_max = activation_range(step.act, out_q.scale, out_q.zero_point)
+    if isinstance(layer, nn.Conv2d):
+        assert isinstance(layer.padding, tuple)
+        return QConv2d(step.name, step.inputs[0], step.output, w, bias, _pair(layer.stride), _pair(layer.padding),
+                       layer.groups, in_q, out_q, w_scale, mult, shift, act_min, act_max)  # fmt: skip
+    return QLinear(step.name, step.inputs[0], step.output, w, bias, in_q, out_q, w_scale, mult, shift, act_min, act_max)
+
+
+def _add_op(step: Step, sim: QuantSim) -> QAdd:
+    a_q, b_q = (_tensor_q(sim.fake_quant(t)) for t in step.inputs)
+    out_q = _tensor_q(sim.fake_quant(step.output))
+    twice_max = 2.0 * max(a_q.scale, b_q.scale)
+    a_m, a_s = quantize_multiplier(a_q.scale / twice_max)
+    b_m, b_s = quantize_multiplier(b_q.scale / twice_max)
+    o_m, o_s = quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * out_q.scale))
+    act_min, act_max = activation_range(step.act, out_q.scale, out_q.zero_point)
+    return QAdd(step.name, (step.inputs[0], step.inputs[1]), step.output, a_q, b_q, out_q,
+                a_m, a_s, b_m, b_s, o_m, o_s, act_min, act_max)  # fmt: skip
+
+
+def _step_op(step: Step, sim: QuantSim) -> IntegerOp:
+    m = step.module
+    if step.kind == "input":
+        return QuantizeInput(step.name, step.output, _tensor_q(sim.fake_quant(step.output)))
+    if step.kind in ("conv", "linear"):
+        return _layer_op(step, sim)
+    if step.kind == "add":
+        return _add_op(step, sim)
+    if step.kind == "maxpool":
+        assert isinstance(m, nn.MaxPool2d)
+        stride = m.stride if m.stride is not None else m.kernel_size
+        return QMaxPool(step.name, step.inputs[0], step.output, _pair(m.kernel_size), _pair(stride), _pair(m.padding))
+    if step.kind == "avgpool":
+        if isinstance(m, nn.AdaptiveAvgPool2d):
+            return QAvgPool(step.name, step.inputs[0], step.output, None, None)
+        assert isinstance(m, nn.AvgPool2d)
+        if _pair(m.padding) != (0, 0):
+            raise LeanmlError(f"average pool {step.name!r} has padding", "only unpadded average pooling converts")
+        stride = m.stride if m.stride is not None else m.kernel_size
+        return QAvgPool(step.name, step.inputs[0], step.output, _pair(m.kernel_size), _pair(stride))
+    if step.kind == "flatten":
+        return QFlatten(step.name, step.inputs[0], step.output, step.flatten_start)
+    if step.kind in ("relu", "relu6"):
+        q = _tensor_q(sim.fake_quant(step.output))
+        return QClamp(step.name, step.inputs[0], step.output, *activation_range(step.kind, q.scale, q.zero_point))
+    raise LeanmlError(f"cannot convert plan step {step.kind!r}")
+
+
+def convert(sim: QuantSim) -> IntegerModel:
+    """The integer model of a calibrated (or QAT-trained) simulator."""
+    if not all(isinstance(fq, FakeQuantize) and fq.calibrated for fq in sim.fq.values()):
+        raise LeanmlError("the model is not calibrated", "run calibration (PTQ) or QAT before converting")
+    if sim.bits != 8:
+        raise LeanmlError(f"integer conversion needs 8-bit activations, got {sim.bits}", "use bits=8")
+    ops = [_step_op(step, sim) for step in sim.plan.steps]
+    return IntegerModel(ops, sim.plan.output, _tensor_q(sim.fake_quant(sim.plan.output)))
