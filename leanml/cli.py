@@ -25,6 +25,15 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+def _register_subcommands() -> None:
+    from leanml.cli_quantize import app as quantize_app
+
+    app.add_typer(quantize_app, name="quantize")
+
+
+_register_subcommands()
+
 DataOpt = Annotated[
     Path | None, typer.Option("--data", help="Fashion-MNIST folder (default: $LEANML_DATA or Debian's path)")
 ]

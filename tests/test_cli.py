@@ -75,3 +75,20 @@ def test_profile_table_output():
     proc = leanml("profile", "--model", "resnet", "--batch-sizes", "1", "--repeats", "3", "--threads", "1")
     assert proc.returncode == 0, proc.stderr
     assert "peak activation int8" in proc.stderr and "blocks.0.conv1" in proc.stderr
+
+
+def test_quantize_linear_and_kmeans(tmp_path, fake_data):
+    ckpt = tmp_path / "tiny"
+    proc = leanml("train", "--epochs", "1", "--data", str(fake_data), "--train-subset", "256", "--val-subset", "64",
+                  "--out", str(ckpt), "--no-progress", "--threads", "1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lin = leanml("quantize", "linear", str(ckpt), "--out", str(tmp_path / "int8"), "--data", str(fake_data),
+                 "--calibration-images", "64", "--eval-subset", "64", "--threads", "1")  # fmt: skip
+    assert lin.returncode == 0, lin.stderr
+    assert "integer" in lin.stdout and (tmp_path / "int8.safetensors").exists()
+    km = leanml("quantize", "kmeans", str(ckpt), "--out", str(tmp_path / "km"), "--bits", "2", "--data",
+                str(fake_data), "--eval-subset", "64", "--threads", "1")  # fmt: skip
+    assert km.returncode == 0, km.stderr
+    assert "k-means 2-bit" in km.stdout and (tmp_path / "km.codebooks.safetensors").exists()
+    bad = leanml("quantize", "linear", str(ckpt), "--out", str(tmp_path / "x"), "--observer", "magic")
+    assert_clean_error(bad, "unknown observer 'magic'")

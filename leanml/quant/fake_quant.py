@@ -142,4 +142,5 @@ class FakeQuantize(nn.Module):
         return self.quantize(x)
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}, mode={self.mode}, scale={float(self.scale):.6g}, zero_point={int(self.zero_point)}"
+        scale, zero_point = float(self.scale.detach()), int(self.zero_point)
+        return f"bits={self.bits}, mode={self.mode}, scale={scale:.6g}, zero_point={zero_point}"

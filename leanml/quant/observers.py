@@ -152,27 +152,35 @@ class MSEObserver(SampleObserver):
 
 
 class EntropyObserver(SampleObserver):
-    """TensorRT-style entropy calibration: the |x| threshold minimizing KL(P || Q).
+    """TensorRT-style entropy calibration, one side of zero at a time.
 
-    P is the histogram of |x| cut at a candidate threshold (the clipped tail
-    folded into the last bin); Q merges those bins into 2^(bits-1) levels and
-    spreads each level's mass over its nonzero bins. TensorRT uses 2048 bins;
-    here the histogram has 32768 bins and candidates step by 128 bins, so a
-    few far outliers cannot force the threshold above the bulk of the values.
-    The symmetric threshold T clips the observed range to [max(lo, -T), min(hi, T)].
+    For each sign present, P is the histogram of |x| on that side cut at a
+    candidate threshold (the clipped tail folded into the last bin); Q merges
+    those bins into as many levels as that side gets (256 for a non-negative
+    tensor, 128 per side for a signed one) and spreads each level's mass over
+    its nonzero bins; the threshold minimizing KL(P || Q) wins. TensorRT uses
+    2048 bins over |x|; here each side has 32768 bins and candidates step by
+    one level's worth, so a few far outliers cannot force the threshold above
+    the bulk of the values, and a signed input (e.g. a normalized image whose
+    background is negative) is not folded onto its positive side.
     """
 
     BINS = 1 << 15
 
     def range(self) -> tuple[float, float]:
-        s = self.sample().abs()
-        top = float(s.max())
-        if top == 0.0:
-            return 0.0, 0.0
-        hist = torch.histc(s, bins=self.BINS, min=0.0, max=top).double()  # (BINS,)
-        levels = 1 << (self.bits - 1)  # magnitudes representable on one side
+        s = self.sample()
+        signed = self.lo < 0 < self.hi
+        levels = (1 << self.bits) // (2 if signed else 1)
+        hi = self._threshold(s[s > 0], levels) if self.hi > 0 else 0.0
+        lo = -self._threshold(-s[s < 0], levels) if self.lo < 0 else 0.0
+        return lo, hi
+
+    def _threshold(self, mags: torch.Tensor, levels: int) -> float:
+        top = float(mags.max())
+        hist = torch.histc(mags, bins=self.BINS, min=0.0, max=top).double()  # (BINS,)
         best_kl, best_i = math.inf, self.BINS
-        for i in range(levels, self.BINS + 1, levels):
+        step = max(levels, self.BINS // 1024)
+        for i in range(step, self.BINS + 1, step):
             p = hist[:i].clone()
             p[-1] += hist[i:].sum()  # fold the clipped tail into the last bin
             groups = hist[:i].view(levels, i // levels)  # (levels, bins per level)
@@ -181,8 +189,7 @@ class EntropyObserver(SampleObserver):
             kl = _kl(p, q.flatten())
             if kl < best_kl:
                 best_kl, best_i = kl, i
-        threshold = best_i * top / self.BINS
-        return max(min(self.lo, 0.0), -threshold), min(max(self.hi, 0.0), threshold)
+        return best_i * top / self.BINS
 
 
 def _kl(p: torch.Tensor, q: torch.Tensor) -> float:

@@ -1,0 +1,99 @@
+"""``leanml quantize linear|kmeans``: quantize a checkpoint, report accuracy and size, save the result.
+
+Example:
+    $ leanml quantize linear runs/vgg --observer entropy --out runs/vgg-int8
+    $ leanml quantize kmeans runs/vgg --bits 4 --qat-epochs 1 --out runs/vgg-km4
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+
+from leanml.data import batches, load_split
+from leanml.progress import make_console
+from leanml.threads import torch_threads
+
+app = typer.Typer(help="Quantize a checkpoint: linear int8 (PTQ/QAT → integer model) or k-means (+QAT).")
+
+DataOpt = Annotated[Path | None, typer.Option("--data", help="Fashion-MNIST folder")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch threads (default: all)")]
+EvalOpt = Annotated[int, typer.Option(help="test images to evaluate on (the integer executor is slow)")]
+
+
+def _accuracy(fn: object, images: torch.Tensor, labels: torch.Tensor) -> float:
+    assert callable(fn)
+    with torch.no_grad():
+        return float((fn(images).argmax(1) == labels).float().mean())
+
+
+@app.command("linear")
+def linear_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="float checkpoint")],
+    out: Annotated[Path, typer.Option(help="where to save the integer model")],
+    observer: Annotated[str, typer.Option(help="minmax, moving_average, percentile, mse or entropy")] = "minmax",
+    calibration_images: Annotated[int, typer.Option(help="training images to calibrate on")] = 512,
+    qat_epochs: Annotated[int, typer.Option(help="quantization-aware fine-tuning epochs")] = 0,
+    qat_lr: Annotated[float, typer.Option(help="QAT learning rate")] = 1e-3,
+    lsq: Annotated[bool, typer.Option(help="learn activation scales during QAT (LSQ)")] = False,
+    eval_subset: EvalOpt = 2000,
+    data: DataOpt = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """int8 linear quantization: fold BN, calibrate, optional QAT, convert to the integer-only model."""
+    from leanml.quant import LinearQuantConfig, quantize_linear
+    from leanml.train import load_model
+
+    cfg = LinearQuantConfig(observer=observer, calibration_images=calibration_images, qat_epochs=qat_epochs,
+                            qat_lr=qat_lr, learn_scale=lsq)  # fmt: skip
+    model = load_model(checkpoint)
+    with torch_threads(threads):
+        result = quantize_linear(model, cfg, data_root=data)
+        assert result.integer_model is not None
+        result.integer_model.save(out)
+        test = load_split("test", data, eval_subset)
+        x, y = next(batches(test, len(test)))
+        accs = (_accuracy(model, x, y), _accuracy(result.sim, x, y), _accuracy(result.integer_model, x, y))
+    make_console().print(f"saved the integer model to {out}")
+    print(f"test accuracy on {len(test)} images: fp32 {accs[0]:.2%}  fake-quant {accs[1]:.2%}  integer {accs[2]:.2%}")
+
+
+@app.command("kmeans")
+def kmeans_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="float checkpoint")],
+    out: Annotated[Path, typer.Option(help="where to save the quantized checkpoint (+ .codebooks)")],
+    bits: Annotated[int, typer.Option(help="bits per weight index (2^bits centroids per layer)")] = 4,
+    qat_epochs: Annotated[int, typer.Option(help="k-means QAT epochs (centroid updates)")] = 0,
+    qat_lr: Annotated[float, typer.Option(help="QAT learning rate")] = 1e-3,
+    eval_subset: EvalOpt = 10000,
+    data: DataOpt = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """k-means weight quantization with optional QAT; size counted as indices + codebooks."""
+    from leanml.artifact import save_artifact
+    from leanml.quant import KMeansConfig, kmeans_quantize_
+    from leanml.quant.finetune import FinetuneConfig, finetune
+    from leanml.train import evaluate, load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    model = ckpt.model
+    test = load_split("test", data, eval_subset)
+    with torch_threads(threads):
+        _, fp32_acc = evaluate(model, test)
+        quantizer = kmeans_quantize_(model, KMeansConfig(bits=bits))
+        _, ptq_acc = evaluate(model, test)
+        if qat_epochs:
+            finetune(model, load_split("train", data), FinetuneConfig(qat_epochs, qat_lr), quantizer.qat_step_)
+        _, qat_acc = evaluate(model, test)
+    report = quantizer.report(model)
+    meta = {"kmeans": {"bits": bits, "qat_epochs": qat_epochs}, "metrics": {"test_acc": qat_acc}}
+    save_checkpoint(out, model, meta)
+    save_artifact(Path(f"{out}.codebooks"), *quantizer.state(), kind="kmeans")
+    print(
+        f"k-means {bits}-bit: test accuracy fp32 {fp32_acc:.2%}, after quantization {ptq_acc:.2%}, "
+        f"after {qat_epochs} QAT epoch(s) {qat_acc:.2%}; size {report.total_bytes / 1024:.1f} KiB "
+        f"(fp32 {report.fp32_bytes / 1024:.1f} KiB)"
+    )

@@ -1,0 +1,69 @@
+"""A small fine-tuning loop shared by quantization-aware training (linear QAT and k-means QAT).
+
+``after_step(model)`` runs after every optimizer step: k-means QAT re-projects
+weights onto their codebooks there, so the shared-weight constraint always holds.
+
+Example:
+    >>> from leanml.data import ImageSet
+    >>> data = ImageSet(torch.zeros(8, 1, 28, 28, dtype=torch.uint8), torch.zeros(8, dtype=torch.long))
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    >>> finetune(model, data, FinetuneConfig(epochs=1, batch_size=4), progress=False)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from leanml.config import Config, require
+from leanml.data import ImageSet, batches
+from leanml.progress import track
+from leanml.train.loop import cosine_lr
+
+
+@dataclass
+class FinetuneConfig(Config):
+    """SGD with momentum and a cosine schedule over ``epochs``."""
+
+    epochs: int = 1
+    lr: float = 1e-3
+    batch_size: int = 128
+    augment: bool = True
+    seed: int = 0
+
+    def validate(self) -> None:
+        require(self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}")
+        require(self.lr > 0 and self.batch_size >= 1, "lr must be > 0 and batch size >= 1")
+
+
+def finetune(
+    model: nn.Module,
+    data: ImageSet,
+    cfg: FinetuneConfig,
+    after_step: Callable[[nn.Module], object] | None = None,
+    progress: bool = True,
+) -> None:
+    """Fine-tune ``model`` on ``data`` with cross-entropy; leaves it in eval mode."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9)
+    per_epoch = math.ceil(len(data) / cfg.batch_size)
+    total, step = per_epoch * cfg.epochs, 0
+    model.train()
+    for epoch in range(cfg.epochs):
+        stream = batches(data, cfg.batch_size, shuffle=True, augment=cfg.augment, seed=cfg.seed, epoch=epoch)
+        for x, y in track(stream, per_epoch, f"fine-tune epoch {epoch + 1}/{cfg.epochs}", progress):
+            for group in opt.param_groups:
+                group["lr"] = cosine_lr(cfg.lr, step, total)
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+            if after_step is not None:
+                after_step(model)
+            step += 1
+    model.eval()
