@@ -97,3 +97,49 @@ def kmeans_cmd(
         f"after {qat_epochs} QAT epoch(s) {qat_acc:.2%}; size {report.total_bytes / 1024:.1f} KiB "
         f"(fp32 {report.fp32_bytes / 1024:.1f} KiB)"
     )
+
+
+@app.command("mixed")
+def mixed_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="float checkpoint")],
+    out: Annotated[Path, typer.Option(help="where to save the integer model")],
+    budget_kib: Annotated[
+        float | None, typer.Option(help="weight budget in KiB (default: uniform --like bits)")
+    ] = None,
+    like: Annotated[int, typer.Option(help="budget = size of uniform weights at this many bits")] = 4,
+    val_images: Annotated[int, typer.Option(help="validation images for the sensitivity scan")] = 2000,
+    calibration_images: Annotated[int, typer.Option(help="training images to calibrate on")] = 512,
+    eval_subset: EvalOpt = 2000,
+    data: DataOpt = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Mixed-precision weights: per-layer widths from measured sensitivity under a size budget, then int8 PTQ."""
+    from leanml.quant import LinearQuantConfig, QuantSim, convert
+    from leanml.quant.linear import calibration_batches
+    from leanml.quant.linear import calibration_images as sample_calibration
+    from leanml.quant.mixed import MixedPrecisionConfig, mixed_precision
+    from leanml.train import load_model
+
+    budget = int(budget_kib * 1024) if budget_kib is not None else None
+    cfg = MixedPrecisionConfig(budget_bytes=budget, like_uniform_bits=None if budget else like, val_images=val_images)
+    model = load_model(checkpoint)
+    with torch_threads(threads):
+        result = mixed_precision(model, cfg, data_root=data)
+        calib = sample_calibration(LinearQuantConfig(calibration_images=calibration_images), data)
+        test = load_split("test", data, eval_subset)
+        x, y = next(batches(test, len(test)))
+        accs = {}
+        for label, bits in (("mixed", result.bits), (f"uniform {like}-bit", like)):
+            sim = QuantSim.from_model(model, 8, bits)
+            sim.calibrate(calibration_batches(calib, 128))
+            accs[label] = _accuracy(sim, x, y)
+            if label == "mixed":
+                convert(sim).save(out)
+    console = make_console()
+    for name, b in result.bits.items():
+        console.print(f"  {name:24s} {b} bits")
+    print(
+        f"weights {result.weight_bits_total / 8 / 1024:.1f} KiB (budget {result.budget_bits / 8 / 1024:.1f} KiB); "
+        f"test accuracy on {len(test)} images: fp32 {_accuracy(model, x, y):.2%}, "
+        + ", ".join(f"{k} {v:.2%}" for k, v in accs.items())
+    )

@@ -92,3 +92,17 @@ def test_quantize_linear_and_kmeans(tmp_path, fake_data):
     assert "k-means 2-bit" in km.stdout and (tmp_path / "km.codebooks.safetensors").exists()
     bad = leanml("quantize", "linear", str(ckpt), "--out", str(tmp_path / "x"), "--observer", "magic")
     assert_clean_error(bad, "unknown observer 'magic'")
+
+
+def test_quantize_mixed(tmp_path, fake_data):
+    ckpt = tmp_path / "tiny"
+    proc = leanml("train", "--epochs", "1", "--data", str(fake_data), "--train-subset", "256", "--val-subset", "64",
+                  "--out", str(ckpt), "--no-progress", "--threads", "1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    args = ["--val-images", "64", "--calibration-images", "64", "--eval-subset", "64", "--threads", "1"]
+    mixed = leanml("quantize", "mixed", str(ckpt), "--out", str(tmp_path / "mp"), "--data", str(fake_data), *args)
+    assert mixed.returncode == 0, mixed.stderr
+    assert "uniform 4-bit" in mixed.stdout and (tmp_path / "mp.safetensors").exists()
+    tiny_budget = leanml("quantize", "mixed", str(ckpt), "--out", str(tmp_path / "mp2"), "--budget-kib", "0.01",
+                         "--data", str(fake_data), "--val-images", "32")  # fmt: skip
+    assert_clean_error(tiny_budget, "smallest achievable")

@@ -172,7 +172,7 @@ def _requant_constants(in_q: TensorQ, w_scale: np.ndarray, out_q: TensorQ) -> tu
 def _layer_op(step: Step, sim: QuantSim) -> QConv2d | QLinear:
     layer = sim.layer(step)
     in_q, out_q = _tensor_q(sim.fake_quant(step.inputs[0])), _tensor_q(sim.fake_quant(step.output))
-    w, w_scale = _weight_int8(layer.weight, sim.weight_bits)
+    w, w_scale = _weight_int8(layer.weight, sim.weight_bits(step))
     b = layer.bias.detach().double().numpy() if layer.bias is not None else np.zeros(w.shape[0])
     bias = np.asarray(quantize_bias(b, in_q.scale, w_scale.astype(np.float64)), dtype=np.int64)
     check_accumulator_bound(w, bias, step.name)

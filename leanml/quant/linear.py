@@ -82,7 +82,19 @@ def qat(sim: QuantSim, data: ImageSet, cfg: LinearQuantConfig, progress: bool = 
     finetune(sim, data, FinetuneConfig(cfg.qat_epochs, cfg.qat_lr, cfg.batch_size, seed=cfg.seed), progress=progress)
 
 
-def _calibration_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+def calibration_images(cfg: LinearQuantConfig, data_root: str | Path | None = None) -> torch.Tensor:
+    """A fixed, seeded sample of ``cfg.calibration_images`` normalized training images (N, 1, 28, 28)."""
+    sample = load_split("train", data_root, cfg.calibration_images)
+    return torch.cat([x for x, _ in batches(sample, cfg.batch_size)])
+
+
+def calibration_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    """Consecutive batches (B, ...) of ``images`` (N, ...).
+
+    Example:
+        >>> [b.shape[0] for b in calibration_batches(torch.zeros(5, 1), 2)]
+        [2, 2, 1]
+    """
     for start in range(0, images.shape[0], batch_size):
         yield images[start : start + batch_size]
 
@@ -103,10 +115,9 @@ def quantize_linear(
     """
     sim = QuantSim.from_model(model, cfg.bits, cfg.weight_bits, cfg.observer, cfg.learn_scale)
     if calibration is None:
-        sample = load_split("train", data_root, cfg.calibration_images)
-        calibration = torch.cat([x for x, _ in batches(sample, cfg.batch_size)])
+        calibration = calibration_images(cfg, data_root)
     check_images(calibration, input_shape)
-    sim.calibrate(_calibration_batches(calibration[: cfg.calibration_images], cfg.batch_size))
+    sim.calibrate(calibration_batches(calibration[: cfg.calibration_images], cfg.batch_size))
     if cfg.qat_epochs:
         qat(sim, load_split("train", data_root, cfg.qat_images), cfg, progress)
     return LinearQuantResult(sim, convert(sim) if cfg.bits == 8 else None)

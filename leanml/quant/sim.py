@@ -50,12 +50,25 @@ class QuantSim(nn.Module):
     """Float execution of a plan with fake quantization; see the module docstring."""
 
     def __init__(
-        self, plan: Plan, bits: int = 8, weight_bits: int = 8, observer: str = "minmax", learn_scale: bool = False
+        self,
+        plan: Plan,
+        bits: int = 8,
+        weight_bits: int | dict[str, int] = 8,
+        observer: str = "minmax",
+        learn_scale: bool = False,
     ) -> None:
         super().__init__()
         self.plan = plan
         self.bits = bits
-        self.weight_bits = weight_bits
+        layer_names = [s.name for s in plan.steps if s.kind in ("conv", "linear")]
+        if isinstance(weight_bits, dict):
+            unknown = sorted(set(weight_bits) - set(layer_names))
+            if unknown:
+                raise LeanmlError(f"unknown layer(s) for weight bits: {', '.join(unknown)}",
+                                  f"quantizable layers: {', '.join(layer_names)}")  # fmt: skip
+            self.layer_bits = {n: weight_bits.get(n, 8) for n in layer_names}
+        else:
+            self.layer_bits = dict.fromkeys(layer_names, weight_bits)
         self.layers = nn.ModuleDict({s.output: s.module for s in plan.steps if s.module is not None})
         self.fq = nn.ModuleDict(
             {s.output: FakeQuantize(bits, observer, learn_scale) for s in plan.steps if s.owns_qparams}
@@ -67,9 +80,18 @@ class QuantSim(nn.Module):
 
     @classmethod
     def from_model(
-        cls, model: nn.Module, bits: int = 8, weight_bits: int = 8, observer: str = "minmax", learn_scale: bool = False
+        cls,
+        model: nn.Module,
+        bits: int = 8,
+        weight_bits: int | dict[str, int] = 8,
+        observer: str = "minmax",
+        learn_scale: bool = False,
     ) -> QuantSim:
-        """Fold BN in (a copy of) ``model``, build its plan, and wrap it."""
+        """Fold BN in (a copy of) ``model``, build its plan, and wrap it.
+
+        ``weight_bits`` is one width for every layer, or a width per conv/linear
+        layer name (mixed precision; layers not named get 8 bits).
+        """
         return cls(build_plan(fold_bn(model)), bits, weight_bits, observer, learn_scale)
 
     def set_mode(self, mode: str) -> None:
@@ -107,9 +129,13 @@ class QuantSim(nn.Module):
         assert isinstance(layer, nn.Conv2d | nn.Linear)
         return layer
 
+    def weight_bits(self, step: Step) -> int:
+        """Weight bit width of a ``conv``/``linear`` step."""
+        return self.layer_bits[step.name]
+
     def _weight(self, step: Step) -> torch.Tensor:
         w = self.layer(step).weight
-        return weight_fake_quantize(w, self.weight_bits) if self.weights_quantized else w
+        return weight_fake_quantize(w, self.weight_bits(step)) if self.weights_quantized else w
 
     def _bias(self, step: Step) -> torch.Tensor | None:
         """The bias, snapped (in quantize mode) to the int32 grid of scale s_in * s_w[c] as the integer op stores it."""
@@ -117,12 +143,14 @@ class QuantSim(nn.Module):
         bias = layer.bias
         if bias is None or not self.weights_quantized:
             return bias
-        grid = self.fake_quant(step.inputs[0]).scale.detach().abs() * weight_scales(layer.weight, self.weight_bits)
+        grid = self.fake_quant(step.inputs[0]).scale.detach().abs() * weight_scales(
+            layer.weight, self.weight_bits(step)
+        )
         return bias + (round_half_away(bias / grid) * grid - bias).detach()
 
     def _requant_right_shift(self, step: Step, ndim: int) -> torch.Tensor:
         """Per-output-channel right shift of the layer's requantization, shaped to broadcast over (N, C, ...)."""
-        w_scale = weight_scales(self.layer(step).weight, self.weight_bits)  # (C_out,)
+        w_scale = weight_scales(self.layer(step).weight, self.weight_bits(step))  # (C_out,)
         s_in = self.fake_quant(step.inputs[0]).scale.detach().abs()
         s_out = self.fake_quant(step.output).scale.detach().abs()
         real = (s_in.double() * w_scale.double() / s_out.double()).clamp(min=1e-30)
