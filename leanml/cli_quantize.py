@@ -39,6 +39,7 @@ def linear_cmd(
     qat_epochs: Annotated[int, typer.Option(help="quantization-aware fine-tuning epochs")] = 0,
     qat_lr: Annotated[float, typer.Option(help="QAT learning rate")] = 1e-3,
     lsq: Annotated[bool, typer.Option(help="learn activation scales during QAT (LSQ)")] = False,
+    onnx: Annotated[Path | None, typer.Option(help="also export an ONNX QDQ model here")] = None,
     eval_subset: EvalOpt = 2000,
     data: DataOpt = None,
     threads: ThreadsOpt = None,
@@ -54,6 +55,10 @@ def linear_cmd(
         result = quantize_linear(model, cfg, data_root=data)
         assert result.integer_model is not None
         result.integer_model.save(out)
+        if onnx is not None:
+            from leanml.quant.onnx_export import export_onnx
+
+            export_onnx(result.integer_model, onnx)
         test = load_split("test", data, eval_subset)
         x, y = next(batches(test, len(test)))
         accs = (_accuracy(model, x, y), _accuracy(result.sim, x, y), _accuracy(result.integer_model, x, y))
