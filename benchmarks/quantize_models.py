@@ -1,0 +1,413 @@
+"""Quantize the reference models and write benchmarks/results/quantization.md.
+
+Sections (default: all):
+  kmeans  course Lab 2 on vgg: k-means weight quantization at 8/4/2 bits, then k-means QAT
+          (cluster-mean updates after every SGD step): 1 epoch at 8 and 4 bits, 5 epochs at 2 bits.
+  ptq     int8 PTQ (512 calibration images) with every observer: fp32 vs fake-quant vs integer executor.
+  qat     int8 QAT, 1 epoch, same columns as ptq.
+  peers   torch.ao FX graph-mode PTQ (x86 backend) and onnxruntime quantize_static (QDQ, int8,
+          per-channel) on the same models and the same 512 calibration images.
+
+Resumable: each finished row is cached as JSON in --cache (default runs/quant_bench/<row>.json) and
+skipped on the next run (--fresh recomputes); the results file is rewritten after every row.
+
+Run: .venv/bin/python benchmarks/quantize_models.py [--sections kmeans,ptq,qat,peers] [--models vgg,resnet]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from leanml.artifact import atomic_write
+from leanml.data import ImageSet, batches, load_split
+from leanml.profile import machine_summary
+from leanml.quant import IntegerModel, KMeansConfig, LinearQuantConfig, QuantSim, kmeans_quantize_, quantize_linear
+from leanml.quant.finetune import FinetuneConfig, finetune
+from leanml.quant.observers import OBSERVERS
+from leanml.threads import torch_threads
+from leanml.train import evaluate, load_model
+
+ROOT = Path(__file__).resolve().parent
+BASELINES = ROOT / "baselines"
+MODELS = ("vgg", "resnet", "mobilenetv2")
+SECTIONS = ("kmeans", "ptq", "qat", "peers")
+KMEANS_EPOCHS = {8: 1, 4: 1, 2: 5}
+KMEANS_GOAL = {4: 0.005, 2: 0.015}  # max accuracy drop vs fp32 after QAT
+INT8_GOAL = 0.003  # int8 PTQ/QAT: max drop vs fp32
+CALIB_IMAGES, CALIB_BATCH, TRAIN_BATCH, EVAL_BATCH = 512, 128, 128, 500
+QAT_LR = 1e-3
+EPS = 1e-9
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.2f}%"
+
+
+def pts(acc: float, fp32: float) -> str:
+    return f"{100 * (acc - fp32):+.2f}"
+
+
+def ok(cond: bool) -> str:
+    return "met" if cond else "**MISSED**"
+
+
+# ---------------------------------------------------------------- measurements
+
+
+def calibration_images() -> torch.Tensor:
+    """Exactly what quantize_linear samples by default: a seeded 512-image sample of the train split."""
+    return torch.cat([x for x, _ in batches(load_split("train", subset=CALIB_IMAGES), CALIB_BATCH)])
+
+
+def eval_int8(sim: QuantSim, imodel: IntegerModel, test: ImageSet) -> dict[str, Any]:
+    """Fake-quant and integer-executor accuracy, argmax agreement and output codes within 1 LSB.
+
+    Same computation as tests/quant/test_integer.py::lsb_agreement, accumulated over the test set.
+    """
+    n = fake_ok = int_ok = agree = within = elems = 0
+    t_fake = t_int = 0.0
+    sim.eval()
+    for x, y in batches(test, EVAL_BATCH):
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            fake = sim(x)  # (B, classes) float on the output grid
+        t1 = time.perf_counter()
+        q_int = imodel.run_int8(imodel.quantize_input(x))  # (B, classes) int8 codes as int64
+        t2 = time.perf_counter()
+        t_fake, t_int = t_fake + t1 - t0, t_int + t2 - t1
+        q_fake = torch.round(fake / imodel.output_q.scale).numpy().astype(np.int64) + imodel.output_q.zero_point
+        labels, fake_pred, int_pred = y.numpy(), fake.argmax(1).numpy(), q_int.argmax(1)
+        n += len(labels)
+        fake_ok += int((fake_pred == labels).sum())
+        int_ok += int((int_pred == labels).sum())
+        agree += int((fake_pred == int_pred).sum())
+        within += int((np.abs(q_int - q_fake) <= 1).sum())
+        elems += q_int.size
+    return {
+        "fake_acc": fake_ok / n, "int_acc": int_ok / n, "argmax_agree": agree / n, "within_1lsb": within / elems,
+        "eval_fake_s": t_fake, "eval_int_s": t_int,
+    }  # fmt: skip
+
+
+def row_fp32(name: str, test: ImageSet) -> dict[str, Any]:
+    _, acc = evaluate(load_model(BASELINES / name), test, EVAL_BATCH)
+    return {"fp32_acc": acc}
+
+
+def row_kmeans(bits: int, lr: float, fp32: float, test: ImageSet) -> dict[str, Any]:
+    model = load_model(BASELINES / "vgg")
+    t0 = time.perf_counter()
+    quantizer = kmeans_quantize_(model, KMeansConfig(bits=bits))
+    t_quant = time.perf_counter() - t0
+    _, acc_kmeans = evaluate(model, test, EVAL_BATCH)
+    epochs = KMEANS_EPOCHS[bits]
+    t0 = time.perf_counter()
+    cfg = FinetuneConfig(epochs=epochs, lr=lr, batch_size=TRAIN_BATCH)
+    finetune(model, load_split("train"), cfg, after_step=quantizer.qat_step_, progress=sys.stderr.isatty())
+    t_qat = time.perf_counter() - t0
+    _, acc_qat = evaluate(model, test, EVAL_BATCH)
+    report = quantizer.report(model)
+    return {
+        "bits": bits, "lr": lr, "epochs": epochs, "fp32_acc": fp32, "kmeans_acc": acc_kmeans, "qat_acc": acc_qat,
+        "total_bytes": report.total_bytes, "fp32_bytes": report.fp32_bytes,
+        "max_distinct": max(layer.distinct for layer in report.layers), "quant_s": t_quant, "qat_s": t_qat,
+    }  # fmt: skip
+
+
+def row_linear(name: str, cfg: LinearQuantConfig, calib: torch.Tensor, fp32: float, test: ImageSet) -> dict:
+    t0 = time.perf_counter()
+    result = quantize_linear(load_model(BASELINES / name), cfg, calibration=calib, progress=sys.stderr.isatty())
+    t_quant = time.perf_counter() - t0
+    assert result.integer_model is not None  # 8-bit activations always convert
+    return {
+        "config": cfg.to_dict(),
+        "fp32_acc": fp32,
+        "quant_s": t_quant,
+        **eval_int8(result.sim, result.integer_model, test),
+    }
+
+
+def peer_fx(model: nn.Module, calib: torch.Tensor, test: ImageSet) -> dict[str, Any]:
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.backends.quantized.engine = "x86"
+    prepared = prepare_fx(copy.deepcopy(model).eval(), get_default_qconfig_mapping("x86"), (calib[:1],))
+    with torch.no_grad():
+        for start in range(0, len(calib), CALIB_BATCH):
+            prepared(calib[start : start + CALIB_BATCH])
+    quantized = convert_fx(prepared)
+    _, acc = evaluate(quantized, test, EVAL_BATCH)
+    return {"acc": acc, "detail": f"torch {torch.__version__}, engine x86, get_default_qconfig_mapping('x86')"}
+
+
+def peer_ort(name: str, model: nn.Module, calib: torch.Tensor, test: ImageSet, work: Path, threads: int) -> dict:
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
+
+    work.mkdir(parents=True, exist_ok=True)
+    fp32_path, pre_path, q_path = (work / f"{name}{s}.onnx" for s in ("", ".pre", ".int8"))
+    torch.onnx.export(
+        copy.deepcopy(model).eval(), (calib[:1],), str(fp32_path), dynamo=False, opset_version=17,
+        input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}},
+    )  # fmt: skip
+    quant_pre_process(str(fp32_path), str(pre_path))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.chunks = iter([calib[s : s + CALIB_BATCH].numpy() for s in range(0, len(calib), CALIB_BATCH)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            chunk = next(self.chunks, None)
+            return None if chunk is None else {"input": chunk}
+
+    quantize_static(
+        str(pre_path), str(q_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+    )  # fmt: skip
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(str(q_path), opts, providers=["CPUExecutionProvider"])
+    correct = 0
+    for x, y in batches(test, EVAL_BATCH):
+        logits = session.run(None, {"input": x.numpy()})[0]
+        correct += int((logits.argmax(1) == y.numpy()).sum())
+    detail = (
+        f"onnxruntime {ort.__version__}, onnx {onnx.__version__}, TorchScript exporter opset 17, MinMax calibration"
+    )
+    return {"acc": correct / len(test), "detail": detail}
+
+
+# ---------------------------------------------------------------- report
+
+
+def render(rows: dict[str, dict], planned: list[str], args: argparse.Namespace) -> str:
+    missing = [k for k in planned if k not in rows]
+    fp32 = {m: rows[f"fp32-{m}"]["fp32_acc"] for m in MODELS if f"fp32-{m}" in rows}
+    lines = [
+        "# Quantization benchmark (Fashion-MNIST)",
+        "",
+        "Produced by `benchmarks/quantize_models.py` from the float baselines in `benchmarks/baselines/`. "
+        "Every number is measured; rows are cached in the cache folder and this file is regenerated after each row.",
+        "",
+        f"Reproduce: `.venv/bin/python benchmarks/quantize_models.py --threads {args.threads} "
+        f"--test-images {args.test_images}` (add `--fresh` to ignore cached rows); "
+        f"this file was last written by `{' '.join(['.venv/bin/python', *sys.argv])}`",
+        "",
+        f"- machine: {machine_summary()}",
+        f"- threads: {args.threads} (torch intra-op; onnxruntime intra-op {args.threads}); "
+        "the integer executor is leanml's numpy reference",
+        f"- test set: {args.test_images} Fashion-MNIST test images"
+        + (" (full)" if args.test_images >= 10000 else " (seeded subset)"),
+        f"- batch sizes: evaluation {EVAL_BATCH}, calibration {CALIB_BATCH} ({CALIB_IMAGES} seeded train images, "
+        f"the same for leanml and the peers), QAT / fine-tuning {TRAIN_BATCH} "
+        "(SGD momentum 0.9, cosine LR, shift+flip augmentation, 55k train images)",
+        f"- fp32 baselines on this test set: {', '.join(f'{m} {pct(a)}' for m, a in fp32.items()) or 'pending'}",
+        f"- rows still missing: {', '.join(missing) if missing else 'none (run complete)'}",
+        "",
+    ]
+    km = sorted((r for k, r in rows.items() if k.startswith("kmeans-")), key=lambda r: (-r["bits"], r["lr"]))
+    if km:
+        lines += [
+            "## K-means weight quantization + k-means QAT (vgg, course Lab 2)",
+            "",
+            "All conv and linear weights share 2^b fp32 centroids per layer; QAT updates each centroid to the mean "
+            "of its weights after every SGD step (labels fixed). Size = b-bit indices + fp32 codebooks, "
+            "other parameters (biases, BN) at 32 bits. Goal: 4-bit within 0.5 pt of fp32 after 1 QAT epoch; "
+            "2-bit within 1.5 pt after ≤ 5 epochs.",
+            "",
+            "| bits | fp32 acc | after k-means | Δ pt | after QAT | Δ pt | QAT epochs | lr | size | fp32 size "
+            "| ≤ distinct/layer | QAT time | goal |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in km:
+            goal = KMEANS_GOAL.get(r["bits"])
+            verdict = "— (no goal)" if goal is None else ok(r["fp32_acc"] - r["qat_acc"] <= goal + EPS)
+            lines.append(
+                f"| {r['bits']} | {pct(r['fp32_acc'])} | {pct(r['kmeans_acc'])} "
+                f"| {pts(r['kmeans_acc'], r['fp32_acc'])} "
+                f"| {pct(r['qat_acc'])} | {pts(r['qat_acc'], r['fp32_acc'])} | {r['epochs']} | {r['lr']:g} "
+                f"| {r['total_bytes'] / 1024:.1f} KiB ({r['fp32_bytes'] / r['total_bytes']:.1f}×) "
+                f"| {r['fp32_bytes'] / 1024:.1f} KiB | {r['max_distinct']} | {r['qat_s'] / 60:.1f} min | {verdict} |"
+            )
+        lines.append("")
+    for section, title in (("ptq", "int8 post-training quantization"), ("qat", "int8 quantization-aware training")):
+        sec = [(k, r) for k, r in rows.items() if k.startswith(section + "-")]
+        if not sec:
+            continue
+        sec.sort(key=lambda kr: (MODELS.index(kr[0].split("-")[1]), list(OBSERVERS).index(kr[1]["config"]["observer"])))
+        cfg = sec[0][1]["config"]
+        what = f"{CALIB_IMAGES} calibration images, per-channel int8 weights, BN folded"
+        if section == "qat":
+            what = f"PTQ (minmax) then {cfg['qat_epochs']} QAT epoch(s) at lr {cfg['qat_lr']:g}, straight-through"
+        lines += [
+            f"## {title}",
+            "",
+            f"{what}. fake-quant = leanml's QuantSim; integer = leanml's integer-only executor (IntegerModel). "
+            "argmax agree = integer vs fake-quant top-1 agreement; ≤1 LSB = fraction of output logit codes within "
+            "1 LSB of the fake-quant ones. Goal: int8 within 0.3 pt of fp32 on every model; integer accuracy "
+            "identical to fake-quant.",
+            "",
+            "| model | observer | fp32 acc | fake-quant | Δ pt | integer | Δ pt | argmax agree | ≤1 LSB "
+            "| time quantize / fake eval / int eval | ≤0.3 pt | int = fake |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for key, r in sec:
+            worst = min(r["fake_acc"], r["int_acc"])
+            lines.append(
+                f"| {key.split('-')[1]} | {r['config']['observer']} | {pct(r['fp32_acc'])} | {pct(r['fake_acc'])} "
+                f"| {pts(r['fake_acc'], r['fp32_acc'])} | {pct(r['int_acc'])} | {pts(r['int_acc'], r['fp32_acc'])} "
+                f"| {100 * r['argmax_agree']:.2f}% | {100 * r['within_1lsb']:.3f}% "
+                f"| {r['quant_s']:.0f} s / {r['eval_fake_s']:.0f} s / {r['eval_int_s']:.0f} s "
+                f"| {ok(r['fp32_acc'] - worst <= INT8_GOAL + EPS)} | {ok(abs(r['int_acc'] - r['fake_acc']) < EPS)} |"
+            )
+        lines.append("")
+    peers = [m for m in MODELS if f"peers-{m}-fx" in rows or f"peers-{m}-ort" in rows]
+    if peers:
+        lines += [
+            "## Peers: int8 PTQ on the same models and calibration images",
+            "",
+            "leanml = `quantize_linear` defaults (minmax observer), accuracy of the integer executor, from the ptq "
+            "table. torch.ao = FX graph mode `prepare_fx`/`convert_fx` with `get_default_qconfig_mapping('x86')`. "
+            "onnxruntime = `quant_pre_process` + `quantize_static` (QDQ, int8 activations and weights, per-channel) "
+            "on a TorchScript ONNX export of the float model. Goal: leanml int8 ≥ both peers.",
+            "",
+            "| model | fp32 acc | leanml int8 | torch.ao FX x86 | onnxruntime QDQ | goal |",
+            "|---|---|---|---|---|---|",
+        ]
+        notes = []
+        for m in peers:
+            ours = rows.get(f"ptq-{m}-minmax", {}).get("int_acc")
+            cells, verdict = [], []
+            for peer in ("fx", "ort"):
+                r = rows.get(f"peers-{m}-{peer}")
+                if r is None:
+                    cells.append("pending")
+                elif r.get("error"):
+                    cells.append("failed (see below)")
+                    notes.append(f"- {m} / {peer}: `{r['error']}`")
+                else:
+                    cells.append(f"{pct(r['acc'])} ({pts(r['acc'], r['fp32_acc'])})")
+                    notes.append(f"- {m} / {peer}: {r['detail']}; {r['seconds']:.0f} s")
+                    if ours is not None:
+                        verdict.append(ours + EPS >= r["acc"])
+            mine = "pending (ptq row)" if ours is None else f"{pct(ours)} ({pts(ours, fp32.get(m, ours))})"
+            goal = "pending" if not verdict or ours is None else ok(all(verdict))
+            lines.append(f"| {m} | {pct(fp32.get(m))} | {mine} | {cells[0]} | {cells[1]} | {goal} |")
+        lines += ["", "Peer details:", "", *notes, ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- driver
+
+
+def plan(sections: list[str], models: list[str], kmeans_lr: float) -> list[tuple[str, str, Any]]:
+    """(row key, kind, argument) in run order."""
+    out: list[tuple[str, str, Any]] = [(f"fp32-{m}", "fp32", m) for m in models]
+    for section in sections:
+        if section == "kmeans" and "vgg" in models:
+            out += [(f"kmeans-vgg-{b}b-lr{kmeans_lr:g}", "kmeans", b) for b in KMEANS_EPOCHS]
+        elif section == "ptq":
+            out += [(f"ptq-{m}-{obs}", "ptq", (m, obs)) for m in models for obs in OBSERVERS]
+        elif section == "qat":
+            out += [(f"qat-{m}-minmax", "qat", m) for m in models]
+        elif section == "peers":
+            out += [(f"peers-{m}-{p}", "peers", (m, p)) for m in models for p in ("fx", "ort")]
+    return out
+
+
+def load_rows(cache: Path, test_images: int) -> dict[str, dict]:
+    rows = {}
+    for path in sorted(cache.glob("*.json")):
+        row = json.loads(path.read_text())
+        if row.get("test_images") == test_images:
+            rows[path.stem] = row
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sections", default=",".join(SECTIONS))
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--test-images", type=int, default=10000, help="test images to evaluate (10000 = all)")
+    parser.add_argument("--kmeans-lr", type=float, default=1e-3, help="k-means QAT learning rate")
+    parser.add_argument("--cache", type=Path, default=ROOT.parent / "runs" / "quant_bench")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "quantization.md")
+    parser.add_argument("--fresh", action="store_true", help="recompute rows even if cached")
+    args = parser.parse_args()
+    sections = [s for s in args.sections.split(",") if s]
+    models = [m for m in args.models.split(",") if m]
+    bad = [s for s in sections if s not in SECTIONS] + [m for m in models if m not in MODELS]
+    if bad:
+        sys.exit(f"unknown section(s)/model(s) {bad}; sections {list(SECTIONS)}, models {list(MODELS)}")
+    todo = plan(sections, models, args.kmeans_lr)
+    planned = [key for key, _, _ in todo]
+    rows = {} if args.fresh else load_rows(args.cache, args.test_images)
+    test = load_split("test", subset=args.test_images if args.test_images < 10000 else None)
+    calib = calibration_images()
+    warnings.filterwarnings("ignore", module=r"torch\.(ao|onnx)")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    with torch_threads(args.threads):
+        for i, (key, kind, arg) in enumerate(todo, 1):
+            if key in rows and not args.fresh:
+                log(f"({i}/{len(todo)}) {key}: cached")
+                continue
+            log(f"({i}/{len(todo)}) {key}: running")
+            t0 = time.perf_counter()
+            if kind == "fp32":
+                row = row_fp32(arg, test)
+            elif kind == "kmeans":
+                row = row_kmeans(arg, args.kmeans_lr, rows["fp32-vgg"]["fp32_acc"], test)
+            elif kind in ("ptq", "qat"):
+                name, obs = arg if kind == "ptq" else (arg, "minmax")
+                epochs = 1 if kind == "qat" else 0
+                cfg = LinearQuantConfig(observer=obs, batch_size=CALIB_BATCH, qat_epochs=epochs, qat_lr=QAT_LR)
+                row = row_linear(name, cfg, calib, rows[f"fp32-{name}"]["fp32_acc"], test)
+            else:
+                name, peer = arg
+                model = load_model(BASELINES / name)
+                try:
+                    if peer == "fx":
+                        row = peer_fx(model, calib, test)
+                    else:
+                        row = peer_ort(name, model, calib, test, args.cache / "onnx", args.threads)
+                except Exception as e:  # a peer that cannot run is recorded, not fatal
+                    row = {"error": f"{type(e).__name__}: {e}".strip()[:2000]}
+                row["fp32_acc"] = rows[f"fp32-{name}"]["fp32_acc"]
+            row.update(test_images=args.test_images, threads=args.threads, seconds=time.perf_counter() - t0)
+            rows[key] = row
+            atomic_write(args.cache / f"{key}.json", lambda tmp, r=row: tmp.write_text(json.dumps(r, indent=2)))
+            summary = {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}
+            log(f"({i}/{len(todo)}) {key}: done in {row['seconds']:.0f} s {summary} {row.get('error', '')}")
+            text = render(rows, planned, args)
+            atomic_write(args.out, lambda tmp, t=text: tmp.write_text(t))
+    text = render(rows, planned, args)
+    atomic_write(args.out, lambda tmp: tmp.write_text(text))
+    log(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
