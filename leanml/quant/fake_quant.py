@@ -27,7 +27,7 @@ from torch import nn
 
 from leanml.errors import LeanmlError
 from leanml.quant.observers import make_observer
-from leanml.quant.primitives import qparams_from_minmax, round_half_away
+from leanml.quant.primitives import TINY_SCALE, qparams_from_minmax, round_half_away
 
 MODES = ("observe", "quantize", "float")
 
@@ -123,7 +123,7 @@ class FakeQuantize(nn.Module):
         if self.learn_scale:  # LSQ gradient scaling: g = 1 / sqrt(numel * qmax)
             g = 1.0 / math.sqrt(x.numel() * self.qmax)
             scale = scale * g + (scale - scale * g).detach()
-        scale = scale.abs() + 1e-12
+        scale = scale.abs().clamp(min=TINY_SCALE)  # LSQ may drive a learned scale towards 0
         v = x / scale
         if right_shift is not None:
             fine = torch.exp2(right_shift.to(x.dtype))

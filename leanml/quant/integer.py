@@ -49,6 +49,7 @@ from leanml.quant.integer_ops import (
 )
 from leanml.quant.plan import Step
 from leanml.quant.primitives import (
+    TINY_SCALE,
     activation_range,
     quantize_bias,
     quantize_multiplier,
@@ -148,7 +149,8 @@ def _op_from_meta(entry: dict[str, Any], tensors: dict[str, torch.Tensor]) -> In
 
 
 def _tensor_q(fq: FakeQuantize) -> TensorQ:
-    return TensorQ(float(fq.scale.detach().abs()) + 1e-12, int(fq.zero_point.item()))
+    # the same float32 scale the simulator quantizes with
+    return TensorQ(float(fq.scale.detach().abs().clamp(min=TINY_SCALE)), int(fq.zero_point.item()))
 
 
 def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
