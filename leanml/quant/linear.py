@@ -20,7 +20,7 @@ from torch import nn
 from leanml.config import Config, require
 from leanml.data import ImageSet, batches, load_split
 from leanml.errors import LeanmlError
-from leanml.quant.finetune import FinetuneConfig, finetune
+from leanml.train.finetune import FinetuneConfig, finetune
 from leanml.quant.integer import IntegerModel, convert
 from leanml.quant.observers import OBSERVERS
 from leanml.quant.primitives import MAX_BITS, MIN_BITS

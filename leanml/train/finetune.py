@@ -1,4 +1,4 @@
-"""A small fine-tuning loop shared by quantization-aware training (linear QAT and k-means QAT).
+"""A small fine-tuning loop shared by quantization-aware training and pruning (masks re-applied per step).
 
 ``after_step(model)`` runs after every optimizer step: k-means QAT re-projects
 weights onto their codebooks there, so the shared-weight constraint always holds.
