@@ -80,8 +80,8 @@ def kmeans_cmd(
     """k-means weight quantization with optional QAT; size counted as indices + codebooks."""
     from leanml.artifact import save_artifact
     from leanml.quant import KMeansConfig, kmeans_quantize_
-    from leanml.train.finetune import FinetuneConfig, finetune
     from leanml.train import evaluate, load_checkpoint, save_checkpoint
+    from leanml.train.finetune import FinetuneConfig, finetune
 
     ckpt = load_checkpoint(checkpoint)
     model = ckpt.model

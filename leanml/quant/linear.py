@@ -20,11 +20,11 @@ from torch import nn
 from leanml.config import Config, require
 from leanml.data import ImageSet, batches, load_split
 from leanml.errors import LeanmlError
-from leanml.train.finetune import FinetuneConfig, finetune
 from leanml.quant.integer import IntegerModel, convert
 from leanml.quant.observers import OBSERVERS
 from leanml.quant.primitives import MAX_BITS, MIN_BITS
 from leanml.quant.sim import QuantSim
+from leanml.train.finetune import FinetuneConfig, finetune
 
 
 @dataclass
