@@ -27,8 +27,10 @@ app = typer.Typer(
 
 
 def _register_subcommands() -> None:
+    from leanml.cli_prune import app as prune_app
     from leanml.cli_quantize import app as quantize_app
 
+    app.add_typer(prune_app, name="prune")
     app.add_typer(quantize_app, name="quantize")
 
 

@@ -106,3 +106,20 @@ def test_quantize_mixed(tmp_path, fake_data):
     tiny_budget = leanml("quantize", "mixed", str(ckpt), "--out", str(tmp_path / "mp2"), "--budget-kib", "0.01",
                          "--data", str(fake_data), "--val-images", "32")  # fmt: skip
     assert_clean_error(tiny_budget, "smallest achievable")
+
+
+def test_prune_scan_then_fine(tmp_path, fake_data):
+    ckpt = tmp_path / "tiny"
+    proc = leanml("train", "--epochs", "1", "--data", str(fake_data), "--train-subset", "256", "--val-subset", "64",
+                  "--out", str(ckpt), "--no-progress", "--threads", "1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    scan = leanml("prune", "scan", str(ckpt), "--report", str(tmp_path / "scan.html"), "--val-images", "64",
+                  "--sparsities", "0.5,0.9", "--backend", "serial", "--data", str(fake_data))  # fmt: skip
+    assert scan.returncode == 0, scan.stderr
+    assert (tmp_path / "scan.html").exists() and (tmp_path / "scan.json").exists()
+    fine = leanml("prune", "fine", str(ckpt), "--out", str(tmp_path / "sparse"), "--scan", str(tmp_path / "scan.json"),
+                  "--max-drop", "5", "--data", str(fake_data), "--finetune-epochs", "1")  # fmt: skip
+    assert fine.returncode == 0, fine.stderr
+    assert "sparse vs" in fine.stdout and (tmp_path / "sparse.masks.safetensors").exists()
+    bad = leanml("prune", "fine", str(ckpt), "--out", str(tmp_path / "x"), "--sparsity", "1.5")
+    assert_clean_error(bad, "outside [0, 1)")

@@ -1,0 +1,101 @@
+"""Pruning sensitivity scan (course Lab 1) and automatic per-layer sparsity from it.
+
+For every prunable layer and every sparsity on a grid, the validation accuracy
+with only that layer magnitude-pruned. Tasks run through the executor
+interface (serial, local process pool, or Ray); each task loads the
+checkpoint and the validation images itself, so nothing but a path and
+numbers crosses process boundaries.
+
+Example:
+    >>> scan = {"a": {0.5: 0.91, 0.9: 0.80}, "b": {0.5: 0.92, 0.9: 0.91}}
+    >>> choose_sparsities(scan, base_accuracy=0.92, max_drop=0.015)
+    {'a': 0.5, 'b': 0.9}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from leanml.config import Config, require
+from leanml.data import load_split
+from leanml.executor import ExecutorConfig, run_tasks
+from leanml.prune.fine_grained import FineGrainedConfig, magnitude_mask, prunable_layers
+from leanml.report import Report
+from leanml.train.checkpoint import load_model
+from leanml.train.loop import evaluate
+
+
+@dataclass
+class SensitivityConfig(Config):
+    """Sparsity grid, validation sample size, and where the tasks run."""
+
+    sparsities: list[float] = field(default_factory=lambda: [0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    val_images: int = 2000
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+
+    def validate(self) -> None:
+        require(bool(self.sparsities), "the sparsity grid is empty")
+        for s in self.sparsities:
+            require(0.0 <= s < 1.0, f"sparsity {s} is outside [0, 1)")
+        require(self.val_images >= 1, "val_images must be >= 1")
+
+
+@dataclass(frozen=True)
+class ScanTask:
+    """One (layer, sparsity) evaluation; ``layer`` None measures the dense model."""
+
+    checkpoint: str
+    data_root: str | None
+    val_images: int
+    layer: str | None
+    sparsity: float
+
+
+def run_scan_task(task: ScanTask) -> float:
+    """Validation accuracy of the checkpoint with only ``task.layer`` pruned to ``task.sparsity``."""
+    model = load_model(task.checkpoint)
+    if task.layer is not None:
+        layer = dict(model.named_modules())[task.layer]
+        with torch.no_grad():
+            layer.weight.mul_(magnitude_mask(layer.weight, task.sparsity))
+    return evaluate(model, load_split("val", task.data_root, task.val_images))[1]
+
+
+def scan_sensitivity(
+    checkpoint: str | Path, cfg: SensitivityConfig, data_root: str | Path | None = None, progress: bool = True
+) -> tuple[float, dict[str, dict[float, float]]]:
+    """(dense validation accuracy, {layer: {sparsity: accuracy}}) for a saved checkpoint."""
+    layers = list(prunable_layers(load_model(checkpoint), FineGrainedConfig()))
+    root = str(data_root) if data_root is not None else None
+    tasks = [ScanTask(str(checkpoint), root, cfg.val_images, None, 0.0)]
+    tasks += [ScanTask(str(checkpoint), root, cfg.val_images, n, s) for n in layers for s in cfg.sparsities]
+    accs = run_tasks(run_scan_task, tasks, cfg.executor, progress, "sensitivity scan")
+    table: dict[str, dict[float, float]] = {}
+    for task, acc in zip(tasks[1:], accs[1:], strict=True):
+        assert task.layer is not None
+        table.setdefault(task.layer, {})[task.sparsity] = acc
+    return accs[0], table
+
+
+def choose_sparsities(scan: dict[str, dict[float, float]], base_accuracy: float, max_drop: float) -> dict[str, float]:
+    """Per layer, the highest scanned sparsity whose accuracy stays within ``max_drop`` of the dense model."""
+    chosen = {}
+    for layer, curve in scan.items():
+        ok = [s for s, acc in curve.items() if acc >= base_accuracy - max_drop]
+        chosen[layer] = max(ok, default=0.0)
+    return chosen
+
+
+def sensitivity_report(base_accuracy: float, scan: dict[str, dict[float, float]], title: str) -> Report:
+    """The scan as a report: one accuracy-vs-sparsity curve per layer, and the table."""
+    report = Report(title)
+    report.add_text(f"dense validation accuracy: {base_accuracy:.2%}")
+    series = {layer: sorted(curve.items()) for layer, curve in scan.items()}
+    report.add_chart("validation accuracy vs sparsity (one layer pruned at a time)", series, "sparsity", "accuracy")
+    grid = sorted({s for curve in scan.values() for s in curve})
+    rows = [[layer, *(f"{curve.get(s, float('nan')):.2%}" for s in grid)] for layer, curve in scan.items()]
+    report.add_table(["layer", *(f"{s:.0%}" for s in grid)], rows)
+    return report
