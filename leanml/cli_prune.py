@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Annotated
@@ -57,6 +58,7 @@ def fine_cmd(
     nm: Annotated[bool, typer.Option(help="2:4 semi-structured instead of unstructured")] = False,
     finetune_epochs: Annotated[int, typer.Option(help="masked fine-tuning epochs")] = 0,
     lr: Annotated[float, typer.Option(help="fine-tuning learning rate")] = 0.01,
+    distill: Annotated[bool, typer.Option(help="distill from the dense model while fine-tuning")] = False,
     data: DataOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
@@ -81,13 +83,16 @@ def fine_cmd(
         raise LeanmlError("say how much to prune", "pass --sparsity S, --scan SCAN.json, or --nm")
     ckpt = load_checkpoint(checkpoint)
     model = ckpt.model
+    teacher = copy.deepcopy(model) if distill else None
     test = load_split("test", data)
     with torch_threads(threads):
         _, dense_acc = evaluate(model, test)
         masks = prune_fine_grained_(model, cfg)
         _, pruned_acc = evaluate(model, test)
         if finetune_epochs:
-            finetune(model, load_split("train", data), FinetuneConfig(finetune_epochs, lr), after_step=masks.apply_)
+            finetune(
+                model, load_split("train", data), FinetuneConfig(finetune_epochs, lr), masks.apply_, teacher=teacher
+            )
         _, final_acc = evaluate(model, test)
     report = masks.report(model)
     save_checkpoint(out, model, {"pruning": {"config": cfg.to_dict(), **report.to_dict()},

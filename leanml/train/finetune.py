@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from leanml.config import Config, require
 from leanml.data import ImageSet, batches
 from leanml.progress import track
+from leanml.train.distill import distillation_loss
 from leanml.train.loop import cosine_lr
 
 
@@ -35,10 +36,13 @@ class FinetuneConfig(Config):
     batch_size: int = 128
     augment: bool = True
     seed: int = 0
+    kd_alpha: float = 0.9  # with a teacher: weight of the soft-target loss
+    kd_temperature: float = 4.0
 
     def validate(self) -> None:
         require(self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}")
         require(self.lr > 0 and self.batch_size >= 1, "lr must be > 0 and batch size >= 1")
+        require(0.0 <= self.kd_alpha <= 1.0 and self.kd_temperature > 0, "need kd_alpha in [0, 1], kd_temperature > 0")
 
 
 def finetune(
@@ -47,19 +51,28 @@ def finetune(
     cfg: FinetuneConfig,
     after_step: Callable[[nn.Module], object] | None = None,
     progress: bool = True,
+    teacher: nn.Module | None = None,
 ) -> None:
-    """Fine-tune ``model`` on ``data`` with cross-entropy; leaves it in eval mode."""
+    """Fine-tune ``model`` on ``data`` with cross-entropy (distilled from ``teacher`` if given); leaves it in eval."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9)
     per_epoch = math.ceil(len(data) / cfg.batch_size)
     total, step = per_epoch * cfg.epochs, 0
     model.train()
+    if teacher is not None:
+        teacher.eval()
     for epoch in range(cfg.epochs):
         stream = batches(data, cfg.batch_size, shuffle=True, augment=cfg.augment, seed=cfg.seed, epoch=epoch)
         for x, y in track(stream, per_epoch, f"fine-tune epoch {epoch + 1}/{cfg.epochs}", progress):
             for group in opt.param_groups:
                 group["lr"] = cosine_lr(cfg.lr, step, total)
-            loss = F.cross_entropy(model(x), y)
+            logits = model(x)  # (B, classes)
+            if teacher is None:
+                loss = F.cross_entropy(logits, y)
+            else:
+                with torch.no_grad():
+                    soft = teacher(x)
+                loss = distillation_loss(logits, soft, y, cfg.kd_alpha, cfg.kd_temperature)
             opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()

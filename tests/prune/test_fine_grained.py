@@ -91,3 +91,20 @@ def test_bad_input():
         nm_mask(torch.randn(4, 6), 2, 4)
     with pytest.raises(LeanmlError, match="one sparsity, not one per layer"):
         FineGrainedConfig(sparsity={"a": 0.5}, scope="global")
+
+
+def test_distilled_finetune_keeps_masks_and_learns(fake_data):
+    from leanml.data import load_split
+    from leanml.train import evaluate
+
+    teacher = build_model("vgg", layers=[8, "M", 16, "M"])
+    train_set = load_split("train", fake_data)
+    finetune(teacher, train_set, FinetuneConfig(epochs=2, lr=0.05, batch_size=32, augment=False), progress=False)
+    student = build_model("vgg", layers=[8, "M", 16, "M"])
+    student.load_state_dict(teacher.state_dict())
+    masks = prune_fine_grained_(student, FineGrainedConfig(sparsity=0.8))
+    pruned_acc = evaluate(student, load_split("test", fake_data))[1]
+    cfg = FinetuneConfig(epochs=1, lr=0.02, batch_size=32, augment=False, kd_alpha=1.0)  # soft targets only
+    finetune(student, train_set, cfg, after_step=masks.apply_, progress=False, teacher=teacher)
+    assert abs(masks.report(student).sparsity - 0.8) < 1e-3
+    assert evaluate(student, load_split("test", fake_data))[1] > max(0.8, pruned_acc + 0.3)
