@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from leanml.cli_options import DataOpt, ThreadsOpt
 from leanml.errors import LeanmlError
 from leanml.progress import make_console
 
@@ -35,11 +36,6 @@ def _register_subcommands() -> None:
 
 
 _register_subcommands()
-
-DataOpt = Annotated[
-    Path | None, typer.Option("--data", help="Fashion-MNIST folder (default: $LEANML_DATA or Debian's path)")
-]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch threads (default: all)")]
 
 
 def parse_ints(text: str, what: str) -> tuple[int, ...]:

@@ -14,13 +14,11 @@ from typing import Annotated
 
 import typer
 
+from leanml.cli_options import DataOpt, ThreadsOpt
 from leanml.progress import make_console
 from leanml.threads import torch_threads
 
 app = typer.Typer(help="Prune a checkpoint: sensitivity scan, fine-grained magnitude pruning (+ N:M).")
-
-DataOpt = Annotated[Path | None, typer.Option("--data", help="Fashion-MNIST folder")]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch threads (default: all)")]
 
 
 @app.command("scan")

@@ -18,6 +18,15 @@ def leanml(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     )
 
 
+def tiny_checkpoint(tmp_path, fake_data):
+    """Train a vgg for one epoch on 256 synthetic images through the CLI; returns the checkpoint path."""
+    ckpt = tmp_path / "tiny"
+    proc = leanml("train", "--epochs", "1", "--data", str(fake_data), "--train-subset", "256", "--val-subset", "64",
+                  "--out", str(ckpt), "--no-progress", "--threads", "1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return ckpt
+
+
 def assert_clean_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr + proc.stdout
@@ -78,10 +87,7 @@ def test_profile_table_output():
 
 
 def test_quantize_linear_and_kmeans(tmp_path, fake_data):
-    ckpt = tmp_path / "tiny"
-    proc = leanml("train", "--epochs", "1", "--data", str(fake_data), "--train-subset", "256", "--val-subset", "64",
-                  "--out", str(ckpt), "--no-progress", "--threads", "1")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    ckpt = tiny_checkpoint(tmp_path, fake_data)
     lin = leanml("quantize", "linear", str(ckpt), "--out", str(tmp_path / "int8"), "--data", str(fake_data),
                  "--calibration-images", "64", "--eval-subset", "64", "--threads", "1")  # fmt: skip
     assert lin.returncode == 0, lin.stderr
@@ -95,10 +101,7 @@ def test_quantize_linear_and_kmeans(tmp_path, fake_data):
 
 
 def test_quantize_mixed(tmp_path, fake_data):
-    ckpt = tmp_path / "tiny"
-    proc = leanml("train", "--epochs", "1", "--data", str(fake_data), "--train-subset", "256", "--val-subset", "64",
-                  "--out", str(ckpt), "--no-progress", "--threads", "1")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    ckpt = tiny_checkpoint(tmp_path, fake_data)
     args = ["--val-images", "64", "--calibration-images", "64", "--eval-subset", "64", "--threads", "1"]
     mixed = leanml("quantize", "mixed", str(ckpt), "--out", str(tmp_path / "mp"), "--data", str(fake_data), *args)
     assert mixed.returncode == 0, mixed.stderr
@@ -109,10 +112,7 @@ def test_quantize_mixed(tmp_path, fake_data):
 
 
 def test_prune_scan_then_fine(tmp_path, fake_data):
-    ckpt = tmp_path / "tiny"
-    proc = leanml("train", "--epochs", "1", "--data", str(fake_data), "--train-subset", "256", "--val-subset", "64",
-                  "--out", str(ckpt), "--no-progress", "--threads", "1")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    ckpt = tiny_checkpoint(tmp_path, fake_data)
     scan = leanml("prune", "scan", str(ckpt), "--report", str(tmp_path / "scan.html"), "--val-images", "64",
                   "--sparsities", "0.5,0.9", "--backend", "serial", "--data", str(fake_data))  # fmt: skip
     assert scan.returncode == 0, scan.stderr
