@@ -33,10 +33,10 @@ from leanml.artifact import atomic_write
 from leanml.data import ImageSet, batches, load_split
 from leanml.profile import machine_summary
 from leanml.quant import IntegerModel, KMeansConfig, LinearQuantConfig, QuantSim, kmeans_quantize_, quantize_linear
-from leanml.train.finetune import FinetuneConfig, finetune
 from leanml.quant.observers import OBSERVERS
 from leanml.threads import torch_threads
 from leanml.train import evaluate, load_model
+from leanml.train.finetune import FinetuneConfig, finetune
 
 ROOT = Path(__file__).resolve().parent
 BASELINES = ROOT / "baselines"
