@@ -96,21 +96,38 @@ class _ShapeRecorder(fx.Interpreter):
         return self.shapes
 
 
-def trace_ops(model: nn.Module, input_shape: tuple[int, ...], batch_size: int = 1) -> list[OpNode]:
-    """Trace ``model`` on a zero input of shape (batch_size, *input_shape) into :class:`OpNode` s.
+def symbolic_trace(model: nn.Module) -> fx.GraphModule:
+    """``torch.fx.symbolic_trace`` with one clear error for every way tracing can fail.
 
-    The model is traced in eval mode and left in the mode it had.
+    Example:
+        >>> symbolic_trace(nn.Sequential(nn.ReLU())).graph is not None
+        True
+    """
+    try:
+        return fx.symbolic_trace(model)
+    except Exception as e:  # fx raises many types; all mean "cannot follow this forward"
+        raise LeanmlError(
+            f"cannot trace {type(model).__name__} with torch.fx: {str(e).splitlines()[0]}",
+            "make its forward traceable (no data-dependent control flow), or exclude the layer that fails",
+        ) from e
+
+
+def trace_with_shapes(
+    model: nn.Module, input_shape: tuple[int, ...], batch_size: int = 1
+) -> tuple[fx.GraphModule, dict[str, tuple[int, ...]]]:
+    """The traced graph and every tensor node's output shape on a zero input (batch_size, *input_shape).
+
+    The model runs in eval mode and is left in the mode it had.
+
+    Example:
+        >>> gm, shapes = trace_with_shapes(nn.Sequential(nn.Conv2d(1, 2, 3)), (1, 5, 5))
+        >>> shapes["_0"]
+        (1, 2, 3, 3)
     """
     was_training = model.training
     model.eval()
     try:
-        try:
-            gm = fx.symbolic_trace(model)
-        except Exception as e:  # fx raises many types; all mean "cannot follow this forward"
-            raise LeanmlError(
-                f"cannot trace {type(model).__name__} with torch.fx: {str(e).splitlines()[0]}",
-                "make its forward traceable (no data-dependent control flow), or exclude the layer that fails",
-            ) from e
+        gm = symbolic_trace(model)
         example = torch.zeros((batch_size, *input_shape))
         try:
             with torch.no_grad():
@@ -124,6 +141,15 @@ def trace_ops(model: nn.Module, input_shape: tuple[int, ...], batch_size: int = 
             shapes = _ShapeRecorder(gm).record(example)
     finally:
         model.train(was_training)
+    return gm, shapes
+
+
+def trace_ops(model: nn.Module, input_shape: tuple[int, ...], batch_size: int = 1) -> list[OpNode]:
+    """Trace ``model`` on a zero input of shape (batch_size, *input_shape) into :class:`OpNode` s.
+
+    The model is traced in eval mode and left in the mode it had.
+    """
+    gm, shapes = trace_with_shapes(model, input_shape, batch_size)
     modules = dict(gm.named_modules())
     nodes: list[OpNode] = []
     for node in gm.graph.nodes:

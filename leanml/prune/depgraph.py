@@ -28,6 +28,7 @@ import torch
 from torch import fx, nn
 
 from leanml.errors import LeanmlError
+from leanml.profile.graph import trace_with_shapes
 
 PASS_MODULES = (
     nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Dropout, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
@@ -103,25 +104,7 @@ def channel_groups(model: nn.Module) -> list[ChannelGroup]:
 
 def trace_channel_groups(model: nn.Module, input_shape: tuple[int, ...]) -> list[ChannelGroup]:
     """As :func:`channel_groups` for any input shape (C, H, W)."""
-    try:
-        gm = fx.symbolic_trace(model)
-    except Exception as e:  # fx raises many types; all mean "cannot follow this forward"
-        raise LeanmlError(f"cannot trace {type(model).__name__}: {str(e).splitlines()[0]}",
-                          "exclude the layer whose forward cannot be traced") from e  # fmt: skip
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    class Recorder(fx.Interpreter):
-        def run_node(self, n: fx.Node) -> object:
-            out = super().run_node(n)
-            if isinstance(out, torch.Tensor):
-                shapes[n.name] = tuple(out.shape)
-            return out
-
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        Recorder(gm).run(torch.zeros(1, *input_shape))
-    model.train(was_training)
+    gm, shapes = trace_with_shapes(model, input_shape)
     b = _Builder(dict(gm.named_modules()))
     seg: dict[str, list[Segment]] = {}
     for node in gm.graph.nodes:

@@ -32,6 +32,7 @@ import torch
 from torch import fx, nn
 
 from leanml.errors import LeanmlError
+from leanml.profile.graph import symbolic_trace
 
 FOLDABLE: dict[type[nn.Module], type[nn.Module]] = {
     nn.Conv1d: nn.BatchNorm1d,
@@ -78,10 +79,7 @@ def find_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
         >>> find_bn_pairs(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU()))
         [('0', '1')]
     """
-    try:
-        graph = fx.symbolic_trace(model).graph
-    except Exception as e:  # fx raises many types; all mean "cannot follow this forward"
-        raise LeanmlError(f"cannot trace {type(model).__name__} to fold BN: {str(e).splitlines()[0]}") from e
+    graph = symbolic_trace(model).graph
     modules = dict(model.named_modules())
     pairs = []
     for node in graph.nodes:

@@ -28,6 +28,7 @@ import torch
 from torch import fx, nn
 
 from leanml.errors import LeanmlError
+from leanml.profile.graph import symbolic_trace
 
 # kind of step for each supported module type / function
 MODULE_KINDS: dict[type[nn.Module], str] = {
@@ -135,10 +136,7 @@ def build_plan(model: nn.Module) -> Plan:
     """Trace a BN-folded ``model`` into a :class:`Plan`; unsupported ops raise, naming the op and the supported list."""
     if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise LeanmlError("the model still has BatchNorm layers", "fold them first with leanml.quant.fold_bn")
-    try:
-        gm = fx.symbolic_trace(model)
-    except Exception as e:  # fx raises many types; all mean "cannot follow this forward"
-        raise LeanmlError(f"cannot trace {type(model).__name__}: {str(e).splitlines()[0]}") from e
+    gm = symbolic_trace(model)
     modules = dict(gm.named_modules())
     plan = Plan()
     alias: dict[str, str] = {}  # fx node name -> tensor name it is a view of
