@@ -42,6 +42,17 @@ def fake_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_fake_fashion_mnist(tmp_path_factory.mktemp("fmnist"))
 
 
+def randomize_bn(model: torch.nn.Module) -> torch.nn.Module:
+    """Give every batch norm non-trivial statistics and affine parameters; returns the model in eval mode."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.3, 3.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.3, 0.3)
+    return model.eval()
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

@@ -11,16 +11,7 @@ from leanml.models import build_model
 from leanml.profile import profile_model
 from leanml.prune.channel import ChannelPruneConfig, prune_channels_
 from leanml.prune.depgraph import trace_channel_groups
-
-
-def randomize(model: nn.Module) -> nn.Module:
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-    return model.eval()
+from tests.conftest import randomize_bn
 
 
 def masked_reference(original: nn.Module, cfg: ChannelPruneConfig, shape: tuple[int, ...]) -> nn.Module:
@@ -76,7 +67,7 @@ class ConcatFlatten(nn.Module):
 @pytest.mark.parametrize(("name", "ratio"), [("vgg", 0.3), ("vgg", 0.5), ("resnet", 0.3), ("mobilenetv2", 0.4)])
 def test_pruned_reference_models_equal_masked_originals(name, ratio):
     torch.manual_seed(0)
-    original = randomize(build_model(name))
+    original = randomize_bn(build_model(name))
     cfg = ChannelPruneConfig(ratio=ratio)
     pruned = copy.deepcopy(original)
     prune_channels_(pruned, cfg)
@@ -89,7 +80,7 @@ def test_pruned_reference_models_equal_masked_originals(name, ratio):
 @pytest.mark.parametrize(("net", "shape"), [(ConcatGrouped, (3, 8, 8)), (ConcatFlatten, (1, 9, 9))])
 def test_concat_grouped_and_flatten(net, shape):
     torch.manual_seed(0)
-    original = randomize(net())
+    original = randomize_bn(net())
     cfg = ChannelPruneConfig(ratio=0.5, input_shape=list(shape))
     pruned = copy.deepcopy(original)
     prune_channels_(pruned, cfg)

@@ -4,16 +4,7 @@ from torch import nn
 
 from leanml.models import build_model
 from leanml.quant.bn_fold import find_bn_pairs, fold_bn
-
-
-def randomize_bn(model: nn.Module) -> nn.Module:
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.3, 3.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.3, 0.3)
-    return model.eval()
+from tests.conftest import randomize_bn
 
 
 @pytest.mark.parametrize("name", ["vgg", "resnet", "mobilenetv2"])
