@@ -3,6 +3,7 @@
 Example:
     $ leanml prune scan runs/vgg --report runs/vgg-scan.html --workers 2
     $ leanml prune fine runs/vgg --sparsity 0.75 --finetune-epochs 3 --out runs/vgg-sparse
+    $ leanml prune channel runs/vgg --target-macs 0.5 --finetune-epochs 3 --out runs/vgg-half
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from leanml.cli_options import DataOpt, ThreadsOpt
 from leanml.progress import make_console
 from leanml.threads import torch_threads
 
-app = typer.Typer(help="Prune a checkpoint: sensitivity scan, fine-grained magnitude pruning (+ N:M).")
+app = typer.Typer(help="Prune a checkpoint: sensitivity scan, fine-grained magnitude pruning (+ N:M), channel pruning.")
 
 
 @app.command("scan")
@@ -52,6 +53,9 @@ def fine_cmd(
     sparsity: Annotated[float | None, typer.Option(help="one sparsity for every layer")] = None,
     scan: Annotated[Path | None, typer.Option(help="per-layer sparsity from a scan's .json")] = None,
     max_drop: Annotated[float, typer.Option(help="with --scan: accuracy drop allowed per layer (points)")] = 0.5,
+    target_size: Annotated[
+        float | None, typer.Option(help="with --scan: fraction of the dense size to reach (instead of --max-drop)")
+    ] = None,
     scope: Annotated[str, typer.Option(help="layer or global ranking")] = "layer",
     nm: Annotated[bool, typer.Option(help="2:4 semi-structured instead of unstructured")] = False,
     finetune_epochs: Annotated[int, typer.Option(help="masked fine-tuning epochs")] = 0,
@@ -65,22 +69,31 @@ def fine_cmd(
     from leanml.data import load_split
     from leanml.errors import LeanmlError
     from leanml.prune import FineGrainedConfig, prune_fine_grained_
-    from leanml.prune.sensitivity import choose_sparsities
+    from leanml.prune.sensitivity import choose_sparsities, choose_sparsities_for_size
     from leanml.train import evaluate, load_checkpoint, save_checkpoint
     from leanml.train.finetune import FinetuneConfig, finetune
 
+    ckpt = load_checkpoint(checkpoint)
+    model = ckpt.model
     if nm:
         cfg = FineGrainedConfig(pattern="n:m")
     elif scan is not None:
         doc = json.loads(scan.read_text())
         curves = {layer: {float(s): a for s, a in c.items()} for layer, c in doc["scan"].items()}
-        cfg = FineGrainedConfig(sparsity=choose_sparsities(curves, doc["base"], max_drop / 100))
+        if target_size is not None:
+            numels = {name: p.numel() for name, p in model.named_parameters() if name.endswith(".weight")}
+            numels = {name.removesuffix(".weight"): n for name, n in numels.items()}
+            other = 32 * sum(p.numel() for p in model.parameters()) - 32 * sum(numels.get(k, 0) for k in curves)
+            chosen = choose_sparsities_for_size(
+                curves, doc["base"], {k: numels[k] for k in curves if k in numels}, other, target_size
+            )
+        else:
+            chosen = choose_sparsities(curves, doc["base"], max_drop / 100)
+        cfg = FineGrainedConfig(sparsity=chosen)
     elif sparsity is not None:
         cfg = FineGrainedConfig(sparsity=sparsity, scope=scope)
     else:
         raise LeanmlError("say how much to prune", "pass --sparsity S, --scan SCAN.json, or --nm")
-    ckpt = load_checkpoint(checkpoint)
-    model = ckpt.model
     teacher = copy.deepcopy(model) if distill else None
     test = load_split("test", data)
     with torch_threads(threads):
@@ -101,3 +114,82 @@ def fine_cmd(
         f"after {finetune_epochs} fine-tuning epoch(s) {final_acc:.2%}; size {report.sparse_bytes / 1024:.1f} KiB "
         f"sparse vs {report.dense_bytes / 1024:.1f} KiB dense ({report.sparse_bytes / report.dense_bytes:.1%})"
     )
+
+
+def _parse_layer_ratios(items: list[str]) -> dict[str, float]:
+    from leanml.errors import LeanmlError
+
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise LeanmlError(f"bad --layer-ratio {item!r}", "write it as LAYER=RATIO, e.g. features.3=0.5")
+    return out
+
+
+@app.command("channel")
+def channel_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="float checkpoint")],
+    out: Annotated[Path, typer.Option(help="where to save the pruned (smaller, dense) checkpoint")],
+    ratio: Annotated[float, typer.Option(help="fraction of channels to remove from every prunable layer")] = 0.3,
+    target_macs: Annotated[float | None, typer.Option(help="keep this fraction of the MACs (finds the ratio)")] = None,
+    layer_ratio: Annotated[list[str] | None, typer.Option(help="LAYER=RATIO, repeatable; overrides --ratio")] = None,
+    importance: Annotated[str, typer.Option(help="l1, l2, bn or taylor")] = "l2",
+    round_to: Annotated[int, typer.Option(help="keep a multiple of this many channels per layer")] = 1,
+    exclude: Annotated[list[str] | None, typer.Option(help="layer whose channels stay (repeatable)")] = None,
+    taylor_batches: Annotated[int, typer.Option(help="training batches of 64 for taylor gradients")] = 8,
+    finetune_epochs: Annotated[int, typer.Option(help="fine-tuning epochs after pruning")] = 0,
+    lr: Annotated[float, typer.Option(help="fine-tuning learning rate")] = 0.01,
+    distill: Annotated[bool, typer.Option(help="distill from the unpruned model while fine-tuning")] = False,
+    report: Annotated[Path | None, typer.Option(help="HTML report to write")] = None,
+    data: DataOpt = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Physically remove channels (coupled through residuals, concat, depthwise); print measured gains."""
+    import itertools
+
+    from leanml.data import batches, load_split
+    from leanml.prune import ChannelPruneConfig, prune_channels_
+    from leanml.prune.measure import comparison_table, measure_model
+    from leanml.report import Report
+    from leanml.train import evaluate, load_checkpoint, save_checkpoint
+    from leanml.train.finetune import FinetuneConfig, finetune
+
+    cfg = ChannelPruneConfig(ratio=ratio, layer_ratios=_parse_layer_ratios(layer_ratio or []), target_macs=target_macs,
+                             importance=importance, round_to=round_to, exclude=list(exclude or []))  # fmt: skip
+    ckpt = load_checkpoint(checkpoint)
+    model = ckpt.model
+    teacher = copy.deepcopy(model) if distill else None
+    test = load_split("test", data)
+    train = load_split("train", data) if finetune_epochs or importance == "taylor" else None
+    with torch_threads(threads):
+        dense = measure_model(copy.deepcopy(model), test, threads=threads)
+        grad_batches = None
+        if train is not None and importance == "taylor":
+            grad_batches = list(itertools.islice(batches(train, 64, shuffle=True), taylor_batches))
+        kept = prune_channels_(model, cfg, batches=grad_batches)
+        _, pruned_acc = evaluate(model, test)
+        if finetune_epochs and train is not None:
+            finetune(model, train, FinetuneConfig(finetune_epochs, lr), teacher=teacher)
+        pruned = measure_model(model, test, threads=threads)
+    meta = {"pruning": {"channel": cfg.to_dict(), "kept_channels": {k: len(v) for k, v in kept.items()}},
+            "metrics": {"test_acc": pruned.test_acc, "test_acc_before_finetune": pruned_acc},
+            "baseline": dense.to_dict(), "pruned": pruned.to_dict()}  # fmt: skip
+    save_checkpoint(out, model, meta)
+    headers, rows = comparison_table(dense, pruned)
+    rows.insert(3, ["accuracy before fine-tuning", "", f"{pruned_acc:.2%}", ""])
+    width = max(len(r[0]) for r in rows)
+    for r in [headers, *rows]:
+        print(f"{r[0]:{width}s}  {r[1]:>14s}  {r[2]:>14s}  {r[3]:>14s}")
+    if report is not None:
+        doc = Report(f"Channel pruning: {checkpoint}")
+        doc.add_text(f"config: {json.dumps(cfg.to_dict())}; fine-tuning: {finetune_epochs} epoch(s) at lr {lr}")
+        doc.add_table(headers, rows)
+        doc.add_heading("Kept channels per layer")
+        doc.add_table(["layer", "kept"], [[k, str(len(v))] for k, v in kept.items()])
+        doc.save(report)
+    make_console().print(f"wrote {out}")

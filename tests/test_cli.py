@@ -121,5 +121,30 @@ def test_prune_scan_then_fine(tmp_path, fake_data):
                   "--max-drop", "5", "--data", str(fake_data), "--finetune-epochs", "1")  # fmt: skip
     assert fine.returncode == 0, fine.stderr
     assert "sparse vs" in fine.stdout and (tmp_path / "sparse.masks.safetensors").exists()
+    sized = leanml("prune", "fine", str(ckpt), "--out", str(tmp_path / "small"), "--scan", str(tmp_path / "scan.json"),
+                   "--target-size", "0.3", "--data", str(fake_data))  # fmt: skip
+    assert sized.returncode == 0, sized.stderr
+    size_pct = float(sized.stdout.split("dense (")[1].split("%")[0])
+    assert size_pct <= 30.0
     bad = leanml("prune", "fine", str(ckpt), "--out", str(tmp_path / "x"), "--sparsity", "1.5")
     assert_clean_error(bad, "outside [0, 1)")
+
+
+def test_prune_channel_saves_a_smaller_model_that_reloads(tmp_path, fake_data):
+    ckpt = tiny_checkpoint(tmp_path, fake_data)
+    out = tmp_path / "half"
+    proc = leanml("prune", "channel", str(ckpt), "--out", str(out), "--target-macs", "0.5", "--importance", "taylor",
+                  "--taylor-batches", "2", "--round-to", "4", "--finetune-epochs", "1", "--report",
+                  str(tmp_path / "r.html"), "--data", str(fake_data), "--threads", "1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "MACs" in proc.stdout and "latency b=32" in proc.stdout and (tmp_path / "r.html").exists()
+    from leanml.profile import profile_model
+    from leanml.train import load_checkpoint
+
+    dense = profile_model(load_checkpoint(ckpt).model, measure=False).macs
+    pruned = load_checkpoint(out).model
+    assert profile_model(pruned, measure=False).macs <= 0.5 * dense
+    assert all(m.out_channels % 4 == 0 for m in pruned.modules() if type(m).__name__ == "Conv2d")
+    bad = leanml("prune", "channel", str(ckpt), "--out", str(tmp_path / "x"), "--layer-ratio", "features.0")
+    assert_clean_error(bad, "LAYER=RATIO")
+    assert not (tmp_path / "x.json").exists()

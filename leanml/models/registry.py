@@ -1,8 +1,9 @@
 """Model registry: a name, a config dataclass, a builder.
 
 A model is fully described by its :class:`ModelSpec` (registry name + config
-values), which is what checkpoints store; rebuilding from the spec never runs
-code from the checkpoint.
+values + the structural transforms applied since, such as channel pruning),
+which is what checkpoints store; rebuilding from the spec never runs code from
+the checkpoint: transforms are replayed through a registry of known kinds.
 
 Example:
     >>> from leanml.models import build_model
@@ -40,24 +41,57 @@ class ModelEntry(Generic[C]):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What rebuilds a model: the registry name and its config as plain data."""
+    """What rebuilds a model: the registry name, its config, and the transforms replayed after building.
+
+    Each transform is plain data ``{"kind": ..., **params}`` for a kind registered with
+    :func:`register_transform` (e.g. ``channel_prune`` with the kept channel indices).
+    """
 
     name: str
     config: dict[str, Any]
+    transforms: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON sidecars."""
-        return {"name": self.name, "config": self.config}
+        out: dict[str, Any] = {"name": self.name, "config": self.config}
+        if self.transforms:
+            out["transforms"] = list(self.transforms)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
         """Inverse of :meth:`to_dict`; malformed data is a :class:`LeanmlError`."""
         if not isinstance(data, dict) or "name" not in data or not isinstance(data.get("config"), dict):
-            raise LeanmlError(f"malformed model spec: {data!r}", "re-create the checkpoint")
-        return cls(str(data["name"]), dict(data["config"]))
+            raise LeanmlError(f"malformed model spec: {str(data)[:200]}", "re-create the checkpoint")
+        transforms = data.get("transforms", [])
+        if not isinstance(transforms, list) or not all(isinstance(t, dict) and "kind" in t for t in transforms):
+            raise LeanmlError("malformed model spec: bad 'transforms' list", "re-create the checkpoint")
+        return cls(str(data["name"]), dict(data["config"]), tuple(transforms))
+
+    def with_transform(self, step: dict[str, Any]) -> ModelSpec:
+        """This spec with one more transform appended."""
+        return ModelSpec(self.name, self.config, (*self.transforms, step))
 
 
 _REGISTRY: dict[str, ModelEntry[Any]] = {}
+Transform = Callable[[nn.Module, dict[str, Any]], None]
+_TRANSFORMS: dict[str, Transform] = {}
+
+
+def register_transform(kind: str) -> Callable[[Transform], Transform]:
+    """Decorator registering ``apply_(model, step)``, which replays a structural transform in place.
+
+    Example:
+        >>> @register_transform("noop")  # doctest: +SKIP
+        ... def noop(model: nn.Module, step: dict) -> None:
+        ...     pass
+    """
+
+    def deco(fn: Transform) -> Transform:
+        _TRANSFORMS[kind] = fn
+        return fn
+
+    return deco
 
 
 def register_model(name: str, config_cls: type[C], summary: str) -> Callable[[Callable[[C], M]], Callable[[C], M]]:
@@ -112,8 +146,20 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
 
 
 def build_from_spec(spec: ModelSpec) -> nn.Module:
-    """Rebuild a model from its spec (as stored in checkpoints)."""
-    return build_model(spec.name, **spec.config)
+    """Rebuild a model from its spec (as stored in checkpoints), replaying its transforms.
+
+    Example:
+        >>> build_from_spec(model_spec(build_model("vgg"))).features[0].out_channels
+        32
+    """
+    model = build_model(spec.name, **spec.config)
+    for step in spec.transforms:
+        kind = step["kind"]
+        if kind not in _TRANSFORMS:
+            raise LeanmlError(f"unknown model transform {kind!r} in the spec", f"known: {', '.join(_TRANSFORMS)}")
+        _TRANSFORMS[kind](model, step)
+    model.leanml_spec = spec  # type: ignore[assignment]
+    return model
 
 
 def model_spec(model: nn.Module) -> ModelSpec:

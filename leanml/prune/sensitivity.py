@@ -21,6 +21,7 @@ import torch
 
 from leanml.config import Config, require
 from leanml.data import load_split
+from leanml.errors import LeanmlError
 from leanml.executor import ExecutorConfig, run_tasks
 from leanml.prune.fine_grained import FineGrainedConfig, magnitude_mask, prunable_layers
 from leanml.report import Report
@@ -86,6 +87,65 @@ def choose_sparsities(scan: dict[str, dict[float, float]], base_accuracy: float,
     for layer, curve in scan.items():
         ok = [s for s, acc in curve.items() if acc >= base_accuracy - max_drop]
         chosen[layer] = max(ok, default=0.0)
+    return chosen
+
+
+def choose_sparsities_for_size(
+    scan: dict[str, dict[float, float]],
+    base_accuracy: float,
+    layer_numels: dict[str, int],
+    other_bits: int,
+    target_fraction: float,
+    value_bits: int = 32,
+) -> dict[str, float]:
+    """Per-layer sparsities from the scan's grid that bring the model to ``target_fraction`` of its dense size.
+
+    Greedy: repeatedly move the layer whose next grid step costs the least scanned accuracy per
+    bit saved, until the size (bitmask encoding: 1 bit per weight + ``value_bits`` per nonzero;
+    ``other_bits`` for everything unpruned) fits. Raises when even the densest grid point won't do.
+
+    Example:
+        >>> scan = {"a": {0.5: 0.9, 0.9: 0.5}, "b": {0.5: 0.9, 0.9: 0.89}}
+        >>> choose_sparsities_for_size(scan, 0.9, {"a": 1000, "b": 1000}, 0, 0.5)
+        {'a': 0.5, 'b': 0.9}
+    """
+    require(0.0 < target_fraction <= 1.0, f"target size fraction {target_fraction} is outside (0, 1]")
+    missing = sorted(set(scan) - set(layer_numels))
+    require(not missing, f"no weight count for scanned layer(s): {', '.join(missing)}")
+
+    def bits(layer: str, s: float) -> float:
+        n = layer_numels[layer]
+        return n * value_bits if s == 0 else n + n * (1 - s) * value_bits
+
+    chosen = dict.fromkeys(scan, 0.0)
+    dense = sum(n * value_bits for n in layer_numels.values() if n) + other_bits
+    budget = target_fraction * dense
+    total = (
+        sum(bits(layer, 0.0) for layer in scan)
+        + other_bits
+        + sum(n * value_bits for layer, n in layer_numels.items() if layer not in scan)
+    )
+    while total > budget:
+        best: tuple[float, str, float] | None = None
+        for layer, curve in scan.items():
+            cur = chosen[layer]
+            steps = sorted(s for s in curve if s > cur)
+            if not steps:
+                continue
+            nxt = steps[0]
+            acc_now = base_accuracy if cur == 0 else curve[cur]
+            saved = bits(layer, cur) - bits(layer, nxt)
+            if saved <= 0:
+                continue
+            cost = max(0.0, acc_now - curve[nxt]) / saved
+            if best is None or cost < best[0]:
+                best = (cost, layer, nxt)
+        if best is None:
+            raise LeanmlError(f"the scanned sparsities cannot reach {target_fraction:.0%} of the dense size",
+                              "scan higher sparsities or raise the target size")  # fmt: skip
+        _, layer, nxt = best
+        total -= bits(layer, chosen[layer]) - bits(layer, nxt)
+        chosen[layer] = nxt
     return chosen
 
 

@@ -1,6 +1,15 @@
+import pytest
+
+from leanml.errors import LeanmlError
 from leanml.executor import ExecutorConfig
 from leanml.models import build_model
-from leanml.prune.sensitivity import SensitivityConfig, choose_sparsities, scan_sensitivity, sensitivity_report
+from leanml.prune.sensitivity import (
+    SensitivityConfig,
+    choose_sparsities,
+    choose_sparsities_for_size,
+    scan_sensitivity,
+    sensitivity_report,
+)
 from leanml.train import save_checkpoint
 
 
@@ -27,3 +36,18 @@ def test_report_has_a_curve_per_layer(tmp_path):
     report.save(tmp_path / "r.html")
     text = (tmp_path / "r.html").read_text()
     assert text.count("<polyline") == 2 and "accuracy vs sparsity" in text
+
+
+def test_choose_sparsities_for_size_reaches_the_target_and_spares_sensitive_layers():
+    scan = {
+        "robust": {0.4: 0.90, 0.6: 0.90, 0.8: 0.899, 0.9: 0.898},
+        "fragile": {0.4: 0.89, 0.6: 0.80, 0.8: 0.50, 0.9: 0.30},
+    }
+    numels = {"robust": 10_000, "fragile": 2_000}
+    chosen = choose_sparsities_for_size(scan, 0.90, numels, other_bits=3_200, target_fraction=0.3)
+    size = sum(n + n * (1 - chosen[k]) * 32 if chosen[k] else n * 32 for k, n in numels.items()) + 3_200
+    dense = 32 * sum(numels.values()) + 3_200
+    assert size <= 0.3 * dense
+    assert chosen["robust"] == 0.9 and chosen["fragile"] < 0.9
+    with pytest.raises(LeanmlError, match="cannot reach"):
+        choose_sparsities_for_size(scan, 0.90, numels, other_bits=3_200, target_fraction=0.01)

@@ -1,0 +1,135 @@
+"""Channel importance criteria for channel pruning, in a registry keyed by name.
+
+Every criterion maps a channel group to one score per channel (higher = keep),
+summed over the group's members, so coupled channels (a residual stage, a
+depthwise conv and its producer) are judged together:
+
+- ``l1`` / ``l2``: norm of each producer's (and depthwise conv's) output-channel weights;
+- ``bn``: |gamma| of the group's batch norms (network slimming); falls back to ``l2`` without one;
+- ``taylor``: first-order Taylor estimate of the loss change when a channel is removed,
+  |sum over the channel's parameters of w * dL/dw|, with gradients accumulated over a few
+  labelled batches (Molchanov et al. 2019; Torch-Pruning's ``TaylorImportance``).
+
+Example:
+    >>> import torch
+    >>> from leanml.models import build_model
+    >>> from leanml.prune.depgraph import trace_channel_groups
+    >>> model = build_model("vgg")
+    >>> group = trace_channel_groups(model, (1, 28, 28))[1]  # [0] is the fixed input
+    >>> scores = channel_scores("l1", group, dict(model.named_modules()), None)
+    >>> scores.shape
+    torch.Size([32])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+from leanml.errors import LeanmlError
+from leanml.prune.depgraph import ChannelGroup
+
+Modules = dict[str, nn.Module]
+Grads = dict[str, torch.Tensor]  # parameter name -> accumulated gradient
+Criterion = Callable[[ChannelGroup, Modules, Grads | None], torch.Tensor]
+
+IMPORTANCE: dict[str, Criterion] = {}
+
+
+def register_importance(name: str) -> Callable[[Criterion], Criterion]:
+    """Decorator adding ``fn(group, modules, grads) -> (group.size,) scores`` under ``name``."""
+
+    def deco(fn: Criterion) -> Criterion:
+        IMPORTANCE[name] = fn
+        return fn
+
+    return deco
+
+
+def _weighted(layer: nn.Module) -> nn.Conv2d | nn.Linear:
+    assert isinstance(layer, nn.Conv2d | nn.Linear), type(layer)
+    return layer
+
+
+def _norm_score(group: ChannelGroup, modules: Modules, p: int) -> torch.Tensor:
+    score = torch.zeros(group.size)
+    for name in group.producers + group.depthwise:
+        score += _weighted(modules[name]).weight.detach().flatten(1).norm(p=p, dim=1)  # (C_out,)
+    return score
+
+
+@register_importance("l1")
+def l1_importance(group: ChannelGroup, modules: Modules, grads: Grads | None) -> torch.Tensor:
+    """Sum of |w| over each output channel of the group's producers and depthwise convs."""
+    return _norm_score(group, modules, 1)
+
+
+@register_importance("l2")
+def l2_importance(group: ChannelGroup, modules: Modules, grads: Grads | None) -> torch.Tensor:
+    """L2 norm of each output channel's weights (the course lab's criterion), summed over members."""
+    return _norm_score(group, modules, 2)
+
+
+@register_importance("bn")
+def bn_importance(group: ChannelGroup, modules: Modules, grads: Grads | None) -> torch.Tensor:
+    """|gamma| of the group's batch norms; groups without a batch norm use ``l2``."""
+    if not group.norms:
+        return _norm_score(group, modules, 2)
+    score = torch.zeros(group.size)
+    for name in group.norms:
+        bn = modules[name]
+        assert isinstance(bn, nn.modules.batchnorm._BatchNorm) and bn.weight is not None
+        score += bn.weight.detach().abs()
+    return score
+
+
+@register_importance("taylor")
+def taylor_importance(group: ChannelGroup, modules: Modules, grads: Grads | None) -> torch.Tensor:
+    """|sum(w * grad)| per output channel, over producers, depthwise convs and batch norms."""
+    if grads is None:
+        raise LeanmlError("taylor importance needs gradients", "pass labelled batches (prune_channels_(..., batches=))")
+    score = torch.zeros(group.size)
+    for name in group.producers + group.depthwise + group.norms:
+        for pname, param in modules[name].named_parameters(recurse=False):
+            grad = grads[f"{name}.{pname}" if name else pname]
+            score += (param.detach() * grad).flatten(1).sum(1).abs() if param.dim() > 1 else (param * grad).abs()
+    return score
+
+
+def accumulate_gradients(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Grads:
+    """Sum of cross-entropy gradients over ``batches`` of (images, labels), without touching ``.grad``.
+
+    Example:
+        >>> from leanml.models import build_model
+        >>> model = build_model("vgg")
+        >>> g = accumulate_gradients(model, [(torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3]))])
+        >>> g["features.0.weight"].shape
+        torch.Size([32, 1, 3, 3])
+    """
+    params = dict(model.named_parameters())
+    total = {name: torch.zeros_like(p) for name, p in params.items()}
+    was_training = model.training
+    model.eval()  # running BN statistics stay untouched
+    n = 0
+    try:
+        for images, labels in batches:
+            loss = nn.functional.cross_entropy(model(images), labels)
+            grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+            for name, g in zip(params, grads, strict=True):
+                if g is not None:
+                    total[name] += g
+            n += 1
+    finally:
+        model.train(was_training)
+    if n == 0:
+        raise LeanmlError("no batches to compute gradients from", "pass at least one (images, labels) batch")
+    return total
+
+
+def channel_scores(kind: str, group: ChannelGroup, modules: Modules, grads: Grads | None) -> torch.Tensor:
+    """Scores (group.size,) of ``group``'s channels under criterion ``kind``."""
+    if kind not in IMPORTANCE:
+        raise LeanmlError(f"unknown importance {kind!r}", f"choose one of: {', '.join(IMPORTANCE)}")
+    return IMPORTANCE[kind](group, modules, grads)

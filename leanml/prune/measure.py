@@ -1,0 +1,77 @@
+"""Measure a model beside its baseline: params, MACs, accuracy and *measured* latency, in one table.
+
+Pruning results are reported this way (by the CLI and the benchmarks), so a
+smaller MAC count is never quoted as a speedup: the latency column is timed
+with the one latency helper at each batch size.
+
+Example:
+    >>> from leanml.models import build_model
+    >>> m = measure_model(build_model("vgg"), batch_sizes=(1,), repeats=2)
+    >>> m.macs, m.latency[1].batch_size
+    (29128448, 1)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from leanml.data import ImageSet
+from leanml.profile.latency import LatencyStats, model_latency
+from leanml.profile.summary import profile_model
+from leanml.train.loop import evaluate
+
+
+@dataclass
+class ModelMeasure:
+    """What a user compares between a model and its pruned version."""
+
+    params: int
+    macs: int
+    test_acc: float | None
+    latency: dict[int, LatencyStats] = field(default_factory=dict)  # batch size -> stats
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for JSON output."""
+        return {"params": self.params, "macs": self.macs, "test_acc": self.test_acc,
+                "latency": {str(b): s.to_dict() for b, s in self.latency.items()}}  # fmt: skip
+
+
+def measure_model(
+    model: nn.Module,
+    test: ImageSet | None = None,
+    batch_sizes: tuple[int, ...] = (1, 32),
+    threads: int | None = None,
+    repeats: int = 30,
+    input_shape: tuple[int, ...] = (1, 28, 28),
+) -> ModelMeasure:
+    """Params and MACs (profiler), test accuracy (when ``test`` is given), latency per batch size."""
+    prof = profile_model(model, input_shape, measure=False)
+    acc = evaluate(model, test)[1] if test is not None else None
+    lat = {b: model_latency(model, input_shape, b, threads, repeats=repeats) for b in batch_sizes}
+    return ModelMeasure(prof.params, prof.macs, acc, lat)
+
+
+def comparison_table(base: ModelMeasure, other: ModelMeasure) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows: each quantity for the baseline, the other model, and their ratio.
+
+    Example:
+        >>> a = ModelMeasure(100, 1000, 0.9)
+        >>> comparison_table(a, ModelMeasure(50, 400, 0.89))[1][1]
+        ['MACs', '1,000', '400', '0.40x']
+    """
+    rows = [
+        ["params", f"{base.params:,}", f"{other.params:,}", f"{other.params / base.params:.2f}x"],
+        ["MACs", f"{base.macs:,}", f"{other.macs:,}", f"{other.macs / base.macs:.2f}x"],
+    ]
+    if base.test_acc is not None and other.test_acc is not None:
+        rows.append(["test accuracy", f"{base.test_acc:.2%}", f"{other.test_acc:.2%}",
+                     f"{(other.test_acc - base.test_acc) * 100:+.2f} pt"])  # fmt: skip
+    for b, s in base.latency.items():
+        if b in other.latency:
+            o = other.latency[b]
+            rows.append([f"latency b={b} ({s.threads} thr)", f"{s.median_ms:.3f} ms", f"{o.median_ms:.3f} ms",
+                         f"{s.median_ms / o.median_ms:.2f}x faster"])  # fmt: skip
+    return ["", "baseline", "pruned", "ratio"], rows
