@@ -70,29 +70,45 @@ class MemoryPlan:
         return sum(b.numel for b in self.buffers)
 
 
-def activation_buffers(nodes: list[OpNode]) -> MemoryPlan:
-    """Assign each traced tensor to a buffer and compute lifetimes and the live size per step.
+@dataclass(frozen=True)
+class TensorNode:
+    """One tensor-producing op, as the memory model sees it (any graph: traced torch ops or deploy IR ops)."""
 
-    nodes: as returned by :func:`leanml.profile.graph.trace_ops` (execution order).
+    id: str
+    name: str  # display name
+    inputs: tuple[str, ...]
+    numel: int
+    reuse_input: bool = False  # may live in its first input's buffer when it is that input's last reader
+    is_input: bool = False  # a graph input: live from step 0
+
+
+def tensor_lifetimes(nodes: list[TensorNode], outputs: list[str]) -> MemoryPlan:
+    """Assign tensors to buffers and compute lifetimes and the live size per step (the rules above).
+
+    nodes: in execution order, one step each; outputs: ids that must live to the last step.
+
+    Example:
+        >>> nodes = [TensorNode("x", "x", (), 10, is_input=True), TensorNode("y", "relu", ("x",), 10, True),
+        ...          TensorNode("z", "fc", ("y",), 4)]
+        >>> plan = tensor_lifetimes(nodes, ["z"])
+        >>> len(plan.buffers), plan.peak_numel
+        (2, 14)
     """
-    ops: list[OpNode] = [n for n in nodes if n.op not in ("output", "get_attr") and n.shape is not None]
-    last_step = len(ops) - 1
-    last_use = {n.id: i for i, n in enumerate(ops)}
-    for i, n in enumerate(ops):
+    last_step = len(nodes) - 1
+    last_use = {n.id: i for i, n in enumerate(nodes)}
+    for i, n in enumerate(nodes):
         for src in n.inputs:
             if src in last_use:
                 last_use[src] = max(last_use[src], i)
-    for n in nodes:
-        if n.op == "output":
-            for src in n.inputs:
-                last_use[src] = last_step
+    for out in outputs:
+        last_use[out] = last_step
     buffers: list[Buffer] = []
     buffer_of: dict[str, int] = {}
-    for i, n in enumerate(ops):
+    for i, n in enumerate(nodes):
         first = n.inputs[0] if n.inputs else None
         if (
             first is not None
-            and can_reuse_input(n)
+            and n.reuse_input
             and first in buffer_of
             and last_use[first] == i
             and buffers[buffer_of[first]].numel >= n.numel
@@ -102,8 +118,23 @@ def activation_buffers(nodes: list[OpNode]) -> MemoryPlan:
             buf.tensors.append(n.id)
             buffer_of[n.id] = buf.index
             continue
-        start = 0 if n.op == "placeholder" else i
+        start = 0 if n.is_input else i
         buffers.append(Buffer(len(buffers), n.numel, start, last_use[n.id], [n.id]))
         buffer_of[n.id] = len(buffers) - 1
-    live = [sum(b.numel for b in buffers if b.start <= i <= b.end) for i in range(len(ops))]
-    return MemoryPlan(buffers, [n.name for n in ops], live, buffer_of)
+    live = [sum(b.numel for b in buffers if b.start <= i <= b.end) for i in range(len(nodes))]
+    return MemoryPlan(buffers, [n.name for n in nodes], live, buffer_of)
+
+
+def activation_buffers(nodes: list[OpNode]) -> MemoryPlan:
+    """Assign each traced tensor to a buffer and compute lifetimes and the live size per step.
+
+    nodes: as returned by :func:`leanml.profile.graph.trace_ops` (execution order).
+    """
+    ops: list[OpNode] = [n for n in nodes if n.op not in ("output", "get_attr") and n.shape is not None]
+    known = {n.id for n in ops}
+    tensors = []
+    for n in ops:
+        inputs = tuple(i for i in n.inputs if i in known)
+        tensors.append(TensorNode(n.id, n.name, inputs, n.numel, can_reuse_input(n), n.op == "placeholder"))
+    outputs = [src for n in nodes if n.op == "output" for src in n.inputs]
+    return tensor_lifetimes(tensors, outputs)
