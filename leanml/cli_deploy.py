@@ -1,0 +1,85 @@
+"""``leanml deploy MODEL --out DIR``: integer model → verified C engine, with flash, SRAM and latency.
+
+Example:
+    $ leanml quantize linear runs/vgg --out runs/vgg-int8
+    $ leanml deploy runs/vgg-int8 --out runs/vgg-c
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from leanml.cli_options import DataOpt
+
+
+def deploy_cmd(
+    model: Annotated[Path, typer.Argument(help="integer model saved by `leanml quantize linear|mixed`")],
+    out: Annotated[Path, typer.Option(help="directory for the standalone C project")],
+    target: Annotated[str, typer.Option(help="host")] = "host",
+    input_shape: Annotated[str, typer.Option(help="C,H,W of one input")] = "1,28,28",
+    prefix: Annotated[str, typer.Option(help="C name prefix of the generated API")] = "leanml_model",
+    in_place: Annotated[bool, typer.Option(help="run depthwise convs in place when their input dies there")] = True,
+    verify_images: Annotated[int, typer.Option(help="test images to compare with the integer reference")] = 500,
+    force: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    data: DataOpt = None,
+) -> None:
+    """Generate C (static memory plan, in-place depthwise, fused requantization), compile, verify, report."""
+    import numpy as np
+
+    from leanml.cli import parse_ints
+    from leanml.data import batches, load_split
+    from leanml.deploy.build import section_sizes
+    from leanml.deploy.engine import DeployConfig, deploy, export_project, verify
+    from leanml.errors import LeanmlError
+    from leanml.profile.latency import measure_latency
+    from leanml.quant.integer import IntegerModel
+
+    if out.exists() and not force:
+        raise LeanmlError(f"{out} already exists", "pass --force to replace it, or choose another --out")
+    shape = parse_ints(input_shape, "input shape")
+    cfg = DeployConfig(input_shape=list(shape), prefix=prefix, in_place=in_place, target=target)
+    reference = IntegerModel.load(model)
+    dep = deploy(reference, cfg)
+    summary = dep.summary()
+    summary.update({f"section_{k}": v for k, v in section_sizes(dep.sources).items()})
+    if verify_images > 0:
+        if tuple(shape) != (1, 28, 28):
+            x_all = np.random.default_rng(0).standard_normal((verify_images, *shape)).astype(np.float32)
+            result = verify(dep, reference, x_all)
+        else:
+            test = load_split("test", data, verify_images)
+            images, labels = next(batches(test, len(test)))
+            result = verify(dep, reference, images)
+            codes = dep.model.run_int8(reference.quantize_input(images))
+            summary["test_accuracy"] = float((codes.argmax(1) == labels.numpy()).mean())
+        summary.update(verify_images=result.images, verify_mismatched=result.mismatched, bit_exact=result.identical)
+    x1 = np.zeros((1, *shape), dtype=np.float32)
+    lat = measure_latency(lambda: dep.model(x1), warmup=10, repeats=100, batch_size=1)
+    summary["latency_ms_b1"] = lat.median_ms
+    summary["latency"] = lat.to_dict()
+    export_project(dep, out, force=force)
+    summary["project"] = str(out)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    flash = summary["section_text"] + summary["section_rodata"] + summary["section_data"]
+    print(f"MACs {summary['macs']:,}; weights + quantization constants {summary['weight_bytes'] / 1024:.1f} KiB")
+    print(
+        f"flash {flash / 1024:.1f} KiB (.text {summary['section_text']:,} B, .rodata {summary['section_rodata']:,} B)"
+    )
+    print(f"peak SRAM (arena) {summary['arena_bytes'] / 1024:.1f} KiB; TFLite-Micro-style plan "
+          f"{summary['tflm_bytes'] / 1024:.1f} KiB; no planning {summary['naive_bytes'] / 1024:.1f} KiB; "
+          f"lower bound {summary['lower_bound_bytes'] / 1024:.1f} KiB")  # fmt: skip
+    print(f"latency b=1: {lat}")
+    if verify_images > 0:
+        verdict = "bit-exact" if summary["bit_exact"] else f"{summary['verify_mismatched']} output codes differ"
+        acc = f", test accuracy {summary['test_accuracy']:.2%}" if "test_accuracy" in summary else ""
+        print(f"verified on {summary['verify_images']} inputs against the integer reference: {verdict}{acc}")
+    print(f"wrote {out} (run `make -C {out}`)")
+    if verify_images > 0 and not summary["bit_exact"]:
+        raise LeanmlError("the C engine does not match the integer reference", "this is a leanml bug: please report")

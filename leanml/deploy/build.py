@@ -1,0 +1,159 @@
+"""Compile generated C with the system compiler, cache it by content hash, and run it through ctypes.
+
+The shared library's name is the SHA-256 of its sources and flags, under a
+cache folder (``$LEANML_CACHE`` or ``~/.cache/leanml``): the same model
+compiles once. The compiler is ``$CC`` or ``cc``; a missing compiler is a
+clear error naming the Debian package.
+
+Example:
+    >>> lib = compile_shared({"f.c": "int twice(int x) { return 2 * x; }"})  # doctest: +SKIP
+    >>> ctypes.CDLL(str(lib)).twice(21)  # doctest: +SKIP
+    42
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from leanml.errors import LeanmlError
+
+CSRC = Path(__file__).resolve().parent / "csrc"
+WARN_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror")
+OPT_FLAGS = ("-O3",)
+
+
+def cache_dir() -> Path:
+    """Where compiled libraries are kept: ``$LEANML_CACHE`` or ``~/.cache/leanml``."""
+    root = os.environ.get("LEANML_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "leanml"
+
+
+def find_compiler(cc: str | None = None) -> str:
+    """Path of the C compiler (``cc``, else ``$CC``, else ``cc``/``gcc``); missing is a clear error."""
+    for name in (cc, os.environ.get("CC"), "cc", "gcc"):
+        if name and shutil.which(name):
+            return str(shutil.which(name))
+    raise LeanmlError(f"no C compiler found{f' ({cc})' if cc else ''}",
+                      "install one: `apt-get install gcc` (or set $CC)")  # fmt: skip
+
+
+def compile_shared(sources: dict[str, str], flags: tuple[str, ...] = OPT_FLAGS, cc: str | None = None) -> Path:
+    """Compile C ``sources`` (file name -> text; the kernel headers are on the include path) into a cached .so."""
+    compiler = find_compiler(cc)
+    args = (*WARN_FLAGS, *flags, "-fPIC", "-shared")
+    digest = hashlib.sha256()
+    for name in sorted(sources):
+        digest.update(name.encode() + b"\0" + sources[name].encode() + b"\0")
+    for header in sorted(CSRC.glob("*.h")):
+        digest.update(header.read_bytes())
+    digest.update(" ".join((compiler, *args)).encode())
+    out = cache_dir() / f"lm_{digest.hexdigest()[:24]}.so"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="leanml-build-") as tmp:
+        c_files = []
+        for name, text in sources.items():
+            (Path(tmp) / name).write_text(text)
+            if name.endswith(".c"):
+                c_files.append(str(Path(tmp) / name))
+        lib = Path(tmp) / "lib.so"
+        cmd = [compiler, *args, f"-I{CSRC}", f"-I{tmp}", *c_files, "-o", str(lib), "-lm"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise LeanmlError(f"C compilation failed: {proc.stderr.strip()[:2000]}",
+                              "this is a leanml bug: please report it with the model")  # fmt: skip
+        staged = out.with_suffix(f".{os.getpid()}.tmp")
+        shutil.copyfile(lib, staged)
+        os.replace(staged, out)  # atomic: a concurrent build never sees half a library
+    return out
+
+
+class CompiledModel:
+    """A generated model loaded from its shared library: call it like the integer reference.
+
+    ``run_int8(q)`` takes int8 values (N, C, H, W) as the reference's ``run_int8`` does and returns
+    the output codes in the reference's layout; ``__call__`` takes float inputs and returns floats.
+    """
+
+    def __init__(self, library: Path, prefix: str, input_chw: tuple[int, int, int], output_size: int,
+                 output_perm: np.ndarray | None, output_scale: float, output_zp: int) -> None:  # fmt: skip
+        self.library = library
+        self._lib = ctypes.CDLL(str(library))
+        self._run_q = getattr(self._lib, f"{prefix}_run_q")
+        self._run_q.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        self._run_q.restype = ctypes.c_int
+        self._run_f = getattr(self._lib, f"{prefix}_run")
+        self._run_f.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        self._run_f.restype = ctypes.c_int
+        self.input_chw = input_chw
+        self.output_size = output_size
+        self.output_perm = output_perm
+        self.output_scale = output_scale
+        self.output_zp = output_zp
+
+    def _to_reference_order(self, out: np.ndarray) -> np.ndarray:  # (N, F) in C order → reference order
+        return out if self.output_perm is None else out[:, self.output_perm]
+
+    def run_int8(self, q: np.ndarray) -> np.ndarray:
+        """int8 input codes (N, C, H, W) → int8 output codes (N, F) as int64, in the reference's order."""
+        q = np.asarray(q)
+        if q.shape[1:] != self.input_chw:
+            raise LeanmlError(f"input shape {tuple(q.shape[1:])} does not match the model's {self.input_chw}")
+        hwc = np.ascontiguousarray(q.transpose(0, 2, 3, 1), dtype=np.int8)  # (N, H, W, C)
+        out = np.zeros((len(q), self.output_size), dtype=np.int8)
+        for i in range(len(q)):
+            self._run_q(hwc[i].ctypes.data, out[i].ctypes.data)
+        return self._to_reference_order(out.astype(np.int64))
+
+    def __call__(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """float input (N, C, H, W) → dequantized float outputs (N, F), quantization done in C."""
+        xf = np.asarray(x, dtype=np.float32)
+        if xf.shape[1:] != self.input_chw:
+            raise LeanmlError(f"input shape {tuple(xf.shape[1:])} does not match the model's {self.input_chw}")
+        hwc = np.ascontiguousarray(xf.transpose(0, 2, 3, 1))
+        out = np.zeros((len(xf), self.output_size), dtype=np.float32)
+        for i in range(len(xf)):
+            self._run_f(hwc[i].ctypes.data, out[i].ctypes.data)
+        return torch.from_numpy(self._to_reference_order(out))
+
+
+def section_sizes(sources: dict[str, str], flags: tuple[str, ...] = OPT_FLAGS, cc: str | None = None,
+                  size_tool: str = "size") -> dict[str, int]:  # fmt: skip
+    """Bytes of ``.text``, ``.rodata``, ``.data`` and ``.bss`` of the compiled C sources (one object each, summed).
+
+    Flash = text + rodata + data; static SRAM = data + bss (the arena is in bss).
+    """
+    compiler = find_compiler(cc)
+    tool = shutil.which(size_tool)
+    if tool is None:
+        raise LeanmlError(f"{size_tool!r} not found", "install binutils: `apt-get install binutils`")
+    totals = {".text": 0, ".rodata": 0, ".data": 0, ".bss": 0}
+    with tempfile.TemporaryDirectory(prefix="leanml-size-") as tmp:
+        for name, text in sources.items():
+            (Path(tmp) / name).write_text(text)
+        for name in sources:
+            if not name.endswith(".c"):
+                continue
+            obj = Path(tmp) / (name + ".o")
+            cmd = [compiler, *WARN_FLAGS, *flags, f"-I{CSRC}", f"-I{tmp}", "-c", str(Path(tmp) / name), "-o", str(obj)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise LeanmlError(f"C compilation failed: {proc.stderr.strip()[:2000]}")
+            listing = subprocess.run([tool, "-A", "-d", str(obj)], capture_output=True, text=True, check=True).stdout
+            for line in listing.splitlines():
+                parts = line.split()
+                if len(parts) >= 2 and parts[1].isdigit():
+                    for section in totals:
+                        if parts[0] == section or parts[0].startswith(section + "."):
+                            totals[section] += int(parts[1])
+    return {k.lstrip("."): v for k, v in totals.items()}

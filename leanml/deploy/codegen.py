@@ -1,0 +1,203 @@
+"""C99 code generation: constant weights in flash, one static arena, one specialized function per layer.
+
+Each IR op becomes a ``static`` function whose body calls a kernel of
+``csrc/leanml_kernels.h`` (all ``static inline``) with every shape, stride,
+zero point and clamp bound as a literal, so the compiler specializes and
+unrolls it per layer. Weights, biases and requantization constants are
+``static const`` arrays (flash on a microcontroller); activations live in one
+``static`` arena at offsets fixed by the planner. Names are sanitized by the
+IR; the prefix is sanitized here.
+
+Generated API (``<prefix>.h``)::
+
+    int <prefix>_run_q(const int8_t *input /* (H, W, C) int8 */, int8_t *output /* (F,) int8 */);
+    int <prefix>_run(const float *input /* (H, W, C) float */, float *output /* (F,) dequantized */);
+
+Example:
+    >>> import torch
+    >>> from leanml.models import build_model
+    >>> from leanml.quant import QuantSim, convert
+    >>> from leanml.deploy.ir import lower
+    >>> from leanml.deploy.planner import plan_memory
+    >>> sim = QuantSim.from_model(build_model("vgg", layers=[4, "M"]).eval())
+    >>> sim.calibrate([torch.randn(2, 1, 28, 28)])
+    >>> graph = lower(convert(sim), (1, 28, 28))
+    >>> sources = generate_c(graph, plan_memory(graph), "net")
+    >>> sorted(sources)
+    ['net.c', 'net.h']
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from leanml.deploy.ir import Add, Clamp, Conv, Conv1x1, Depthwise, Flatten, Graph, Linear, Op, Pool, Quantize
+from leanml.deploy.planner import MemoryLayout
+from leanml.errors import LeanmlError
+
+HEADER = "leanml_kernels.h"
+
+
+def c_prefix(prefix: str) -> str:
+    """A safe C prefix for the generated API.
+
+    Example:
+        >>> c_prefix("my-model v2")
+        'my_model_v2'
+    """
+    ident = re.sub(r"[^A-Za-z0-9_]", "_", prefix)[:32]
+    return ident if re.match(r"[A-Za-z_]", ident) else "m_" + ident
+
+
+def c_array(ctype: str, name: str, values: np.ndarray) -> str:
+    """A ``static const`` C array initializer (16 values per line)."""
+    flat = np.asarray(values).reshape(-1)
+    rows = [", ".join(str(int(v)) for v in flat[i : i + 16]) for i in range(0, len(flat), 16)]
+    body = ",\n    ".join(rows) if rows else "0"
+    return f"static const {ctype} {name}[{max(len(flat), 1)}] = {{\n    {body}\n}};\n"
+
+
+def c_float(v: float) -> str:
+    """A float32 literal that round-trips exactly."""
+    return f"{float(np.float32(v)):.9g}f"
+
+
+class _Emitter:
+    def __init__(self, graph: Graph, layout: MemoryLayout) -> None:
+        self.graph = graph
+        self.layout = layout
+        self.consts: list[str] = []
+
+    def ptr(self, tensor: str) -> str:
+        return f"(arena + {self.layout.tensor_offset[tensor]})"
+
+    def const(self, op: Op, suffix: str, ctype: str, values: np.ndarray) -> str:
+        name = f"{op.name}_{suffix}"
+        self.consts.append(c_array(ctype, name, values))
+        return name
+
+    def requant_args(self, op: Conv | Linear) -> tuple[str, str, str]:
+        return (self.const(op, "b", "int32_t", op.bias), self.const(op, "m", "int32_t", op.multiplier),
+                self.const(op, "s", "int32_t", op.shift))  # fmt: skip
+
+    def body(self, op: Op) -> str:
+        emit = EMITTERS.get(type(op))
+        if emit is None:
+            raise LeanmlError(f"no C emitter for IR op {type(op).__name__}")
+        return emit(self, op)
+
+
+def _quantize(e: _Emitter, op: Quantize) -> str:
+    return f"lm_quantize_f32(input, {op.out_numel}, {c_float(op.q.scale)}, {op.q.zero_point}, {e.ptr(op.output)});"
+
+
+def _conv(e: _Emitter, op: Conv) -> str:
+    ih, iw, ic = op.in_shapes[0]
+    oh, ow, oc = op.out_shape
+    w = e.const(op, "w", "int8_t", op.weight)
+    b, m, s = e.requant_args(op)
+    tail = f"{m}, {s}, {op.out_zp}, {op.act_min}, {op.act_max}"
+    if isinstance(op, Depthwise):
+        geo = f"{ih}, {iw}, {ic}, {op.in_zp}, {w}, {b}, {op.kernel[0]}, {op.kernel[1]}, {op.stride[0]}, "
+        geo += f"{op.stride[1]}, {op.padding[0]}, {op.padding[1]}, {tail}"
+        if op.name in e.layout.in_place:
+            scratch = f"(arena + {e.layout.scratch_offset[op.name]})"
+            return f"lm_depthwise_conv2d_s8_inplace({e.ptr(op.inputs[0])}, {geo}, {oh}, {ow}, {scratch});"
+        return f"lm_depthwise_conv2d_s8({e.ptr(op.inputs[0])}, {geo}, {e.ptr(op.output)}, {oh}, {ow});"
+    if isinstance(op, Conv1x1):
+        return (f"lm_conv1x1_s8({e.ptr(op.inputs[0])}, {ih}, {iw}, {ic}, {op.in_zp}, {w}, {b}, {oc}, {tail}, "
+                f"{e.ptr(op.output)});")  # fmt: skip
+    return (f"lm_conv2d_s8({e.ptr(op.inputs[0])}, {ih}, {iw}, {ic}, {op.in_zp}, {w}, {b}, {oc}, {op.kernel[0]}, "
+            f"{op.kernel[1]}, {op.stride[0]}, {op.stride[1]}, {op.padding[0]}, {op.padding[1]}, {op.groups}, "
+            f"{tail}, {e.ptr(op.output)}, {oh}, {ow});")  # fmt: skip
+
+
+def _linear(e: _Emitter, op: Linear) -> str:
+    w = e.const(op, "w", "int8_t", op.weight)
+    b, m, s = e.requant_args(op)
+    out_f, in_f = op.weight.shape
+    return (f"lm_linear_s8({e.ptr(op.inputs[0])}, {in_f}, {op.in_zp}, {w}, {b}, {out_f}, {m}, {s}, {op.out_zp}, "
+            f"{op.act_min}, {op.act_max}, {e.ptr(op.output)});")  # fmt: skip
+
+
+def _add(e: _Emitter, op: Add) -> str:
+    a, b = (e.ptr(t) for t in op.inputs)
+    return (f"lm_add_s8({a}, {b}, {op.out_numel}, {op.a_zp}, {op.a_multiplier}, {op.a_shift}, {op.b_zp}, "
+            f"{op.b_multiplier}, {op.b_shift}, {op.out_multiplier}, {op.out_shift}, {op.out_zp}, {op.act_min}, "
+            f"{op.act_max}, {e.ptr(op.output)});")  # fmt: skip
+
+
+def _pool(e: _Emitter, op: Pool) -> str:
+    ih, iw, c = op.in_shapes[0]
+    oh, ow, _ = op.out_shape
+    src, dst = e.ptr(op.inputs[0]), e.ptr(op.output)
+    if op.mode == "max":
+        return (f"lm_maxpool_s8({src}, {ih}, {iw}, {c}, {op.kernel[0]}, {op.kernel[1]}, {op.stride[0]}, "
+                f"{op.stride[1]}, {op.padding[0]}, {op.padding[1]}, {dst}, {oh}, {ow});")  # fmt: skip
+    return (f"lm_avgpool_s8({src}, {ih}, {iw}, {c}, {op.kernel[0]}, {op.kernel[1]}, {op.stride[0]}, "
+            f"{op.stride[1]}, {dst}, {oh}, {ow});")  # fmt: skip
+
+
+def _copy_if_moved(e: _Emitter, op: Op) -> str:
+    src, dst = e.ptr(op.inputs[0]), e.ptr(op.output)
+    return "" if src == dst else f"memmove({dst}, {src}, {op.out_numel});"
+
+
+def _flatten(e: _Emitter, op: Flatten) -> str:
+    return _copy_if_moved(e, op) or "/* view */"
+
+
+def _clamp(e: _Emitter, op: Clamp) -> str:
+    return f"{_copy_if_moved(e, op)} lm_clamp_s8({e.ptr(op.output)}, {op.out_numel}, {op.act_min}, {op.act_max});"
+
+
+EMITTERS: dict[type, Callable[[Any, Any], str]] = {
+    Quantize: _quantize, Conv: _conv, Conv1x1: _conv, Depthwise: _conv, Linear: _linear, Add: _add, Pool: _pool,
+    Flatten: _flatten, Clamp: _clamp,
+}  # fmt: skip
+
+
+def generate_c(graph: Graph, layout: MemoryLayout, prefix: str = "leanml_model") -> dict[str, str]:
+    """``{<prefix>.h, <prefix>.c}``: the model as C99 source calling the kernel header."""
+    p = c_prefix(prefix)
+    e = _Emitter(graph, layout)
+    out_numel = next(op.out_numel for op in graph.ops if op.output == graph.output)
+    h, w, c = graph.input_shape
+    funcs, calls = [], []
+    for op in graph.ops:
+        body = e.body(op)
+        fn = f"layer_{op.name}"
+        shapes = ", ".join(str(s) for s in op.in_shapes)
+        funcs.append(f"/* {op.kind}: {shapes} -> {op.out_shape}, {op.macs()} MACs */\n"
+                     f"static void {fn}(const float *input, int8_t *arena) {{\n"
+                     f"    (void)input; (void)arena;\n    {body}\n}}\n")  # fmt: skip
+        calls.append(f"    {fn}(input, arena);")
+    up = p.upper()
+    header = (f"/* Generated by leanml: do not edit. */\n#ifndef {up}_H\n#define {up}_H\n#include <stdint.h>\n\n"
+              f"#define {up}_INPUT_H {h}\n#define {up}_INPUT_W {w}\n#define {up}_INPUT_C {c}\n"
+              f"#define {up}_OUTPUT_SIZE {out_numel}\n#define {up}_ARENA_BYTES {layout.arena_bytes}\n\n"
+              f"/* int8 input (H, W, C) -> int8 output codes (OUTPUT_SIZE,); returns 0 */\n"
+              f"int {p}_run_q(const int8_t *input, int8_t *output);\n"
+              f"/* float input (H, W, C) -> dequantized float output (OUTPUT_SIZE,); returns 0 */\n"
+              f"int {p}_run(const float *input, float *output);\n\n#endif\n")  # fmt: skip
+    in_numel = h * w * c
+    first = graph.ops[0]
+    source = (
+        f"/* Generated by leanml: do not edit. */\n#include <string.h>\n#include \"{HEADER}\"\n#include \"{p}.h\"\n\n"
+        f"static int8_t arena[{max(layout.arena_bytes, 1)}] __attribute__((aligned(16)));\n\n"
+        + "".join(e.consts) + "\n" + "\n".join(funcs) + "\n"
+        + f"static void {p}_layers(const float *input) {{\n" + "\n".join(calls[1:]) + "\n}\n\n"
+        + f"int {p}_run_q(const int8_t *input, int8_t *output) {{\n"
+        f"    memcpy(arena + {layout.tensor_offset[first.output]}, input, {in_numel});\n"
+        f"    {p}_layers((const float *)0);\n"
+        f"    memcpy(output, arena + {layout.tensor_offset[graph.output]}, {out_numel});\n    return 0;\n}}\n\n"
+        f"int {p}_run(const float *input, float *output) {{\n"
+        f"    layer_{first.name}(input, arena);\n    {p}_layers(input);\n"
+        f"    lm_dequantize_s8(arena + {layout.tensor_offset[graph.output]}, {out_numel}, "
+        f"{c_float(graph.output_q.scale)}, {graph.output_q.zero_point}, output);\n    return 0;\n}}\n"
+    )  # fmt: skip
+    return {f"{p}.h": header, f"{p}.c": source}
