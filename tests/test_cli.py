@@ -98,6 +98,15 @@ def test_quantize_linear_and_kmeans(tmp_path, fake_data):
     assert "k-means 2-bit" in km.stdout and (tmp_path / "km.codebooks.safetensors").exists()
     bad = leanml("quantize", "linear", str(ckpt), "--out", str(tmp_path / "x"), "--observer", "magic")
     assert_clean_error(bad, "unknown observer 'magic'")
+    cache = {"LEANML_CACHE": str(tmp_path / "cache")}
+    dep = leanml("deploy", str(tmp_path / "int8"), "--out", str(tmp_path / "c"), "--data", str(fake_data),
+                 "--verify-images", "32", env=cache)  # fmt: skip
+    assert dep.returncode == 0, dep.stderr
+    assert "bit-exact" in dep.stdout and "peak SRAM" in dep.stdout and (tmp_path / "c" / "Makefile").exists()
+    again = leanml("deploy", str(tmp_path / "int8"), "--out", str(tmp_path / "c"), env=cache)
+    assert_clean_error(again, "already exists", "--force")
+    not_int = leanml("deploy", str(ckpt), "--out", str(tmp_path / "c2"), env=cache)
+    assert_clean_error(not_int, "integer-model")
 
 
 def test_quantize_mixed(tmp_path, fake_data):
