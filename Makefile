@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DATA_DIR := $(or $(LEANML_DATA),/usr/share/datasets/fashion-mnist)
 SOURCES := leanml tests benchmarks
 
-.PHONY: demo test test-fast lint format bench data setup clean
+.PHONY: demo test test-fast lint format bench data toolchain setup clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,15 +34,27 @@ data:
 		exit 1; \
 	fi
 
+# Cortex-M cross compiler for `leanml deploy --target cortex-m4|m7` (optional: its tests skip without it).
+toolchain:
+	@if command -v arm-none-eabi-gcc >/dev/null; then \
+		echo "arm-none-eabi-gcc: $$(command -v arm-none-eabi-gcc)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's gcc-arm-none-eabi"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-arm-none-eabi >/dev/null) \
+			|| echo "could not install gcc-arm-none-eabi: the Cortex-M tests will be skipped"; \
+	else \
+		echo "optional: sudo apt-get install -y gcc-arm-none-eabi (for --target cortex-m4|cortex-m7)"; \
+	fi
+
 # Train a reference model on a short schedule, then print its accuracy and profile.
 demo: $(VENV)/.stamp-core data
 	$(BIN)/leanml train --model vgg --epochs 1 --out runs/demo/vgg --overwrite --threads 2
 	$(BIN)/leanml profile runs/demo/vgg --threads 1
 
-test: $(VENV)/.stamp-dev data
+test: $(VENV)/.stamp-dev data toolchain
 	$(BIN)/pytest
 
-test-fast: $(VENV)/.stamp-dev data
+test-fast: $(VENV)/.stamp-dev data toolchain
 	$(BIN)/pytest -m "not slow"
 
 lint: $(VENV)/.stamp-dev

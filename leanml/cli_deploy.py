@@ -19,7 +19,7 @@ from leanml.cli_options import DataOpt
 def deploy_cmd(
     model: Annotated[Path, typer.Argument(help="integer model saved by `leanml quantize linear|mixed`")],
     out: Annotated[Path, typer.Option(help="directory for the standalone C project")],
-    target: Annotated[str, typer.Option(help="host")] = "host",
+    target: Annotated[str, typer.Option(help="host, cortex-m4 or cortex-m7 (sizes from gcc-arm-none-eabi)")] = "host",
     input_shape: Annotated[str, typer.Option(help="C,H,W of one input")] = "1,28,28",
     prefix: Annotated[str, typer.Option(help="C name prefix of the generated API")] = "leanml_model",
     in_place: Annotated[bool, typer.Option(help="run depthwise convs in place when their input dies there")] = True,
@@ -33,7 +33,7 @@ def deploy_cmd(
 
     from leanml.cli import parse_ints
     from leanml.data import batches, load_split
-    from leanml.deploy.build import section_sizes
+    from leanml.deploy.build import target_section_sizes
     from leanml.deploy.engine import DeployConfig, deploy, export_project, verify
     from leanml.errors import LeanmlError
     from leanml.profile.latency import measure_latency
@@ -46,7 +46,8 @@ def deploy_cmd(
     reference = IntegerModel.load(model)
     dep = deploy(reference, cfg)
     summary = dep.summary()
-    summary.update({f"section_{k}": v for k, v in section_sizes(dep.sources).items()})
+    summary["target"] = target
+    summary.update({f"section_{k}": v for k, v in target_section_sizes(dep.sources, target).items()})
     if verify_images > 0:
         if tuple(shape) != (1, 28, 28):
             x_all = np.random.default_rng(0).standard_normal((verify_images, *shape)).astype(np.float32)
@@ -69,13 +70,14 @@ def deploy_cmd(
         return
     flash = summary["section_text"] + summary["section_rodata"] + summary["section_data"]
     print(f"MACs {summary['macs']:,}; weights + quantization constants {summary['weight_bytes'] / 1024:.1f} KiB")
-    print(
-        f"flash {flash / 1024:.1f} KiB (.text {summary['section_text']:,} B, .rodata {summary['section_rodata']:,} B)"
-    )
+    static_sram = summary["section_data"] + summary["section_bss"]
+    print(f"{target}: flash {flash / 1024:.1f} KiB (.text {summary['section_text']:,} B, .rodata "
+          f"{summary['section_rodata']:,} B, .data {summary['section_data']:,} B); "
+          f"static SRAM {static_sram / 1024:.1f} KiB (.data + .bss, the arena included)")  # fmt: skip
     print(f"peak SRAM (arena) {summary['arena_bytes'] / 1024:.1f} KiB; TFLite-Micro-style plan "
           f"{summary['tflm_bytes'] / 1024:.1f} KiB; no planning {summary['naive_bytes'] / 1024:.1f} KiB; "
           f"lower bound {summary['lower_bound_bytes'] / 1024:.1f} KiB")  # fmt: skip
-    print(f"latency b=1: {lat}")
+    print(f"latency b=1 on this host: {lat}")
     if verify_images > 0:
         verdict = "bit-exact" if summary["bit_exact"] else f"{summary['verify_mismatched']} output codes differ"
         acc = f", test accuracy {summary['test_accuracy']:.2%}" if "test_accuracy" in summary else ""

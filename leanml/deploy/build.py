@@ -29,6 +29,12 @@ from leanml.errors import LeanmlError
 CSRC = Path(__file__).resolve().parent / "csrc"
 WARN_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror")
 OPT_FLAGS = ("-O3",)
+# microcontroller targets: the same C, cross-compiled with Debian's gcc-arm-none-eabi
+CROSS_TARGETS: dict[str, tuple[str, ...]] = {
+    "cortex-m4": ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2"),
+    "cortex-m7": ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16", "-O2"),
+}
+CROSS_CC, CROSS_SIZE, CROSS_PACKAGE = "arm-none-eabi-gcc", "arm-none-eabi-size", "gcc-arm-none-eabi"
 
 
 def cache_dir() -> Path:
@@ -38,7 +44,12 @@ def cache_dir() -> Path:
 
 
 def find_compiler(cc: str | None = None) -> str:
-    """Path of the C compiler (``cc``, else ``$CC``, else ``cc``/``gcc``); missing is a clear error."""
+    """Path of the C compiler (``cc`` if given, else ``$CC``, else ``cc``/``gcc``); missing is a clear error."""
+    if cc == CROSS_CC:
+        found = shutil.which(cc)
+        if found is None:
+            raise LeanmlError(f"the cross compiler {cc} is missing", f"install it: `apt-get install {CROSS_PACKAGE}`")
+        return found
     for name in (cc, os.environ.get("CC"), "cc", "gcc"):
         if name and shutil.which(name):
             return str(shutil.which(name))
@@ -136,7 +147,8 @@ def section_sizes(sources: dict[str, str], flags: tuple[str, ...] = OPT_FLAGS, c
     compiler = find_compiler(cc)
     tool = shutil.which(size_tool)
     if tool is None:
-        raise LeanmlError(f"{size_tool!r} not found", "install binutils: `apt-get install binutils`")
+        package = CROSS_PACKAGE if size_tool == CROSS_SIZE else "binutils"
+        raise LeanmlError(f"{size_tool!r} not found", f"install it: `apt-get install {package}`")
     totals = {".text": 0, ".rodata": 0, ".data": 0, ".bss": 0}
     with tempfile.TemporaryDirectory(prefix="leanml-size-") as tmp:
         for name, text in sources.items():
@@ -157,3 +169,17 @@ def section_sizes(sources: dict[str, str], flags: tuple[str, ...] = OPT_FLAGS, c
                         if parts[0] == section or parts[0].startswith(section + "."):
                             totals[section] += int(parts[1])
     return {k.lstrip("."): v for k, v in totals.items()}
+
+
+def target_section_sizes(sources: dict[str, str], target: str) -> dict[str, int]:
+    """Section sizes of the model compiled for ``target`` (``host`` or a Cortex-M core).
+
+    Example:
+        >>> target_section_sizes({"m.c": "const int w[4] = {1, 2, 3, 4};"}, "host")["rodata"] >= 16  # doctest: +SKIP
+        True
+    """
+    if target == "host":
+        return section_sizes(sources)
+    if target not in CROSS_TARGETS:
+        raise LeanmlError(f"unknown target {target!r}", f"choose host or one of: {', '.join(CROSS_TARGETS)}")
+    return section_sizes(sources, CROSS_TARGETS[target], cc=CROSS_CC, size_tool=CROSS_SIZE)

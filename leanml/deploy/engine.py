@@ -23,14 +23,14 @@ import numpy as np
 import torch
 
 from leanml.config import Config, require
-from leanml.deploy.build import CSRC, CompiledModel, compile_shared
+from leanml.deploy.build import CROSS_TARGETS, CSRC, CompiledModel, compile_shared
 from leanml.deploy.codegen import c_prefix, generate_c
 from leanml.deploy.ir import Graph, lower
 from leanml.deploy.planner import STRATEGIES, MemoryLayout, MemoryReport, memory_report, plan_memory
 from leanml.errors import LeanmlError
 from leanml.quant.integer import IntegerModel
 
-TARGETS = ("host",)
+TARGETS = ("host", *CROSS_TARGETS)
 
 
 @dataclass
@@ -132,10 +132,19 @@ def export_project(dep: Deployment, out: str | Path, force: bool = False) -> Pat
         f'    for (int i = 0; i < {up}_OUTPUT_SIZE; i++) printf("%d %.6f\\n", i, (double)output[i]);\n'
         f"    return 0;\n}}\n"
     )  # fmt: skip
+    cross = "".join(
+        f"{t}: {p}.c {p}.h $(HEADERS)\n\t$(CROSS)gcc -std=c99 -Wall -Wextra -Werror {' '.join(flags)} -c {p}.c "
+        f"-o {p}-{t}.o\n\t$(CROSS)size -A -d {p}-{t}.o\n\n"
+        for t, flags in CROSS_TARGETS.items()
+    )
+    headers = " ".join(h.name for h in sorted(CSRC.glob("*.h")))
     (tmp / "Makefile").write_text(
-        "CC ?= cc\nCFLAGS ?= -std=c99 -O3 -Wall -Wextra -Werror\n\n"
-        f"run: main\n\t./main\n\nmain: main.c {p}.c {p}.h leanml_kernels.h\n"
-        f"\t$(CC) $(CFLAGS) -o $@ main.c {p}.c -lm\n\nclean:\n\trm -f main\n\n.PHONY: run clean\n"
+        "# Host: `make` builds and runs main. Microcontrollers: `make cortex-m4` (or cortex-m7) cross-compiles\n"
+        "# the model with gcc-arm-none-eabi and prints its sections (flash = text + rodata + data).\n"
+        f"CC ?= cc\nCFLAGS ?= -std=c99 -O3 -Wall -Wextra -Werror\nCROSS ?= arm-none-eabi-\nHEADERS = {headers}\n\n"
+        f"run: main\n\t./main\n\nmain: main.c {p}.c {p}.h $(HEADERS)\n"
+        f"\t$(CC) $(CFLAGS) -o $@ main.c {p}.c -lm\n\n{cross}"
+        f"clean:\n\trm -f main *.o\n\n.PHONY: run clean {' '.join(CROSS_TARGETS)}\n"
     )
     if out.exists():
         shutil.rmtree(out)

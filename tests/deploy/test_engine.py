@@ -124,3 +124,20 @@ def test_bad_input_is_refused():
         DeployConfig(input_shape=[28, 28])
     with pytest.raises(LeanmlError, match="target"):
         DeployConfig(target="gpu")
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="gcc-arm-none-eabi is not installed")
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7"])
+def test_cortex_m_cross_compile_reports_flash_and_sram(target, tmp_path):
+    from leanml.deploy.build import target_section_sizes
+
+    imodel = integer_model(build_model("vgg", layers=[8, "M", 16, "M"]))
+    dep = deploy(imodel, DeployConfig(target=target))
+    sizes = target_section_sizes(dep.sources, target)
+    weights = dep.graph.weight_bytes()
+    assert weights <= sizes["rodata"] <= weights * 1.1 + 1024  # flash is the weights plus code
+    assert sizes["bss"] >= dep.layout.arena_bytes  # the static arena
+    out = export_project(dep, tmp_path / "proj")
+    proc = subprocess.run(["make", "-s", target], cwd=out, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert ".rodata" in proc.stdout
