@@ -23,6 +23,8 @@ def deploy_cmd(
     input_shape: Annotated[str, typer.Option(help="C,H,W of one input")] = "1,28,28",
     prefix: Annotated[str, typer.Option(help="C name prefix of the generated API")] = "leanml_model",
     in_place: Annotated[bool, typer.Option(help="run depthwise convs in place when their input dies there")] = True,
+    patch: Annotated[int, typer.Option(help="run the first stage in N x N patches to cut peak SRAM (0 = off)")] = 0,
+    patch_until: Annotated[str | None, typer.Option(help="tensor that ends the patch stage (default: best)")] = None,
     verify_images: Annotated[int, typer.Option(help="test images to compare with the integer reference")] = 500,
     force: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
@@ -42,7 +44,8 @@ def deploy_cmd(
     if out.exists() and not force:
         raise LeanmlError(f"{out} already exists", "pass --force to replace it, or choose another --out")
     shape = parse_ints(input_shape, "input shape")
-    cfg = DeployConfig(input_shape=list(shape), prefix=prefix, in_place=in_place, target=target)
+    cfg = DeployConfig(input_shape=list(shape), prefix=prefix, in_place=in_place, target=target, patch=patch,
+                       patch_until=patch_until)  # fmt: skip
     reference = IntegerModel.load(model)
     dep = deploy(reference, cfg)
     summary = dep.summary()
@@ -77,6 +80,11 @@ def deploy_cmd(
     print(f"peak SRAM (arena) {summary['arena_bytes'] / 1024:.1f} KiB; TFLite-Micro-style plan "
           f"{summary['tflm_bytes'] / 1024:.1f} KiB; no planning {summary['naive_bytes'] / 1024:.1f} KiB; "
           f"lower bound {summary['lower_bound_bytes'] / 1024:.1f} KiB")  # fmt: skip
+    if "patch_grid" in summary:
+        print(f"patch-based first stage: {summary['patch_grid']}x{summary['patch_grid']} patches up to "
+              f"{summary['patch_stage_end']} ({summary['patch_stage_ops']} ops), patch arena "
+              f"{summary['patch_arena_bytes'] / 1024:.1f} KiB, extra MACs {summary['patch_extra_macs']:,} "
+              f"(+{summary['patch_extra_macs_pct']}%)")  # fmt: skip
     print(f"latency b=1 on this host: {lat}")
     if verify_images > 0:
         verdict = "bit-exact" if summary["bit_exact"] else f"{summary['verify_mismatched']} output codes differ"

@@ -26,6 +26,7 @@ from leanml.config import Config, require
 from leanml.deploy.build import CROSS_TARGETS, CSRC, CompiledModel, compile_shared
 from leanml.deploy.codegen import c_prefix, generate_c
 from leanml.deploy.ir import Graph, lower
+from leanml.deploy.patch import patch_graph, stage_summary
 from leanml.deploy.planner import STRATEGIES, MemoryLayout, MemoryReport, memory_report, plan_memory
 from leanml.errors import LeanmlError
 from leanml.quant.integer import IntegerModel
@@ -42,11 +43,14 @@ class DeployConfig(Config):
     in_place: bool = True
     strategy: str = "best"
     target: str = "host"
+    patch: int = 0  # n > 0: run the first stage in n x n patches (MCUNetV2)
+    patch_until: str | None = None  # tensor ending the patch stage (default: the cut with the smallest arena)
 
     def validate(self) -> None:
         require(len(self.input_shape) == 3 and all(d >= 1 for d in self.input_shape),
                 f"input_shape must be (C, H, W), got {self.input_shape}")  # fmt: skip
         require(self.strategy in STRATEGIES, f"unknown strategy {self.strategy!r}", f"choose: {', '.join(STRATEGIES)}")
+        require(self.patch >= 0, f"patch grid must be >= 0, got {self.patch}", "0 = off, e.g. 3 for 3x3 patches")
         require(self.target in TARGETS, f"unknown target {self.target!r}", f"choose one of: {', '.join(TARGETS)}")
 
 
@@ -64,13 +68,15 @@ class Deployment:
     def summary(self) -> dict[str, Any]:
         """MACs, flash (constant bytes) and SRAM figures as plain data."""
         return {"macs": self.graph.macs(), "weight_bytes": self.graph.weight_bytes(), **self.memory.to_dict(),
-                "library": str(self.model.library)}  # fmt: skip
+                **(stage_summary(self.graph) or {}), "library": str(self.model.library)}  # fmt: skip
 
 
 def deploy(model: IntegerModel, cfg: DeployConfig) -> Deployment:
     """Lower, plan, generate and compile ``model``; the result runs through ctypes."""
     c, h, w = cfg.input_shape
     graph = lower(model, (c, h, w))
+    if cfg.patch:
+        graph = patch_graph(graph, cfg.patch, cfg.patch_until)
     layout = plan_memory(graph, cfg.in_place, cfg.strategy)
     report = memory_report(graph, layout)
     sources = generate_c(graph, layout, cfg.prefix)

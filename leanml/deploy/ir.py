@@ -98,6 +98,10 @@ class Op:
         """Bytes of constant data (weights, biases, requantization constants) this op puts in flash."""
         return 0
 
+    def scratch_bytes(self) -> int:
+        """Working memory the op needs while it runs, besides its input and output tensors."""
+        return 0
+
     @property
     def is_view(self) -> bool:
         """True when the output is the input's bytes reinterpreted (no code, no buffer)."""

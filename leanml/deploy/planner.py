@@ -4,8 +4,8 @@ Lifetimes come from **the one memory model** (:func:`leanml.profile.memory.tenso
 the IR's tensors become :class:`~leanml.profile.memory.TensorNode` s, views
 (flatten) and in-place ops (clamp, and depthwise convs when ``in_place``)
 reuse their input's buffer when they are its last reader. Scratch (the
-one-channel temp buffer of an in-place depthwise conv) is a buffer live for
-its op's step only. Buffers are then placed at arena offsets by a greedy
+one-channel temp buffer of an in-place depthwise conv, a patch stage's own
+small arena) is a buffer live for its op's step only. Buffers are then placed at arena offsets by a greedy
 strategy: ``greedy_by_size`` (what TensorFlow Lite Micro's planner does:
 largest first, lowest offset that does not collide with a time-overlapping
 buffer) or ``greedy_by_start``; ``best`` keeps the smaller arena.
@@ -118,7 +118,7 @@ def _scratch_bytes(op: Op, in_place: set[str]) -> int:
     if op.name in in_place:  # in-place depthwise: one input channel plane
         h, w, _ = op.in_shapes[0]
         return h * w
-    return 0
+    return op.scratch_bytes()
 
 
 def plan_memory(graph: Graph, in_place: bool = True, strategy: str = "best") -> MemoryLayout:

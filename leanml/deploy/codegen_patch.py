@@ -1,0 +1,104 @@
+"""C for a patch stage: one function per stage op (regions as arguments), one straight-line function per patch.
+
+Each stage op gets a ``noinline`` function that calls its kernel with every
+constant as a literal and the region sizes and border padding as arguments,
+so the kernels' code exists once however many patches there are. A patch is a
+short list of calls with literal regions: crops where an op reads part of a
+larger region, the op functions, and a final paste of the patch's output
+into the full stage output.
+
+Example:
+    >>> # exercised by tests/deploy/test_patch.py through leanml.deploy.codegen.generate_c
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from leanml.deploy.ir import Add, Clamp, Conv, Conv1x1, Depthwise, Op
+from leanml.deploy.patch import PatchStage, Rect, crop_key, needs_crop
+
+COPY_RECT = """/* Copy h rows of w*c bytes between HWC buffers whose rows hold src_w and dst_w pixels. */
+static void lm_copy_rect(const int8_t *src, int src_w, int8_t *dst, int dst_w, int h, int w, int c) {
+    for (int y = 0; y < h; ++y) memmove(dst + (long)y * dst_w * c, src + (long)y * src_w * c, (size_t)w * c);
+}
+"""
+
+
+def _op_function(e: Any, op: Op) -> str:
+    """A stage op as ``so_<name>(in0, in1, in_h, in_w, ph, pw, out, out_h, out_w)``."""
+    head = (f"static void __attribute__((noinline)) so_{op.name}(const int8_t *in0, const int8_t *in1, int in_h, "
+            f"int in_w, int ph, int pw, int8_t *out, int out_h, int out_w) {{\n"
+            f"    (void)in1; (void)in_h; (void)in_w; (void)ph; (void)pw; (void)out_h; (void)out_w;\n    ")  # fmt: skip
+    if isinstance(op, Conv):
+        w = e.const(op, "w", "int8_t", op.weight)
+        b, m, s = e.requant_args(op)
+        c_in, c_out = op.in_shapes[0][2], op.out_shape[2]
+        tail = f"{m}, {s}, {op.out_zp}, {op.act_min}, {op.act_max}"
+        if isinstance(op, Depthwise):
+            body = (f"lm_depthwise_conv2d_s8(in0, in_h, in_w, {c_in}, {op.in_zp}, {w}, {b}, {op.kernel[0]}, "
+                    f"{op.kernel[1]}, {op.stride[0]}, {op.stride[1]}, ph, pw, {tail}, out, out_h, out_w);")  # fmt: skip
+        elif isinstance(op, Conv1x1):
+            body = f"lm_conv1x1_s8(in0, in_h, in_w, {c_in}, {op.in_zp}, {w}, {b}, {c_out}, {tail}, out);"
+        else:
+            body = (f"lm_conv2d_s8(in0, in_h, in_w, {c_in}, {op.in_zp}, {w}, {b}, {c_out}, {op.kernel[0]}, "
+                    f"{op.kernel[1]}, {op.stride[0]}, {op.stride[1]}, ph, pw, {op.groups}, {tail}, out, out_h, "
+                    f"out_w);")  # fmt: skip
+    elif isinstance(op, Add):
+        c = op.out_shape[2]
+        body = (f"lm_add_s8(in0, in1, out_h * out_w * {c}, {op.a_zp}, {op.a_multiplier}, {op.a_shift}, {op.b_zp}, "
+                f"{op.b_multiplier}, {op.b_shift}, {op.out_multiplier}, {op.out_shift}, {op.out_zp}, {op.act_min}, "
+                f"{op.act_max}, out);")  # fmt: skip
+    elif isinstance(op, Clamp):
+        n = f"out_h * out_w * {op.out_shape[2]}"
+        body = f"memmove(out, in0, (size_t)({n})); lm_clamp_s8(out, {n}, {op.act_min}, {op.act_max});"
+    else:  # pragma: no cover - patch_graph only admits the kinds above
+        raise AssertionError(op.kind)
+    return head + body + "\n}\n"
+
+
+def emit_patch_stage(e: Any, stage: PatchStage) -> str:
+    """Emit the stage's functions into ``e.functions``; returns the body of the stage's layer function."""
+    if COPY_RECT not in e.functions:
+        e.functions.append(COPY_RECT)
+    for op in stage.ops:
+        e.functions.append(_op_function(e, op))
+    base = e.layout.scratch_offset[stage.name]
+    src_full = stage.inputs[0]
+    h_in, w_in, _ = stage.in_shapes[0]
+    out_w_full, c_out = stage.out_shape[1], stage.out_shape[2]
+    calls = []
+    for k, plan in enumerate(stage.patches):
+        lines = []
+        for op in stage.ops:
+            ptrs = []
+            for idx, src in enumerate(op.inputs):
+                read = plan.reads[(op.name, idx)]
+                c = op.in_shapes[idx][2]
+                if src == src_full:
+                    held, held_ptr = Rect(0, h_in, 0, w_in), f"(arena + {e.layout.tensor_offset[src_full]})"
+                else:
+                    held, held_ptr = plan.regions[src], f"(arena + {base + stage.arena_offsets[src]})"
+                if needs_crop(stage, plan, op, idx):
+                    dst = f"(arena + {base + stage.arena_offsets[crop_key(op, idx)]})"
+                    offset = ((read.y0 - held.y0) * held.w + (read.x0 - held.x0)) * c
+                    lines.append(f"lm_copy_rect({held_ptr} + {offset}, {held.w}, {dst}, {read.w}, {read.h}, "
+                                 f"{read.w}, {c});")  # fmt: skip
+                    ptrs.append(dst)
+                else:
+                    ptrs.append(held_ptr)
+            if len(ptrs) == 1:
+                ptrs.append("(const int8_t *)0")
+            read0 = plan.reads[(op.name, 0)]
+            out = plan.regions[op.output]
+            ph, pw = plan.pads[op.name]
+            lines.append(f"so_{op.name}({ptrs[0]}, {ptrs[1]}, {read0.h}, {read0.w}, {ph}, {pw}, "
+                         f"(arena + {base + stage.arena_offsets[op.output]}), {out.h}, {out.w});")  # fmt: skip
+        out = plan.regions[stage.output]
+        dst = f"(arena + {e.layout.tensor_offset[stage.output]} + {(out.y0 * out_w_full + out.x0) * c_out})"
+        lines.append(f"lm_copy_rect((arena + {base + stage.arena_offsets[stage.output]}), {out.w}, {dst}, "
+                     f"{out_w_full}, {out.h}, {out.w}, {c_out});")  # fmt: skip
+        fn = f"patch_{stage.name}_{k}"
+        e.functions.append(f"static void {fn}(int8_t *arena) {{\n    " + "\n    ".join(lines) + "\n}\n")
+        calls.append(f"{fn}(arena);")
+    return " ".join(calls)
