@@ -74,11 +74,10 @@ class Deployment:
 def deploy(model: IntegerModel, cfg: DeployConfig) -> Deployment:
     """Lower, plan, generate and compile ``model``; the result runs through ctypes."""
     c, h, w = cfg.input_shape
-    graph = lower(model, (c, h, w))
-    if cfg.patch:
-        graph = patch_graph(graph, cfg.patch, cfg.patch_until)
+    layer_graph = lower(model, (c, h, w))
+    graph = patch_graph(layer_graph, cfg.patch, cfg.patch_until) if cfg.patch else layer_graph
     layout = plan_memory(graph, cfg.in_place, cfg.strategy)
-    report = memory_report(graph, layout)
+    report = memory_report(layer_graph, layout)
     sources = generate_c(graph, layout, cfg.prefix)
     library = compile_shared(sources)
     out_numel = next(op.out_numel for op in graph.ops if op.output == graph.output)

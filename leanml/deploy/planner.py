@@ -155,6 +155,8 @@ class MemoryReport:
 def memory_report(graph: Graph, layout: MemoryLayout) -> MemoryReport:
     """Compare ``layout`` with the TFLM-style plan (no in-place, greedy by size) and with no planning at all.
 
+    ``graph`` is the layer-by-layer graph (before any patch stage), as TensorFlow Lite Micro would run it.
+
     Example:
         >>> # see tests/deploy/test_planner.py
     """
