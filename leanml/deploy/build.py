@@ -28,13 +28,25 @@ from leanml.errors import LeanmlError
 
 CSRC = Path(__file__).resolve().parent / "csrc"
 WARN_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror")
-OPT_FLAGS = ("-O3",)
+OPT_FLAGS = ("-O3", "-march=native")  # the kernels pick their AVX-512 VNNI / AVX2 / scalar path at compile time
 # microcontroller targets: the same C, cross-compiled with Debian's gcc-arm-none-eabi
 CROSS_TARGETS: dict[str, tuple[str, ...]] = {
     "cortex-m4": ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2"),
     "cortex-m7": ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16", "-O2"),
 }
 CROSS_CC, CROSS_SIZE, CROSS_PACKAGE = "arm-none-eabi-gcc", "arm-none-eabi-size", "gcc-arm-none-eabi"
+
+
+def _cpu_signature() -> str:
+    """The CPU model and feature flags (Linux), so a cached native build is never reused on another CPU."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        import platform
+
+        return platform.machine() + platform.processor()
+    keep = [line for line in info.splitlines() if line.startswith(("model name", "flags"))]
+    return "\n".join(sorted(set(keep)))
 
 
 def cache_dir() -> Path:
@@ -67,6 +79,7 @@ def compile_shared(sources: dict[str, str], flags: tuple[str, ...] = OPT_FLAGS, 
     for header in sorted(CSRC.glob("*.h")):
         digest.update(header.read_bytes())
     digest.update(" ".join((compiler, *args)).encode())
+    digest.update(_cpu_signature().encode())  # -march=native code is only valid on this kind of CPU
     out = cache_dir() / f"lm_{digest.hexdigest()[:24]}.so"
     if out.exists():
         return out

@@ -146,7 +146,8 @@ def export_project(dep: Deployment, out: str | Path, force: bool = False) -> Pat
     (tmp / "Makefile").write_text(
         "# Host: `make` builds and runs main. Microcontrollers: `make cortex-m4` (or cortex-m7) cross-compiles\n"
         "# the model with gcc-arm-none-eabi and prints its sections (flash = text + rodata + data).\n"
-        f"CC ?= cc\nCFLAGS ?= -std=c99 -O3 -Wall -Wextra -Werror\nCROSS ?= arm-none-eabi-\nHEADERS = {headers}\n\n"
+        "CC ?= cc\nCFLAGS ?= -std=c99 -O3 -march=native -Wall -Wextra -Werror\nCROSS ?= arm-none-eabi-\n"
+        f"HEADERS = {headers}\n\n"
         f"run: main\n\t./main\n\nmain: main.c {p}.c {p}.h $(HEADERS)\n"
         f"\t$(CC) $(CFLAGS) -o $@ main.c {p}.c -lm\n\n{cross}"
         f"clean:\n\trm -f main *.o\n\n.PHONY: run clean {' '.join(CROSS_TARGETS)}\n"

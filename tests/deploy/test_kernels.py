@@ -1,11 +1,14 @@
 """The C kernel library (leanml/deploy/csrc/leanml_kernels.h) against the Python integer reference, bit for bit.
 
-The test driver is generated from the header: one extern wrapper ``t_<kernel>`` per ``static inline void``
-kernel (same parameters), loops for the scalar primitives, and, under ``LM_TEST_MAIN``, a ``main`` that runs
-every kernel on fixed inputs and prints a checksum. It is built with gcc into a shared library loaded with
-ctypes (arguments are passed by name, checked against the header's types) and compared with
-``leanml.quant.integer_ops.KERNELS`` on random seeded ops: NCHW in Python, HWC (NHWC, batch 1) in C. The
-executable is built once more with ASan + UBSan and must print the same checksum.
+The test driver is generated from the headers: one extern wrapper ``t_<kernel>`` per ``static inline void``
+kernel of leanml_kernels.h (the public, dispatching kernels) and leanml_kernels_ref.h (their ``_ref`` twins),
+same parameters, loops for the scalar primitives, and, under ``LM_TEST_MAIN``, a ``main`` that runs every kernel
+on fixed inputs and prints a checksum. It is built with gcc into a shared library loaded with ctypes (arguments
+are passed by name, checked against the header's types) and compared with ``leanml.quant.integer_ops.KERNELS``
+on random seeded ops: NCHW in Python, HWC (NHWC, batch 1) in C, once per build: ``-O3`` (the portable C path)
+and ``-O3 -march=native`` (the SIMD path this CPU supports; test_kernels_simd.py compares it with the
+reference on many more shapes). The executable is built once more with ASan + UBSan, for both, and every build
+must print the same checksum.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from leanml.quant.integer_ops import (
 
 CSRC = Path(leanml.__file__).parent / "deploy" / "csrc"
 HEADER = CSRC / "leanml_kernels.h"
+REF_HEADER = CSRC / "leanml_kernels_ref.h"
 CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{CSRC}"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 INT32_MIN, INT32_MAX = prim.INT32_MIN, prim.INT32_MAX
@@ -63,6 +67,7 @@ void t_requant(const int32_t *acc, const int32_t *m, const int32_t *s, int n, in
 """
 
 MAIN = r"""
+const char *t_path(void) { return LM_KERNELS_PATH; }
 #ifdef LM_TEST_MAIN
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,9 +164,10 @@ int main(void) {
 
 
 def kernel_signatures() -> dict[str, list[tuple[str, str]]]:
-    """Every ``static inline void lm_*`` kernel of the header: name → [(C type, parameter name)]."""
+    """Every ``static inline void lm_*`` kernel of the public and reference headers: name → [(C type, name)]."""
     sigs = {}
-    for name, params in re.findall(r"static inline void (lm_\w+)\(([^)]*)\)", HEADER.read_text()):
+    text = HEADER.read_text() + REF_HEADER.read_text()
+    for name, params in re.findall(r"static inline void (lm_\w+)\(([^)]*)\)", text):
         parsed = [re.fullmatch(r"(.*?)\s*(\w+)", " ".join(p.split())) for p in params.split(",")]
         sigs[name] = [(m.group(1), m.group(2)) for m in parsed if m is not None]
     return sigs
@@ -187,6 +193,8 @@ class Lib:
     def __init__(self, path: Path) -> None:
         self.dll = ctypes.CDLL(str(path))
         self.sigs = kernel_signatures()
+        self.dll.t_path.restype = ctypes.c_char_p
+        self.path = self.dll.t_path().decode()  # the kernels' path: "ref", "x86-avx2", "x86-avx512vnni"
 
     def kernel(self, name: str, **kwargs: Any) -> None:
         args = []
@@ -221,10 +229,26 @@ def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-@pytest.fixture(scope="module")
-def lib(build_dir: Path) -> Lib:
-    gcc(build_dir / "driver.c", build_dir / "libdriver.so", "-shared", "-fPIC")
-    return Lib(build_dir / "libdriver.so")
+def cpu_flags() -> set[str]:
+    """The x86 feature flags of this CPU (empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+
+
+# The builds the bit-exact tests run on: the plain C path, and whatever SIMD path -march=native selects.
+BUILDS = {"O3": ("-O3",), "native": ("-O3", "-march=native")}
+
+
+@pytest.fixture(scope="module", params=sorted(BUILDS))
+def lib(request: pytest.FixtureRequest, build_dir: Path) -> Lib:
+    out = build_dir / f"libdriver_{request.param}.so"
+    gcc(build_dir / "driver.c", out, *BUILDS[request.param], "-shared", "-fPIC")
+    lib = Lib(out)
+    assert request.param == "native" or lib.path == "ref"
+    return lib
 
 
 # ---------------------------------------------------------------- random ops and layouts
@@ -514,11 +538,14 @@ def test_sanitizers(build_dir: Path) -> None:
     compiled = subprocess.run(["gcc", *SANITIZE, str(probe), "-o", str(build_dir / "probe")], capture_output=True)
     if compiled.returncode or run_exe(build_dir / "probe").returncode:
         pytest.skip("gcc here cannot build or run -fsanitize=address,undefined executables")
-    gcc(build_dir / "driver.c", build_dir / "plain", "-DLM_TEST_MAIN")
-    gcc(build_dir / "driver.c", build_dir / "sanitized", "-DLM_TEST_MAIN", *SANITIZE)
-    plain, sanitized = run_exe(build_dir / "plain"), run_exe(build_dir / "sanitized")
-    assert plain.returncode == 0, plain.stdout + plain.stderr
-    assert sanitized.returncode == 0, sanitized.stdout + sanitized.stderr
-    assert sanitized.stderr == ""
-    assert plain.stdout.startswith("checksum ")
-    assert sanitized.stdout == plain.stdout
+    outputs = []
+    for build, flags in [("plain", ()), ("native", BUILDS["native"])]:  # -O2 (CFLAGS); -O3 -march=native (SIMD)
+        gcc(build_dir / "driver.c", build_dir / build, "-DLM_TEST_MAIN", *flags)
+        gcc(build_dir / "driver.c", build_dir / f"{build}_sanitized", "-DLM_TEST_MAIN", *flags, *SANITIZE)
+        plain, sanitized = run_exe(build_dir / build), run_exe(build_dir / f"{build}_sanitized")
+        assert plain.returncode == 0, build + ": " + plain.stdout + plain.stderr
+        assert sanitized.returncode == 0, build + ": " + sanitized.stdout + sanitized.stderr
+        assert sanitized.stderr == "", build
+        assert plain.stdout.startswith("checksum ")
+        outputs += [plain.stdout, sanitized.stdout]
+    assert len(set(outputs)) == 1, outputs  # the SIMD build computes the same bits as the plain C one
