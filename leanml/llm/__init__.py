@@ -1,0 +1,23 @@
+"""LLMs: loading (HF folders, GGUF, the built-in SmolLM2), perplexity, weight-only group quantization (RTN).
+
+Importing this package needs only torch; transformers, gguf and tokenizers (``pip install 'leanml[llm]'``)
+are imported when a model is loaded. The quantization convention is written down in ``docs/llm_format.md``.
+
+Example:
+    >>> from leanml.llm import LLMQuantConfig
+    >>> LLMQuantConfig(bits=4, group_size=128).label
+    'rtn-w4g128'
+"""
+
+from leanml.llm.config import LLMQuantConfig
+from leanml.llm.corpus import added_bos, load_text, split_text, tokenize_text
+from leanml.llm.groupquant import GroupQuantized, fake_quantize_weight, quantize_linear_weight
+from leanml.llm.load import LLMInfo, LoadedLLM, load_llm
+from leanml.llm.perplexity import PerplexityResult, PPLFigure, perplexity
+from leanml.llm.rtn import QuantizedWeights, quantize_llm_, rtn_quantize_, target_linears
+
+__all__ = [
+    "GroupQuantized", "LLMInfo", "LLMQuantConfig", "LoadedLLM", "PPLFigure", "PerplexityResult", "QuantizedWeights",
+    "added_bos", "fake_quantize_weight", "load_llm", "load_text", "perplexity", "quantize_linear_weight",
+    "quantize_llm_", "rtn_quantize_", "split_text", "target_linears", "tokenize_text",
+]  # fmt: skip
