@@ -174,13 +174,16 @@ def load_pruned(key: str, cache: Path) -> nn.Module:
 
 
 def row_latency(keys: list[str], cache: Path, threads: int) -> dict[str, Any]:
+    import os
+
+    load_before = os.getloadavg()[0]
     out: dict[str, Any] = {}
     for key in keys:
         model = load_pruned(key, cache)
-        out[key] = {str(b): model_latency(model, (1, 28, 28), b, threads, repeats=60 if b == 1 else 20).to_dict()
+        out[key] = {str(b): model_latency(model, (1, 28, 28), b, threads, repeats=300 if b == 1 else 60).to_dict()
                     for b in BATCHES}  # fmt: skip
         log(f"  latency {key}: " + ", ".join(f"b={b} {v['median_ms']:.3f} ms" for b, v in out[key].items()))
-    return {"models": out}
+    return {"models": out, "load_average": [load_before, os.getloadavg()[0]]}
 
 
 # ---------------------------------------------------------------- report
@@ -201,6 +204,10 @@ def _lat_cell(rows: dict[str, dict], key: str, base_key: str, b: int) -> str:
 def render(rows: dict[str, dict], planned: list[str], args: argparse.Namespace) -> str:
     missing = [k for k in planned if k not in rows]
     lat_threads = rows.get("latency", {}).get("threads", args.threads)
+    load = rows.get("latency", {}).get("load_average")
+    load_note = (f" (1-minute load average {load[0]:.1f} → {load[1]:.1f} on 2 cores while timing"
+                 f"{'; other jobs were running, so treat the speedups as rough' if max(load) > 1.5 else ''})"
+                 if load else "")  # fmt: skip
     lines = [
         "# Pruning benchmark (Fashion-MNIST)",
         "",
@@ -211,8 +218,9 @@ def render(rows: dict[str, dict], planned: list[str], args: argparse.Namespace) 
         f"this file was last written by `{' '.join(['.venv/bin/python', *sys.argv])}`",
         "",
         f"- machine: {machine_summary()}",
-        f"- training threads {args.threads}; latency: torch eager fp32, {lat_threads} thread(s), median of 60 (b=1) / "
-        "20 (b=32) timed calls after warm-up, leanml's one latency helper, measured after all training finished",
+        f"- training threads {args.threads}; latency: torch eager fp32, {lat_threads} thread(s), median of 300 (b=1) / "
+        "60 (b=32) timed calls after warm-up, leanml's one latency helper, measured after all training finished"
+        + load_note,
         f"- fine-tuning: SGD momentum 0.9, lr {LR}, cosine, batch {TRAIN_BATCH}, shift+flip, 55k train images; "
         f"accuracy on the full 10k test set; sensitivity scan on {SCAN_VAL} validation images",
         f"- rows still missing: {', '.join(missing) if missing else 'none (run complete)'}",
