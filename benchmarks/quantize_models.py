@@ -19,7 +19,6 @@ Run: .venv/bin/python benchmarks/quantize_models.py [--sections kmeans,ptq,qat,p
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import time
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _peers import fx_detail, fx_quantize, ort_detail, ort_quantize, ort_session
 from torch import nn
 
 from leanml.artifact import atomic_write
@@ -163,61 +163,17 @@ def row_mixed(name: str, calib: torch.Tensor, fp32: float, test: ImageSet) -> di
 
 
 def peer_fx(model: nn.Module, calib: torch.Tensor, test: ImageSet) -> dict[str, Any]:
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
-    torch.backends.quantized.engine = "x86"
-    prepared = prepare_fx(copy.deepcopy(model).eval(), get_default_qconfig_mapping("x86"), (calib[:1],))
-    with torch.no_grad():
-        for start in range(0, len(calib), CALIB_BATCH):
-            prepared(calib[start : start + CALIB_BATCH])
-    quantized = convert_fx(prepared)
-    _, acc = evaluate(quantized, test, EVAL_BATCH)
-    return {"acc": acc, "detail": f"torch {torch.__version__}, engine x86, get_default_qconfig_mapping('x86')"}
+    _, acc = evaluate(fx_quantize(model, calib), test, EVAL_BATCH)
+    return {"acc": acc, "detail": fx_detail()}
 
 
 def peer_ort(name: str, model: nn.Module, calib: torch.Tensor, test: ImageSet, work: Path, threads: int) -> dict:
-    import onnx
-    import onnxruntime as ort
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quant_pre_process,
-        quantize_static,
-    )
-
-    work.mkdir(parents=True, exist_ok=True)
-    fp32_path, pre_path, q_path = (work / f"{name}{s}.onnx" for s in ("", ".pre", ".int8"))
-    torch.onnx.export(
-        copy.deepcopy(model).eval(), (calib[:1],), str(fp32_path), dynamo=False, opset_version=17,
-        input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}},
-    )  # fmt: skip
-    quant_pre_process(str(fp32_path), str(pre_path))
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.chunks = iter([calib[s : s + CALIB_BATCH].numpy() for s in range(0, len(calib), CALIB_BATCH)])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            chunk = next(self.chunks, None)
-            return None if chunk is None else {"input": chunk}
-
-    quantize_static(
-        str(pre_path), str(q_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-    )  # fmt: skip
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    session = ort.InferenceSession(str(q_path), opts, providers=["CPUExecutionProvider"])
+    session = ort_session(ort_quantize(name, model, calib, work), threads)
     correct = 0
     for x, y in batches(test, EVAL_BATCH):
         logits = session.run(None, {"input": x.numpy()})[0]
         correct += int((logits.argmax(1) == y.numpy()).sum())
-    detail = (
-        f"onnxruntime {ort.__version__}, onnx {onnx.__version__}, TorchScript exporter opset 17, MinMax calibration"
-    )
-    return {"acc": correct / len(test), "detail": detail}
+    return {"acc": correct / len(test), "detail": ort_detail()}
 
 
 # ---------------------------------------------------------------- report
