@@ -1,0 +1,259 @@
+"""``leanml llm eval|generate|chat``: perplexity, streamed generation and an interactive chat on a Llama-family LM.
+
+MODEL is anything :func:`leanml.llm.load_llm` takes (``smollm2``, an HF model folder or a ``.gguf`` file),
+loaded by the one helper :func:`_load`. Generated text streams to stdout; load times, speeds and progress
+bars go to stderr.
+
+Example:
+    $ leanml llm eval smollm2 --ctx 512 --max-chunks 8
+    $ leanml llm generate smollm2 --prompt "Write a haiku about the sea." --max-new-tokens 48
+    $ leanml llm chat smollm2 --system "You are a concise assistant."
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from leanml.cli_options import ThreadsOpt
+from leanml.errors import LeanmlError
+from leanml.progress import make_console
+
+if TYPE_CHECKING:
+    import torch
+
+    from leanml.llm.generate import GenerateConfig, GenerationResult
+    from leanml.llm.load import LoadedLLM
+
+app = typer.Typer(help="LLMs (Llama family): perplexity, text generation with a KV cache, chat.", no_args_is_help=True)
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+ModelArg = Annotated[str, typer.Argument(help="'smollm2', an HF model folder or a .gguf file")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="weight dtype in memory: float32, bfloat16 or float16")]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="show progress bars")]
+MaxNewOpt = Annotated[int, typer.Option("--max-new-tokens", help="most tokens to generate")]
+TemperatureOpt = Annotated[float, typer.Option("--temperature", help="0 = greedy; else sampling temperature")]
+TopPOpt = Annotated[float, typer.Option("--top-p", help="nucleus sampling mass in (0, 1]; 1 = off")]
+TopKOpt = Annotated[int, typer.Option("--top-k", help="sample among the k most likely tokens; 0 = off")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="sampling seed")]
+PenaltyOpt = Annotated[float, typer.Option("--repetition-penalty", help="CTRL repetition penalty; 1 = off")]
+EosOpt = Annotated[bool, typer.Option("--stop-at-eos/--ignore-eos", help="stop at the end-of-sequence token")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="JSON/YAML GenerateConfig (replaces the flags)")]
+
+
+def _dtype(name: str) -> torch.dtype:
+    """The torch dtype named ``name`` (one of :data:`DTYPES`).
+
+    Example:
+        >>> _dtype("bfloat16")
+        torch.bfloat16
+    """
+    import torch
+
+    if name not in DTYPES:
+        raise LeanmlError(f"unknown dtype {name!r}", f"choose one of: {', '.join(DTYPES)}")
+    dtype: torch.dtype = getattr(torch, name)
+    return dtype
+
+
+def _load(model: str, dtype: torch.dtype, progress: bool = True) -> LoadedLLM:
+    """Load MODEL for every ``leanml llm`` command, and say what was loaded on stderr.
+
+    The one place that maps the MODEL argument to a model: add new kinds of MODEL here (a packed quantized
+    model file from ``leanml llm quantize``: detect it, e.g. by its JSON sidecar's format, before falling
+    back to :func:`load_llm`, and return a :class:`LoadedLLM` whose model is the unpacked/pseudo-quantized
+    HF module, so ``eval``, ``generate`` and ``chat`` work on it unchanged).
+
+    Example:
+        >>> llm = _load("smollm2", _dtype("float32"), progress=False)  # doctest: +SKIP
+    """
+    from leanml.llm.load import load_llm
+
+    llm = load_llm(model, dtype=dtype, progress=progress)
+    i = llm.info
+    make_console().print(
+        f"loaded {i.source} ({i.format}, {i.architecture}, {i.params / 1e6:.1f} M params, {i.dtype}) "
+        f"in {llm.load_seconds:.1f} s",
+        highlight=False,
+    )
+    return llm
+
+
+# ---------------------------------------------------------------------------------------------------------
+# `leanml llm quantize` goes here (owned by the quantization work: RTN/AWQ → packed model file).
+# Define it as `@app.command("quantize") def quantize_cmd(model: ModelArg, ...)`, load with `_load`, and
+# teach `_load` to read the file it writes, so `leanml llm eval|generate|chat` accept it as MODEL.
+# ---------------------------------------------------------------------------------------------------------
+
+
+@app.command("eval")
+def eval_cmd(
+    model: ModelArg,
+    text: Annotated[
+        Path | None, typer.Option("--text", help="UTF-8 text file, used whole (default: the built-in eval half)")
+    ] = None,
+    ctx: Annotated[int, typer.Option("--ctx", help="context length of each window")] = 512,
+    stride: Annotated[
+        int | None, typer.Option("--stride", help="sliding-window stride (default: --ctx, no overlap)")
+    ] = None,
+    max_chunks: Annotated[int | None, typer.Option("--max-chunks", help="evaluate the first N*ctx tokens only")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
+    dtype: DtypeOpt = "float32",
+    progress: ProgressOpt = True,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Perplexity on a text, in both conventions: sliding window (HF) and llama-perplexity's chunks."""
+    from leanml.llm.corpus import BUILTIN, added_bos, load_text, min_tokens, text_fingerprint, tokenize_text
+    from leanml.llm.perplexity import perplexity
+    from leanml.threads import torch_threads
+
+    min_tokens(ctx)  # validate --ctx before loading anything
+    source = BUILTIN if text is None else str(text)
+    body = load_text(source, "eval")
+    llm = _load(model, _dtype(dtype), progress)
+    with torch_threads(threads):
+        ids = tokenize_text(llm.tokenizer, body, ctx)
+        r = perplexity(llm.model, ids, ctx=ctx, stride=stride, progress=progress,
+                       bos_id=added_bos(llm.tokenizer), max_chunks=max_chunks)  # fmt: skip
+    if as_json:
+        doc = {"model": llm.info.to_dict(), "text": {"source": source, **text_fingerprint(body)}, **r.to_dict()}
+        print(json.dumps(doc, indent=2))
+        return
+    name = "the built-in corpus (eval half)" if text is None else str(text)
+    print(f"perplexity of {model} on {name}: {r.n_tokens} tokens, ctx {r.ctx}")
+    s, c = r.sliding, r.llama_cpp
+    print(f"  sliding window (stride {r.stride}): PPL {s.ppl:.4f} over {s.tokens} tokens, {s.windows} windows")
+    print(f"  llama.cpp chunks: PPL {c.ppl:.4f} ± {c.ppl_stderr:.4f} over {c.tokens} tokens, {c.windows} chunks")
+    make_console().print(f"{r.forward_passes} forward passes in {r.seconds:.1f} s", highlight=False)
+
+
+def _generate_config(config: Path | None, **flags: Any) -> GenerateConfig:
+    """The :class:`GenerateConfig` from ``--config`` when given, else from the flags (validated either way)."""
+    from leanml.llm.generate import GenerateConfig
+
+    return GenerateConfig.load(config) if config is not None else GenerateConfig(**flags)
+
+
+def _write(piece: str) -> None:
+    """Stream a piece of generated text to stdout, flushed."""
+    typer.echo(piece, nl=False)
+
+
+def _report(result: GenerationResult) -> None:
+    """Prefill and decode speeds on stderr."""
+    r = result
+    make_console().print(
+        f"[dim]prompt {r.prompt_tokens} tokens: prefill {r.prefill_seconds:.3f} s ({r.prefill_tokens_per_s:.1f} tok/s)"
+        f"; {r.new_tokens} new tokens: decode {r.decode_seconds:.3f} s ({r.decode_tokens_per_s:.1f} tok/s)"
+        f"; stop: {r.stop_reason}[/]",
+        highlight=False,
+    )
+
+
+@app.command("generate")
+def generate_cmd(
+    model: ModelArg,
+    prompt: Annotated[str, typer.Option("--prompt", help="the prompt text")],
+    max_new_tokens: MaxNewOpt = 128,
+    temperature: TemperatureOpt = 0.0,
+    top_p: TopPOpt = 1.0,
+    top_k: TopKOpt = 0,
+    seed: SeedOpt = 0,
+    repetition_penalty: PenaltyOpt = 1.0,
+    stop_at_eos: EosOpt = True,
+    chat: Annotated[
+        bool | None,
+        typer.Option("--chat/--no-chat", help="wrap the prompt in the chat template (default: if the model has one)"),
+    ] = None,
+    system: Annotated[str | None, typer.Option("--system", help="system message (with --chat)")] = None,
+    config: ConfigOpt = None,
+    dtype: DtypeOpt = "float32",
+    progress: ProgressOpt = True,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Generate text after a prompt, streaming tokens to stdout; speeds on stderr."""
+    from leanml.llm.chat import chat_prompt_ids, has_chat_template
+    from leanml.llm.generate import generate
+    from leanml.threads import torch_threads
+
+    cfg = _generate_config(config, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                           seed=seed, stop_at_eos=stop_at_eos, repetition_penalty=repetition_penalty)  # fmt: skip
+    if not prompt:
+        raise LeanmlError("the prompt is empty", 'pass --prompt "some text"')
+    if system is not None and chat is False:
+        raise LeanmlError("--system needs the chat template", "drop --no-chat")
+    llm = _load(model, _dtype(dtype), progress)
+    use_chat = has_chat_template(llm.tokenizer) if chat is None else chat
+    if use_chat:
+        messages = [{"role": "system", "content": system}] if system else []
+        ids = chat_prompt_ids(llm.tokenizer, [*messages, {"role": "user", "content": prompt}])
+    elif system is not None:
+        raise LeanmlError("--system needs a chat template, and the tokenizer has none", "drop --system")
+    else:
+        ids = [int(i) for i in llm.tokenizer.encode(prompt, add_special_tokens=True)]
+    with torch_threads(threads):
+        result = generate(llm.model, llm.tokenizer, ids, cfg, on_token=_write)
+    typer.echo("")
+    _report(result)
+
+
+@app.command("chat")
+def chat_cmd(
+    model: ModelArg,
+    system: Annotated[str | None, typer.Option("--system", help="system message")] = None,
+    template: Annotated[
+        bool, typer.Option("--template/--no-template", help="use the chat template (else plain 'role: text' lines)")
+    ] = True,
+    max_new_tokens: MaxNewOpt = 256,
+    temperature: TemperatureOpt = 0.0,
+    top_p: TopPOpt = 1.0,
+    top_k: TopKOpt = 0,
+    seed: SeedOpt = 0,
+    repetition_penalty: PenaltyOpt = 1.0,
+    config: ConfigOpt = None,
+    dtype: DtypeOpt = "float32",
+    progress: ProgressOpt = True,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Chat on stdin: one message per line; an empty line, /exit or end of input quits, /reset forgets.
+
+    Each turn re-prefills the whole conversation. In a terminal a failed turn (e.g. the conversation outgrew
+    the context) is reported and the chat goes on; with piped input it ends the command with an error.
+    """
+    from leanml.llm.chat import ChatSession
+    from leanml.threads import torch_threads
+
+    cfg = _generate_config(config, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                           seed=seed, repetition_penalty=repetition_penalty)  # fmt: skip
+    llm = _load(model, _dtype(dtype), progress)
+    session = ChatSession(llm.model, llm.tokenizer, cfg, system=system, template=template)
+    console = make_console()
+    interactive = sys.stdin.isatty()
+    if interactive:
+        console.print("[dim]one message per line; empty line, /exit or Ctrl-D quits; /reset forgets[/]")
+    with torch_threads(threads):
+        while True:
+            if interactive:
+                console.print("[bold]you>[/] ", end="")
+            line = sys.stdin.readline()
+            text = line.strip()
+            if not line or text in ("", "/exit"):
+                break
+            if text == "/reset":
+                session.reset()
+                console.print("[dim]conversation cleared[/]")
+                continue
+            try:
+                result = session.ask(text, on_token=_write)
+            except LeanmlError as e:
+                if not interactive:
+                    raise
+                console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+                continue
+            typer.echo("")
+            _report(result)
