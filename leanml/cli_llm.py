@@ -80,6 +80,7 @@ def _load(model: str, dtype: torch.dtype, progress: bool = True) -> LoadedLLM:
         f"loaded {i.source} ({i.format}, {i.architecture}, {i.params / 1e6:.1f} M params, {i.dtype}) "
         f"in {llm.load_seconds:.1f} s",
         highlight=False,
+        soft_wrap=True,
     )
     return llm
 
@@ -129,7 +130,7 @@ def eval_cmd(
     s, c = r.sliding, r.llama_cpp
     print(f"  sliding window (stride {r.stride}): PPL {s.ppl:.4f} over {s.tokens} tokens, {s.windows} windows")
     print(f"  llama.cpp chunks: PPL {c.ppl:.4f} ± {c.ppl_stderr:.4f} over {c.tokens} tokens, {c.windows} chunks")
-    make_console().print(f"{r.forward_passes} forward passes in {r.seconds:.1f} s", highlight=False)
+    make_console().print(f"{r.forward_passes} forward passes in {r.seconds:.1f} s", highlight=False, soft_wrap=True)
 
 
 def _generate_config(config: Path | None, **flags: Any) -> GenerateConfig:
@@ -152,6 +153,7 @@ def _report(result: GenerationResult) -> None:
         f"; {r.new_tokens} new tokens: decode {r.decode_seconds:.3f} s ({r.decode_tokens_per_s:.1f} tok/s)"
         f"; stop: {r.stop_reason}[/]",
         highlight=False,
+        soft_wrap=True,
     )
 
 
