@@ -1,4 +1,4 @@
-"""The LLM weight-quantization config: one dataclass for RTN now, AWQ next.
+"""The LLM weight-quantization config: one dataclass for RTN and AWQ.
 
 Example:
     >>> cfg = LLMQuantConfig(bits=3, group_size=64)
@@ -16,18 +16,23 @@ from dataclasses import dataclass, field
 from leanml.config import Config, require
 from leanml.quant.primitives import MAX_BITS, MIN_BITS
 
-METHODS: tuple[str, ...] = ("rtn",)  # AWQ adds "awq" when it lands
+METHODS: tuple[str, ...] = ("rtn", "awq")
 
 
 @dataclass
 class LLMQuantConfig(Config):
     """Weight-only group quantization of the linear layers in the decoder blocks.
 
-    ``bits`` 2..8 (unsigned codes with a zero point), ``group_size`` input channels per scale (it must
-    divide every quantized layer's in-features; checked against the model before anything changes),
+    ``bits`` 2..8 (unsigned codes with a zero point), ``group_size`` input channels per scale (a layer whose
+    in-features it does not divide gets a short last group),
     ``method`` one of :data:`METHODS`, ``skip`` fnmatch patterns of qualified layer names to leave in
     float (e.g. ``"*.mlp.down_proj"``, ``"model.layers.0.*"``), ``quantize_lm_head`` also quantizes
     the output projection (untied from the embeddings first; off by default, as AWQ does).
+
+    AWQ only (mit-han-lab/llm-awq defaults): ``calib_samples`` blocks of ``calib_seq_len`` tokens of
+    calibration text (fewer if the text is short), ``scale_grid`` values of alpha in [0, 1) for s = x^alpha,
+    ``duo_scaling`` (AutoAWQ's s = x^alpha / w^(1-alpha)), ``clip`` search on every linear but q and k with
+    ``clip_grid`` steps of shrink up to ``clip_max_shrink`` scored on ``clip_tokens`` sampled tokens.
 
     Example:
         >>> LLMQuantConfig(bits=9)
@@ -41,6 +46,14 @@ class LLMQuantConfig(Config):
     method: str = "rtn"
     skip: list[str] = field(default_factory=list)
     quantize_lm_head: bool = False
+    calib_samples: int = 128
+    calib_seq_len: int = 512
+    scale_grid: int = 20
+    duo_scaling: bool = False
+    clip: bool = True
+    clip_grid: int = 20
+    clip_max_shrink: float = 0.5
+    clip_tokens: int = 512
 
     def validate(self) -> None:
         """Check bits, group size, method and skip patterns."""
@@ -59,6 +72,16 @@ class LLMQuantConfig(Config):
             isinstance(self.skip, list) and all(isinstance(p, str) and p for p in self.skip),
             "skip must be a list of non-empty layer-name patterns",
             'e.g. ["*.mlp.down_proj"]',
+        )
+        for name in ("calib_samples", "calib_seq_len", "scale_grid", "clip_grid", "clip_tokens"):
+            value = getattr(self, name)
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            require(ok, f"{name} must be a positive integer, got {value!r}", f"pass --{name.replace('_', '-')} N")
+        shrink = self.clip_max_shrink
+        require(
+            isinstance(shrink, int | float) and not isinstance(shrink, bool) and 0.0 < shrink < 1.0,
+            f"clip_max_shrink must be in (0, 1), got {shrink!r}",
+            "the reference uses 0.5",
         )
 
     @property

@@ -46,6 +46,7 @@ class QuantizedWeights:
 
     config: LLMQuantConfig
     weights: dict[str, GroupQuantized]
+    search: object | None = None  # the method's search result, e.g. leanml.llm.awq.AWQResult; None for RTN
 
     @property
     def n_quantized(self) -> int:
@@ -140,8 +141,8 @@ def quantize_weights_(
         >>> lin = nn.Linear(4, 1, bias=False)
         >>> _ = lin.weight.data.copy_(torch.tensor([[0.0, 0.3, 1.0, 0.9]]))
         >>> codes = quantize_weights_({"lin": lin}, bits=2, group_size=4, progress=False)
-        >>> codes["lin"].q.tolist(), lin.weight.tolist()
-        ([[0, 1, 3, 3]], [[0.0, 0.3333333432674408, 1.0, 1.0]])
+        >>> codes["lin"].q.tolist(), [round(v, 3) for v in lin.weight[0].tolist()]
+        ([[0, 1, 3, 3]], [0.0, 0.333, 1.0, 1.0])
     """
     for name, lin in targets.items():
         check_group_size(lin.in_features, group_size, name)
@@ -170,17 +171,3 @@ def rtn_quantize_(model: nn.Module, cfg: LLMQuantConfig, progress: bool = True) 
     if "lm_head" in targets:
         untie_lm_head_(model)  # quantizing a tied head would change the embeddings too
     return QuantizedWeights(cfg, quantize_weights_(targets, cfg.bits, cfg.group_size, progress))
-
-
-def quantize_llm_(model: nn.Module, cfg: LLMQuantConfig, progress: bool = True) -> QuantizedWeights:
-    """The one verb: quantize ``model`` in place with ``cfg.method`` (today: ``"rtn"``).
-
-    Example:
-        >>> quantize_llm_(nn.Linear(2, 2), LLMQuantConfig())  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        leanml.errors.LeanmlError: Linear has no decoder blocks ...
-    """
-    if cfg.method == "rtn":
-        return rtn_quantize_(model, cfg, progress)
-    raise LeanmlError(f"LLM quantization method {cfg.method!r} is not available", "use method='rtn'")

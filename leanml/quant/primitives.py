@@ -39,6 +39,7 @@ INT32_MAX = (1 << 31) - 1
 MIN_BITS, MAX_BITS = 2, 8
 MIN_SHIFT, MAX_SHIFT = -31, 30  # quantize_multiplier's shift range: right shifts <= 31, left shifts <= 30
 TINY_SCALE = float(np.finfo(np.float32).tiny)  # smallest scale a non-degenerate range gets (float32 normal)
+SCALE_DTYPES = ("float32", "float16")  # float16: the scale is rounded to a half (LLM group scales, as stored packed)
 
 
 def check_bits(bits: int) -> None:
@@ -138,7 +139,12 @@ def dequantize(q: npt.ArrayLike, scale: npt.ArrayLike, zero_point: npt.ArrayLike
 
 
 def qparams_from_minmax(
-    min_val: npt.ArrayLike, max_val: npt.ArrayLike, bits: int, symmetric: bool, signed: bool = True
+    min_val: npt.ArrayLike,
+    max_val: npt.ArrayLike,
+    bits: int,
+    symmetric: bool,
+    signed: bool = True,
+    scale_dtype: str = "float32",
 ) -> tuple[F32Array, IntArray]:
     """Scale (float32) and zero point (int64) for the range [min, max], elementwise (per-channel arrays work).
 
@@ -148,6 +154,8 @@ def qparams_from_minmax(
     with the float32 scale. Computed in float64, then the scale rounds to float32.
     A degenerate range (hi == lo == 0) gets scale 1.0; any other range gets at
     least :data:`TINY_SCALE`. Either way 0 is exactly representable (q = zp).
+    ``scale_dtype="float16"`` rounds the scale up to a half (at least 2^-14, the smallest
+    normal half) before the zero point is derived from it, so a float16 copy of it is exact.
 
     Example:
         >>> s, zp = qparams_from_minmax(-0.5, 1.27, bits=8, symmetric=True)
@@ -164,7 +172,17 @@ def qparams_from_minmax(
         raise LeanmlError("quantization range has min > max", "pass min_val <= max_val")
     lo, hi = np.minimum(mn, 0.0), np.maximum(mx, 0.0)
     span = np.maximum(-lo, hi) / qmax if symmetric else (hi - lo) / (qmax - qmin)
-    scale = np.where(span > 0, np.maximum(span, TINY_SCALE), 1.0).astype(np.float32)
+    if scale_dtype not in SCALE_DTYPES:
+        raise LeanmlError(f"unknown scale dtype {scale_dtype!r}", f"choose one of {SCALE_DTYPES}")
+    if scale_dtype == "float16":  # round up, so the range still fits in qmax - qmin steps
+        wide = np.where(span > 0, np.maximum(span, 2.0**-14), 1.0)
+        half = wide.astype(np.float16)
+        half = np.where(half.astype(np.float64) < wide, np.nextafter(half, np.float16(np.inf)), half)
+        scale = np.asarray(half).astype(np.float32)
+    else:
+        scale = np.where(span > 0, np.maximum(span, TINY_SCALE), 1.0).astype(np.float32)
+    if not np.isfinite(scale).all():
+        raise LeanmlError(f"quantization scale overflows {scale_dtype}", "check the weights for huge values")
     if symmetric:
         return scale, np.zeros(scale.shape, dtype=np.int64)
     zp = np.clip(round_half_away(qmin - lo / scale.astype(np.float64)), qmin, qmax)
@@ -218,8 +236,10 @@ def quantize_tensor(
     signed: bool = True,
     axis: int | None = None,
     group_size: int | None = None,
+    scale_dtype: str = "float32",
 ) -> QTensor:
-    """Min-max quantize ``x`` per tensor, per channel (``axis``), or per group (``group_size``, last axis).
+    """Min-max quantize ``x`` per tensor, per channel (``axis``), or per group (``group_size``, last axis);
+    ``scale_dtype`` as in :func:`qparams_from_minmax`.
 
     Example:
         >>> qt = quantize_tensor(np.array([[1.0, -0.5], [0.2, 0.1]]), bits=8, symmetric=True, axis=0)
@@ -245,7 +265,7 @@ def quantize_tensor(
         axis = _normalize_axis(axis, arr.ndim)
         reduce = tuple(i for i in range(arr.ndim) if i != axis)
     lo, hi = view.min(reduce, keepdims=True), view.max(reduce, keepdims=True)  # keepdims: broadcast against view
-    scale, zp = qparams_from_minmax(lo, hi, bits, symmetric, signed)
+    scale, zp = qparams_from_minmax(lo, hi, bits, symmetric, signed, scale_dtype)
     q = quantize(view, scale, zp, qmin, qmax).reshape(arr.shape)
     if group_size is not None:
         scale, zp = scale[..., 0], zp[..., 0]  # (..., G)
