@@ -1,11 +1,12 @@
 """``leanml llm eval|generate|chat``: perplexity, streamed generation and an interactive chat on a Llama-family LM.
 
-MODEL is anything :func:`leanml.llm.load_llm` takes (``smollm2``, an HF model folder or a ``.gguf`` file),
-loaded by the one helper :func:`_load`. Generated text streams to stdout; load times, speeds and progress
-bars go to stderr.
+MODEL is anything :func:`leanml.llm.load_llm` takes (``smollm2``, an HF model folder or a ``.gguf`` file)
+or a packed ``.lmq`` file written by ``leanml llm quantize``, loaded by the one helper :func:`_load`.
+Generated text streams to stdout; load times, speeds and progress bars go to stderr.
 
 Example:
-    $ leanml llm eval smollm2 --ctx 512 --max-chunks 8
+    $ leanml llm quantize smollm2 --method awq --bits 4 --group-size 128 --out smollm2-w4g128.lmq
+    $ leanml llm eval smollm2-w4g128.lmq --ctx 512 --max-chunks 8
     $ leanml llm generate smollm2 --prompt "Write a haiku about the sea." --max-new-tokens 48
     $ leanml llm chat smollm2 --system "You are a concise assistant."
 """
@@ -29,11 +30,14 @@ if TYPE_CHECKING:
     from leanml.llm.generate import GenerateConfig, GenerationResult
     from leanml.llm.load import LoadedLLM
 
-app = typer.Typer(help="LLMs (Llama family): perplexity, text generation with a KV cache, chat.", no_args_is_help=True)
+app = typer.Typer(
+    help="LLMs (Llama family): RTN/AWQ quantization, perplexity, generation with a KV cache, chat.",
+    no_args_is_help=True,
+)
 
 DTYPES = ("float32", "bfloat16", "float16")
 
-ModelArg = Annotated[str, typer.Argument(help="'smollm2', an HF model folder or a .gguf file")]
+ModelArg = Annotated[str, typer.Argument(help="'smollm2', an HF model folder, a .gguf file or a packed .lmq file")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="weight dtype in memory: float32, bfloat16 or float16")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="show progress bars")]
 MaxNewOpt = Annotated[int, typer.Option("--max-new-tokens", help="most tokens to generate")]
@@ -73,8 +77,9 @@ def _load(model: str, dtype: torch.dtype, progress: bool = True) -> LoadedLLM:
         >>> llm = _load("smollm2", _dtype("float32"), progress=False)  # doctest: +SKIP
     """
     from leanml.llm.load import load_llm
+    from leanml.llm.packed_file import is_packed_file, load_packed
 
-    llm = load_llm(model, dtype=dtype, progress=progress)
+    llm = load_packed(model, dtype=dtype) if is_packed_file(model) else load_llm(model, dtype=dtype, progress=progress)
     i = llm.info
     make_console().print(
         f"loaded {i.source} ({i.format}, {i.architecture}, {i.params / 1e6:.1f} M params, {i.dtype}) "
@@ -85,11 +90,38 @@ def _load(model: str, dtype: torch.dtype, progress: bool = True) -> LoadedLLM:
     return llm
 
 
-# ---------------------------------------------------------------------------------------------------------
-# `leanml llm quantize` goes here (owned by the quantization work: RTN/AWQ → packed model file).
-# Define it as `@app.command("quantize") def quantize_cmd(model: ModelArg, ...)`, load with `_load`, and
-# teach `_load` to read the file it writes, so `leanml llm eval|generate|chat` accept it as MODEL.
-# ---------------------------------------------------------------------------------------------------------
+@app.command("quantize")
+def quantize_cmd(
+    model: ModelArg,
+    out: Annotated[Path, typer.Option("--out", help="the packed model file to write (.lmq)")],
+    method: Annotated[str, typer.Option("--method", help="rtn or awq")] = "awq",
+    bits: Annotated[int, typer.Option("--bits", help="weight bits (4 or 3; 2..8 work)")] = 4,
+    group_size: Annotated[int, typer.Option("--group-size", help="input channels per scale")] = 128,
+    calib_text: Annotated[
+        Path | None, typer.Option("--calib-text", help="UTF-8 calibration text (default: built-in calibration half)")
+    ] = None,
+    calib_samples: Annotated[int, typer.Option("--calib-samples", help="AWQ: calibration blocks")] = 128,
+    calib_seq_len: Annotated[int, typer.Option("--calib-seq-len", help="AWQ: tokens per block")] = 512,
+    duo_scaling: Annotated[bool, typer.Option("--duo-scaling", help="AWQ: AutoAWQ's s = x^a / w^(1-a)")] = False,
+    clip: Annotated[bool, typer.Option("--clip/--no-clip", help="AWQ: weight-clipping search")] = True,
+    search: Annotated[
+        Path | None, typer.Option("--search", help="AWQ: reuse this saved search result instead of searching")
+    ] = None,
+    save_search: Annotated[
+        Path | None, typer.Option("--save-search", help="AWQ: write the search result (scales, clips) here")
+    ] = None,
+    float_dtype: Annotated[str, typer.Option("--float-dtype", help="unquantized tensors: float16 or float32")] = (
+        "float16"
+    ),
+    force: Annotated[bool, typer.Option("--force", help="overwrite --out if it exists")] = False,
+    progress: ProgressOpt = True,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Quantize the decoder linears (RTN or AWQ, group-wise) and write a packed model file."""
+    from leanml.cli_llm_quantize import run_quantize
+
+    run_quantize(model, out, method, bits, group_size, calib_text, calib_samples, calib_seq_len, duo_scaling, clip,
+                 search, save_search, float_dtype, force, progress, threads)  # fmt: skip
 
 
 @app.command("eval")

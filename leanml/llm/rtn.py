@@ -54,16 +54,17 @@ class QuantizedWeights:
         return sum(g.q.numel() for g in self.weights.values())
 
     def payload_bytes(self) -> int:
-        """Bytes of the codes at ``bits`` per weight plus a float16 scale and a ``bits``-bit zero per group
-        (the figure a packed format reaches; the unpacked tensors here use more).
+        """Bytes these linears take in the packed file (``leanml.llm.packed_file``): each row's codes packed
+        to ``ceil(in * bits / 8)`` bytes, plus a float16 scale and a uint8 zero (3 bytes) per group.
 
         Example:
             >>> gq = GroupQuantized(torch.zeros(2, 64, dtype=torch.uint8), torch.ones(2, 2), torch.zeros(2, 2), 4, 32)
-            >>> QuantizedWeights(LLMQuantConfig(group_size=32), {"a": gq}).payload_bytes()  # (128*4 + 4*(16+4)) / 8
-            74
+            >>> QuantizedWeights(LLMQuantConfig(group_size=32), {"a": gq}).payload_bytes()  # 2*32 + 4*3
+            76
         """
-        bits = sum(g.q.numel() * g.bits + g.scale.numel() * (16 + g.bits) for g in self.weights.values())
-        return (bits + 7) // 8
+        return sum(
+            g.q.shape[0] * ((g.q.shape[1] * g.bits + 7) // 8) + g.scale.numel() * 3 for g in self.weights.values()
+        )
 
 
 def decoder_blocks(model: nn.Module) -> nn.ModuleList:
