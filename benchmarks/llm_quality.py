@@ -42,7 +42,7 @@ from leanml.threads import torch_threads
 ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parent
 RESULTS = ROOT / "results" / "llm_quality.md"
-SETTINGS = ((4, 128), (4, 32), (3, 128), (3, 32))
+SETTINGS = ((4, 128), (3, 128), (4, 32), (3, 32))
 GPL = Path("/usr/share/common-licenses/GPL-3")
 LLAMA_KINDS = ("Q4_1", "Q8_0", "Q4_0", "F16")
 CTX = 512
