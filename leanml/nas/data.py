@@ -1,0 +1,91 @@
+"""Images at a subnet's resolution, evaluation at that resolution, and BN recalibration.
+
+Every part of NAS resizes the same way (:func:`resize_batch`: bilinear with
+antialiasing, after normalization), so training, measuring and export agree.
+
+Example:
+    >>> x = torch.randn(2, 1, 28, 28)
+    >>> resize_batch(x, 20).shape, resize_batch(x, 28) is x
+    (torch.Size([2, 1, 20, 20]), True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from leanml.data import ImageSet, batches
+from leanml.train.checkpoint import INPUT
+
+RESIZE = {"mode": "bilinear", "antialias": True, "align_corners": False}
+
+
+def resize_batch(x: torch.Tensor, resolution: int) -> torch.Tensor:
+    """(N, C, H, W) → (N, C, resolution, resolution); the batch itself when it already has that size."""
+    if x.shape[-2:] == (resolution, resolution):
+        return x
+    return F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+
+
+def input_meta(resolution: int, source: tuple[int, int, int] = (1, 28, 28)) -> dict[str, object]:
+    """The checkpoint ``input`` entry of a subnet: its shape, and how images are resized to it.
+
+    Example:
+        >>> input_meta(24)["shape"]
+        [1, 24, 24]
+    """
+    return {**INPUT, "shape": [source[0], resolution, resolution],
+            "resize": {"from": list(source), **RESIZE}}  # fmt: skip
+
+
+def image_batches(data: ImageSet, resolution: int, batch_size: int = 500) -> Iterable[torch.Tensor]:
+    """Normalized images of ``data`` at ``resolution``, in order, without labels."""
+    for x, _ in batches(data, batch_size):
+        yield resize_batch(x, resolution)
+
+
+@torch.no_grad()
+def evaluate_at(model: nn.Module, data: ImageSet, resolution: int, batch_size: int = 500) -> float:
+    """Top-1 accuracy of ``model`` (eval mode) on ``data`` resized to ``resolution``.
+
+    Example:
+        >>> data = ImageSet(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.zeros(4, dtype=torch.long))
+        >>> evaluate_at(nn.Sequential(nn.Flatten(), nn.LazyLinear(10)), data, 20) in (0.0, 1.0)
+        True
+    """
+    model.eval()
+    correct = 0
+    for x, y in batches(data, batch_size):
+        correct += int((model(resize_batch(x, resolution)).argmax(1) == y).sum())  # logits (B, classes)
+    return correct / max(len(data), 1)
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, images: Iterable[torch.Tensor]) -> nn.Module:
+    """Reset every batch norm's running statistics and re-estimate them on ``images`` (exact averages over batches).
+
+    Leaves the model in eval mode with each norm's momentum as it was.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2))
+        >>> _ = recalibrate_bn(net, [torch.randn(8, 1, 4, 4) + 3.0])
+        >>> bool(net[1].running_mean.abs().sum() > 0)
+        True
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batches
+    model.train()
+    try:
+        for x in images:
+            model(x)
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        model.eval()
+    return model
