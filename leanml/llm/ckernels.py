@@ -1,0 +1,354 @@
+"""The C kernels of the LLM runtime (``leanml/llm/csrc``): build, weight layout, and ctypes entry points.
+
+The library is compiled on first use by :func:`leanml.deploy.build.compile_shared` (content-hash cache,
+``-O3 -march=native``: the SIMD path, AVX-512 VNNI or AVX2, is chosen at compile time; the scalar ``_ref``
+kernels are always in it). Quantized matrices are handed to C in the *C runtime layout* (``docs/llm_format.md``):
+rows zero padded to a multiple of 32 codes; 2..4-bit codes held as int4, reordered by :func:`pack_rows` so one SIMD
+load splits into consecutive codes; 5..8-bit codes as int8 in order.
+
+Example:
+    >>> codes = np.arange(64, dtype=np.uint8).reshape(1, 64) % 16
+    >>> packed = pack_rows(codes, 4)
+    >>> packed.shape, bool(packed[0, 0] == codes[0, 0] | codes[0, 32] << 4)
+    ((1, 32), True)
+    >>> np.array_equal(unpack_rows(packed, 4, 64), codes)
+    True
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from leanml.errors import LeanmlError
+
+CSRC = Path(__file__).resolve().parent / "csrc"
+BUILD_FLAGS = ("-O3", "-march=native", "-pthread")
+SANITIZE_FLAGS = ("-O1", "-g", "-march=native", "-pthread", "-fsanitize=address,undefined",
+                  "-fno-sanitize-recover=all", "-fno-omit-frame-pointer")  # fmt: skip
+VARIANTS = {"ref": 0, "unroll": 1, "simd": 2}
+BLOCK = 32
+ERR_LEN = 256
+
+
+class QMat(ctypes.Structure):
+    """``lmq_qmat`` of ``csrc/lmq.h`` (field for field; :func:`load_library` checks the size)."""
+
+    _fields_ = [
+        ("q", ctypes.c_void_p), ("scales", ctypes.c_void_p), ("zeros", ctypes.c_void_p), ("bias", ctypes.c_void_p),
+        ("q_bytes", ctypes.c_int64), ("scales_bytes", ctypes.c_int64), ("zeros_bytes", ctypes.c_int64),
+        ("bias_bytes", ctypes.c_int64), ("n", ctypes.c_int32), ("k", ctypes.c_int32), ("bits", ctypes.c_int32),
+        ("group", ctypes.c_int32),
+    ]  # fmt: skip
+
+
+def padded(k: int) -> int:
+    """``k`` rounded up to a multiple of 32 (one activation block).
+
+    Example:
+        >>> padded(576), padded(80)
+        (576, 96)
+    """
+    return -(-k // BLOCK) * BLOCK
+
+
+def _units(kp: int) -> list[tuple[int, int]]:
+    """(start, size) of the reorder units of a padded row: 128-code units, then at most one of 64 and one of 32."""
+    n128 = kp // 128
+    units = [(128 * i, 128) for i in range(n128)]
+    start = 128 * n128
+    for size in (64, 32):
+        if kp - start >= size:
+            units.append((start, size))
+            start += size
+    return units
+
+
+def kernel_bits(bits: int) -> int:
+    """The C kernel that runs ``bits``-bit codes: 4 (for 2..4 bits) or 8 (for 5..8 bits), exact either way.
+
+    Example:
+        >>> kernel_bits(3), kernel_bits(6)
+        (4, 8)
+    """
+    if not 2 <= bits <= 8:
+        raise LeanmlError(f"the C runtime runs 2..8-bit codes, not {bits}-bit", "re-quantize with --bits 4")
+    return 4 if bits <= 4 else 8
+
+
+def pack_rows(codes: np.ndarray, bits: int) -> np.ndarray:
+    """Codes (n, k) uint8 → the C runtime layout (n, kp * bits / 8) for ``bits`` 4 or 8 (kp = :func:`padded` k).
+
+    int4: each unit of u codes (see the module) becomes u/2 bytes, byte j = code j | code (j + u/2) << 4.
+
+    Example:
+        >>> pack_rows(np.array([[1, 2, 3]], dtype=np.uint8), 8).shape
+        (1, 32)
+    """
+    if bits not in (4, 8) or codes.ndim != 2 or codes.dtype != np.uint8:
+        raise LeanmlError(f"pack_rows takes (n, k) uint8 codes and 4 or 8 bits, got {codes.dtype} {codes.shape}")
+    n, k = codes.shape
+    kp = padded(k)
+    full = np.zeros((n, kp), dtype=np.uint8)  # (n, kp): zero padded
+    full[:, :k] = codes
+    if bits == 8:
+        return full
+    if int(codes.max(initial=0)) > 15:
+        raise LeanmlError("a code does not fit 4 bits", "quantize with --bits 4 or fewer")
+    out = np.empty((n, kp // 2), dtype=np.uint8)  # (n, kp/2)
+    for start, u in _units(kp):
+        h = u // 2
+        out[:, start // 2 : start // 2 + h] = full[:, start : start + h] | (full[:, start + h : start + u] << 4)
+    return out
+
+
+def unpack_rows(packed: np.ndarray, bits: int, k: int) -> np.ndarray:
+    """Inverse of :func:`pack_rows`: (n, kp * bits / 8) → codes (n, k) uint8.
+
+    Example:
+        >>> unpack_rows(pack_rows(np.array([[7, 9]], dtype=np.uint8), 4), 4, 2).tolist()
+        [[7, 9]]
+    """
+    kp = padded(k)
+    if bits == 8:
+        return np.ascontiguousarray(packed[:, :k])
+    full = np.empty((packed.shape[0], kp), dtype=np.uint8)  # (n, kp)
+    for start, u in _units(kp):
+        h = u // 2
+        seg = packed[:, start // 2 : start // 2 + h]
+        full[:, start : start + h], full[:, start + h : start + u] = seg & 15, seg >> 4
+    return full[:, :k]
+
+
+def file_codes(qweight: np.ndarray, bits: int, k: int) -> np.ndarray:
+    """Codes (n, k) from a ``.lmq`` file's qweight (n, ceil(k * bits / 8)) little-endian bit stream.
+
+    Example:
+        >>> file_codes(np.array([[0x21, 0xF3]], dtype=np.uint8), 4, 4).tolist()
+        [[1, 2, 3, 15]]
+    """
+    if bits == 8:
+        return np.ascontiguousarray(qweight[:, :k])
+    if bits == 4:
+        out = np.empty((qweight.shape[0], qweight.shape[1] * 2), dtype=np.uint8)  # (n, 2 * bytes)
+        out[:, 0::2], out[:, 1::2] = qweight & 15, qweight >> 4
+        return out[:, :k]
+    import torch
+
+    from leanml.llm.packing import unpack_codes
+
+    rows = [unpack_codes(torch.from_numpy(np.ascontiguousarray(qweight[i : i + 256])), bits, k).numpy()
+            for i in range(0, qweight.shape[0], 256)]  # fmt: skip
+    return np.concatenate(rows)
+
+
+@dataclass
+class CMatrix:
+    """A quantized matrix in the C runtime layout: ``codes`` (n, kp * bits / 8) uint8, ``scales`` (n, G) float16
+    bits as uint16, ``zeros`` (n, G) uint8, optional ``bias`` (n,) float32; ``bits`` 4 or 8 (the kernel).
+
+    The arrays must outlive every :meth:`struct` handed to C.
+    """
+
+    codes: np.ndarray
+    scales: np.ndarray
+    zeros: np.ndarray
+    bias: np.ndarray | None
+    n: int
+    k: int
+    bits: int
+    group: int
+
+    @classmethod
+    def from_codes(cls, codes: np.ndarray, scales: np.ndarray, zeros: np.ndarray, bits: int, group: int,
+                   bias: np.ndarray | None = None) -> CMatrix:  # fmt: skip
+        """From unpacked codes (n, k) uint8 of ``bits`` bits, scales (n, G) float16 (or their uint16 bits), zeros.
+
+        Example:
+            >>> m = CMatrix.from_codes(np.zeros((2, 40), np.uint8), np.ones((2, 2), np.float16),
+            ...                        np.zeros((2, 2), np.uint8), bits=3, group=32)
+            >>> m.bits, m.codes.shape
+            (4, (2, 32))
+        """
+        kb = kernel_bits(bits)
+        n, k = codes.shape
+        return cls(pack_rows(codes, kb), np.ascontiguousarray(scales).view(np.uint16), np.ascontiguousarray(zeros),
+                   None if bias is None else np.ascontiguousarray(bias, dtype=np.float32), n, k, kb, group)  # fmt: skip
+
+    def struct(self) -> QMat:
+        """The ``lmq_qmat`` pointing at these arrays (sizes included, so C can check them)."""
+        bias = self.bias
+        return QMat(self.codes.ctypes.data, self.scales.ctypes.data, self.zeros.ctypes.data,
+                    None if bias is None else bias.ctypes.data, self.codes.nbytes, self.scales.nbytes,
+                    self.zeros.nbytes, 0 if bias is None else bias.nbytes, self.n, self.k, self.bits,
+                    self.group)  # fmt: skip
+
+
+def c_sources() -> dict[str, str]:
+    """Every C source and header of ``leanml/llm/csrc`` (name → text), as :func:`compile_shared` takes them."""
+    return {p.name: p.read_text() for p in sorted(CSRC.iterdir()) if p.suffix in (".c", ".h")}
+
+
+def load_library(flags: tuple[str, ...] = BUILD_FLAGS) -> ctypes.CDLL:
+    """Compile (or reuse from the cache) and load the runtime library with ``flags``; argument types are set.
+
+    Example:
+        >>> lib = load_library()  # doctest: +SKIP
+        >>> lib.lmq_simd_name().decode()  # doctest: +SKIP
+        'avx512vnni'
+    """
+    from leanml.deploy.build import compile_shared
+
+    lib = ctypes.CDLL(str(compile_shared(c_sources(), flags)))
+    vp, i32, sz, dp = ctypes.c_void_p, ctypes.c_int32, ctypes.c_size_t, ctypes.c_void_p
+    qm = ctypes.POINTER(QMat)
+    sig: dict[str, tuple[Any, list[Any]]] = {
+        "lmq_simd_level": (ctypes.c_int, []),
+        "lmq_simd_name": (ctypes.c_char_p, []),
+        "lmq_pool_create": (vp, [ctypes.c_int]),
+        "lmq_pool_free": (None, [vp]),
+        "lmq_k_gemm": (ctypes.c_int, [vp, ctypes.c_int, qm, dp, i32, dp, ctypes.c_char_p, sz]),
+        "lmq_k_quantize": (ctypes.c_int, [ctypes.c_int, dp, i32, i32, dp, dp, dp]),
+        "lmq_k_fgemm": (ctypes.c_int, [vp, ctypes.c_int, dp, i32, i32, dp, i32, dp]),
+        "lmq_k_dot_f16": (ctypes.c_int, [ctypes.c_int, dp, dp, i32, i32, dp]),
+        "lmq_k_axpy_f16": (ctypes.c_int, [ctypes.c_int, dp, dp, i32, i32, dp]),
+        "lmq_k_bench_gemm": (ctypes.c_int, [vp, ctypes.c_int, qm, dp, i32, dp, i32, dp, ctypes.c_char_p, sz]),
+        "lmq_k_bench_fgemm": (ctypes.c_int, [vp, ctypes.c_int, dp, i32, i32, dp, i32, dp, i32, dp]),
+        "lmq_sizeof": (sz, [ctypes.c_int]),
+    }
+    for name, (res, args) in sig.items():
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = res, args
+    if lib.lmq_sizeof(0) != ctypes.sizeof(QMat):
+        raise LeanmlError("lmq_qmat differs between C and Python", "this is a leanml bug: please report it")
+    return lib
+
+
+class Pool:
+    """A persistent C thread pool of ``threads`` threads (the caller's included); a context manager.
+
+    Example:
+        >>> with Pool(load_library(), 2) as pool:  # doctest: +SKIP
+        ...     y = gemm(lib, pool, mat, x)
+    """
+
+    def __init__(self, lib: ctypes.CDLL, threads: int) -> None:
+        self.handle: int | None = None
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise LeanmlError(f"threads must be a positive integer, got {threads!r}", "pass e.g. --threads 2")
+        self.lib = lib
+        self.threads = threads
+        self.handle = lib.lmq_pool_create(threads)
+        if not self.handle:
+            raise LeanmlError(f"could not start a pool of {threads} threads", "pass fewer threads")
+
+    def close(self) -> None:
+        """Stop the workers (idempotent)."""
+        if self.handle:
+            self.lib.lmq_pool_free(self.handle)
+            self.handle = None
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _f32(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def gemm(pool: Pool, mat: CMatrix, x: np.ndarray, variant: str = "simd") -> np.ndarray:
+    """y (m, n) = W x for activations x (m, k) quantized on the fly, with kernel ``variant`` (ref, unroll, simd).
+
+    Example:
+        >>> y = gemm(pool, mat, np.ones((1, mat.k), np.float32))  # doctest: +SKIP
+    """
+    x = _f32(x)
+    if x.ndim != 2 or x.shape[1] != mat.k:
+        raise LeanmlError(f"activations of shape {x.shape} do not match a matrix with k = {mat.k}")
+    y = np.empty((x.shape[0], mat.n), dtype=np.float32)
+    err = ctypes.create_string_buffer(ERR_LEN)
+    s = mat.struct()
+    rc = pool.lib.lmq_k_gemm(pool.handle, VARIANTS[variant], ctypes.byref(s), x.ctypes.data, x.shape[0],
+                             y.ctypes.data, err, ERR_LEN)  # fmt: skip
+    if rc:
+        raise LeanmlError(f"C kernel refused: {err.value.decode()}")
+    return y
+
+
+def quantize(lib: ctypes.CDLL, x: np.ndarray, variant: str = "simd") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Activation quantization of x (m, k): codes (m, kp) int8, block scales (m, kp/32), block code sums.
+
+    Example:
+        >>> q, d, s = quantize(lib, np.full((1, 4), 2.0, np.float32))  # doctest: +SKIP
+        >>> q[0, :5].tolist(), float(d[0, 0]) * 127  # doctest: +SKIP
+        ([127, 127, 127, 127, 0], 2.0)
+    """
+    x = _f32(x)
+    m, k = x.shape
+    kp = padded(k)
+    q = np.empty((m, kp), np.int8)
+    d = np.empty((m, kp // BLOCK), np.float32)
+    s = np.empty((m, kp // BLOCK), np.int32)
+    if lib.lmq_k_quantize(VARIANTS[variant], x.ctypes.data, m, k, q.ctypes.data, d.ctypes.data, s.ctypes.data):
+        raise LeanmlError("activation quantization failed")
+    return q, d, s
+
+
+def fgemm(pool: Pool, w: np.ndarray, x: np.ndarray, variant: str = "simd") -> np.ndarray:
+    """Float y (m, n) = x (m, k) W^T for W (n, k) float32.
+
+    Example:
+        >>> fgemm(pool, np.eye(3, dtype=np.float32), np.ones((1, 3), np.float32))  # doctest: +SKIP
+        array([[1., 1., 1.]], dtype=float32)
+    """
+    w, x = _f32(w), _f32(x)
+    y = np.empty((x.shape[0], w.shape[0]), np.float32)
+    if pool.lib.lmq_k_fgemm(pool.handle, VARIANTS[variant], w.ctypes.data, w.shape[0], w.shape[1], x.ctypes.data,
+                            x.shape[0], y.ctypes.data):  # fmt: skip
+        raise LeanmlError("float GEMM refused its arguments")
+    return y
+
+
+def dot_f16(lib: ctypes.CDLL, q: np.ndarray, k: np.ndarray, variant: str = "simd") -> np.ndarray:
+    """Attention scores: out[t] = q (n,) . k[t] for k (count, n) float16.
+
+    Example:
+        >>> dot_f16(lib, np.ones(3, np.float32), np.ones((2, 3), np.float16), "ref")  # doctest: +SKIP
+        array([3., 3.], dtype=float32)
+    """
+    q, k = _f32(q), np.ascontiguousarray(k, dtype=np.float16)
+    count, n = k.shape
+    if q.shape != (n,):
+        raise LeanmlError(f"query of shape {q.shape} does not match keys of shape {k.shape}")
+    out = np.empty(count, np.float32)
+    if lib.lmq_k_dot_f16(VARIANTS[variant], q.ctypes.data, k.ctypes.data, n, count, out.ctypes.data):
+        raise LeanmlError("dot_f16 refused its arguments")
+    return out
+
+
+def axpy_f16(lib: ctypes.CDLL, p: np.ndarray, v: np.ndarray, out: np.ndarray, variant: str = "simd") -> np.ndarray:
+    """Attention values: a copy of out (count, n) with out[t] += p[t] * v[t] for v (count, n) float16.
+
+    Example:
+        >>> p, v, out = np.ones(1, np.float32), np.ones((1, 2), np.float16), np.zeros((1, 2), np.float32)
+        >>> axpy_f16(lib, p, v, out)  # doctest: +SKIP
+        array([[1., 1.]], dtype=float32)
+    """
+    p, v, res = _f32(p), np.ascontiguousarray(v, dtype=np.float16), _f32(out).copy()
+    count, n = v.shape
+    if p.shape != (count,) or res.shape != v.shape:
+        raise LeanmlError(f"axpy shapes do not match: p {p.shape}, v {v.shape}, out {res.shape}")
+    if lib.lmq_k_axpy_f16(VARIANTS[variant], p.ctypes.data, v.ctypes.data, n, count, res.ctypes.data):
+        raise LeanmlError("axpy_f16 refused its arguments")
+    return res
