@@ -18,6 +18,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from leanml.data import ImageSet, batches
+from leanml.nas.space import Arch
+from leanml.nas.supernet import Supernet, get_subnet
 from leanml.train.checkpoint import INPUT
 
 RESIZE = {"mode": "bilinear", "antialias": True, "align_corners": False}
@@ -89,3 +91,15 @@ def recalibrate_bn(model: nn.Module, images: Iterable[torch.Tensor]) -> nn.Modul
             m.momentum = momentum
         model.eval()
     return model
+
+
+def subnet_accuracy(net: Supernet, arch: Arch, calib: ImageSet, val: ImageSet) -> float:
+    """Accuracy on ``val`` of ``arch`` extracted from ``net``, after BN recalibration on ``calib`` (net untouched).
+
+    Example:
+        >>> subnet_accuracy(supernet, arch, load_split("train", subset=2000), load_split("val"))  # doctest: +SKIP
+        0.874
+    """
+    sub = get_subnet(net, arch)
+    recalibrate_bn(sub, image_batches(calib, arch.resolution, 250))
+    return evaluate_at(sub, val, arch.resolution)

@@ -43,10 +43,10 @@ from leanml.config import Config, require
 from leanml.data import ImageSet, batches, load_split
 from leanml.errors import LeanmlError
 from leanml.nas.checkpoint import load_supernet, save_supernet
-from leanml.nas.data import evaluate_at, image_batches, recalibrate_bn, resize_batch
+from leanml.nas.data import resize_batch, subnet_accuracy
 from leanml.nas.importance import sort_channels_
 from leanml.nas.space import Arch, SpaceConfig
-from leanml.nas.supernet import Supernet, get_subnet
+from leanml.nas.supernet import Supernet
 from leanml.progress import make_console, track
 from leanml.threads import torch_threads
 from leanml.train.distill import distillation_loss
@@ -175,13 +175,6 @@ def _resume(out: Path, cfg: NasTrainConfig, net: Supernet) -> tuple[_Progress, S
     return progress, ckpt.teacher, ckpt.optimizer_state
 
 
-def check_subnet(net: Supernet, arch: Arch, calib: ImageSet, val: ImageSet) -> float:
-    """Validation accuracy of ``arch`` extracted from ``net`` after BN recalibration on ``calib`` (net untouched)."""
-    sub = get_subnet(net, arch)
-    recalibrate_bn(sub, image_batches(calib, arch.resolution, 250))
-    return evaluate_at(sub, val, arch.resolution)
-
-
 def _train_epoch(
     net: Supernet,
     teacher: Supernet | None,
@@ -279,8 +272,8 @@ def train_supernet(
                 loss = _train_epoch(net, teacher, opt, train_set, cfg, phase, epoch, progress)
                 state.phase, state.phase_epoch = phase, epoch + 1
                 row = {"phase": name, "epoch": epoch + 1, "train_loss": loss,
-                       "val_acc_largest": check_subnet(net, space.largest(), calib_set, val_set),
-                       "val_acc_smallest": check_subnet(net, space.smallest(), calib_set, val_set),
+                       "val_acc_largest": subnet_accuracy(net, space.largest(), calib_set, val_set),
+                       "val_acc_smallest": subnet_accuracy(net, space.smallest(), calib_set, val_set),
                        "seconds": time.perf_counter() - t0}  # fmt: skip
                 state.history.append(row)
                 done = phase == len(PHASES) - 1 and epoch + 1 == epochs

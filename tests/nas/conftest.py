@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from leanml.nas.space import SpaceConfig
@@ -16,3 +18,14 @@ def tiny_space() -> SpaceConfig:
 @pytest.fixture
 def space() -> SpaceConfig:
     return tiny_space()
+
+
+@pytest.fixture(scope="session")
+def tiny_supernet(tmp_path_factory: pytest.TempPathFactory, fake_data: Path) -> Path:
+    """A supernet of the tiny space after one short epoch per progressive-shrinking phase."""
+    from leanml.nas.train import NasTrainConfig, train_supernet
+
+    cfg = NasTrainConfig(space=tiny_space().to_dict(), phase_epochs=[2, 1, 1, 1], batch_size=32, train_subset=256,
+                         val_subset=64, calib_images=32, phase_lr=[0.1, 0.05, 0.05, 0.05])  # fmt: skip
+    out = tmp_path_factory.mktemp("nas") / "supernet"
+    return train_supernet(cfg, out, data_root=fake_data, progress=False, threads=1).checkpoint
