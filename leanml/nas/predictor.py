@@ -58,6 +58,9 @@ class PredictorConfig(Config):
 class AccuracyPredictor(nn.Module):
     """``layers`` x (Linear → ReLU) of width ``hidden``, then a linear output; de-standardized to accuracy."""
 
+    mean: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, in_dim: int, hidden: int = 400, layers: int = 3) -> None:
         super().__init__()
         mods: list[nn.Module] = []
@@ -150,7 +153,7 @@ def train_predictor(
     fit_idx = torch.tensor(fit)
     net.train()
     for _ in track(range(cfg.epochs), cfg.epochs, "training the accuracy predictor", progress):
-        for batch in fit_idx[torch.randperm(len(fit), generator=gen)].split(cfg.batch_size):
+        for batch in torch.split(fit_idx[torch.randperm(len(fit), generator=gen)], cfg.batch_size):
             target = (y[batch] - net.mean) / net.scale  # standardized (B,)
             loss = F.mse_loss(net.mlp(x[batch]).squeeze(1), target)
             opt.zero_grad(set_to_none=True)
