@@ -142,7 +142,7 @@ def file_codes(qweight: np.ndarray, bits: int, k: int) -> np.ndarray:
 
     from leanml.llm.packing import unpack_codes
 
-    rows = [unpack_codes(torch.from_numpy(np.ascontiguousarray(qweight[i : i + 256])), bits, k).numpy()
+    rows = [unpack_codes(torch.from_numpy(np.array(qweight[i : i + 256])), bits, k).numpy()
             for i in range(0, qweight.shape[0], 256)]  # fmt: skip
     return np.concatenate(rows)
 

@@ -27,6 +27,18 @@ static inline float lmq_h2f(uint16_t h) {
 #endif
 }
 
+/* float -> float16 bits, rounded to nearest even (F16C where compiled in, else _Float16). */
+static inline uint16_t lmq_f2h(float f) {
+#if defined(__F16C__)
+    return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+#else
+    const _Float16 h = (_Float16)f;
+    uint16_t u;
+    memcpy(&u, &h, sizeof u);
+    return u;
+#endif
+}
+
 /* Code i of a reordered int4 row of kp codes (lmq.h): units of 128, then at most one of 64 and one of 32. */
 static inline int32_t lmq_code4(const uint8_t *row, int32_t kp, int32_t i) {
     int32_t base = i & ~127, u = 128;

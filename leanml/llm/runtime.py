@@ -1,0 +1,361 @@
+"""The C runtime for packed Llama-family models: one C call per prompt (prefill) and one per generated token.
+
+:class:`CRuntime` reads a ``.lmq`` file (header checked by :func:`leanml.llm.packed_file.read_header`, every shape
+checked here, then again in C), puts the quantized linears in the C runtime layout (:mod:`leanml.llm.ckernels`),
+converts norms and embeddings to float32, quantizes the head (int8 per group of 128, or float32 on request), and
+hands C pointers to these arrays (it keeps them alive). C holds a persistent thread pool and a float16 KV cache
+for ``n_ctx`` positions; activations are quantized to int8 per block of 32 before every matrix product (W4A8).
+
+2..4-bit linears run on the int4 kernel, 5..8-bit ones on the int8 kernel (exact: the same codes, scales and zeros);
+linears the quantizer skipped (stored float) and the float head are quantized at load to int8, group 128,
+symmetric (zero 128), their float16 scale rounded up like the file's.
+
+Example:
+    >>> rt = CRuntime("smollm2-rtn-w4g128.lmq", n_ctx=512, threads=2)  # doctest: +SKIP
+    >>> logits = rt.prefill([1, 504, 3458])  # (vocab,) of the last token  # doctest: +SKIP
+    >>> logits = rt.decode(int(logits.argmax()))  # doctest: +SKIP
+    >>> rt.position  # doctest: +SKIP
+    4
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from leanml.errors import LeanmlError
+from leanml.llm import ckernels as ck
+from leanml.llm.packed_file import read_header
+
+HEADS = ("int8", "float32")
+HEAD_GROUP = 128
+ARCH_HINT = "the C runtime runs Llama-family models (llama, mistral without sliding window); use --engine torch"
+LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
+           "mlp.up_proj", "mlp.down_proj")  # fmt: skip
+
+
+class LayerDesc(ctypes.Structure):
+    """``lmq_layer_desc`` of ``csrc/lmq.h``."""
+
+    _fields_ = [
+        ("attn_norm", ctypes.c_void_p), ("mlp_norm", ctypes.c_void_p), ("attn_norm_bytes", ctypes.c_int64),
+        ("mlp_norm_bytes", ctypes.c_int64), ("q", ck.QMat), ("k", ck.QMat), ("v", ck.QMat), ("o", ck.QMat),
+        ("gate", ck.QMat), ("up", ck.QMat), ("down", ck.QMat),
+    ]  # fmt: skip
+
+
+class ModelDesc(ctypes.Structure):
+    """``lmq_model_desc`` of ``csrc/lmq.h``."""
+
+    _fields_ = [
+        *[(n, ctypes.c_int32) for n in ("n_layers", "hidden", "n_heads", "n_kv_heads", "head_dim", "inter", "vocab",
+                                        "n_ctx", "threads")],
+        ("rms_eps", ctypes.c_float), ("rope_theta", ctypes.c_float), ("embed", ctypes.c_void_p),
+        ("final_norm", ctypes.c_void_p), ("head_f32", ctypes.c_void_p), ("embed_bytes", ctypes.c_int64),
+        ("final_norm_bytes", ctypes.c_int64), ("head_f32_bytes", ctypes.c_int64), ("head_q", ck.QMat),
+        ("layers", ctypes.c_void_p), ("layers_bytes", ctypes.c_int64),
+    ]  # fmt: skip
+
+
+def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """Set the model entry points' signatures and check the structs' sizes against C."""
+    vp, i32, sz, cp = ctypes.c_void_p, ctypes.c_int32, ctypes.c_size_t, ctypes.c_char_p
+    sig: dict[str, tuple[Any, list[Any]]] = {
+        "lmq_create": (vp, [ctypes.POINTER(ModelDesc), cp, sz]),
+        "lmq_free": (None, [vp]),
+        "lmq_reset": (None, [vp]),
+        "lmq_position": (i32, [vp]),
+        "lmq_forward": (ctypes.c_int, [vp, vp, i32, vp, i32, cp, sz]),
+    }
+    for name, (res, args) in sig.items():
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = res, args
+    if lib.lmq_sizeof(1) != ctypes.sizeof(LayerDesc) or lib.lmq_sizeof(2) != ctypes.sizeof(ModelDesc):
+        raise LeanmlError("the model structs differ between C and Python", "this is a leanml bug: please report it")
+    return lib
+
+
+def rope_theta(cfg: dict[str, Any]) -> float:
+    """RoPE base of an HF config (``rope_parameters`` or the older ``rope_theta``); any scaling is refused.
+
+    Example:
+        >>> rope_theta({"rope_parameters": {"rope_type": "default", "rope_theta": 1e5}})
+        100000.0
+        >>> rope_theta({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        leanml.errors.LeanmlError: RoPE scaling 'llama3' is not supported by the C runtime (...)
+    """
+    params = cfg.get("rope_parameters") or {}
+    scaling = cfg.get("rope_scaling") or {}
+    kind = params.get("rope_type") or scaling.get("rope_type") or scaling.get("type") or "default"
+    if kind != "default":
+        raise LeanmlError(f"RoPE scaling {kind!r} is not supported by the C runtime", "use --engine torch")
+    return float(params.get("rope_theta") or cfg.get("rope_theta") or 10000.0)
+
+
+def check_config(cfg: dict[str, Any]) -> None:
+    """Refuse configs the C decoder does not implement (architecture, activation, sliding window, RoPE scaling).
+
+    Example:
+        >>> check_config({"model_type": "gpt2"})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        leanml.errors.LeanmlError: model type 'gpt2' ... (the C runtime runs Llama-family models ...)
+    """
+    if cfg.get("model_type") not in ("llama", "mistral"):
+        raise LeanmlError(f"model type {cfg.get('model_type')!r} is not a Llama-family model", ARCH_HINT)
+    if cfg.get("hidden_act", "silu") != "silu":
+        raise LeanmlError(f"activation {cfg.get('hidden_act')!r} is not SiLU", ARCH_HINT)
+    if cfg.get("sliding_window") not in (None, 0):
+        raise LeanmlError("sliding-window attention is not supported by the C runtime", ARCH_HINT)
+    rope_theta(cfg)
+
+
+def int8_matrix(w: np.ndarray, group: int = HEAD_GROUP) -> ck.CMatrix:
+    """A float matrix (n, k) as int8 codes: symmetric per (row, group), zero 128, float16 scales rounded up.
+
+    Example:
+        >>> m = int8_matrix(np.array([[1.0, -2.0, 0.5]], np.float32))
+        >>> m.bits, int(m.zeros[0, 0]), m.codes[0, :3].tolist()
+        (8, 128, [192, 1, 160])
+    """
+    n, k = w.shape
+    g = -(-k // group)
+    padded = np.zeros((n, g * group), np.float32)  # (n, G * group)
+    padded[:, :k] = w
+    amax = np.abs(padded.reshape(n, g, group)).max(-1).astype(np.float64)  # (n, G)
+    scale = np.maximum(amax / 127.0, 2.0**-24)
+    half = scale.astype(np.float16)
+    half = np.where(half.astype(np.float64) < scale, np.nextafter(half, np.float16(np.inf)), half)  # round up
+    s = np.repeat(half.astype(np.float32), group, 1)[:, :k]  # (n, k)
+    codes = (np.clip(np.round(w / s), -127, 127) + 128).astype(np.uint8)  # (n, k)
+    return ck.CMatrix.from_codes(codes, half, np.full((n, g), 128, np.uint8), 8, group)
+
+
+class _Tensors:
+    """The tensors of a packed file, read through one memory map and copied out on request."""
+
+    def __init__(self, path: Path, header: dict[str, Any], data_start: int) -> None:
+        self.raw = np.memmap(path, dtype=np.uint8, mode="r")
+        self.start = data_start
+        self.table = {t["name"]: t for t in header["tensors"]}
+
+    def get(self, name: str, shape: Sequence[int] | None = None) -> np.ndarray:
+        t = self.table.get(name)
+        if t is None:
+            raise LeanmlError(f"the packed file has no tensor {name}", "re-create it with leanml llm quantize")
+        if shape is not None and list(t["shape"]) != list(shape):
+            raise LeanmlError(f"tensor {name} has shape {t['shape']}, expected {list(shape)}", "re-create the file")
+        begin = self.start + t["offset"]
+        dtype = {"uint8": np.uint8, "float16": np.float16, "float32": np.float32}[t["dtype"]]
+        return np.frombuffer(self.raw[begin : begin + t["nbytes"]], dtype=dtype).reshape(t["shape"])
+
+    def float32(self, name: str, shape: Sequence[int]) -> np.ndarray:
+        return np.array(self.get(name, shape), dtype=np.float32)  # a copy
+
+
+class CRuntime:
+    """A packed model loaded into leanml's C runtime (see the module): prefill, decode, reset.
+
+    ``n_ctx`` positions of KV cache (at most the model's ``max_position_embeddings``), ``threads`` >= 1 (the pool
+    is created once), ``head`` ``"int8"`` or ``"float32"``; ``library`` a loaded build (default: the optimized one).
+
+    Example:
+        >>> rt = CRuntime("model.lmq", n_ctx=256, threads=1)  # doctest: +SKIP
+        >>> rt.prefill([1, 2, 3]).shape  # doctest: +SKIP
+        torch.Size([49152])
+    """
+
+    def __init__(self, path: str | Path, n_ctx: int = 2048, threads: int | None = None, head: str = "int8",
+                 library: ctypes.CDLL | None = None) -> None:  # fmt: skip
+        self._model: int | None = None
+        threads = (os.cpu_count() or 1) if threads is None else threads
+        for name, value in (("n_ctx", n_ctx), ("threads", threads)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise LeanmlError(f"{name} must be a positive integer, got {value!r}", f"pass e.g. {name}=2")
+        if head not in HEADS:
+            raise LeanmlError(f"unknown head kind {head!r}", f"choose one of: {', '.join(HEADS)}")
+        self.path = Path(path)
+        self.header, data_start = read_header(self.path)
+        cfg = self.header["config"]
+        check_config(cfg)
+        limit = int(cfg.get("max_position_embeddings") or n_ctx)
+        if n_ctx > limit:
+            raise LeanmlError(f"n_ctx {n_ctx} exceeds the model's context of {limit} tokens", f"pass n_ctx <= {limit}")
+        self.n_ctx, self.threads, self.head = n_ctx, threads, head
+        self.lib = _bind(library if library is not None else ck.load_library())
+        self._keep: list[Any] = []  # every array C points into
+        desc = self._describe(_Tensors(self.path, self.header, data_start), cfg)  # copies out of the file
+        err = ctypes.create_string_buffer(ck.ERR_LEN)
+        handle = self.lib.lmq_create(ctypes.byref(desc), err, ck.ERR_LEN)
+        if not handle:
+            raise LeanmlError(f"the C runtime refused {self.path}: {err.value.decode()}", "re-create the file")
+        self._model = handle
+        self.vocab = int(desc.vocab)
+
+    # ---------------------------------------------------------------- loading
+    def _keep_f32(self, a: np.ndarray) -> tuple[int, int]:
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        self._keep.append(a)
+        return a.ctypes.data, a.nbytes
+
+    def _matrix(self, t: _Tensors, name: str, n: int, k: int) -> ck.CMatrix:
+        lin = self.header["linears"].get(name)
+        if lin is None:  # left in float by the quantizer: int8 here
+            return int8_matrix(t.float32(f"{name}.weight", (n, k)))
+        if (lin["out"], lin["in"]) != (n, k):
+            raise LeanmlError(f"{name} is ({lin['out']}, {lin['in']}), expected ({n}, {k})", "re-create the file")
+        bits, group = int(lin["bits"]), int(lin["group_size"])
+        if group % ck.BLOCK:
+            raise LeanmlError(
+                f"{name}: group size {group} is not a multiple of 32", "re-quantize with --group-size 128"
+            )
+        g = -(-k // group)
+        codes = ck.file_codes(t.get(f"{name}.qweight", (n, -(-k * bits // 8))), bits, k)
+        bias = t.float32(f"{name}.bias", (n,)) if lin.get("bias") else None
+        scales, zeros = np.array(t.get(f"{name}.scales", (n, g))), np.array(t.get(f"{name}.zeros", (n, g)))
+        return ck.CMatrix.from_codes(codes, scales, zeros, bits, group, bias)
+
+    def _qmat(self, m: ck.CMatrix) -> ck.QMat:
+        self._keep.append(m)
+        return m.struct()
+
+    def _describe(self, t: _Tensors, cfg: dict[str, Any]) -> ModelDesc:
+        try:
+            layers, hidden = int(cfg["num_hidden_layers"]), int(cfg["hidden_size"])
+            heads, inter, vocab = int(cfg["num_attention_heads"]), int(cfg["intermediate_size"]), int(cfg["vocab_size"])
+            kv = int(cfg.get("num_key_value_heads") or heads)
+            hd = int(cfg.get("head_dim") or hidden // heads)
+            eps = float(cfg.get("rms_norm_eps", 1e-6))
+        except (KeyError, TypeError, ValueError) as e:
+            raise LeanmlError(f"{self.path}: incomplete model config ({e!r})", "re-create the file") from e
+        descs = (LayerDesc * layers)()
+        for i in range(layers):
+            p = f"model.layers.{i}."
+            an, ab = self._keep_f32(t.float32(p + "input_layernorm.weight", (hidden,)))
+            mn, mb = self._keep_f32(t.float32(p + "post_attention_layernorm.weight", (hidden,)))
+            shapes = [(heads * hd, hidden), (kv * hd, hidden), (kv * hd, hidden), (hidden, heads * hd),
+                      (inter, hidden), (inter, hidden), (hidden, inter)]  # fmt: skip
+            mats = [self._qmat(self._matrix(t, p + lin, n, k)) for lin, (n, k) in zip(LINEARS, shapes, strict=True)]
+            descs[i] = LayerDesc(an, mn, ab, mb, *mats)
+        self._keep.append(descs)
+        embed = t.float32("model.embed_tokens.weight", (vocab, hidden))
+        en, eb = self._keep_f32(embed)
+        fn, fb = self._keep_f32(t.float32("model.norm.weight", (hidden,)))
+        head_q, hf, hb = ck.QMat(), None, 0
+        if "lm_head" in self.header["linears"]:
+            head_q = self._qmat(self._matrix(t, "lm_head", vocab, hidden))
+        else:
+            w = embed if cfg.get("tie_word_embeddings") else t.float32("lm_head.weight", (vocab, hidden))
+            if self.head == "float32":
+                hf, hb = self._keep_f32(w)
+            else:
+                head_q = self._qmat(int8_matrix(w))
+        return ModelDesc(layers, hidden, heads, kv, hd, inter, vocab, self.n_ctx, self.threads, eps, rope_theta(cfg),
+                         en, fn, hf, eb, fb, hb, head_q, ctypes.addressof(descs), ctypes.sizeof(descs))  # fmt: skip
+
+    # ---------------------------------------------------------------- running
+    @property
+    def position(self) -> int:
+        """Tokens in the KV cache."""
+        return int(self.lib.lmq_position(self._handle()))
+
+    def _handle(self) -> int:
+        if self._model is None:
+            raise LeanmlError("this C runtime was closed", "create a new CRuntime")
+        return self._model
+
+    def forward(self, ids: Sequence[int] | torch.Tensor, all_logits: bool = False) -> torch.Tensor:
+        """Append ``ids`` after the cached positions; logits (len(ids), vocab), or (vocab,) of the last token.
+
+        Example:
+            >>> rt.forward([5, 6], all_logits=True).shape  # doctest: +SKIP
+            torch.Size([2, 49152])
+        """
+        arr = np.ascontiguousarray(torch.as_tensor(ids, dtype=torch.long).flatten().numpy(), dtype=np.int64)
+        n = len(arr)
+        if n == 0:
+            raise LeanmlError("no tokens to run", "pass at least one token id")
+        if self.position + n > self.n_ctx:
+            raise LeanmlError(f"{self.position} cached + {n} new tokens exceed the context of {self.n_ctx}",
+                              "create the runtime with a larger n_ctx (--ctx), or reset it")  # fmt: skip
+        if arr.min() < 0 or arr.max() >= self.vocab:
+            raise LeanmlError(f"token ids outside the vocabulary of {self.vocab}", "encode with the model's tokenizer")
+        ids32 = arr.astype(np.int32)
+        out = np.empty((n if all_logits else 1, self.vocab), np.float32)
+        err = ctypes.create_string_buffer(ck.ERR_LEN)
+        if self.lib.lmq_forward(self._handle(), ids32.ctypes.data, n, out.ctypes.data, int(all_logits), err,
+                                ck.ERR_LEN):  # fmt: skip
+            raise LeanmlError(f"the C runtime failed: {err.value.decode()}")
+        return torch.from_numpy(out if all_logits else out[0])
+
+    def prefill(self, ids: Sequence[int] | torch.Tensor, all_logits: bool = False) -> torch.Tensor:
+        """Start a new sequence with ``ids`` (the cache is reset): logits of the last token, (vocab,).
+
+        Example:
+            >>> rt.prefill([1, 2, 3]).shape  # doctest: +SKIP
+            torch.Size([49152])
+        """
+        self.reset()
+        return self.forward(ids, all_logits)
+
+    def decode(self, token: int) -> torch.Tensor:
+        """Append one token: its logits (vocab,).
+
+        Example:
+            >>> rt.decode(42).shape  # doctest: +SKIP
+            torch.Size([49152])
+        """
+        return self.forward([int(token)])
+
+    def reset(self) -> None:
+        """Forget the cached positions.
+
+        Example:
+            >>> rt.reset(); rt.position  # doctest: +SKIP
+            0
+        """
+        self.lib.lmq_reset(self._handle())
+
+    def weight_bytes(self) -> int:
+        """Bytes of weights read per decoded token (linears, norms, head; the embedding row is negligible).
+
+        Example:
+            >>> rt.weight_bytes() / 1e6  # doctest: +SKIP
+            86.2
+        """
+        total = 0
+        for a in self._keep:
+            if isinstance(a, ck.CMatrix):
+                total += a.codes.nbytes + a.scales.nbytes + a.zeros.nbytes
+            elif isinstance(a, np.ndarray) and a.shape != (self.vocab, int(self.header["config"]["hidden_size"])):
+                total += a.nbytes
+        if self.head == "float32" and "lm_head" not in self.header["linears"]:
+            total += self.vocab * int(self.header["config"]["hidden_size"]) * 4
+        return total
+
+    def logits_model(self) -> Any:
+        """An ``nn.Module`` view for :func:`leanml.llm.perplexity.perplexity` and :func:`leanml.llm.generate.generate`.
+
+        Example:
+            >>> perplexity(rt.logits_model(), ids, ctx=512).llama_cpp.ppl  # doctest: +SKIP
+        """
+        from leanml.llm.runtime_lm import CRuntimeLM
+
+        return CRuntimeLM(self)
+
+    def close(self) -> None:
+        """Free the C model and its threads (idempotent)."""
+        if self._model is not None:
+            self.lib.lmq_free(self._model)
+            self._model = None
+
+    def __del__(self) -> None:
+        self.close()
