@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from leanml.nas.space import SpaceConfig
+from leanml.threads import torch_threads
 
 
 def tiny_space() -> SpaceConfig:
@@ -29,3 +31,10 @@ def tiny_supernet(tmp_path_factory: pytest.TempPathFactory, fake_data: Path) -> 
                          val_subset=64, calib_images=32, phase_lr=[0.1, 0.05, 0.05, 0.05])  # fmt: skip
     out = tmp_path_factory.mktemp("nas") / "supernet"
     return train_supernet(cfg, out, data_root=fake_data, progress=False, threads=1).checkpoint
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """NAS tests run single-threaded: tiny tensors, and the CI machine is shared."""
+    with torch_threads(1):
+        yield
