@@ -30,12 +30,14 @@ app = typer.Typer(
 def _register_subcommands() -> None:
     from leanml.cli_deploy import deploy_cmd
     from leanml.cli_llm import app as llm_app
+    from leanml.cli_nas import app as nas_app
     from leanml.cli_prune import app as prune_app
     from leanml.cli_quantize import app as quantize_app
 
     app.add_typer(prune_app, name="prune")
     app.add_typer(quantize_app, name="quantize")
     app.add_typer(llm_app, name="llm")
+    app.add_typer(nas_app, name="nas")
     app.command("deploy")(deploy_cmd)
 
 

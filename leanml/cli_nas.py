@@ -1,0 +1,214 @@
+"""``leanml nas train|sample|predictor|search|export``: once-for-all NAS from supernet to checkpoint.
+
+Example:
+    $ leanml nas train --out runs/nas/supernet --schedule small
+    $ leanml nas sample runs/nas/supernet --count 1000 --out runs/nas/samples
+    $ leanml nas predictor runs/nas/samples --out runs/nas/predictor --report runs/nas/predictor.html
+    $ leanml nas search runs/nas/predictor --max-macs 5e6 --max-sram-kb 48 --out runs/nas/search
+    $ leanml nas export runs/nas/supernet --search runs/nas/search --out runs/nas/best
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from leanml.cli_options import DataOpt, ThreadsOpt
+from leanml.progress import make_console
+
+app = typer.Typer(help="Neural architecture search: supernet, accuracy predictor, constrained search, export.")
+ProgressOpt = Annotated[bool, typer.Option(help="show progress bars")]
+ReportOpt = Annotated[Path | None, typer.Option(help="HTML report to write")]
+
+
+@app.command("train")
+def train_cmd(
+    out: Annotated[Path, typer.Option(help="supernet checkpoint to write")] = Path("runs/nas/supernet"),
+    schedule: Annotated[str, typer.Option(help="small (minutes to an hour on 2 cores) or full")] = "small",
+    space: Annotated[Path | None, typer.Option(help="JSON/YAML SpaceConfig (default: the built-in space)")] = None,
+    config: Annotated[Path | None, typer.Option(help="JSON/YAML NasTrainConfig (replaces --schedule/--space)")] = None,
+    train_subset: Annotated[int | None, typer.Option(help="override the schedule's training images")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    resume: Annotated[bool, typer.Option(help="continue an interrupted run at --out")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing supernet at --out")] = False,
+    report: ReportOpt = None,
+    progress: ProgressOpt = True,
+    data: DataOpt = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Train a supernet by progressive shrinking (full → kernel → depth → expand); checkpoint every epoch."""
+    from leanml.nas.report import add_training
+    from leanml.nas.space import SpaceConfig
+    from leanml.nas.train import NasTrainConfig, train_supernet
+    from leanml.report import Report
+
+    if config is not None:
+        cfg = NasTrainConfig.load(config)
+    else:
+        overrides: dict[str, object] = {"seed": seed}
+        if space is not None:
+            overrides["space"] = SpaceConfig.load(space).to_dict()
+        if train_subset is not None:
+            overrides["train_subset"] = train_subset
+        cfg = NasTrainConfig.preset(schedule, **overrides)
+    result = train_supernet(cfg, out, data, resume=resume, overwrite=overwrite, threads=threads, progress=progress)
+    if report is not None:
+        doc = Report(f"Supernet: {out}")
+        doc.add_text(f"config: {cfg.to_json()}")
+        add_training(doc, result.history)
+        doc.save(report)
+    last = result.history[-1] if result.history else {}
+    make_console().print(f"saved {result.checkpoint}")
+    print(f"supernet: largest subnet {last.get('val_acc_largest', 0):.2%}, smallest "
+          f"{last.get('val_acc_smallest', 0):.2%} validation accuracy; "
+          f"{sum(r['seconds'] for r in result.history) / 60:.1f} min training")  # fmt: skip
+
+
+@app.command("sample")
+def sample_cmd(
+    supernet: Annotated[Path, typer.Argument(help="supernet checkpoint")],
+    out: Annotated[Path, typer.Option(help="sample file to write")] = Path("runs/nas/samples"),
+    count: Annotated[int, typer.Option(help="architectures to measure")] = 1000,
+    val_images: Annotated[int, typer.Option(help="validation images per architecture")] = 5000,
+    calib_images: Annotated[int, typer.Option(help="BN recalibration images per architecture")] = 2000,
+    seed: Annotated[int, typer.Option(help="which architectures are drawn")] = 0,
+    backend: Annotated[str, typer.Option(help="serial, local or ray")] = "local",
+    workers: Annotated[int, typer.Option(help="worker processes (local backend)")] = 2,
+    address: Annotated[str | None, typer.Option(help="ray cluster address (ray backend)")] = None,
+    resume: Annotated[bool, typer.Option(help="extend an existing sample file")] = False,
+    progress: ProgressOpt = True,
+    data: DataOpt = None,
+) -> None:
+    """Measure random subnets (validation accuracy after BN recalibration): the predictor's training data."""
+    from leanml.nas.sample import SampleConfig, sample_architectures
+
+    cfg = SampleConfig(count=count, val_images=val_images, calib_images=calib_images, seed=seed, backend=backend,
+                       workers=workers, address=address)  # fmt: skip
+    samples = sample_architectures(supernet, cfg, out, data, resume=resume, progress=progress)
+    accs = [r["val_acc"] for r in samples.records]
+    print(f"{len(accs)} subnets measured: accuracy {min(accs):.2%} .. {max(accs):.2%}; wrote {out}")
+
+
+@app.command("predictor")
+def predictor_cmd(
+    samples: Annotated[Path, typer.Argument(help="sample file from `leanml nas sample`")],
+    out: Annotated[Path, typer.Option(help="predictor to write")] = Path("runs/nas/predictor"),
+    hidden: Annotated[int, typer.Option(help="MLP width")] = 400,
+    layers: Annotated[int, typer.Option(help="MLP hidden layers")] = 3,
+    epochs: Annotated[int, typer.Option(help="training epochs")] = 300,
+    holdout: Annotated[float, typer.Option(help="held-out fraction for the reported error")] = 0.2,
+    seed: Annotated[int, typer.Option(help="split and init seed")] = 0,
+    report: ReportOpt = None,
+    progress: ProgressOpt = True,
+) -> None:
+    """Train the accuracy predictor (MLP on the one-hot encoding); print its held-out error."""
+    from leanml.nas.predictor import PredictorConfig, train_predictor
+    from leanml.nas.report import add_predictor
+    from leanml.nas.sample import SampleSet
+    from leanml.report import Report
+
+    data = SampleSet.load(samples)
+    cfg = PredictorConfig(hidden=hidden, layers=layers, epochs=epochs, holdout=holdout, seed=seed)
+    model = train_predictor(data.pairs(), data.space, cfg, progress=progress)
+    model.save(out)
+    if report is not None:
+        doc = Report(f"Accuracy predictor: {samples}")
+        add_predictor(doc, model)
+        doc.save(report)
+    m = model.metrics
+    print(f"held-out ({m['n_holdout']:.0f} of {m['n_holdout'] + m['n_train']:.0f}): MAE {m['mae_points']:.2f} points, "
+          f"RMSE {m['rmse_points']:.2f}, Kendall tau {m['kendall_tau']:.3f}, Spearman {m['spearman_rho']:.3f}; "
+          f"wrote {out}")  # fmt: skip
+
+
+@app.command("search")
+def search_cmd(
+    predictor: Annotated[Path, typer.Argument(help="accuracy predictor from `leanml nas predictor`")],
+    out: Annotated[Path, typer.Option(help="search state / result to write")] = Path("runs/nas/search"),
+    method: Annotated[str, typer.Option(help="evolution or random")] = "evolution",
+    max_macs: Annotated[float | None, typer.Option(help="MACs limit, e.g. 5e6")] = None,
+    max_params: Annotated[float | None, typer.Option(help="parameter limit")] = None,
+    max_sram_kb: Annotated[float | None, typer.Option(help="peak SRAM limit in KiB (int8 activations)")] = None,
+    max_latency_ms: Annotated[float | None, typer.Option(help="latency limit (ms, PyTorch table)")] = None,
+    latency_table: Annotated[
+        Path | None, typer.Option(help="latency table (built at <out>.latency if missing)")
+    ] = None,
+    population: Annotated[int, typer.Option(help="population size")] = 100,
+    generations: Annotated[int, typer.Option(help="generations (random search: same budget)")] = 500,
+    parent_ratio: Annotated[float, typer.Option(help="fraction kept as parents")] = 0.25,
+    mutation_ratio: Annotated[float, typer.Option(help="fraction of children made by mutation")] = 0.5,
+    mutate_prob: Annotated[float, typer.Option(help="per-gene mutation probability")] = 0.1,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    resume: Annotated[bool, typer.Option(help="continue an interrupted search at --out")] = False,
+    report: ReportOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    progress: ProgressOpt = True,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Most accurate architecture (predicted) within every given limit; Pareto fronts into --report."""
+    from leanml.nas.latency import LatencyConfig, LatencyTable, build_table
+    from leanml.nas.predictor import AccuracyModel
+    from leanml.nas.report import add_search
+    from leanml.nas.search import SearchConfig, format_resource, search
+    from leanml.report import Report
+
+    sram = max_sram_kb * 1024 if max_sram_kb is not None else None
+    given = {"macs": max_macs, "params": max_params, "peak_sram": sram, "latency_ms": max_latency_ms}
+    limits = {k: v for k, v in given.items() if v is not None}
+    cfg = SearchConfig(method=method, limits=limits, population=population, generations=generations,
+                       parent_ratio=parent_ratio, mutation_ratio=mutation_ratio, mutate_prob=mutate_prob,
+                       seed=seed)  # fmt: skip
+    model = AccuracyModel.load(predictor)
+    table = None
+    if latency_table is not None and latency_table.with_suffix(".json").exists():
+        table = LatencyTable.load(latency_table)
+    elif max_latency_ms is not None or latency_table is not None:
+        table = build_table(model.space, LatencyConfig(threads=threads or 1), progress=progress)
+        table.save(latency_table or out.with_name(out.name + ".latency"))
+    result = search(model, cfg, latency=table, out=out, resume=resume, progress=progress)
+    if report is not None:
+        doc = Report(f"{method} search: {', '.join(f'{k} <= {format_resource(k, v)}' for k, v in limits.items())}")
+        add_search(doc, {method: result})
+        doc.save(report)
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    e = result.best.efficiency
+    costs = ", ".join(format_resource(r, v) for r, v in e.to_dict().items() if v is not None)
+    print(f"best: {result.best.arch}  predicted accuracy {result.best.accuracy:.2%}  ({costs}); "
+          f"{result.evaluated} candidates; wrote {out}")  # fmt: skip
+
+
+@app.command("export")
+def export_cmd(
+    supernet: Annotated[Path, typer.Argument(help="supernet checkpoint")],
+    out: Annotated[Path, typer.Option(help="leanml checkpoint to write")],
+    search_result: Annotated[Path | None, typer.Option("--search", help="take the best of this search")] = None,
+    arch: Annotated[Path | None, typer.Option(help="or an architecture JSON file")] = None,
+    calib_images: Annotated[int, typer.Option(help="BN recalibration images")] = 2000,
+    data: DataOpt = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Extract a subnet, recalibrate BN, measure it, and save a normal leanml checkpoint."""
+    from leanml.errors import LeanmlError
+    from leanml.nas.export import ExportConfig, export_subnet
+    from leanml.nas.search import format_resource, load_search
+    from leanml.nas.space import Arch
+
+    if (search_result is None) == (arch is None):
+        raise LeanmlError("export needs exactly one of --search SEARCH or --arch ARCH.json", "pass one of them")
+    if arch is not None:
+        if not arch.is_file():
+            raise LeanmlError(f"architecture file not found: {arch}", "check the path")
+        chosen = Arch.from_json(arch.read_text())
+    else:
+        assert search_result is not None
+        chosen = load_search(search_result).best.arch
+    result = export_subnet(supernet, chosen, out, ExportConfig(calib_images=calib_images), data, threads)
+    e = result.efficiency
+    print(f"{chosen}: val {result.metrics['val_acc']:.2%}, test {result.metrics['test_acc']:.2%}; "
+          f"{format_resource('macs', e.macs)} MACs, {format_resource('params', e.params)} params, peak SRAM "
+          f"{format_resource('peak_sram', e.peak_sram)} (int8); wrote {result.checkpoint}")  # fmt: skip

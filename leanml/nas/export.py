@@ -1,0 +1,85 @@
+"""Hand-off: the chosen subnet as a normal leanml checkpoint, BN recalibrated, with its accuracy and costs.
+
+The checkpoint's model is ``nas_mbv2`` (rebuilt from its spec on load, like any
+reference model), ready for ``leanml eval``, fine-tuning, quantization and
+deploy. Its ``input`` entry states the subnet's resolution and how 28x28
+images are resized to it; ``nas`` holds the architecture, the space, the
+supernet path and the efficiency figures (MACs, params, int8 peak SRAM from
+the one memory model).
+
+Example:
+    >>> arch = load_search("runs/nas/search").best.arch        # doctest: +SKIP
+    >>> export_subnet("runs/nas/supernet", arch, "runs/nas/best")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from leanml.artifact import artifact_paths
+from leanml.config import Config, require
+from leanml.data import load_split
+from leanml.nas.checkpoint import load_supernet
+from leanml.nas.data import evaluate_at, image_batches, input_meta, recalibrate_bn
+from leanml.nas.efficiency import Efficiency, EfficiencyModel
+from leanml.nas.space import Arch
+from leanml.nas.supernet import get_subnet
+from leanml.threads import torch_threads
+from leanml.train.checkpoint import save_checkpoint
+
+
+@dataclass
+class ExportConfig(Config):
+    """BN recalibration images and the evaluation sample sizes (``None``: the whole split)."""
+
+    calib_images: int = 2000
+    val_images: int | None = None
+    test_images: int | None = None
+
+    def validate(self) -> None:
+        require(self.calib_images >= 1, f"calib_images must be >= 1, got {self.calib_images}")
+        for name in ("val_images", "test_images"):
+            value = getattr(self, name)
+            require(value is None or value >= 1, f"{name} must be a positive count, got {value}")
+
+
+@dataclass
+class ExportResult:
+    """Where the checkpoint went, the subnet's measured accuracy and its costs."""
+
+    checkpoint: Path
+    arch: Arch
+    metrics: dict[str, float]
+    efficiency: Efficiency
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form."""
+        return {"checkpoint": str(self.checkpoint), "arch": self.arch.to_dict(), "metrics": self.metrics,
+                "efficiency": self.efficiency.to_dict()}  # fmt: skip
+
+
+def export_subnet(
+    supernet: str | Path,
+    arch: Arch,
+    out: str | Path,
+    cfg: ExportConfig | None = None,
+    data_root: str | Path | None = None,
+    threads: int | None = None,
+) -> ExportResult:
+    """Extract ``arch`` from the supernet, recalibrate BN, measure val and test accuracy, save a checkpoint."""
+    cfg = cfg or ExportConfig()
+    ckpt = load_supernet(supernet)
+    ckpt.space.check(arch)
+    r = arch.resolution
+    with torch_threads(threads):
+        sub = get_subnet(ckpt.supernet, arch)
+        recalibrate_bn(sub, image_batches(load_split("train", data_root, cfg.calib_images), r, 250))
+        metrics = {"val_acc": evaluate_at(sub, load_split("val", data_root, cfg.val_images), r),
+                   "test_acc": evaluate_at(sub, load_split("test", data_root, cfg.test_images), r)}  # fmt: skip
+    eff = EfficiencyModel(ckpt.space)(arch)
+    nas = {"arch": arch.to_dict(), "space": ckpt.space.to_dict(), "supernet": str(supernet),
+           "efficiency": eff.to_dict(), "export_config": cfg.to_dict()}  # fmt: skip
+    save_checkpoint(out, sub, {"input": input_meta(r), "nas": nas, "metrics": metrics})
+    return ExportResult(artifact_paths(out)[0], arch, metrics, eff)
