@@ -66,3 +66,28 @@ def test_rank_statistics():
     assert kendall_tau([1, 1, 1], [1, 2, 3]) == 0.0
     assert ranks([3, 1, 2]) == [3.0, 1.0, 2.0]
     assert spearman_rho([1, 2, 3, 4, 5], [2, 4, 6, 8, 10]) == pytest.approx(1.0)
+
+
+def test_peak_sram_is_the_deploy_planners_figure_for_the_int8_subnet():
+    import torch
+
+    from leanml.deploy.ir import lower
+    from leanml.deploy.planner import memory_report, plan_memory
+    from leanml.quant import QuantSim, convert
+    from tests.conftest import randomize_bn
+
+    space = SpaceConfig()
+    net = randomize_bn(Supernet(space))
+    model = EfficiencyModel(space)
+    for seed in range(2):
+        arch = space.sample(random.Random(seed))
+        r = arch.resolution
+        sim = QuantSim.from_model(get_subnet(net, arch).eval())
+        sim.calibrate([torch.randn(2, 1, r, r)])
+        graph = lower(convert(sim), (1, r, r))
+        layout = plan_memory(graph, in_place=False)
+        report = memory_report(graph, plan_memory(graph))
+        # the planner's lifetimes without in-place depthwise are the NAS figure (the TFLite-Micro-style arena
+        # places them with no gap here); deploy's in-place depthwise can only go lower
+        assert layout.lifetimes.peak_numel == model(arch).peak_sram == report.tflm_bytes
+        assert report.arena_bytes <= model(arch).peak_sram
