@@ -32,6 +32,20 @@ def resize_batch(x: torch.Tensor, resolution: int) -> torch.Tensor:
     return F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
 
 
+def resize_images(data: ImageSet, resolution: int) -> ImageSet:
+    """``data`` with its uint8 images resized to ``resolution`` (rounded), for loops that take an ImageSet.
+
+    Example:
+        >>> data = ImageSet(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), torch.zeros(2, dtype=torch.long))
+        >>> resize_images(data, 20).images.shape
+        torch.Size([2, 1, 20, 20])
+    """
+    if data.images.shape[-2:] == (resolution, resolution):
+        return data
+    images = resize_batch(data.images.float(), resolution).round().clamp(0, 255).to(torch.uint8)  # (N, C, r, r)
+    return ImageSet(images, data.labels)
+
+
 def input_meta(resolution: int, source: tuple[int, int, int] = (1, 28, 28)) -> dict[str, object]:
     """The checkpoint ``input`` entry of a subnet: its shape, and how images are resized to it.
 

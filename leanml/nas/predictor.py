@@ -87,6 +87,7 @@ class AccuracyModel:
     config: PredictorConfig
     metrics: dict[str, float] = field(default_factory=dict)
     holdout: list[tuple[float, float]] = field(default_factory=list)  # (measured, predicted)
+    holdout_index: list[int] = field(default_factory=list)  # positions of the held-out pairs in the training data
 
     @torch.no_grad()
     def predict(self, archs: list[Arch]) -> list[float]:
@@ -99,7 +100,7 @@ class AccuracyModel:
     def save(self, path: str | Path) -> None:
         """Save weights and the space, config, metrics and held-out pairs (the one artifact format)."""
         meta = {"space": self.space.to_dict(), "predictor_config": self.config.to_dict(), "metrics": self.metrics,
-                "holdout": [list(p) for p in self.holdout]}  # fmt: skip
+                "holdout": [list(p) for p in self.holdout], "holdout_index": self.holdout_index}  # fmt: skip
         save_artifact(path, dict(self.predictor.state_dict()), meta, kind=KIND)
 
     @classmethod
@@ -114,7 +115,8 @@ class AccuracyModel:
         except RuntimeError as e:
             raise LeanmlError(f"predictor weights in {path} do not match its space and config",
                               "re-train it with `leanml nas predictor`") from e  # fmt: skip
-        return cls(net.eval(), space, cfg, dict(meta["metrics"]), [(a, b) for a, b in meta["holdout"]])
+        holdout = [(a, b) for a, b in meta["holdout"]]
+        return cls(net.eval(), space, cfg, dict(meta["metrics"]), holdout, list(meta["holdout_index"]))
 
 
 def fit_metrics(measured: list[float], predicted: list[float]) -> dict[str, float]:
@@ -167,7 +169,7 @@ def train_predictor(
     measured = [float(y[i]) for i in check]
     metrics = fit_metrics(measured, predicted)
     metrics.update({"n_train": float(len(fit)), "n_holdout": float(len(hold))})
-    return AccuracyModel(net, space, cfg, metrics, list(zip(measured, predicted, strict=True)))
+    return AccuracyModel(net, space, cfg, metrics, list(zip(measured, predicted, strict=True)), list(check))
 
 
 def predictor_metrics_table(model: AccuracyModel) -> list[list[str]]:
