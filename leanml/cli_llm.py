@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from leanml.llm.load import LoadedLLM
 
 app = typer.Typer(
-    help="LLMs (Llama family): RTN/AWQ quantization, perplexity, generation with a KV cache, chat.",
+    help="LLMs (Llama family): RTN/AWQ quantization, perplexity, generation with a KV cache, chat, speed (C runtime).",
     no_args_is_help=True,
 )
 
@@ -48,6 +48,10 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="sampling seed")]
 PenaltyOpt = Annotated[float, typer.Option("--repetition-penalty", help="CTRL repetition penalty; 1 = off")]
 EosOpt = Annotated[bool, typer.Option("--stop-at-eos/--ignore-eos", help="stop at the end-of-sequence token")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="JSON/YAML GenerateConfig (replaces the flags)")]
+EngineOpt = Annotated[
+    str | None, typer.Option("--engine", help="c (leanml's C runtime; default for packed .lmq files) or torch")
+]
+CtxOpt = Annotated[int | None, typer.Option("--ctx", help="C engine: KV cache positions (default: min(model, 4096))")]
 
 
 def _dtype(name: str) -> torch.dtype:
@@ -87,6 +91,40 @@ def _load(model: str, dtype: torch.dtype, progress: bool = True) -> LoadedLLM:
         highlight=False,
         soft_wrap=True,
     )
+    return llm
+
+
+def _load_engine(model: str, engine: str | None, dtype: torch.dtype, progress: bool, threads: int | None,
+                 ctx: int | None) -> LoadedLLM:  # fmt: skip
+    """MODEL on the chosen engine: ``c`` runs a packed file in leanml's C runtime (the default for packed files the C
+    runtime supports; others fall back to torch, saying why), ``torch`` goes through :func:`_load`.
+
+    Example:
+        >>> llm = _load_engine("model.lmq", None, _dtype("float32"), False, 2, None)  # doctest: +SKIP
+    """
+    from leanml.llm.packed_file import is_packed_file, read_header
+    from leanml.llm.runtime import unsupported
+
+    packed = is_packed_file(model)
+    if engine is None and packed and (why := unsupported(read_header(model)[0])):
+        make_console().print(f"[dim]the C runtime cannot run {model} ({why}): using torch[/]", highlight=False)
+        engine = "torch"
+    engine = engine or ("c" if packed else "torch")
+    if engine == "torch":
+        return _load(model, dtype, progress)
+    if engine != "c":
+        raise LeanmlError(f"unknown engine {engine!r}", "choose c or torch")
+    if not packed:
+        raise LeanmlError(f"the C engine runs packed .lmq files; {model} is not one",
+                          "make one with leanml llm quantize, or pass --engine torch")  # fmt: skip
+    from leanml.llm.runtime_lm import load_c_engine
+
+    limit = int(read_header(model)[0]["config"].get("max_position_embeddings") or 4096)
+    llm = load_c_engine(model, n_ctx=ctx or min(limit, 4096), threads=threads)
+    i, rt = llm.info, getattr(llm.model, "runtime", None)
+    make_console().print(f"loaded {i.source} into the C runtime ({i.dtype}, {i.params / 1e6:.1f} M params, "
+                         f"{getattr(rt, 'threads', '?')} threads) in {llm.load_seconds:.1f} s",
+                         highlight=False, soft_wrap=True)  # fmt: skip
     return llm
 
 
@@ -206,6 +244,8 @@ def generate_cmd(
     ] = None,
     system: Annotated[str | None, typer.Option("--system", help="system message (with --chat)")] = None,
     config: ConfigOpt = None,
+    engine: EngineOpt = None,
+    ctx: CtxOpt = None,
     dtype: DtypeOpt = "float32",
     progress: ProgressOpt = True,
     threads: ThreadsOpt = None,
@@ -221,7 +261,7 @@ def generate_cmd(
         raise LeanmlError("the prompt is empty", 'pass --prompt "some text"')
     if system is not None and chat is False:
         raise LeanmlError("--system needs the chat template", "drop --no-chat")
-    llm = _load(model, _dtype(dtype), progress)
+    llm = _load_engine(model, engine, _dtype(dtype), progress, threads, ctx)
     use_chat = has_chat_template(llm.tokenizer) if chat is None else chat
     if use_chat:
         messages = [{"role": "system", "content": system}] if system else []
@@ -250,6 +290,8 @@ def chat_cmd(
     seed: SeedOpt = 0,
     repetition_penalty: PenaltyOpt = 1.0,
     config: ConfigOpt = None,
+    engine: EngineOpt = None,
+    ctx: CtxOpt = None,
     dtype: DtypeOpt = "float32",
     progress: ProgressOpt = True,
     threads: ThreadsOpt = None,
@@ -264,7 +306,7 @@ def chat_cmd(
 
     cfg = _generate_config(config, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                            seed=seed, repetition_penalty=repetition_penalty)  # fmt: skip
-    llm = _load(model, _dtype(dtype), progress)
+    llm = _load_engine(model, engine, _dtype(dtype), progress, threads, ctx)
     session = ChatSession(llm.model, llm.tokenizer, cfg, system=system, template=template)
     console = make_console()
     interactive = sys.stdin.isatty()
@@ -291,3 +333,21 @@ def chat_cmd(
                 continue
             typer.echo("")
             _report(result)
+
+
+@app.command("bench")
+def bench_cmd(
+    model: Annotated[str, typer.Argument(help="a packed .lmq file from leanml llm quantize")],
+    threads: Annotated[int, typer.Option("--threads", help="threads (C pool or torch)")] = 1,
+    prompt_tokens: Annotated[int, typer.Option("--prompt-tokens", help="prompt length (random token ids)")] = 128,
+    gen_tokens: Annotated[int, typer.Option("--gen-tokens", help="tokens decoded after the prompt")] = 128,
+    repeats: Annotated[int, typer.Option("--repeats", help="timed repeats (after one warm-up)")] = 5,
+    engine: Annotated[str, typer.Option("--engine", help="c or torch")] = "c",
+    head: Annotated[str, typer.Option("--head", help="C engine head: int8, int4 or float32")] = "int8",
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
+) -> None:
+    """Prefill and decode tokens/s (median, min-max over repeats), threads and model size."""
+    from leanml.llm.bench import bench_speed
+
+    r = bench_speed(model, engine, threads, prompt_tokens, gen_tokens, repeats, head)
+    print(json.dumps(r.to_dict(), indent=2) if as_json else r.summary())

@@ -33,8 +33,9 @@ from leanml.errors import LeanmlError
 from leanml.llm import ckernels as ck
 from leanml.llm.packed_file import read_header
 
-HEADS = ("int8", "float32")
+HEADS = ("int8", "int4", "float32")
 HEAD_GROUP = 128
+DEFAULT_CTX = 2048
 ARCH_HINT = "the C runtime runs Llama-family models (llama, mistral without sliding window); use --engine torch"
 LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
            "mlp.up_proj", "mlp.down_proj")  # fmt: skip
@@ -118,6 +119,25 @@ def check_config(cfg: dict[str, Any]) -> None:
     rope_theta(cfg)
 
 
+def unsupported(header: dict[str, Any]) -> str | None:
+    """Why the C runtime cannot run a packed file with this header, or None when it can.
+
+    Example:
+        >>> unsupported({"config": {"model_type": "llama"}, "linears": {"a": {"bits": 4, "group_size": 48}}})
+        'a: group size 48 is not a multiple of 32'
+    """
+    try:
+        check_config(header["config"])
+    except LeanmlError as e:
+        return e.message
+    for name, lin in header["linears"].items():
+        if int(lin["group_size"]) % ck.BLOCK:
+            return f"{name}: group size {lin['group_size']} is not a multiple of 32"
+        if not 2 <= int(lin["bits"]) <= 8:
+            return f"{name}: {lin['bits']}-bit codes"
+    return None
+
+
 def int8_matrix(w: np.ndarray, group: int = HEAD_GROUP) -> ck.CMatrix:
     """A float matrix (n, k) as int8 codes: symmetric per (row, group), zero 128, float16 scales rounded up.
 
@@ -137,6 +157,20 @@ def int8_matrix(w: np.ndarray, group: int = HEAD_GROUP) -> ck.CMatrix:
     s = np.repeat(half.astype(np.float32), group, 1)[:, :k]  # (n, k)
     codes = (np.clip(np.round(w / s), -127, 127) + 128).astype(np.uint8)  # (n, k)
     return ck.CMatrix.from_codes(codes, half, np.full((n, g), 128, np.uint8), 8, group)
+
+
+def int4_matrix(w: np.ndarray, group: int = HEAD_GROUP) -> ck.CMatrix:
+    """A float matrix (n, k) as int4 codes with leanml's group quantizer (asymmetric, float16 scales; the linears'
+    convention, ``docs/llm_format.md``).
+
+    Example:
+        >>> int4_matrix(np.ones((2, 40), np.float32)).bits
+        4
+    """
+    from leanml.llm.groupquant import quantize_linear_weight
+
+    gq = quantize_linear_weight(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)), 4, group, "lm_head")
+    return ck.CMatrix.from_codes(gq.q.numpy(), gq.scale.numpy().astype(np.float16), gq.zero.numpy(), 4, group)
 
 
 class _Tensors:
@@ -164,8 +198,10 @@ class _Tensors:
 class CRuntime:
     """A packed model loaded into leanml's C runtime (see the module): prefill, decode, reset.
 
-    ``n_ctx`` positions of KV cache (at most the model's ``max_position_embeddings``), ``threads`` >= 1 (the pool
-    is created once), ``head`` ``"int8"`` or ``"float32"``; ``library`` a loaded build (default: the optimized one).
+    ``n_ctx`` positions of KV cache (at most the model's ``max_position_embeddings``; default the smaller of that
+    and 2048), ``threads`` >= 1 (the pool is created once; default: every core), ``head`` one of :data:`HEADS`
+    (``int8``: symmetric per group of 128; ``int4``: leanml's asymmetric group quantizer, group 128; ``float32``),
+    ``library`` a loaded build (default: the optimized one).
 
     Example:
         >>> rt = CRuntime("model.lmq", n_ctx=256, threads=1)  # doctest: +SKIP
@@ -173,20 +209,21 @@ class CRuntime:
         torch.Size([49152])
     """
 
-    def __init__(self, path: str | Path, n_ctx: int = 2048, threads: int | None = None, head: str = "int8",
+    def __init__(self, path: str | Path, n_ctx: int | None = None, threads: int | None = None, head: str = "int8",
                  library: ctypes.CDLL | None = None) -> None:  # fmt: skip
         self._model: int | None = None
+        self.path = Path(path)
+        self.header, data_start = read_header(self.path)
+        cfg = self.header["config"]
+        limit = int(cfg.get("max_position_embeddings") or DEFAULT_CTX)
+        n_ctx = min(DEFAULT_CTX, limit) if n_ctx is None else n_ctx
         threads = (os.cpu_count() or 1) if threads is None else threads
         for name, value in (("n_ctx", n_ctx), ("threads", threads)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise LeanmlError(f"{name} must be a positive integer, got {value!r}", f"pass e.g. {name}=2")
         if head not in HEADS:
             raise LeanmlError(f"unknown head kind {head!r}", f"choose one of: {', '.join(HEADS)}")
-        self.path = Path(path)
-        self.header, data_start = read_header(self.path)
-        cfg = self.header["config"]
         check_config(cfg)
-        limit = int(cfg.get("max_position_embeddings") or n_ctx)
         if n_ctx > limit:
             raise LeanmlError(f"n_ctx {n_ctx} exceeds the model's context of {limit} tokens", f"pass n_ctx <= {limit}")
         self.n_ctx, self.threads, self.head = n_ctx, threads, head
@@ -256,6 +293,8 @@ class CRuntime:
             w = embed if cfg.get("tie_word_embeddings") else t.float32("lm_head.weight", (vocab, hidden))
             if self.head == "float32":
                 hf, hb = self._keep_f32(w)
+            elif self.head == "int4":
+                head_q = self._qmat(int4_matrix(w))
             else:
                 head_q = self._qmat(int8_matrix(w))
         return ModelDesc(layers, hidden, heads, kv, hd, inter, vocab, self.n_ctx, self.threads, eps, rope_theta(cfg),

@@ -117,10 +117,11 @@ def runtime_info(rt: CRuntime) -> LLMInfo:
     )  # fmt: skip
 
 
-def load_c_engine(path: str | Path, n_ctx: int = 2048, threads: int | None = None, head: str = "int8") -> LoadedLLM:
+def load_c_engine(path: str | Path, n_ctx: int | None = None, threads: int | None = None,
+                  head: str = "int8") -> LoadedLLM:  # fmt: skip
     """A packed file in the C runtime, as a :class:`LoadedLLM` (model = :class:`CRuntimeLM`, the file's tokenizer).
 
-    ``n_ctx`` is capped at the model's context length.
+    ``n_ctx``, ``threads`` and ``head`` as :class:`CRuntime` takes them.
 
     Example:
         >>> llm = load_c_engine("smollm2-rtn-w4g128.lmq", threads=2)  # doctest: +SKIP
@@ -128,8 +129,6 @@ def load_c_engine(path: str | Path, n_ctx: int = 2048, threads: int | None = Non
         'leanml-packed-c'
     """
     start = time.perf_counter()
-    header, _ = read_header(path)
-    limit = header["config"].get("max_position_embeddings")
-    rt = CRuntime(path, n_ctx=min(n_ctx, int(limit)) if limit else n_ctx, threads=threads, head=head)
+    rt = CRuntime(path, n_ctx=n_ctx, threads=threads, head=head)
     tokenizer = load_tokenizer(path)
     return LoadedLLM(CRuntimeLM(rt), tokenizer, runtime_info(rt), time.perf_counter() - start)
