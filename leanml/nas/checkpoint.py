@@ -54,7 +54,11 @@ def save_supernet(
     teacher: Supernet | None = None,
     optimizer: torch.optim.Optimizer | None = None,
 ) -> None:
-    """Atomically save the supernet (+ teacher, optimizer state) with its space and ``meta``."""
+    """Atomically save the supernet (+ teacher, optimizer state) with its space and ``meta``.
+
+    Example:
+        >>> save_supernet("runs/nas/supernet", Supernet(SpaceConfig()), {"note": "untrained"})  # doctest: +SKIP
+    """
     tensors = {f"supernet/{k}": v for k, v in supernet.state_dict().items()}
     doc: dict[str, Any] = {"space": supernet.space.to_dict(), **(meta or {})}
     if teacher is not None:
@@ -87,7 +91,11 @@ def space_difference(a: SpaceConfig, b: SpaceConfig) -> list[str]:
 
 
 def load_supernet(path: str | Path, expect_space: SpaceConfig | None = None) -> SupernetCheckpoint:
-    """Load a supernet checkpoint; with ``expect_space``, a checkpoint of another space is an error."""
+    """Load a supernet checkpoint; with ``expect_space``, a checkpoint of another space is an error.
+
+    Example:
+        >>> load_supernet("runs/nas/supernet", expect_space=SpaceConfig()).supernet  # doctest: +SKIP
+    """
     p = Path(path)
     tensors, meta = load_artifact(p, kind=KIND)
     if not isinstance(meta.get("space"), dict):

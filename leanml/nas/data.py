@@ -58,7 +58,13 @@ def input_meta(resolution: int, source: tuple[int, int, int] = (1, 28, 28)) -> d
 
 
 def image_batches(data: ImageSet, resolution: int, batch_size: int = 500) -> Iterable[torch.Tensor]:
-    """Normalized images of ``data`` at ``resolution``, in order, without labels."""
+    """Normalized images of ``data`` at ``resolution``, in order, without labels.
+
+    Example:
+        >>> data = ImageSet(torch.zeros(3, 1, 28, 28, dtype=torch.uint8), torch.zeros(3, dtype=torch.long))
+        >>> [tuple(x.shape) for x in image_batches(data, 16, batch_size=2)]
+        [(2, 1, 16, 16), (1, 1, 16, 16)]
+    """
     for x, _ in batches(data, batch_size):
         yield resize_batch(x, resolution)
 

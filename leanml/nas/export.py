@@ -68,7 +68,14 @@ def export_subnet(
     data_root: str | Path | None = None,
     threads: int | None = None,
 ) -> ExportResult:
-    """Extract ``arch`` from the supernet, recalibrate BN, measure val and test accuracy, save a checkpoint."""
+    """Extract ``arch`` from the supernet, recalibrate BN, measure val and test accuracy, save a checkpoint.
+
+    Example:
+        >>> result = export_subnet("runs/nas/supernet", Arch.from_json(open("arch.json").read()),
+        ...                        "runs/nas/best")  # doctest: +SKIP
+        >>> result.metrics["test_acc"]  # doctest: +SKIP
+        0.9
+    """
     cfg = cfg or ExportConfig()
     ckpt = load_supernet(supernet)
     ckpt.space.check(arch)

@@ -79,7 +79,14 @@ def _stage_blocks(net: Supernet) -> list[list[ElasticBlock]]:
 
 
 def channel_groups(net: Supernet) -> list[ChannelGroup]:
-    """Every group of the supernet: one per block's hidden channels, one per width (stem + first block, stages)."""
+    """Every group of the supernet: one per block's hidden channels, one per width (stem + first block, stages).
+
+    Example:
+        >>> from leanml.nas.space import SpaceConfig
+        >>> groups = channel_groups(Supernet(SpaceConfig(stages=[[8, 2, 2]], stem=8, head=16, resolutions=[12])))
+        >>> [g.name for g in groups][-3:]
+        ['stage 0 block 3 hidden', 'stem width', 'stage 0 width']
+    """
     groups = []
     stages = _stage_blocks(net)
     for s, blocks in enumerate(stages):

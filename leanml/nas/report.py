@@ -60,7 +60,12 @@ def scatter_svg(series: Series, title: str, x_label: str, y_label: str, diagonal
 
 
 def add_search(report: Report, results: dict[str, SearchResult]) -> None:
-    """Search progress (best predicted accuracy per round) and the Pareto front per resource, one series per run."""
+    """Search progress (best predicted accuracy per round) and the Pareto front per resource, one series per run.
+
+    Example:
+        >>> report = Report("search")
+        >>> add_search(report, {"evolution": load_search("runs/nas/search")})  # doctest: +SKIP
+    """
     report.add_heading("Search")
     progress = {name: [(float(i), 100 * a) for i, a in enumerate(r.history)] for name, r in results.items()}
     report.add_chart("best predicted accuracy per round", progress, "round", "predicted accuracy (%)")
@@ -83,7 +88,11 @@ def add_search(report: Report, results: dict[str, SearchResult]) -> None:
 
 
 def add_predictor(report: Report, model: AccuracyModel) -> None:
-    """Held-out predicted vs measured accuracy (scatter) and the fit's metrics."""
+    """Held-out predicted vs measured accuracy (scatter) and the fit's metrics.
+
+    Example:
+        >>> add_predictor(Report("predictor"), AccuracyModel.load("runs/nas/predictor"))  # doctest: +SKIP
+    """
     report.add_heading("Accuracy predictor")
     points = [(100 * m, 100 * p) for m, p in model.holdout]
     report.parts.append(
@@ -93,7 +102,16 @@ def add_predictor(report: Report, model: AccuracyModel) -> None:
 
 
 def add_training(report: Report, history: list[dict[str, Any]]) -> None:
-    """Supernet training: validation accuracy of the largest and smallest subnets per epoch."""
+    """Supernet training: validation accuracy of the largest and smallest subnets per epoch.
+
+    Example:
+        >>> row = {"phase": "full", "epoch": 1, "train_loss": 1.0, "val_acc_largest": 0.8, "val_acc_smallest": 0.7,
+        ...        "seconds": 5.0}
+        >>> report = Report("training")
+        >>> add_training(report, [row])
+        >>> "<svg" in report.html()
+        True
+    """
     report.add_heading("Supernet training (progressive shrinking)")
     series = {
         "largest subnet": [(float(i + 1), 100 * r["val_acc_largest"]) for i, r in enumerate(history)],

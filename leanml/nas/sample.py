@@ -79,7 +79,13 @@ class MeasureTask:
 
 
 def measure_task(task: MeasureTask) -> list[float]:
-    """Accuracy of each architecture of the task (module level, so process pools and Ray can run it)."""
+    """Accuracy of each architecture of the task (module level, so process pools and Ray can run it).
+
+    Example:
+        >>> task = MeasureTask("runs/nas/supernet", (SpaceConfig().smallest().to_json(),), None, 500, 500, 1)
+        >>> measure_task(task)  # doctest: +SKIP
+        [0.81]
+    """
     with torch_threads(task.threads):
         net = load_supernet(task.supernet).supernet
         evaluation = load_split(task.split, task.data_root, task.val_images)
@@ -95,7 +101,12 @@ def measure_archs(
     progress: bool = True,
     split: str = "val",
 ) -> list[float]:
-    """Accuracy (after BN recalibration) of each architecture, measured in chunks through the executor."""
+    """Accuracy (after BN recalibration) of each architecture, measured in chunks through the executor.
+
+    Example:
+        >>> measure_archs("runs/nas/supernet", [SpaceConfig().largest()], SampleConfig())  # doctest: +SKIP
+        [0.91]
+    """
     root = str(data_root) if data_root is not None else None
     chunks = [archs[i : i + cfg.chunk] for i in range(0, len(archs), cfg.chunk)]
     tasks = [MeasureTask(str(supernet), tuple(a.to_json() for a in c), root, cfg.val_images, cfg.calib_images,

@@ -214,7 +214,7 @@ class SearchResult:
 
 
 def fastest_arch(space: SpaceConfig, table: LatencyTable) -> Arch:
-    """The architecture with the least table latency.
+    """The architecture with the least table latency (example: see ``tests/nas/test_search.py``).
 
     Exact: extra blocks only add time, so each stage takes its smallest depth; with
     resolution and width fixed, each block's entry depends only on its own kernel and
@@ -253,6 +253,10 @@ def check_limits(limits: Limits, efficiency: EfficiencyModel) -> Arch:
 
     The smallest architecture has the least MACs, params and peak SRAM of the space; for latency, the
     fastest architecture of the table is used.
+
+    Example:
+        >>> check_limits(Limits(peak_sram=64 * 1024), EfficiencyModel(SpaceConfig())) == SpaceConfig().smallest()
+        True
     """
     space = efficiency.space
     smallest = space.smallest()
@@ -380,6 +384,12 @@ def search(
 
     With ``out``, the state is saved after every round and ``resume=True`` continues it.
     ``on_round(rounds_done, state)`` runs after each save.
+
+    Example:
+        >>> cfg = SearchConfig(limits={"macs": 5e6, "peak_sram": 48 * 1024}, population=20, generations=10)
+        >>> result = search(AccuracyModel.load("runs/nas/predictor"), cfg)  # doctest: +SKIP
+        >>> result.best.efficiency.macs <= 5e6  # doctest: +SKIP
+        True
     """
     if "latency_ms" in cfg.limits and latency is None:
         raise LeanmlError("a latency limit needs a latency table", "pass one (leanml nas search builds it)")

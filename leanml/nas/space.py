@@ -95,7 +95,12 @@ class SpaceConfig(Config):
         return len(self.stages)
 
     def depth_choices(self, stage: int) -> list[int]:
-        """Allowed depths of ``stage``: base .. base + extra_depth."""
+        """Allowed depths of ``stage``: base .. base + extra_depth.
+
+        Example:
+            >>> SpaceConfig().depth_choices(0)
+            [2, 3, 4]
+        """
         base = self.stages[stage][1]
         return list(range(base, base + self.extra_depth + 1))
 
@@ -104,11 +109,21 @@ class SpaceConfig(Config):
         return self.depth_choices(stage)[-1]
 
     def channels(self, base: int, width: float) -> int:
-        """Channel count of a layer whose width at multiplier 1.0 is ``base``."""
+        """Channel count of a layer whose width at multiplier 1.0 is ``base``.
+
+        Example:
+            >>> SpaceConfig().channels(24, 0.75)
+            20
+        """
         return make_divisible(base * width, self.divisor)
 
     def hidden(self, cin: int, expand: int) -> int:
-        """Expanded width of a block with ``cin`` input channels and expand ratio ``expand``."""
+        """Expanded width of a block with ``cin`` input channels and expand ratio ``expand``.
+
+        Example:
+            >>> SpaceConfig().hidden(20, 3)
+            60
+        """
         return make_divisible(cin * expand, self.divisor)
 
     # --- architectures -----------------------------------------------------------------------------------------
@@ -134,11 +149,21 @@ class SpaceConfig(Config):
                         f"{where} expand ratio {e} is outside the space (choices: {self.expands})", hint)  # fmt: skip
 
     def largest(self) -> Arch:
-        """Every dimension at its largest choice (what the supernet holds)."""
+        """Every dimension at its largest choice (what the supernet holds).
+
+        Example:
+            >>> str(SpaceConfig(stages=[[8, 1, 2]], extra_depth=1).largest())
+            'r32 w1 [k7e6,k7e6]'
+        """
         return self._uniform(self.resolutions[-1], self.widths[-1], self.kernels[-1], self.expands[-1], True)
 
     def smallest(self) -> Arch:
-        """Every dimension at its smallest choice (the least MACs, params and peak memory in the space)."""
+        """Every dimension at its smallest choice (the least MACs, params and peak memory in the space).
+
+        Example:
+            >>> str(SpaceConfig(stages=[[8, 1, 2]], extra_depth=1).smallest())
+            'r20 w0.5 [k3e3]'
+        """
         return self._uniform(self.resolutions[0], self.widths[0], self.kernels[0], self.expands[0], False)
 
     def _uniform(self, r: int, w: float, k: int, e: int, deepest: bool) -> Arch:

@@ -128,6 +128,11 @@ def get_subnet(supernet: Supernet, arch: Arch) -> NasNet:
 
     The model carries its :class:`~leanml.models.ModelSpec`, so it saves with
     :func:`leanml.train.save_checkpoint` and rebuilds on load like any reference model.
+
+    Example:
+        >>> space = SpaceConfig(stages=[[8, 1, 2]], stem=8, head=16, resolutions=[12])
+        >>> type(get_subnet(Supernet(space), space.smallest())).__name__
+        'NasNet'
     """
     supernet.set_active(arch)
     cfg: NasNetConfig = supernet.config

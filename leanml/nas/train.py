@@ -239,6 +239,9 @@ def train_supernet(
     """Train a supernet by progressive shrinking, checkpointing to ``out`` after every epoch.
 
     ``on_epoch_end(epochs_done, meta)`` runs after each checkpoint is written.
+
+    Example:
+        >>> train_supernet(NasTrainConfig.preset("small"), "runs/nas/supernet", threads=2)  # doctest: +SKIP
     """
     out = artifact_paths(out)[0].with_suffix("")
     _check_output(out, resume, overwrite)
