@@ -200,14 +200,16 @@ def export_cmd(
 
     if (search_result is None) == (arch is None):
         raise LeanmlError("export needs exactly one of --search SEARCH or --arch ARCH.json", "pass one of them")
+    space = None
     if arch is not None:
         if not arch.is_file():
             raise LeanmlError(f"architecture file not found: {arch}", "check the path")
         chosen = Arch.from_json(arch.read_text())
     else:
         assert search_result is not None
-        chosen = load_search(search_result).best.arch
-    result = export_subnet(supernet, chosen, out, ExportConfig(calib_images=calib_images), data, threads)
+        found = load_search(search_result)
+        chosen, space = found.best.arch, found.space
+    result = export_subnet(supernet, chosen, out, ExportConfig(calib_images=calib_images), data, threads, space)
     e = result.efficiency
     print(f"{chosen}: val {result.metrics['val_acc']:.2%}, test {result.metrics['test_acc']:.2%}; "
           f"{format_resource('macs', e.macs)} MACs, {format_resource('params', e.params)} params, peak SRAM "

@@ -24,7 +24,7 @@ from leanml.data import load_split
 from leanml.nas.checkpoint import load_supernet
 from leanml.nas.data import evaluate_at, image_batches, input_meta, recalibrate_bn
 from leanml.nas.efficiency import Efficiency, EfficiencyModel
-from leanml.nas.space import Arch
+from leanml.nas.space import Arch, SpaceConfig
 from leanml.nas.supernet import get_subnet
 from leanml.threads import torch_threads
 from leanml.train.checkpoint import save_checkpoint
@@ -67,8 +67,11 @@ def export_subnet(
     cfg: ExportConfig | None = None,
     data_root: str | Path | None = None,
     threads: int | None = None,
+    expect_space: SpaceConfig | None = None,
 ) -> ExportResult:
     """Extract ``arch`` from the supernet, recalibrate BN, measure val and test accuracy, save a checkpoint.
+
+    ``expect_space`` (the space ``arch`` was searched in) must be the supernet's.
 
     Example:
         >>> result = export_subnet("runs/nas/supernet", Arch.from_json(open("arch.json").read()),
@@ -77,7 +80,7 @@ def export_subnet(
         0.9
     """
     cfg = cfg or ExportConfig()
-    ckpt = load_supernet(supernet)
+    ckpt = load_supernet(supernet, expect_space)
     ckpt.space.check(arch)
     r = arch.resolution
     with torch_threads(threads):

@@ -204,12 +204,13 @@ class SearchResult:
     history: list[float]
     evaluated: int
     config: SearchConfig
+    space: SpaceConfig
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (what the CLI prints with ``--json``)."""
         fronts = {r: [c.to_dict() for c in f] for r, f in self.fronts.items()}
         return {"best": self.best.to_dict(), "history": self.history, "evaluated": self.evaluated,
-                "config": self.config.to_dict(), "fronts": fronts,
+                "config": self.config.to_dict(), "space": self.space.to_dict(), "fronts": fronts,
                 "population": [c.to_dict() for c in self.population]}  # fmt: skip
 
 
@@ -424,7 +425,7 @@ def search(
     for c in ranked + [c for f in state.fronts.values() for c in f]:
         if not searcher.limits.satisfied(c.efficiency):
             raise AssertionError(f"search returned {c.arch}, which breaks {searcher.limits.violations(c.efficiency)}")
-    return SearchResult(ranked[0], ranked, state.fronts, state.best, state.evaluated, cfg)
+    return SearchResult(ranked[0], ranked, state.fronts, state.best, state.evaluated, cfg, accuracy.space)
 
 
 def load_search(path: str | Path) -> SearchResult:
@@ -437,5 +438,5 @@ def load_search(path: str | Path) -> SearchResult:
     state = SearchState.from_dict(meta["state"])
     ranked = sorted(state.population, key=lambda c: -c.accuracy)
     require(bool(ranked), f"search {path} has no candidates yet", "run the search first")
-    return SearchResult(ranked[0], ranked, state.fronts, state.best, state.evaluated,
-                        SearchConfig.from_dict(meta["search_config"]))  # fmt: skip
+    cfg, space = SearchConfig.from_dict(meta["search_config"]), SpaceConfig.from_dict(meta["space"])
+    return SearchResult(ranked[0], ranked, state.fronts, state.best, state.evaluated, cfg, space)
