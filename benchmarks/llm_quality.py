@@ -202,11 +202,14 @@ def main() -> None:
     Path(args.cache).mkdir(parents=True, exist_ok=True)
     wanted = args.rows.split(",")
     labels = ["float"] if "float" in wanted else []
-    for method in ("rtn", "awq"):
-        if method in wanted:
-            labels += [f"{method}-w{b}g{g}" for b, g in SETTINGS]
+    if "rtn" in wanted:
+        labels += [f"rtn-w{b}g{g}" for b, g in SETTINGS]
+    if "llamacpp" in wanted:  # the two the goals name first: they are quick
+        labels += [f"llama.cpp-{k}" for k in LLAMA_KINDS[:2]]
+    if "awq" in wanted:
+        labels += [f"awq-w{b}g{g}" for b, g in SETTINGS]
     if "llamacpp" in wanted:
-        labels += [f"llama.cpp-{k}" for k in LLAMA_KINDS]
+        labels += [f"llama.cpp-{k}" for k in LLAMA_KINDS[2:]]
     command = "benchmarks/llm_quality.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items())
     rows: dict[str, dict[str, Any]] = {}
     for p in sorted(Path(args.cache).glob("*.row.json")):
