@@ -189,6 +189,35 @@ class CMatrix:
                     self.group)  # fmt: skip
 
 
+def pack_arena(mats: list[CMatrix]) -> np.ndarray:
+    """Copy the matrices' arrays into one buffer, in list order, each 64-byte aligned, and point them at it.
+
+    One large allocation (numpy asks Linux for transparent huge pages from 4 MB up), laid out in the order the
+    decoder reads the weights: a decode step streams through it from start to end. Returns the buffer (keep it).
+
+    Example:
+        >>> m = CMatrix.from_codes(np.zeros((2, 32), np.uint8), np.ones((2, 1), np.float16),
+        ...                        np.zeros((2, 1), np.uint8), 4, 32)
+        >>> arena = pack_arena([m])
+        >>> arena.nbytes, m.codes.base is not None
+        (192, True)
+    """
+    parts = [a for m in mats for a in (m.codes, m.scales, m.zeros, m.bias) if a is not None]
+    total = sum(-(-a.nbytes // 64) * 64 for a in parts)
+    arena = np.empty(total, np.uint8)
+    offset = 0
+    for m in mats:
+        for field in ("codes", "scales", "zeros", "bias"):
+            a = getattr(m, field)
+            if a is None:
+                continue
+            view = arena[offset : offset + a.nbytes].view(a.dtype).reshape(a.shape)
+            view[...] = a
+            setattr(m, field, view)
+            offset += -(-a.nbytes // 64) * 64
+    return arena
+
+
 def c_sources() -> dict[str, str]:
     """Every C source and header of ``leanml/llm/csrc`` (name → text), as :func:`compile_shared` takes them."""
     return {p.name: p.read_text() for p in sorted(CSRC.iterdir()) if p.suffix in (".c", ".h")}

@@ -260,10 +260,6 @@ class CRuntime:
         scales, zeros = np.array(t.get(f"{name}.scales", (n, g))), np.array(t.get(f"{name}.zeros", (n, g)))
         return ck.CMatrix.from_codes(codes, scales, zeros, bits, group, bias)
 
-    def _qmat(self, m: ck.CMatrix) -> ck.QMat:
-        self._keep.append(m)
-        return m.struct()
-
     def _describe(self, t: _Tensors, cfg: dict[str, Any]) -> ModelDesc:
         try:
             layers, hidden = int(cfg["num_hidden_layers"]), int(cfg["hidden_size"])
@@ -273,30 +269,33 @@ class CRuntime:
             eps = float(cfg.get("rms_norm_eps", 1e-6))
         except (KeyError, TypeError, ValueError) as e:
             raise LeanmlError(f"{self.path}: incomplete model config ({e!r})", "re-create the file") from e
+        shapes = [(heads * hd, hidden), (kv * hd, hidden), (kv * hd, hidden), (hidden, heads * hd),
+                  (inter, hidden), (inter, hidden), (hidden, inter)]  # fmt: skip
+        mats = [[self._matrix(t, f"model.layers.{i}.{lin}", n, k) for lin, (n, k) in zip(LINEARS, shapes, strict=True)]
+                for i in range(layers)]  # fmt: skip
+        embed = t.float32("model.embed_tokens.weight", (vocab, hidden))
+        head, hf, hb = None, None, 0
+        if "lm_head" in self.header["linears"]:
+            head = self._matrix(t, "lm_head", vocab, hidden)
+        else:
+            w = embed if cfg.get("tie_word_embeddings") else t.float32("lm_head.weight", (vocab, hidden))
+            if self.head == "float32":
+                hf, hb = self._keep_f32(w)
+            else:
+                head = int4_matrix(w) if self.head == "int4" else int8_matrix(w)
+        every = [m for layer in mats for m in layer] + ([head] if head is not None else [])
+        self._keep.append(ck.pack_arena(every))  # one buffer in the order a decode step reads it
+        self._keep.extend(every)
         descs = (LayerDesc * layers)()
         for i in range(layers):
             p = f"model.layers.{i}."
             an, ab = self._keep_f32(t.float32(p + "input_layernorm.weight", (hidden,)))
             mn, mb = self._keep_f32(t.float32(p + "post_attention_layernorm.weight", (hidden,)))
-            shapes = [(heads * hd, hidden), (kv * hd, hidden), (kv * hd, hidden), (hidden, heads * hd),
-                      (inter, hidden), (inter, hidden), (hidden, inter)]  # fmt: skip
-            mats = [self._qmat(self._matrix(t, p + lin, n, k)) for lin, (n, k) in zip(LINEARS, shapes, strict=True)]
-            descs[i] = LayerDesc(an, mn, ab, mb, *mats)
+            descs[i] = LayerDesc(an, mn, ab, mb, *[m.struct() for m in mats[i]])
         self._keep.append(descs)
-        embed = t.float32("model.embed_tokens.weight", (vocab, hidden))
         en, eb = self._keep_f32(embed)
         fn, fb = self._keep_f32(t.float32("model.norm.weight", (hidden,)))
-        head_q, hf, hb = ck.QMat(), None, 0
-        if "lm_head" in self.header["linears"]:
-            head_q = self._qmat(self._matrix(t, "lm_head", vocab, hidden))
-        else:
-            w = embed if cfg.get("tie_word_embeddings") else t.float32("lm_head.weight", (vocab, hidden))
-            if self.head == "float32":
-                hf, hb = self._keep_f32(w)
-            elif self.head == "int4":
-                head_q = self._qmat(int4_matrix(w))
-            else:
-                head_q = self._qmat(int8_matrix(w))
+        head_q = head.struct() if head is not None else ck.QMat()
         return ModelDesc(layers, hidden, heads, kv, hd, inter, vocab, self.n_ctx, self.threads, eps, rope_theta(cfg),
                          en, fn, hf, eb, fb, hb, head_q, ctypes.addressof(descs), ctypes.sizeof(descs))  # fmt: skip
 

@@ -153,7 +153,7 @@ def test_gemm_random_within_bound(lib: Any, n: int, k: int, bits: int, group: in
         gemv = np.concatenate([ck.gemm(pool, mat, x[t : t + 1]) for t in range(4)])
     np.testing.assert_array_equal(unroll, ref)  # the unrolled kernel keeps the reference's float order
     assert np.all(np.abs(ref - want) <= bound) and np.all(np.abs(simd - want) <= bound)
-    np.testing.assert_array_equal(gemv, simd)  # one token at a time = the GEMM's rows
+    assert np.all(np.abs(gemv - want) <= bound)  # one token at a time (the decode kernel; the GEMM is tiled)
 
 
 def test_float_head_gemm(lib: Any) -> None:

@@ -121,6 +121,10 @@ static void lmq_gemm_task(void *p, int64_t chunk, int tid) {
         const int32_t ng = lmq_groups(w->k, w->group);
         for (int32_t o = r0; o < r1; o += 4) {
             const int32_t oe = o + 4 < r1 ? o + 4 : r1;
+            if (c->variant == LMQ_SIMD && c->act->m > 1) {
+                lmq_qgemm_simd(w, o, oe, c->act, c->A[j], c->gidx[j], c->y[j], c->ldy[j]);
+                continue;
+            }
             for (int32_t t = 0; t < c->act->m; ++t) {
                 float *y = c->y[j] + t * c->ldy[j];
                 const float *A = c->A[j] + (int64_t)t * ng;

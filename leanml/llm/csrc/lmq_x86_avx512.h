@@ -38,6 +38,35 @@ LMQ_INLINE __m512 lmq_zero_corr(__m512 acc, const uint16_t *sc, const uint8_t *z
     return acc;
 }
 
+/* The four horizontal sums of v[0..3] (lane order differs from _mm512_reduce_add_ps: a different float order). */
+LMQ_INLINE __m128 lmq_reduce4(const __m512 *v) {
+    const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(v[0], v[1]), _mm512_unpackhi_ps(v[0], v[1]));
+    const __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(v[2], v[3]), _mm512_unpackhi_ps(v[2], v[3]));
+    const __m512 u = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t1))),
+                                   _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t1))));
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(u), _mm512_extractf32x8_ps(u, 1));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)); /* v[0], v[1], v[2], v[3] */
+}
+
+/* Finish R rows: zero points, horizontal sums, bias; y[o + r] (R == 4: one combined reduction). */
+LMQ_INLINE void lmq_finish_rows(__m512 *acc, const lmq_qmat *w, int32_t o, const int R, const float *A, int32_t ng,
+                                float zshift, float *y) {
+    for (int r = 0; r < R; ++r) {
+        const int64_t row = (int64_t)(o + r) * ng;
+        acc[r] = lmq_zero_corr(acc[r], w->scales + row, w->zeros + row, A, ng, zshift);
+    }
+    if (R == 4) {
+        __m128 s = lmq_reduce4(acc);
+        if (w->bias) s = _mm_add_ps(s, _mm_loadu_ps(w->bias + o));
+        _mm_storeu_ps(y + o, s);
+        return;
+    }
+    for (int r = 0; r < R; ++r) {
+        const float s = _mm512_reduce_add_ps(acc[r]);
+        y[o + r] = w->bias ? s + w->bias[o + r] : s;
+    }
+}
+
 /* R (1..4) rows from o of an int4 matrix times activation row t. mode 2: group % 128 == 0; 1: % 64; 0: % 32. */
 LMQ_INLINE void lmq_q4_tile(const lmq_qmat *w, int32_t o, const int R, const lmq_act *a, int32_t t, const float *A,
                             const int32_t *gidx, const int mode, float *y) {
@@ -116,11 +145,7 @@ LMQ_INLINE void lmq_q4_tile(const lmq_qmat *w, int32_t o, const int R, const lmq
         }
         for (int r = 0; r < R; ++r) acc[r] = _mm512_add_ps(acc[r], _mm512_zextps256_ps512(tacc[r]));
     }
-    for (int r = 0; r < R; ++r) {
-        const __m512 v = lmq_zero_corr(acc[r], sc[r], w->zeros + (int64_t)(o + r) * ng, A, ng, 0.0f);
-        const float s = _mm512_reduce_add_ps(v);
-        y[o + r] = w->bias ? s + w->bias[o + r] : s;
-    }
+    lmq_finish_rows(acc, w, o, R, A, ng, 0.0f, y);
 }
 
 /* R rows of an int8 matrix (codes in order) times activation row t: 64 codes (2 blocks) per step, 32 in the tail. */
@@ -155,11 +180,7 @@ LMQ_INLINE void lmq_q8_tile(const lmq_qmat *w, int32_t o, const int R, const lmq
             acc[r] = _mm512_add_ps(acc[r], _mm512_zextps256_ps512(_mm256_mul_ps(iv, _mm256_mul_ps(dv, sv))));
         }
     }
-    for (int r = 0; r < R; ++r) {
-        const int64_t row = (int64_t)(o + r) * ng;
-        const float s = _mm512_reduce_add_ps(lmq_zero_corr(acc[r], w->scales + row, w->zeros + row, A, ng, 0.0f));
-        y[o + r] = w->bias ? s + w->bias[o + r] : s;
-    }
+    lmq_finish_rows(acc, w, o, R, A, ng, 0.0f, y);
 }
 
 #define LMQ_TILES(TILE, MODE)                                                           \
