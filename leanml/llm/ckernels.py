@@ -57,16 +57,38 @@ def padded(k: int) -> int:
     return -(-k // BLOCK) * BLOCK
 
 
-def _units(kp: int) -> list[tuple[int, int]]:
-    """(start, size) of the reorder units of a padded row: 128-code units, then at most one of 64 and one of 32."""
-    n128 = kp // 128
-    units = [(128 * i, 128) for i in range(n128)]
-    start = 128 * n128
+def _units(kp: int, bits: int = 4) -> list[tuple[int, int]]:
+    """(start, size) in codes of the units of a padded row: int4 128-code units (int8: 64), then at most one of 64
+    and one of 32."""
+    big = 128 if bits == 4 else 64
+    units = [(big * i, big) for i in range(kp // big)]
+    start = big * (kp // big)
     for size in (64, 32):
-        if kp - start >= size:
+        if size < big and kp - start >= size:
             units.append((start, size))
             start += size
     return units
+
+
+def _tiles(rows: np.ndarray, kp: int, bits: int, inverse: bool = False) -> np.ndarray:
+    """Row-major unit bytes (n, rb) -> the tiled order: rows in tiles of 4 (the last may be short), each tile unit by
+    unit, each unit row by row; ``inverse`` undoes it."""
+    n, rb = rows.shape
+    out = np.empty_like(rows)
+    full = n // 4 * 4
+    for first, count, r in ((0, full // 4, 4), (full, 1 if n % 4 else 0, n % 4)):
+        if count == 0:
+            continue
+        span = slice(first * rb, (first + count * r) * rb)
+        tiled = (rows if inverse else out).reshape(-1)[span].reshape(count, r * rb)  # (tiles, r * rb) views
+        plain = (out if inverse else rows).reshape(-1)[span].reshape(count, r, rb)  # (tiles, r, rb)
+        for start, u in _units(kp, bits):
+            ub, usz = start * bits // 8, u * bits // 8
+            if inverse:
+                plain[:, :, ub : ub + usz] = tiled[:, ub * r : (ub + usz) * r].reshape(count, r, usz)
+            else:
+                tiled[:, ub * r : (ub + usz) * r] = plain[:, :, ub : ub + usz].reshape(count, r * usz)
+    return out
 
 
 def kernel_bits(bits: int) -> int:
@@ -82,9 +104,12 @@ def kernel_bits(bits: int) -> int:
 
 
 def pack_rows(codes: np.ndarray, bits: int) -> np.ndarray:
-    """Codes (n, k) uint8 → the C runtime layout (n, kp * bits / 8) for ``bits`` 4 or 8 (kp = :func:`padded` k).
+    """Codes (n, k) uint8 → the C runtime layout, (n, kp * bits / 8) bytes for ``bits`` 4 or 8 (kp = :func:`padded` k).
 
-    int4: each unit of u codes (see the module) becomes u/2 bytes, byte j = code j | code (j + u/2) << 4.
+    Each padded row is cut into units (int4: 128 codes, then at most one unit of 64 and one of 32; int8: 64, then at
+    most one of 32); an int4 unit of u codes takes u/2 bytes, byte j = code j | code (j + u/2) << 4. Rows are stored in
+    tiles of 4 (the last tile holds n % 4 rows), each tile unit by unit and each unit row by row, so a 4-row kernel
+    reads one contiguous, 64-byte-aligned stream. The array keeps shape (n, row bytes) only for its size.
 
     Example:
         >>> pack_rows(np.array([[1, 2, 3]], dtype=np.uint8), 8).shape
@@ -97,14 +122,14 @@ def pack_rows(codes: np.ndarray, bits: int) -> np.ndarray:
     full = np.zeros((n, kp), dtype=np.uint8)  # (n, kp): zero padded
     full[:, :k] = codes
     if bits == 8:
-        return full
+        return _tiles(full, kp, 8)
     if int(codes.max(initial=0)) > 15:
         raise LeanmlError("a code does not fit 4 bits", "quantize with --bits 4 or fewer")
-    out = np.empty((n, kp // 2), dtype=np.uint8)  # (n, kp/2)
+    rows = np.empty((n, kp // 2), dtype=np.uint8)  # (n, kp/2): each row's units in order
     for start, u in _units(kp):
         h = u // 2
-        out[:, start // 2 : start // 2 + h] = full[:, start : start + h] | (full[:, start + h : start + u] << 4)
-    return out
+        rows[:, start // 2 : start // 2 + h] = full[:, start : start + h] | (full[:, start + h : start + u] << 4)
+    return _tiles(rows, kp, 4)
 
 
 def unpack_rows(packed: np.ndarray, bits: int, k: int) -> np.ndarray:
@@ -115,12 +140,13 @@ def unpack_rows(packed: np.ndarray, bits: int, k: int) -> np.ndarray:
         [[7, 9]]
     """
     kp = padded(k)
+    rows = _tiles(packed, kp, bits, inverse=True)
     if bits == 8:
-        return np.ascontiguousarray(packed[:, :k])
+        return np.ascontiguousarray(rows[:, :k])
     full = np.empty((packed.shape[0], kp), dtype=np.uint8)  # (n, kp)
     for start, u in _units(kp):
         h = u // 2
-        seg = packed[:, start // 2 : start // 2 + h]
+        seg = rows[:, start // 2 : start // 2 + h]
         full[:, start : start + h], full[:, start + h : start + u] = seg & 15, seg >> 4
     return full[:, :k]
 
@@ -249,6 +275,7 @@ def load_library(flags: tuple[str, ...] = BUILD_FLAGS) -> ctypes.CDLL:
         "lmq_k_bench_gemm": (ctypes.c_int, [vp, ctypes.c_int, qm, dp, i32, dp, i32, dp, ctypes.c_char_p, sz]),
         "lmq_k_bench_fgemm": (ctypes.c_int, [vp, ctypes.c_int, dp, i32, i32, dp, i32, dp, i32, dp]),
         "lmq_sizeof": (sz, [ctypes.c_int]),
+        "lmq_k_bench_read": (ctypes.c_int, [vp, dp, ctypes.c_int64, i32, dp]),
     }
     for name, (res, args) in sig.items():
         fn = getattr(lib, name)
@@ -381,3 +408,18 @@ def axpy_f16(lib: ctypes.CDLL, p: np.ndarray, v: np.ndarray, out: np.ndarray, va
     if lib.lmq_k_axpy_f16(VARIANTS[variant], p.ctypes.data, v.ctypes.data, n, count, res.ctypes.data):
         raise LeanmlError("axpy_f16 refused its arguments")
     return res
+
+
+def memory_bandwidth(pool: Pool, mbytes: int = 256, repeats: int = 5) -> float:
+    """Measured read bandwidth in bytes/s: the best of ``repeats`` passes over a ``mbytes`` MB buffer, split over the
+    pool's threads (the bound of a memory-bound decode step).
+
+    Example:
+        >>> memory_bandwidth(pool) / 1e9  # doctest: +SKIP
+        14.2
+    """
+    buf = np.ones(mbytes << 20, np.uint8)
+    secs = np.empty(repeats, np.float64)
+    if pool.lib.lmq_k_bench_read(pool.handle, buf.ctypes.data, buf.nbytes, repeats, secs.ctypes.data):
+        raise LeanmlError("bandwidth probe refused its arguments")
+    return float(buf.nbytes / secs.min())

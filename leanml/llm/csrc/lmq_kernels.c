@@ -105,22 +105,23 @@ typedef struct {
     int64_t ldy[LMQ_MULTI];
     const float *A[LMQ_MULTI];     /* (m, groups) group sums of the activations for each matrix */
     const int32_t *gidx[LMQ_MULTI]; /* (nb,) group of each activation block */
-    int64_t total, chunk;           /* rows of all matrices, rows per chunk */
+    int64_t total, chunk;           /* 4-row tiles of all matrices, tiles per chunk */
     const lmq_act *act;
 } lmq_gemm_ctx;
 
 static void lmq_gemm_task(void *p, int64_t chunk, int tid) {
     const lmq_gemm_ctx *c = p;
     (void)tid;
+    /* chunks are ranges of 4-row tiles over all matrices (a tile never straddles two chunks: lmq.h's layout) */
     const int64_t lo = chunk * c->chunk, hi = lo + c->chunk < c->total ? lo + c->chunk : c->total;
     int64_t first = 0;
-    for (int j = 0; j < c->count; first += c->w[j]->n, ++j) {
+    for (int j = 0; j < c->count; ++j) {
         const lmq_qmat *w = c->w[j];
-        const int32_t r0 = (int32_t)(lo > first ? lo - first : 0);
-        const int32_t r1 = (int32_t)(hi - first < w->n ? hi - first : w->n);
+        const int64_t tiles = (w->n + 3) / 4;
+        const int64_t t0 = lo > first ? lo - first : 0, t1 = hi - first < tiles ? hi - first : tiles;
         const int32_t ng = lmq_groups(w->k, w->group);
-        for (int32_t o = r0; o < r1; o += 4) {
-            const int32_t oe = o + 4 < r1 ? o + 4 : r1;
+        for (int64_t tl = t0; tl < t1; ++tl) {
+            const int32_t o = (int32_t)(4 * tl), oe = o + 4 < w->n ? o + 4 : w->n;
             if (c->variant == LMQ_SIMD && c->act->m > 1) {
                 lmq_qgemm_simd(w, o, oe, c->act, c->A[j], c->gidx[j], c->y[j], c->ldy[j]);
                 continue;
@@ -133,6 +134,7 @@ static void lmq_gemm_task(void *p, int64_t chunk, int tid) {
                 else lmq_qrows_ref(w, o, oe, c->act, t, A, y);
             }
         }
+        first += tiles;
     }
 }
 
@@ -154,10 +156,10 @@ int lmq_qgemm_multi(lmq_pool *pool, int variant, const lmq_qmat *const *w, int c
             lmq_group_sums(act->d + (int64_t)t * act->nb, act->s + (int64_t)t * act->nb, act->nb, w[j]->group,
                            A + (int64_t)t * ng);
         c.w[j] = w[j], c.y[j] = y[j], c.ldy[j] = ldy[j], c.A[j] = A, c.gidx[j] = gidx[j];
-        c.total += w[j]->n;
+        c.total += (w[j]->n + 3) / 4;
         A += (int64_t)act->m * ng;
     }
-    c.chunk = lmq_chunk_rows(c.total, pool);
+    c.chunk = lmq_chunk_rows(4 * c.total, pool) / 4;
     lmq_pool_run(pool, lmq_gemm_task, &c, (c.total + c.chunk - 1) / c.chunk);
     free(heap);
     return 0;
@@ -308,4 +310,37 @@ int lmq_k_bench_fgemm(lmq_pool *pool, int variant, const float *w, int32_t n, in
         seconds[r] = lmq_now() - t0;
     }
     return 0;
+}
+
+/* ---------------------------------------------------------------- memory bandwidth (the decode bound) */
+typedef struct {
+    const uint64_t *buf;
+    int64_t words, chunk;
+    uint64_t sums[LMQ_MAX_THREADS];
+} lmq_read_ctx;
+
+static void lmq_read_task(void *p, int64_t chunk, int tid) {
+    lmq_read_ctx *c = p;
+    const int64_t lo = chunk * c->chunk, hi = lo + c->chunk < c->words ? lo + c->chunk : c->words;
+    uint64_t s = 0;
+    for (int64_t i = lo; i < hi; ++i) s += c->buf[i]; /* vectorized by the compiler: a streaming read */
+    c->sums[tid] += s;
+}
+
+/* Read `bytes` (a multiple of 8) of buf `repeats` times over the pool's threads; seconds[i] per pass. */
+int lmq_k_bench_read(lmq_pool *pool, const void *buf, int64_t bytes, int32_t repeats, double *seconds) {
+    if (!pool || !buf || bytes < 8 || bytes % 8 || repeats < 1) return -1;
+    lmq_read_ctx *c = calloc(1, sizeof *c);
+    if (!c) return -1;
+    c->buf = buf, c->words = bytes / 8;
+    c->chunk = (c->words / (16 * (int64_t)lmq_pool_threads(pool)) + 7) / 8 * 8;
+    if (c->chunk < 8) c->chunk = 8;
+    for (int32_t r = 0; r < repeats; ++r) {
+        const double t0 = lmq_now();
+        lmq_pool_run(pool, lmq_read_task, c, (c->words + c->chunk - 1) / c->chunk);
+        seconds[r] = lmq_now() - t0;
+    }
+    const int ok = c->sums[0] != 1; /* keep the sums alive */
+    free(c);
+    return ok ? 0 : 0;
 }

@@ -39,25 +39,32 @@ static inline uint16_t lmq_f2h(float f) {
 #endif
 }
 
-/* Code i of a reordered int4 row of kp codes (lmq.h): units of 128, then at most one of 64 and one of 32. */
-static inline int32_t lmq_code4(const uint8_t *row, int32_t kp, int32_t i) {
-    int32_t base = i & ~127, u = 128;
-    if (base + 128 > kp) {               /* i lies in the tail: 32, 64 or 96 codes */
-        const int32_t rest = kp - base;
-        if (rest >= 64 && i - base < 64) {
-            u = 64;
-        } else {
-            u = 32;
-            base += rest >= 64 ? 64 : 0;
-        }
-    }
-    const int32_t j = i - base, h = u / 2;
-    const uint8_t byte = row[base / 2 + j % h];
-    return j < h ? byte & 15 : byte >> 4;
+/* Size in codes of the unit starting at code `base` of a padded row of kp codes (lmq.h): int4 rows are cut into
+ * units of 128, then at most one of 64 and one of 32; int8 rows into units of 64, then at most one of 32. */
+static inline int32_t lmq_unit_size(int32_t bits, int32_t kp, int32_t base) {
+    const int32_t big = bits == 4 ? 128 : 64;
+    return base + big <= kp ? big : base + 64 <= kp ? 64 : 32;
 }
 
-static inline int32_t lmq_code(const lmq_qmat *w, const uint8_t *row, int32_t kp, int32_t i) {
-    return w->bits == 4 ? lmq_code4(row, kp, i) : row[i];
+/* Address of row o's bytes of the unit starting at code `base` (u codes): rows are stored in tiles of 4 (the last
+ * tile holds n % 4 rows when 4 does not divide n), a tile unit by unit, each unit row by row. */
+static inline const uint8_t *lmq_unit_ptr(const lmq_qmat *w, int32_t o, int32_t base, int32_t u) {
+    const int32_t t0 = o & ~3, rows = w->n - t0 < 4 ? w->n - t0 : 4;
+    const int64_t tile = (int64_t)t0 * lmq_row_bytes(w->k, w->bits);
+    return w->q + tile + (int64_t)base * w->bits / 8 * rows + (int64_t)(o - t0) * u * w->bits / 8;
+}
+
+/* Code i of row o (the reference's way in: find i's unit, then its byte and nibble). */
+static inline int32_t lmq_code(const lmq_qmat *w, int32_t o, int32_t kp, int32_t i) {
+    int32_t base = 0, u = lmq_unit_size(w->bits, kp, 0);
+    while (i >= base + u) {
+        base += u;
+        u = lmq_unit_size(w->bits, kp, base);
+    }
+    const uint8_t *p = lmq_unit_ptr(w, o, base, u);
+    const int32_t j = i - base, h = u / 2;
+    if (w->bits == 8) return p[j];
+    return j < h ? p[j] & 15 : p[j - h] >> 4;
 }
 
 /* One row x (k) -> codes q (kp), block scales d (nb), lanes d8 (nb * 8), block sums s (nb). */
@@ -97,7 +104,6 @@ static inline void lmq_group_sums(const float *d, const int32_t *s, int32_t nb, 
 /* y = row o of W . activation row t: the reference order of float operations (lmq.h). */
 static inline float lmq_qdot_ref(const lmq_qmat *w, int32_t o, const lmq_act *a, int32_t t, const float *A) {
     const int32_t kp = a->kp, nb = a->nb, per = w->group / LMQ_BLOCK, ng = lmq_groups(w->k, w->group);
-    const uint8_t *row = w->q + (int64_t)o * lmq_row_bytes(w->k, w->bits);
     const int8_t *x = a->q + (int64_t)t * kp;
     const float *d = a->d + (int64_t)t * nb;
     float y = 0.0f;
@@ -105,7 +111,7 @@ static inline float lmq_qdot_ref(const lmq_qmat *w, int32_t o, const lmq_act *a,
         float p = 0.0f;
         for (int32_t b = g * per; b < (g + 1) * per && b < nb; ++b) {
             int32_t isum = 0;
-            for (int32_t i = b * LMQ_BLOCK; i < (b + 1) * LMQ_BLOCK; ++i) isum += lmq_code(w, row, kp, i) * x[i];
+            for (int32_t i = b * LMQ_BLOCK; i < (b + 1) * LMQ_BLOCK; ++i) isum += lmq_code(w, o, kp, i) * x[i];
             p += d[b] * (float)isum;
         }
         const int64_t gi = (int64_t)o * ng + g;
@@ -120,12 +126,12 @@ static inline void lmq_qrows_ref(const lmq_qmat *w, int32_t r0, int32_t r1, cons
     for (int32_t o = r0; o < r1; ++o) y[o] = lmq_qdot_ref(w, o, a, t, A);
 }
 
-/* Block integer sums of 4 rows over one unit starting at code `base` (u codes: 128, 64 or 32). */
-static inline void lmq_unit4_isums(const uint8_t *const *rows, int32_t base, int32_t u, const int8_t *x,
+/* Block integer sums of 4 rows over one int4 unit starting at code `base` (u codes: 128, 64 or 32). */
+static inline void lmq_unit4_isums(const uint8_t *const *units, int32_t base, int32_t u, const int8_t *x,
                                    int32_t isum[4][4]) {
     const int32_t h = u / 2;
     for (int32_t r = 0; r < 4; ++r) {
-        const uint8_t *p = rows[r] + base / 2;
+        const uint8_t *p = units[r];
         int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;  /* blocks base/32 + 0 .. 3 */
         for (int32_t j = 0; j < h; j += 4) {      /* unrolled by 4 codes; h is 16, 32 or 64 */
             const int32_t l0 = (p[j] & 15) * x[base + j] + (p[j + 1] & 15) * x[base + j + 1] +
@@ -150,18 +156,18 @@ static inline void lmq_unit4_isums(const uint8_t *const *rows, int32_t base, int
 static inline void lmq_qrows_unroll(const lmq_qmat *w, int32_t r0, int32_t r1, const lmq_act *a, int32_t t,
                                     const float *A, float *y) {
     const int32_t kp = a->kp, nb = a->nb, per = w->group / LMQ_BLOCK, ng = lmq_groups(w->k, w->group);
-    const int64_t rb = lmq_row_bytes(w->k, w->bits);
     const int8_t *x = a->q + (int64_t)t * kp;
     const float *d = a->d + (int64_t)t * nb;
     int32_t o = r0;
     for (; o + 4 <= r1 && w->bits == 4; o += 4) {
-        const uint8_t *rows[4] = {w->q + o * rb, w->q + (o + 1) * rb, w->q + (o + 2) * rb, w->q + (o + 3) * rb};
         float acc[4] = {0, 0, 0, 0}, p[4] = {0, 0, 0, 0};
         int32_t base = 0;
         while (base < kp) {
-            const int32_t u = base + 128 <= kp ? 128 : base + 64 <= kp ? 64 : 32;
+            const int32_t u = lmq_unit_size(4, kp, base);
+            const uint8_t *units[4] = {lmq_unit_ptr(w, o, base, u), lmq_unit_ptr(w, o + 1, base, u),
+                                       lmq_unit_ptr(w, o + 2, base, u), lmq_unit_ptr(w, o + 3, base, u)};
             int32_t isum[4][4];
-            lmq_unit4_isums(rows, base, u, x, isum);
+            lmq_unit4_isums(units, base, u, x, isum);
             for (int32_t bb = 0; bb < u / LMQ_BLOCK; ++bb) {
                 const int32_t b = base / LMQ_BLOCK + bb;
                 for (int32_t r = 0; r < 4; ++r) p[r] += d[b] * (float)isum[r][bb];

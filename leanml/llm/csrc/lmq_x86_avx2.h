@@ -49,7 +49,6 @@ static inline float lmq_zero_corr8(const uint16_t *sc, const uint8_t *zp, const 
 LMQ_INLINE void lmq_q_tile_avx2(const lmq_qmat *w, int32_t o, const int R, const lmq_act *a, int32_t t,
                                 const float *A, const int32_t *gidx, const int mode, float *y) {
     const int32_t kp = a->kp, nb = a->nb, ng = lmq_groups(w->k, w->group);
-    const int64_t rb = lmq_row_bytes(w->k, w->bits);
     const int8_t *x = a->q + (int64_t)t * kp;
     const float *d8 = a->d8 + (int64_t)t * nb * 8;
     const __m256i m4 = _mm256_set1_epi8(15), flip = _mm256_set1_epi8((char)0x80);
@@ -57,20 +56,22 @@ LMQ_INLINE void lmq_q_tile_avx2(const lmq_qmat *w, int32_t o, const int R, const
     for (int r = 0; r < R; ++r) acc[r] = gacc[r] = _mm256_setzero_ps();
     int32_t base = 0;
     while (base < kp) {
-        const int32_t u = w->bits == 8 ? LMQ_BLOCK : base + 128 <= kp ? 128 : base + 64 <= kp ? 64 : 32;
+        const int32_t u = lmq_unit_size(w->bits, kp, base);
         const int32_t b = base / LMQ_BLOCK;
         for (int r = 0; r < R; ++r) {
-            const uint8_t *row = w->q + (int64_t)(o + r) * rb;
+            const uint8_t *unit = lmq_unit_ptr(w, o + r, base, u); /* this row's bytes of the unit */
             const uint16_t *sc = w->scales + (int64_t)(o + r) * ng;
             __m256 part[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
             /* part[j]: block b + j's lanes of integer sums, as floats */
             if (w->bits == 8) {
-                const __m256i av = _mm256_loadu_si256((const __m256i *)(x + base));
-                const __m256i wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(row + base)), flip);
-                part[0] = lmq_dot8(_mm256_abs_epi8(wv), _mm256_sign_epi8(av, wv)); /* |w'| <= 128 fits u8 */
+                for (int j = 0; j < u / LMQ_BLOCK; ++j) {
+                    const __m256i av = _mm256_loadu_si256((const __m256i *)(x + base + 32 * j));
+                    const __m256i wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(unit + 32 * j)), flip);
+                    part[j] = lmq_dot8(_mm256_abs_epi8(wv), _mm256_sign_epi8(av, wv)); /* |w'| <= 128 fits u8 */
+                }
             } else if (u == 128) {
-                const __m256i w0 = _mm256_loadu_si256((const __m256i *)(row + base / 2));
-                const __m256i w1 = _mm256_loadu_si256((const __m256i *)(row + base / 2 + 32));
+                const __m256i w0 = _mm256_loadu_si256((const __m256i *)unit);
+                const __m256i w1 = _mm256_loadu_si256((const __m256i *)(unit + 32));
                 part[0] = lmq_dot8(_mm256_and_si256(w0, m4), _mm256_loadu_si256((const __m256i *)(x + base)));
                 part[1] = lmq_dot8(_mm256_and_si256(w1, m4), _mm256_loadu_si256((const __m256i *)(x + base + 32)));
                 part[2] = lmq_dot8(_mm256_and_si256(_mm256_srli_epi16(w0, 4), m4),
@@ -78,12 +79,12 @@ LMQ_INLINE void lmq_q_tile_avx2(const lmq_qmat *w, int32_t o, const int R, const
                 part[3] = lmq_dot8(_mm256_and_si256(_mm256_srli_epi16(w1, 4), m4),
                                    _mm256_loadu_si256((const __m256i *)(x + base + 96)));
             } else if (u == 64) {
-                const __m256i w0 = _mm256_loadu_si256((const __m256i *)(row + base / 2));
+                const __m256i w0 = _mm256_loadu_si256((const __m256i *)unit);
                 part[0] = lmq_dot8(_mm256_and_si256(w0, m4), _mm256_loadu_si256((const __m256i *)(x + base)));
                 part[1] = lmq_dot8(_mm256_and_si256(_mm256_srli_epi16(w0, 4), m4),
                                    _mm256_loadu_si256((const __m256i *)(x + base + 32)));
             } else {
-                const __m128i wb = _mm_loadu_si128((const __m128i *)(row + base / 2)), m4x = _mm_set1_epi8(15);
+                const __m128i wb = _mm_loadu_si128((const __m128i *)unit), m4x = _mm_set1_epi8(15);
                 const __m256i wv = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(wb, m4x)),
                                                            _mm_and_si128(_mm_srli_epi16(wb, 4), m4x), 1);
                 part[0] = lmq_dot8(wv, _mm256_loadu_si256((const __m256i *)(x + base)));

@@ -73,11 +73,11 @@ LMQ_INLINE void lmq_q4_tile(const lmq_qmat *w, int32_t o, const int R, const lmq
     const int32_t kp = a->kp, nb = a->nb, ng = lmq_groups(w->k, w->group);
     const int8_t *x = a->q + (int64_t)t * kp;
     const float *d8 = a->d8 + (int64_t)t * nb * 8;
-    const uint8_t *rows[4];
+    const int32_t t0 = o & ~3, tr = w->n - t0 < 4 ? w->n - t0 : 4, ro = o - t0; /* 4-row tile (lmq.h) */
+    const uint8_t *tile = w->q + (int64_t)t0 * (kp / 2);
     const uint16_t *sc[4];
     __m512 acc[4], gacc[4];
     for (int r = 0; r < R; ++r) {
-        rows[r] = w->q + (int64_t)(o + r) * (kp / 2);
         sc[r] = w->scales + (int64_t)(o + r) * ng;
         acc[r] = gacc[r] = _mm512_setzero_ps();
     }
@@ -88,7 +88,7 @@ LMQ_INLINE void lmq_q4_tile(const lmq_qmat *w, int32_t o, const int R, const lmq
         const __m512i al = _mm512_loadu_si512(x + base), ah = _mm512_loadu_si512(x + base + 64);
         const __m512 dl = _mm512_loadu_ps(d8 + 8 * b), dh = _mm512_loadu_ps(d8 + 8 * b + 16);
         for (int r = 0; r < R; ++r) {
-            const __m512i wb = _mm512_loadu_si512(rows[r] + base / 2);
+            const __m512i wb = _mm512_loadu_si512(tile + (int64_t)base / 2 * tr + (ro + r) * 64);
             const __m512i wl = _mm512_and_si512(wb, m4), wh = _mm512_and_si512(_mm512_srli_epi16(wb, 4), m4);
             const __m512 il = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, wl, al));
             const __m512 ih = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, wh, ah));
@@ -120,7 +120,7 @@ LMQ_INLINE void lmq_q4_tile(const lmq_qmat *w, int32_t o, const int R, const lmq
             const __m256i ah = _mm256_loadu_si256((const __m256i *)(x + base + 32));
             const __m256 dl = _mm256_loadu_ps(d8 + 8 * b), dh = _mm256_loadu_ps(d8 + 8 * b + 8);
             for (int r = 0; r < R; ++r) {
-                const __m256i wb = _mm256_loadu_si256((const __m256i *)(rows[r] + base / 2));
+                const __m256i wb = _mm256_loadu_si256((const __m256i *)(tile + (int64_t)base / 2 * tr + (ro + r) * 32));
                 const __m256i wl = _mm256_and_si256(wb, m4y), wh = _mm256_and_si256(_mm256_srli_epi16(wb, 4), m4y);
                 const __m256 il = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zy, wl, al));
                 const __m256 ih = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zy, wh, ah));
@@ -136,7 +136,7 @@ LMQ_INLINE void lmq_q4_tile(const lmq_qmat *w, int32_t o, const int R, const lmq
             const __m256 dv = _mm256_loadu_ps(d8 + 8 * b);
             const __m128i m4x = _mm_set1_epi8(15);
             for (int r = 0; r < R; ++r) {
-                const __m128i wb = _mm_loadu_si128((const __m128i *)(rows[r] + base / 2));
+                const __m128i wb = _mm_loadu_si128((const __m128i *)(tile + (int64_t)base / 2 * tr + (ro + r) * 16));
                 const __m256i wv = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(wb, m4x)),
                                                            _mm_and_si128(_mm_srli_epi16(wb, 4), m4x), 1);
                 const __m256 iv = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zy, wv, av));
@@ -154,6 +154,8 @@ LMQ_INLINE void lmq_q8_tile(const lmq_qmat *w, int32_t o, const int R, const lmq
     const int32_t kp = a->kp, nb = a->nb, ng = lmq_groups(w->k, w->group);
     const int8_t *x = a->q + (int64_t)t * kp;
     const float *d8 = a->d8 + (int64_t)t * nb * 8;
+    const int32_t t0 = o & ~3, tr = w->n - t0 < 4 ? w->n - t0 : 4, ro = o - t0; /* 4-row tile, 64-code units */
+    const uint8_t *tile = w->q + (int64_t)t0 * kp;
     __m512 acc[4];
     for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
     const __m512i zero = _mm512_setzero_si512();
@@ -163,7 +165,7 @@ LMQ_INLINE void lmq_q8_tile(const lmq_qmat *w, int32_t o, const int R, const lmq
         const __m512i av = _mm512_loadu_si512(x + i);
         const __m512 dv = _mm512_loadu_ps(d8 + 8 * b);
         for (int r = 0; r < R; ++r) {
-            const __m512i wv = _mm512_loadu_si512(w->q + (int64_t)(o + r) * kp + i);
+            const __m512i wv = _mm512_loadu_si512(tile + (int64_t)i * tr + (ro + r) * 64);
             const __m512 iv = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, wv, av));
             const __m512 sv = lmq_sc2(w->scales + (int64_t)(o + r) * ng, gidx, b, mode);
             acc[r] = _mm512_fmadd_ps(iv, _mm512_mul_ps(dv, sv), acc[r]);
@@ -174,7 +176,7 @@ LMQ_INLINE void lmq_q8_tile(const lmq_qmat *w, int32_t o, const int R, const lmq
         const __m256i av = _mm256_loadu_si256((const __m256i *)(x + i));
         const __m256 dv = _mm256_loadu_ps(d8 + 8 * b);
         for (int r = 0; r < R; ++r) {
-            const __m256i wv = _mm256_loadu_si256((const __m256i *)(w->q + (int64_t)(o + r) * kp + i));
+            const __m256i wv = _mm256_loadu_si256((const __m256i *)(tile + (int64_t)i * tr + (ro + r) * 32));
             const __m256 iv = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), wv, av));
             const __m256 sv = _mm256_set1_ps(lmq_h2f(w->scales[(int64_t)(o + r) * ng + gidx[b]]));
             acc[r] = _mm512_add_ps(acc[r], _mm512_zextps256_ps512(_mm256_mul_ps(iv, _mm256_mul_ps(dv, sv))));

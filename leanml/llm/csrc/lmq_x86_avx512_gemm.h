@@ -17,11 +17,11 @@ LMQ_INLINE void lmq_q4_gemm_tile(const lmq_qmat *w, int32_t o, const int R, cons
                                  const int T, const float *A, const int32_t *gidx, const int mode, float *y,
                                  int64_t ldy) {
     const int32_t kp = a->kp, nb = a->nb, ng = lmq_groups(w->k, w->group);
-    const uint8_t *rows[4];
+    const int32_t r0 = o & ~3, tr = w->n - r0 < 4 ? w->n - r0 : 4, ro = o - r0; /* 4-row tile (lmq.h) */
+    const uint8_t *tile = w->q + (int64_t)r0 * (kp / 2);
     const uint16_t *sc[4];
     __m512 acc[4][LMQ_GEMM_T];
     for (int r = 0; r < R; ++r) {
-        rows[r] = w->q + (int64_t)(o + r) * (kp / 2);
         sc[r] = w->scales + (int64_t)(o + r) * ng;
         for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
     }
@@ -38,7 +38,7 @@ LMQ_INLINE void lmq_q4_gemm_tile(const lmq_qmat *w, int32_t o, const int R, cons
             dl[t] = _mm512_loadu_ps(d8), dh[t] = _mm512_loadu_ps(d8 + 16);
         }
         for (int r = 0; r < R; ++r) {
-            const __m512i wb = _mm512_loadu_si512(rows[r] + base / 2);
+            const __m512i wb = _mm512_loadu_si512(tile + (int64_t)base / 2 * tr + (ro + r) * 64);
             const __m512i wl = _mm512_and_si512(wb, m4), wh = _mm512_and_si512(_mm512_srli_epi16(wb, 4), m4);
             const __m512 sl = lmq_sc2(sc[r], gidx, b, mode);
             const __m512 sh = mode == 2 ? sl : lmq_sc2(sc[r], gidx, b + 2, mode);
@@ -54,7 +54,7 @@ LMQ_INLINE void lmq_q4_gemm_tile(const lmq_qmat *w, int32_t o, const int R, cons
         const int32_t b = base / LMQ_BLOCK;
         const __m256i m4y = _mm256_set1_epi8(15), zy = _mm256_setzero_si256();
         for (int r = 0; r < R; ++r) {
-            const __m256i wb = _mm256_loadu_si256((const __m256i *)(rows[r] + base / 2));
+            const __m256i wb = _mm256_loadu_si256((const __m256i *)(tile + (int64_t)base / 2 * tr + (ro + r) * 32));
             const __m256i wl = _mm256_and_si256(wb, m4y), wh = _mm256_and_si256(_mm256_srli_epi16(wb, 4), m4y);
             const __m256 sl = _mm256_set1_ps(lmq_h2f(sc[r][gidx[b]])), sh = _mm256_set1_ps(lmq_h2f(sc[r][gidx[b + 1]]));
             for (int t = 0; t < T; ++t) {
@@ -74,7 +74,7 @@ LMQ_INLINE void lmq_q4_gemm_tile(const lmq_qmat *w, int32_t o, const int R, cons
         const int32_t b = base / LMQ_BLOCK;
         const __m128i m4x = _mm_set1_epi8(15);
         for (int r = 0; r < R; ++r) {
-            const __m128i wb = _mm_loadu_si128((const __m128i *)(rows[r] + base / 2));
+            const __m128i wb = _mm_loadu_si128((const __m128i *)(tile + (int64_t)base / 2 * tr + (ro + r) * 16));
             const __m256i wv = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(wb, m4x)),
                                                        _mm_and_si128(_mm_srli_epi16(wb, 4), m4x), 1);
             const __m256 sv = _mm256_set1_ps(lmq_h2f(sc[r][gidx[b]]));
