@@ -284,7 +284,7 @@ class CRuntime:
             else:
                 head = int4_matrix(w) if self.head == "int4" else int8_matrix(w)
         every = [m for layer in mats for m in layer] + ([head] if head is not None else [])
-        self._keep.append(ck.pack_arena(every))  # one buffer in the order a decode step reads it
+        self._arena = ck.pack_arena(every)  # one buffer in the order a decode step reads it
         self._keep.extend(every)
         descs = (LayerDesc * layers)()
         for i in range(layers):

@@ -156,19 +156,28 @@ LMQ_INLINE void lmq_q8_tile(const lmq_qmat *w, int32_t o, const int R, const lmq
     const float *d8 = a->d8 + (int64_t)t * nb * 8;
     const int32_t t0 = o & ~3, tr = w->n - t0 < 4 ? w->n - t0 : 4, ro = o - t0; /* 4-row tile, 64-code units */
     const uint8_t *tile = w->q + (int64_t)t0 * kp;
-    __m512 acc[4];
-    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+    __m512 acc[4], gacc[4];
+    for (int r = 0; r < R; ++r) acc[r] = gacc[r] = _mm512_setzero_ps();
     const __m512i zero = _mm512_setzero_si512();
     int32_t i = 0;
     for (; i + 64 <= kp; i += 64) {
         const int32_t b = i / LMQ_BLOCK;
         const __m512i av = _mm512_loadu_si512(x + i);
         const __m512 dv = _mm512_loadu_ps(d8 + 8 * b);
+        const int flush = mode == 2 && ((i + 64) % w->group == 0 || i + 128 > kp); /* the step ends its group */
         for (int r = 0; r < R; ++r) {
             const __m512i wv = _mm512_loadu_si512(tile + (int64_t)i * tr + (ro + r) * 64);
             const __m512 iv = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, wv, av));
-            const __m512 sv = lmq_sc2(w->scales + (int64_t)(o + r) * ng, gidx, b, mode);
-            acc[r] = _mm512_fmadd_ps(iv, _mm512_mul_ps(dv, sv), acc[r]);
+            if (mode == 2) { /* accumulate the group, scale it once */
+                gacc[r] = _mm512_fmadd_ps(iv, dv, gacc[r]);
+                if (flush) {
+                    acc[r] = _mm512_fmadd_ps(gacc[r], lmq_sc2(w->scales + (int64_t)(o + r) * ng, gidx, b, 1), acc[r]);
+                    gacc[r] = _mm512_setzero_ps();
+                }
+            } else {
+                const __m512 sv = lmq_sc2(w->scales + (int64_t)(o + r) * ng, gidx, b, mode);
+                acc[r] = _mm512_fmadd_ps(iv, _mm512_mul_ps(dv, sv), acc[r]);
+            }
         }
     }
     if (i < kp) { /* one block of 32 */
@@ -201,7 +210,8 @@ static inline void lmq_qrows_simd(const lmq_qmat *w, int32_t r0, int32_t r1, con
         else if (mode == 1) LMQ_TILES(lmq_q4_tile, 1);
         else LMQ_TILES(lmq_q4_tile, 0);
     } else {
-        if (mode >= 1) LMQ_TILES(lmq_q8_tile, 1);
+        if (mode == 2) LMQ_TILES(lmq_q8_tile, 2);
+        else if (mode == 1) LMQ_TILES(lmq_q8_tile, 1);
         else LMQ_TILES(lmq_q8_tile, 0);
     }
 }

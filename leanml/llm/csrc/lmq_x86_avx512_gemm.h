@@ -3,8 +3,9 @@
  *
  * The decode GEMV (lmq_x86_avx512.h) unpacks each weight unit for one token; here each unit is loaded and unpacked
  * once for T tokens, whose activations and block scales stay in registers (acc 4 x 3, activations 3 x 4: 24 of the
- * 32 zmm registers). The float order per (row, token) is: per unit, lanes += isum * (d * s); then the zero points
- * (one vector pass over the groups) and the 4 rows' horizontal sums in one reduction.
+ * 32 zmm registers). The float order per (row, token) is: per unit, lanes += isum * (d * s) (groups that are a
+ * multiple of 128: lanes += (isum_lo * d_lo + isum_hi * d_hi) * s); then the zero points (one vector pass over the
+ * groups) and the 4 rows' horizontal sums in one reduction.
  */
 #ifndef LMQ_X86_AVX512_GEMM_H
 #define LMQ_X86_AVX512_GEMM_H
@@ -45,8 +46,12 @@ LMQ_INLINE void lmq_q4_gemm_tile(const lmq_qmat *w, int32_t o, const int R, cons
             for (int t = 0; t < T; ++t) {
                 const __m512 il = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, wl, al[t]));
                 const __m512 ih = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, wh, ah[t]));
-                acc[r][t] = _mm512_fmadd_ps(il, _mm512_mul_ps(dl[t], sl), acc[r][t]);
-                acc[r][t] = _mm512_fmadd_ps(ih, _mm512_mul_ps(dh[t], sh), acc[r][t]);
+                if (mode == 2) { /* one group scale for the whole unit: scale the unit's sum once */
+                    acc[r][t] = _mm512_fmadd_ps(_mm512_fmadd_ps(il, dl[t], _mm512_mul_ps(ih, dh[t])), sl, acc[r][t]);
+                } else {
+                    acc[r][t] = _mm512_fmadd_ps(il, _mm512_mul_ps(dl[t], sl), acc[r][t]);
+                    acc[r][t] = _mm512_fmadd_ps(ih, _mm512_mul_ps(dh[t], sh), acc[r][t]);
+                }
             }
         }
     }

@@ -1,0 +1,244 @@
+"""LLM runtime speed on SmolLM2-135M: leanml's C runtime vs llama.cpp vs transformers vs leanml's PyTorch path,
+written to benchmarks/results/llm_speed.md (issue 7, "Measure").
+
+Rows (each at 1 and 2 threads, prompts of 128 and 512 tokens, 128 generated tokens, medians over --repeats):
+
+    leanml-c <label>     leanml's C runtime (W4A8, int8 head) on a packed file: AWQ W4g128 and W4g32 (made from
+                         llm_quality.py's cached AWQ search when present, or by --make-awq), and RTN W4g128
+    llama.cpp Q4_1/Q4_0  `llama-bench` (built by benchmarks/setup_llama_cpp.sh) on the shipped Q4_1 GGUF and its
+                         Q4_0 requantization (benchmarks/make_smollm2_ggufs.py): prefill = `-p P`, decode =
+                         `-n 128 -d P` (generation after a context of P tokens)
+    transformers fp32    HF `generate` (greedy, 128 new tokens) on the float32 model; prefill = one forward over the
+                         prompt, decode = 128 / (generate time - prefill time)
+    leanml torch         leanml's PyTorch reference path on the packed file (PackedLinear, DynamicCache)
+
+leanml rows use `leanml.llm.bench.bench_speed` (prefill P random ids in one call, then 128 single-token calls with
+greedy argmax feedback; one warm-up repeat). Perplexity: the exact C runtime on the built-in eval text (ctx 512,
+--chunks chunks, llama.cpp's convention) beside the PyTorch path's figure for the same packed model (from
+llm_quality.py's rows when cached, else computed with --ppl-torch) and llama.cpp Q4_1's. The physical bound is the
+read bandwidth measured on the same threads over (weight bytes + KV bytes at the mean decode position) per token.
+
+Rows are cached as JSON in --cache (default runs/llm_speed); --fresh recomputes. Do not run it beside another
+benchmark: timings need a quiet machine (the load average is recorded with every row).
+
+Run: .venv/bin/python benchmarks/llm_speed.py [--rows c,llamacpp,transformers,torch] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from _llama_cpp import LlamaCppError, gguf, tool
+
+from leanml.artifact import atomic_write
+from leanml.llm import ckernels as ck
+from leanml.llm.bench import bench_speed
+from leanml.profile import machine_summary
+from leanml.threads import torch_threads
+
+ROOT = Path(__file__).resolve().parent
+REPO = ROOT.parent
+RESULTS = ROOT / "results" / "llm_speed.md"
+QUALITY = REPO / "runs" / "llm_bench"
+THREADS, PROMPTS, GEN, CTX = (1, 2), (128, 512), 128, 512
+LEANML_FILES = {"awq-w4g128": (4, 128), "awq-w4g32": (4, 32), "rtn-w4g128": (4, 128)}
+LLAMA_KINDS = ("Q4_1", "Q4_0")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def packed_file(label: str, args: argparse.Namespace) -> Path | None:
+    """The packed SmolLM2 for ``label`` in the cache, made with ``leanml llm quantize`` when it can be."""
+    out = Path(args.cache) / f"smollm2-{label}.lmq"
+    if out.is_file():
+        return out
+    method, (bits, group) = label.split("-")[0], LEANML_FILES[label]
+    cmd = [sys.executable, "-m", "leanml", "llm", "quantize", "smollm2", "--method", method, "--bits", str(bits),
+           "--group-size", str(group), "--out", str(out), "--no-progress", "--threads", "2"]  # fmt: skip
+    if method == "awq":
+        search = QUALITY / f"{label}.safetensors"
+        if search.with_suffix(".json").is_file():
+            cmd += ["--search", str(search)]
+        elif args.make_awq:
+            cmd += ["--calib-samples", "32"]
+        else:
+            log(f"{label}: no cached AWQ search in {QUALITY} (run llm_quality.py, or pass --make-awq): skipped")
+            return None
+    log(" ".join(cmd))
+    subprocess.run(cmd, check=True)
+    return out
+
+
+def llama_bench_row(kind: str, threads: int, prompt: int, repeats: int) -> dict[str, Any]:
+    """llama-bench prefill (-p P) and decode after P tokens (-n 128 -d P), tokens/s per repetition."""
+    model = gguf(kind)
+    out: dict[str, Any] = {"file_bytes": model.stat().st_size}
+    for phase, extra in (("prefill", ["-p", str(prompt), "-n", "0"]),
+                         ("decode", ["-p", "0", "-n", str(GEN), "-d", str(prompt)])):  # fmt: skip
+        cmd = [str(tool("llama-bench")), "-m", str(model), "-t", str(threads), "-r", str(repeats), "-o", "json", *extra]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        rows = json.loads(proc.stdout[proc.stdout.find("[") :])
+        samples = [float(v) for v in rows[0]["samples_ts"]]
+        out[phase] = speed(samples)
+        out[f"{phase}_command"] = " ".join(cmd)
+    return out
+
+
+def speed(runs: list[float]) -> dict[str, Any]:
+    return {"median": statistics.median(runs), "low": min(runs), "high": max(runs), "runs": runs}
+
+
+def transformers_row(threads: int, prompt: int, repeats: int) -> dict[str, Any]:
+    from leanml.llm import load_llm
+
+    llm = load_llm("smollm2", progress=False)
+    model: Any = llm.model
+    ids = torch.randint(0, model.config.vocab_size, (1, prompt), generator=torch.Generator().manual_seed(0))
+    pre, dec = [], []
+    with torch_threads(threads), torch.no_grad():
+        for r in range(repeats + 1):
+            t0 = time.perf_counter()
+            model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            t1 = time.perf_counter()
+            model.generate(ids, max_new_tokens=GEN, min_new_tokens=GEN, do_sample=False, pad_token_id=0)
+            t2 = time.perf_counter()
+            if r:
+                pre.append(prompt / (t1 - t0))
+                dec.append(GEN / max(t2 - t1 - (t1 - t0), 1e-9))
+    return {"prefill": speed(pre), "decode": speed(dec), "file_bytes": None}
+
+
+def leanml_row(path: Path, engine: str, threads: int, prompt: int, repeats: int) -> dict[str, Any]:
+    r = bench_speed(path, engine=engine, threads=threads, prompt_tokens=prompt, gen_tokens=GEN, repeats=repeats)
+    d = r.to_dict()
+    return {"prefill": d["prefill"], "decode": d["decode"], "file_bytes": r.file_bytes,
+            "weight_bytes": r.weight_bytes_per_token, "simd": r.simd}  # fmt: skip
+
+
+def bound_row(path: Path, threads: int, prompt: int) -> dict[str, Any]:
+    """Read bandwidth on `threads` threads and the decode bound (weights + KV bytes at the mean position)."""
+    from leanml.llm.packed_file import read_header
+    from leanml.llm.runtime import CRuntime
+
+    with ck.Pool(ck.load_library(), threads) as pool:
+        bw = ck.memory_bandwidth(pool)
+    rt = CRuntime(path, n_ctx=prompt + GEN, threads=1)
+    c = read_header(path)[0]["config"]
+    kv_per_pos = int(c["num_hidden_layers"]) * int(c["num_key_value_heads"]) * int(c["head_dim"]) * 2 * 2
+    per_token = rt.weight_bytes() + kv_per_pos * (prompt + GEN // 2)
+    rt.close()
+    return {"bandwidth": bw, "bytes_per_token": per_token, "bound_tok_s": bw / per_token}
+
+
+def ppl_row(path: Path, label: str, args: argparse.Namespace) -> dict[str, Any]:
+    from leanml.llm import perplexity
+    from leanml.llm.corpus import added_bos
+    from leanml.llm.runtime_lm import load_c_engine
+
+    text = QUALITY / "eval_builtin.txt"
+    llm = load_c_engine(path, n_ctx=CTX, threads=args.threads_ppl)
+    ids = llm.tokenizer.encode(text.read_text(encoding="utf-8"))
+    r = perplexity(llm.model, ids, ctx=CTX, bos_id=added_bos(llm.tokenizer), max_chunks=args.chunks, progress=False)
+    c = r.llama_cpp
+    row: dict[str, Any] = {"c": {"llama_cpp": c.ppl, "stderr": c.ppl_stderr, "sliding": r.sliding.ppl,
+                                 "chunks": c.windows, "seconds": r.seconds}}  # fmt: skip
+    quality = QUALITY / f"{label}.row.json"
+    if quality.is_file():
+        row["torch"] = json.loads(quality.read_text())["ppl"]["pydoc-eval"] | {"source": str(quality)}
+    elif args.ppl_torch:
+        from leanml.llm.packed_file import load_packed
+
+        ref = load_packed(path)
+        with torch_threads(args.threads_ppl):
+            t = perplexity(ref.model, ids, ctx=CTX, bos_id=added_bos(ref.tokenizer), max_chunks=args.chunks,
+                           progress=False)  # fmt: skip
+        row["torch"] = {"llama_cpp": t.llama_cpp.ppl, "sliding": t.sliding.ppl, "source": "computed"}
+    q41 = QUALITY / "llama.cpp-Q4_1.row.json"
+    if q41.is_file():
+        row["llama.cpp Q4_1"] = json.loads(q41.read_text())["ppl"]["pydoc-eval"] | {"source": str(q41)}
+    return row
+
+
+def cached(cache: Path, name: str, fresh: bool, make: Any) -> dict[str, Any] | None:
+    """The row `name` from the cache, or make() (with the load average around it) and cache it."""
+    path = cache / f"{name}.json"
+    if path.is_file() and not fresh:
+        return dict(json.loads(path.read_text()))
+    log(f"measuring {name}")
+    before = os.getloadavg()[0]
+    try:
+        row = make()
+    except (LlamaCppError, subprocess.CalledProcessError, FileNotFoundError) as e:
+        log(f"{name}: {e}")
+        return None
+    row["load_average"] = [before, os.getloadavg()[0]]
+    row["measured"] = time.strftime("%Y-%m-%d %H:%M")
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(row, indent=1)))
+    return row
+
+
+def main() -> None:
+    from _llm_speed_report import write_report
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", default="c,llamacpp,transformers,torch,ppl,bound")
+    parser.add_argument("--labels", default=",".join(LEANML_FILES), help="leanml packed models to time")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--chunks", type=int, default=32)
+    parser.add_argument("--threads-ppl", type=int, default=2)
+    parser.add_argument("--cache", default=str(REPO / "runs" / "llm_speed"))
+    parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--make-awq", action="store_true", help="run the AWQ search when no cached one exists")
+    parser.add_argument("--ppl-torch", action="store_true", help="compute the PyTorch path's perplexity if missing")
+    args = parser.parse_args()
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    wanted = set(args.rows.split(","))
+    files = {label: packed_file(label, args) for label in args.labels.split(",")}
+    rows: dict[str, Any] = {}
+
+    def add(name: str, fn: Any, *fn_args: Any) -> None:
+        row = cached(cache, name, args.fresh, partial(fn, *fn_args))
+        if row is not None:
+            rows[name] = row
+            write_report(rows, files, args, Path(args.out), machine_summary())
+
+    for threads in THREADS:
+        for prompt in PROMPTS:
+            key = f"t{threads}-p{prompt}"
+            for label, path in files.items():
+                if path is not None and "c" in wanted:
+                    add(f"leanml-c-{label}-{key}", leanml_row, path, "c", threads, prompt, args.repeats)
+                if path is not None and "bound" in wanted and label == "rtn-w4g128":
+                    add(f"bound-{key}", bound_row, path, threads, prompt)
+            if "llamacpp" in wanted:
+                for kind in LLAMA_KINDS:
+                    add(f"llama.cpp-{kind}-{key}", llama_bench_row, kind, threads, prompt, args.repeats)
+            if "transformers" in wanted:
+                add(f"transformers-fp32-{key}", transformers_row, threads, prompt, min(args.repeats, 3))
+            ref = files.get("awq-w4g128") or files.get("rtn-w4g128")
+            if "torch" in wanted and ref is not None:
+                add(f"leanml-torch-{key}", leanml_row, ref, "torch", threads, prompt, min(args.repeats, 3))
+    if "ppl" in wanted:
+        for label, path in files.items():
+            if path is not None:
+                add(f"ppl-{label}", ppl_row, path, label, args)
+    write_report(rows, files, args, Path(args.out), machine_summary())
+    log(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
