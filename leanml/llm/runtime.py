@@ -144,7 +144,7 @@ def int8_matrix(w: np.ndarray, group: int = HEAD_GROUP) -> ck.CMatrix:
     Example:
         >>> m = int8_matrix(np.array([[1.0, -2.0, 0.5]], np.float32))
         >>> m.bits, int(m.zeros[0, 0]), m.codes[0, :3].tolist()
-        (8, 128, [192, 1, 160])
+        (8, 128, [191, 1, 160])
     """
     n, k = w.shape
     g = -(-k // group)
