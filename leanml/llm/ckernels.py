@@ -276,6 +276,7 @@ def load_library(flags: tuple[str, ...] = BUILD_FLAGS) -> ctypes.CDLL:
         "lmq_k_bench_fgemm": (ctypes.c_int, [vp, ctypes.c_int, dp, i32, i32, dp, i32, dp, i32, dp]),
         "lmq_sizeof": (sz, [ctypes.c_int]),
         "lmq_k_bench_read": (ctypes.c_int, [vp, dp, ctypes.c_int64, i32, dp]),
+        "lmq_k_attend": (ctypes.c_int, [ctypes.c_int, dp, dp, dp, i32, i32, ctypes.c_float, dp]),
     }
     for name, (res, args) in sig.items():
         fn = getattr(lib, name)
@@ -408,6 +409,27 @@ def axpy_f16(lib: ctypes.CDLL, p: np.ndarray, v: np.ndarray, out: np.ndarray, va
     if lib.lmq_k_axpy_f16(VARIANTS[variant], p.ctypes.data, v.ctypes.data, n, count, res.ctypes.data):
         raise LeanmlError("axpy_f16 refused its arguments")
     return res
+
+
+def attend(lib: ctypes.CDLL, q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float,
+           variant: str = "simd") -> np.ndarray:  # fmt: skip
+    """One attention head: softmax(q . k_j * scale) . v_j for q (hd,), keys and values (n, hd) float16 → (hd,).
+
+    Example:
+        >>> kv = np.ones((3, 4), np.float16)
+        >>> attend(lib, np.ones(4, np.float32), kv, kv, 0.5)  # doctest: +SKIP
+        array([1., 1., 1., 1.], dtype=float32)
+    """
+    q = _f32(q)
+    k, v = np.ascontiguousarray(k, dtype=np.float16), np.ascontiguousarray(v, dtype=np.float16)
+    n, hd = k.shape
+    if q.shape != (hd,) or v.shape != (n, hd):
+        raise LeanmlError(f"attention shapes do not match: q {q.shape}, k {k.shape}, v {v.shape}")
+    out = np.empty(hd, np.float32)
+    if lib.lmq_k_attend(VARIANTS[variant], q.ctypes.data, k.ctypes.data, v.ctypes.data, n, hd, scale,
+                        out.ctypes.data):  # fmt: skip
+        raise LeanmlError("attend refused its arguments")
+    return out
 
 
 def memory_bandwidth(pool: Pool, mbytes: int = 256, repeats: int = 5) -> float:

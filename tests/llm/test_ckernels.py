@@ -181,6 +181,22 @@ def test_attention_kernels(lib: Any) -> None:
         np.testing.assert_array_equal(ck.axpy_f16(lib, p, keys, out, "simd"), ck.axpy_f16(lib, p, keys, out, "ref"))
 
 
+def test_attention_head(lib: Any) -> None:
+    """SIMD attention (vector exp, register accumulators) within 2e-6 of max |v| of the reference (expf)."""
+    rng = np.random.default_rng(6)
+    for n, hd in [(1, 64), (5, 16), (37, 20), (130, 64), (9, 128), (3, 160)]:
+        q = (rng.standard_normal(hd) * 2).astype(np.float32)
+        k = rng.standard_normal((n, hd)).astype(np.float16)
+        v = rng.standard_normal((n, hd)).astype(np.float16)
+        scale = 1.0 / np.sqrt(hd)
+        ref, simd = (ck.attend(lib, q, k, v, scale, variant) for variant in ("ref", "simd"))
+        s = k.astype(np.float64) @ q * scale
+        p = np.exp(s - s.max())
+        want = p @ v.astype(np.float64) / p.sum()
+        bound = 2e-6 * np.abs(v).max()
+        assert np.all(np.abs(ref - want) <= bound) and np.all(np.abs(simd - want) <= bound), (n, hd)
+
+
 def test_kernel_refusals(lib: Any) -> None:
     codes, scales, zeros = random_matrix(np.random.default_rng(5), 4, 64, 4, 32)
     mat = ck.CMatrix.from_codes(codes, scales, zeros, 4, 32)

@@ -52,18 +52,7 @@ static void lmq_attend(lmq_model *m, int layer, int32_t t, int32_t p, int32_t he
     const size_t base = ((size_t)layer * d->n_kv_heads + (size_t)kvh) * (size_t)d->n_ctx * (size_t)hd;
     const float *q = m->q + (size_t)t * m->q_dim + (size_t)head * hd;
     float *s = m->scores + (size_t)tid * d->n_ctx, *out = m->att + (size_t)t * m->q_dim + (size_t)head * hd;
-    const float scale = 1.0f / sqrtf((float)hd);
-    float mx = -INFINITY;
-    for (int32_t j = 0; j <= p; ++j) {
-        s[j] = lmq_dot_f16_simd(q, m->kc + base + (size_t)j * hd, hd) * scale;
-        mx = s[j] > mx ? s[j] : mx;
-    }
-    float sum = 0.0f;
-    for (int32_t j = 0; j <= p; ++j) sum += (s[j] = expf(s[j] - mx));
-    memset(out, 0, (size_t)hd * sizeof *out);
-    for (int32_t j = 0; j <= p; ++j) lmq_axpy_f16_simd(s[j], m->vc + base + (size_t)j * hd, hd, out);
-    const float inv = 1.0f / sum;
-    for (int32_t i = 0; i < hd; ++i) out[i] *= inv;
+    lmq_attend_simd(q, m->kc + base, m->vc + base, p + 1, hd, 1.0f / sqrtf((float)hd), s, out);
 }
 
 static void lmq_step_task(void *ctx, int64_t chunk, int tid) {

@@ -270,6 +270,18 @@ int lmq_k_axpy_f16(int variant, const float *p, const uint16_t *v, int32_t n, in
     return 0;
 }
 
+/* Attention of one head over n positions: out (hd) from q (hd), keys and values (n, hd) float16. */
+int lmq_k_attend(int variant, const float *q, const uint16_t *k, const uint16_t *v, int32_t n, int32_t hd,
+                 float scale, float *out) {
+    if (n < 1 || hd < 1) return -1;
+    float *s = malloc((size_t)n * sizeof *s);
+    if (!s) return -1;
+    if (variant == LMQ_SIMD) lmq_attend_simd(q, k, v, n, hd, scale, s, out);
+    else lmq_attend_ref(q, k, v, n, hd, scale, s, out);
+    free(s);
+    return 0;
+}
+
 /* Sizes of the structs Python mirrors with ctypes: 0 lmq_qmat, 1 lmq_layer_desc, 2 lmq_model_desc. */
 size_t lmq_sizeof(int which) {
     return which == 0 ? sizeof(lmq_qmat) : which == 1 ? sizeof(lmq_layer_desc) : which == 2 ? sizeof(lmq_model_desc) : 0;

@@ -224,4 +224,20 @@ static inline void lmq_axpy_f16_ref(float p, const uint16_t *v, int32_t n, float
     for (int32_t i = 0; i < n; ++i) out[i] += p * lmq_h2f(v[i]);
 }
 
+/* One attention head: out (hd) = softmax(q . k_j * scale, j < n) . v_j, keys and values (n, hd) float16; s: (n,)
+ * scratch for the scores. Reference: scores in order, expf, then out accumulated position by position. */
+static inline void lmq_attend_ref(const float *q, const uint16_t *k, const uint16_t *v, int32_t n, int32_t hd,
+                                  float scale, float *s, float *out) {
+    float mx = -INFINITY, sum = 0.0f;
+    for (int32_t j = 0; j < n; ++j) {
+        s[j] = lmq_dot_f16_ref(q, k + (int64_t)j * hd, hd) * scale;
+        mx = s[j] > mx ? s[j] : mx;
+    }
+    for (int32_t j = 0; j < n; ++j) sum += (s[j] = expf(s[j] - mx));
+    for (int32_t i = 0; i < hd; ++i) out[i] = 0.0f;
+    for (int32_t j = 0; j < n; ++j) lmq_axpy_f16_ref(s[j], v + (int64_t)j * hd, hd, out);
+    const float inv = 1.0f / sum;
+    for (int32_t i = 0; i < hd; ++i) out[i] *= inv;
+}
+
 #endif /* LMQ_REF_H */

@@ -5,7 +5,7 @@
  *   lmq_x86_avx2.h     AVX2 + FMA + F16C: `vpmaddubsw` + `vpmaddwd`, 8 lanes
  *   (neither)          the unrolled scalar kernels of lmq_ref.h
  *
- * Each defines lmq_qrows_simd, lmq_quantize_row_simd, lmq_frows_simd, lmq_dot_f16_simd and lmq_axpy_f16_simd with the `_ref` twins'
+ * Each defines lmq_qrows_simd, lmq_quantize_row_simd, lmq_frows_simd, lmq_dot_f16_simd, lmq_axpy_f16_simd and lmq_attend_simd with the `_ref` twins'
  * signatures (lmq_qrows_simd also takes gidx, the group of each activation block), LMQ_SIMD_LEVEL and LMQ_SIMD_NAME;
  * lmq_qgemm_simd (4 rows x every token) is a register-tiled kernel on AVX-512, a loop over tokens elsewhere.
  */
@@ -36,6 +36,10 @@ static inline void lmq_frows_simd(const float *w, int32_t k, int32_t r0, int32_t
 }
 static inline float lmq_dot_f16_simd(const float *q, const uint16_t *k, int32_t n) { return lmq_dot_f16_ref(q, k, n); }
 static inline void lmq_axpy_f16_simd(float p, const uint16_t *v, int32_t n, float *out) { lmq_axpy_f16_ref(p, v, n, out); }
+static inline void lmq_attend_simd(const float *q, const uint16_t *k, const uint16_t *v, int32_t n, int32_t hd,
+                                   float scale, float *s, float *out) {
+    lmq_attend_ref(q, k, v, n, hd, scale, s, out);
+}
 #endif
 
 #ifdef LMQ_GEMM_PER_TOKEN

@@ -209,4 +209,10 @@ static inline void lmq_axpy_f16_simd(float p, const uint16_t *v, int32_t n, floa
     for (; i < n; ++i) out[i] += p * lmq_h2f(v[i]);
 }
 
+/* Attention: the reference (its dot products and axpys are already these SIMD kernels' scalar twins). */
+static inline void lmq_attend_simd(const float *q, const uint16_t *k, const uint16_t *v, int32_t n, int32_t hd,
+                                   float scale, float *s, float *out) {
+    lmq_attend_ref(q, k, v, n, hd, scale, s, out);
+}
+
 #endif /* LMQ_X86_AVX2_H */

@@ -283,4 +283,78 @@ static inline void lmq_axpy_f16_simd(float p, const uint16_t *v, int32_t n, floa
     }
 }
 
+/* exp(x) for x <= 0 (softmax after subtracting the max): 2^n * p(r), r = x - n ln 2, degree-6 polynomial; within
+ * 2 ulp of expf; below -87.3 (where expf is denormal or 0) it returns 0 or a denormal. */
+LMQ_INLINE __m512 lmq_exp512(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-103.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* lmq_attend_ref with 16-lane dot products (4 positions per combined reduction), a vector exp, and the output
+ * accumulated in registers (head_dim <= 128; larger heads use the reference). */
+static inline void lmq_attend_simd(const float *q, const uint16_t *k, const uint16_t *v, int32_t n, int32_t hd,
+                                   float scale, float *s, float *out) {
+    if (hd > 128) {
+        lmq_attend_ref(q, k, v, n, hd, scale, s, out);
+        return;
+    }
+    const int32_t nv = (hd + 15) / 16;
+    __mmask16 m[8];
+    __m512 qv[8], acc[8];
+    for (int32_t c = 0; c < nv; ++c) {
+        m[c] = (__mmask16)(hd - 16 * c >= 16 ? 0xFFFF : (1u << (hd - 16 * c)) - 1);
+        qv[c] = _mm512_mul_ps(_mm512_maskz_loadu_ps(m[c], q + 16 * c), _mm512_set1_ps(scale));
+        acc[c] = _mm512_setzero_ps();
+    }
+    int32_t j = 0;
+    for (; j + 4 <= n; j += 4) { /* 4 scores per combined reduction */
+        __m512 d[4];
+        for (int t = 0; t < 4; ++t) {
+            const uint16_t *kj = k + (int64_t)(j + t) * hd;
+            d[t] = _mm512_setzero_ps();
+            for (int32_t c = 0; c < nv; ++c)
+                d[t] = _mm512_fmadd_ps(qv[c], _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m[c], kj + 16 * c)), d[t]);
+        }
+        _mm_storeu_ps(s + j, lmq_reduce4(d));
+    }
+    for (; j < n; ++j) {
+        __m512 d = _mm512_setzero_ps();
+        for (int32_t c = 0; c < nv; ++c)
+            d = _mm512_fmadd_ps(qv[c], _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m[c], k + (int64_t)j * hd + 16 * c)), d);
+        s[j] = _mm512_reduce_add_ps(d);
+    }
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    for (j = 0; j < n; j += 16) {
+        const __mmask16 mj = (__mmask16)(n - j >= 16 ? 0xFFFF : (1u << (n - j)) - 1);
+        mx = _mm512_mask_max_ps(mx, mj, mx, _mm512_maskz_loadu_ps(mj, s + j));
+    }
+    const __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+    __m512 sum = _mm512_setzero_ps();
+    for (j = 0; j < n; j += 16) {
+        const __mmask16 mj = (__mmask16)(n - j >= 16 ? 0xFFFF : (1u << (n - j)) - 1);
+        const __m512 e = _mm512_maskz_mov_ps(mj, lmq_exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mj, s + j), top)));
+        _mm512_mask_storeu_ps(s + j, mj, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    for (j = 0; j < n; ++j) {
+        const __m512 pj = _mm512_set1_ps(s[j]);
+        const uint16_t *vj = v + (int64_t)j * hd;
+        for (int32_t c = 0; c < nv; ++c)
+            acc[c] = _mm512_fmadd_ps(pj, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m[c], vj + 16 * c)), acc[c]);
+    }
+    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    for (int32_t c = 0; c < nv; ++c) _mm512_mask_storeu_ps(out + 16 * c, m[c], _mm512_mul_ps(acc[c], inv));
+}
+
 #endif /* LMQ_X86_AVX512_H */
