@@ -56,10 +56,12 @@ static inline const uint8_t *lmq_unit_ptr(const lmq_qmat *w, int32_t o, int32_t 
 
 /* Code i of row o (the reference's way in: find i's unit, then its byte and nibble). */
 static inline int32_t lmq_code(const lmq_qmat *w, int32_t o, int32_t kp, int32_t i) {
-    int32_t base = 0, u = lmq_unit_size(w->bits, kp, 0);
-    while (i >= base + u) {
-        base += u;
-        u = lmq_unit_size(w->bits, kp, base);
+    const int32_t big = w->bits == 4 ? 128 : 64, full = kp / big * big;
+    int32_t base = i / big * big, u = big;
+    if (i >= full) { /* the tail: int4 may have a unit of 64 then one of 32; int8 one of 32 */
+        const int32_t with64 = big == 128 && kp - full >= 64;
+        base = with64 && i - full < 64 ? full : full + (with64 ? 64 : 0);
+        u = with64 && i - full < 64 ? 64 : 32;
     }
     const uint8_t *p = lmq_unit_ptr(w, o, base, u);
     const int32_t j = i - base, h = u / 2;
@@ -172,6 +174,33 @@ static inline void lmq_qrows_unroll(const lmq_qmat *w, int32_t r0, int32_t r1, c
                 const int32_t b = base / LMQ_BLOCK + bb;
                 for (int32_t r = 0; r < 4; ++r) p[r] += d[b] * (float)isum[r][bb];
                 if ((b + 1) % per == 0 || b + 1 == nb) { /* the block ends group b / per */
+                    const int32_t g = b / per;
+                    for (int32_t r = 0; r < 4; ++r) {
+                        const int64_t gi = (int64_t)(o + r) * ng + g;
+                        acc[r] += lmq_h2f(w->scales[gi]) * (p[r] - (float)w->zeros[gi] * A[g]);
+                        p[r] = 0.0f;
+                    }
+                }
+            }
+            base += u;
+        }
+        for (int32_t r = 0; r < 4; ++r) y[o + r] = w->bias ? acc[r] + w->bias[o + r] : acc[r];
+    }
+    for (; o + 4 <= r1 && w->bits == 8; o += 4) { /* int8: 4 rows, 4 codes per step, integer sums per block */
+        float acc[4] = {0, 0, 0, 0}, p[4] = {0, 0, 0, 0};
+        for (int32_t base = 0; base < kp;) {
+            const int32_t u = lmq_unit_size(8, kp, base);
+            for (int32_t bb = 0; bb < u / LMQ_BLOCK; ++bb) {
+                const int32_t b = base / LMQ_BLOCK + bb;
+                for (int32_t r = 0; r < 4; ++r) {
+                    const uint8_t *q = lmq_unit_ptr(w, o + r, base, u) + bb * LMQ_BLOCK;
+                    const int8_t *xb = x + b * LMQ_BLOCK;
+                    int32_t isum = 0;
+                    for (int32_t j = 0; j < LMQ_BLOCK; j += 4)
+                        isum += q[j] * xb[j] + q[j + 1] * xb[j + 1] + q[j + 2] * xb[j + 2] + q[j + 3] * xb[j + 3];
+                    p[r] += d[b] * (float)isum;
+                }
+                if ((b + 1) % per == 0 || b + 1 == nb) {
                     const int32_t g = b / per;
                     for (int32_t r = 0; r < 4; ++r) {
                         const int64_t gi = (int64_t)(o + r) * ng + g;
