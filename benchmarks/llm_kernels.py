@@ -95,6 +95,8 @@ def main() -> None:
     lib = ck.load_library()
     rng = np.random.default_rng(0)
     load_before = os.getloadavg()
+    ps = ["ps", "-eo", "pcpu,args", "--sort=-pcpu", "--no-headers"]
+    others = [ln.strip()[:90] for ln in subprocess.run(ps, capture_output=True, text=True).stdout.splitlines()[:3]]
     rows = []
     with ck.Pool(lib, 1) as one, ck.Pool(lib, args.threads) as many:
         for label, n, k, m, bits, group in SHAPES:
@@ -124,6 +126,7 @@ def main() -> None:
         f"- 1-minute load average: {load_before[0]:.2f} before, {load_after[0]:.2f} after"
         + (" — **the machine was busy** (other jobs on the cores): multithreaded rungs are pessimistic"
            if max(load_before[0], load_after[0]) > 0.5 else " (quiet)"),
+        "- busiest processes at the start (`ps`, %CPU): " + "; ".join(f"`{o}`" for o in others),
         "",
         "| shape (out x in, tokens) | " + " | ".join(r for r, _, _ in RUNGS) + " |",
         "|---|" + "---|" * len(RUNGS),
