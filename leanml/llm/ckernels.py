@@ -277,6 +277,7 @@ def load_library(flags: tuple[str, ...] = BUILD_FLAGS) -> ctypes.CDLL:
         "lmq_sizeof": (sz, [ctypes.c_int]),
         "lmq_k_bench_read": (ctypes.c_int, [vp, dp, ctypes.c_int64, i32, dp]),
         "lmq_k_attend": (ctypes.c_int, [ctypes.c_int, dp, dp, dp, i32, i32, ctypes.c_float, dp]),
+        "lmq_k_pool_check": (ctypes.c_int64, [vp, i32, i32, dp]),
     }
     for name, (res, args) in sig.items():
         fn = getattr(lib, name)
@@ -445,3 +446,18 @@ def memory_bandwidth(pool: Pool, mbytes: int = 256, repeats: int = 5) -> float:
     if pool.lib.lmq_k_bench_read(pool.handle, buf.ctypes.data, buf.nbytes, repeats, secs.ctypes.data):
         raise LeanmlError("bandwidth probe refused its arguments")
     return float(buf.nbytes / secs.min())
+
+
+def pool_check(pool: Pool, runs: int = 20000, max_chunks: int = 8) -> int:
+    """Run ``runs`` back-to-back parallel regions of 1..``max_chunks`` chunks on ``pool`` and return how many chunks
+    did not run exactly once (0 for a correct pool; a stress test of the hand-over between regions).
+
+    Example:
+        >>> pool_check(pool, runs=1000)  # doctest: +SKIP
+        0
+    """
+    counts = np.zeros(max_chunks, np.int32)
+    wrong = int(pool.lib.lmq_k_pool_check(pool.handle, runs, max_chunks, counts.ctypes.data))
+    if wrong < 0:
+        raise LeanmlError("pool check refused its arguments", "pass runs >= 1 and max_chunks >= 1")
+    return wrong

@@ -17,6 +17,8 @@ k = 576 at g128 (SmolLM2's short last group), g32/g64/g96 and 8-bit codes.
 from __future__ import annotations
 
 import platform
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -211,3 +213,26 @@ def test_kernel_refusals(lib: Any) -> None:
             ck.gemm(pool, mat, np.ones((1, 63), np.float32))
     with pytest.raises(LeanmlError, match="positive integer"):
         ck.Pool(lib, 0)
+
+
+_POOL_CHECK = """
+import sys
+from leanml.llm import ckernels as ck
+flags = tuple(sys.argv[2:])
+with ck.Pool(ck.load_library(flags), int(sys.argv[1])) as pool:
+    print(ck.pool_check(pool, runs=20000, max_chunks=6), ck.pool_check(pool, runs=200, max_chunks=5000))
+"""
+
+
+@pytest.mark.parametrize("threads", [2, 3, 8])
+@pytest.mark.parametrize("build", ["native", "scalar"])
+def test_pool_runs_every_chunk_exactly_once(build: str, threads: int) -> None:
+    # back-to-back small regions are where a late worker could claim a chunk of the next region (a doubled chunk
+    # there once hung the runtime); more threads than cores makes late workers common. In a child process with a
+    # time limit, so that a regression fails here instead of hanging the suite.
+    try:
+        out = subprocess.run([sys.executable, "-c", _POOL_CHECK, str(threads), *BUILDS[build]], capture_output=True,
+                             text=True, timeout=120, check=True).stdout  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the pool of {threads} threads hung on back-to-back regions")
+    assert out.split() == ["0", "0"]

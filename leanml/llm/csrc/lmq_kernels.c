@@ -6,6 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "lmq.h"
@@ -355,4 +356,31 @@ int lmq_k_bench_read(lmq_pool *pool, const void *buf, int64_t bytes, int32_t rep
     const int ok = c->sums[0] != 1; /* keep the sums alive */
     free(c);
     return ok ? 0 : 0;
+}
+
+/* ------------------------------------------------------------------ pool check (tests) */
+typedef struct {
+    int32_t *counts; /* (n,) times each chunk ran in this run */
+} lmq_count_ctx;
+
+static void lmq_count_task(void *ctx, int64_t i, int tid) {
+    (void)tid;
+    __atomic_add_fetch(&((lmq_count_ctx *)ctx)->counts[i], 1, __ATOMIC_RELAXED);
+}
+
+/* Run `runs` back-to-back parallel regions of 1 .. max_chunks chunks (a fixed pseudo-random sequence) and count the
+ * chunks that did not run exactly once; counts is (max_chunks,) scratch. Returns -1 on bad arguments. */
+int64_t lmq_k_pool_check(lmq_pool *pool, int32_t runs, int32_t max_chunks, int32_t *counts) {
+    if (!pool || runs < 1 || max_chunks < 1 || !counts) return -1;
+    lmq_count_ctx c = {counts};
+    uint32_t state = 12345u;
+    int64_t wrong = 0;
+    for (int32_t r = 0; r < runs; ++r) {
+        state = state * 1664525u + 1013904223u;
+        const int32_t n = 1 + (int32_t)((state >> 8) % (uint32_t)max_chunks);
+        memset(counts, 0, (size_t)n * sizeof *counts);
+        lmq_pool_run(pool, lmq_count_task, &c, n);
+        for (int32_t i = 0; i < n; ++i) wrong += counts[i] != 1;
+    }
+    return wrong;
 }
