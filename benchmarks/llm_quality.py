@@ -15,7 +15,8 @@ AWQ calibrates on --calib-samples blocks of 512 tokens of the built-in calibrati
 default is 128; 32 keeps a 2-core CPU run near 15 minutes a setting). Search results are cached as
 safetensors beside the row JSON and reused.
 
-Resumable: rows are cached as JSON in --cache (default runs/llm_bench); --fresh recomputes.
+Resumable: rows are cached as JSON in --cache (default runs/llm_bench) and rows already in the committed results
+file are kept; --fresh recomputes everything.
 
 Run: .venv/bin/python benchmarks/llm_quality.py [--rows float,rtn,awq,llamacpp] [--chunks 32]
 """
@@ -185,9 +186,25 @@ def write_results(rows: dict[str, dict[str, Any]], args: argparse.Namespace, com
                          f"recovers {recovered:.0%} of RTN's increase")  # fmt: skip
         goal = " (goal at W3g128: recover ≥ 50%)" if (bits, group) == (3, 128) else ""
         lines.append(f"- W{bits}g{group}{goal}: " + "; ".join(parts))
-    lines += ["", "## Details", "", "```json", json.dumps(rows, indent=1, default=str)[:20000], "```", ""]
+    lines += ["", "## Details", "", "```json", json.dumps(rows, indent=1, default=str), "```", ""]
     text = "\n".join(lines)
     atomic_write(RESULTS, lambda tmp: tmp.write_text(text))
+
+
+def committed_rows() -> dict[str, dict[str, Any]]:
+    """The rows of the committed results file (its JSON block), so a fresh checkout only runs the missing rows."""
+    if not RESULTS.is_file():
+        return {}
+    text = RESULTS.read_text()
+    start, end = text.find("```json\n"), text.rfind("```")
+    if start < 0 or end <= start:
+        return {}
+    try:
+        rows = json.loads(text[start + len("```json\n") : end])
+    except json.JSONDecodeError as e:
+        log(f"{RESULTS.name}: its JSON block does not parse ({e}); rows there are not reused")
+        return {}
+    return rows if isinstance(rows, dict) else {}
 
 
 def main() -> None:
@@ -211,7 +228,7 @@ def main() -> None:
     if "llamacpp" in wanted:
         labels += [f"llama.cpp-{k}" for k in LLAMA_KINDS[2:]]
     command = "benchmarks/llm_quality.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items())
-    rows: dict[str, dict[str, Any]] = {}
+    rows: dict[str, dict[str, Any]] = {} if args.fresh else committed_rows()
     for p in sorted(Path(args.cache).glob("*.row.json")):
         rows[p.name.removesuffix(".row.json")] = json.loads(p.read_text())
     with torch_threads(args.threads):
@@ -219,6 +236,9 @@ def main() -> None:
             path = Path(args.cache) / f"{label}.row.json"
             if path.is_file() and not args.fresh:
                 log(f"({i}/{len(labels)}) {label}: cached")
+                continue
+            if label in rows and not args.fresh:
+                log(f"({i}/{len(labels)}) {label}: kept from {RESULTS.name}")
                 continue
             log(f"({i}/{len(labels)}) {label}: running")
             start = time.perf_counter()
