@@ -154,9 +154,9 @@ def ppl_row(path: Path, label: str, args: argparse.Namespace) -> dict[str, Any]:
     c = r.llama_cpp
     row: dict[str, Any] = {"c": {"llama_cpp": c.ppl, "stderr": c.ppl_stderr, "sliding": r.sliding.ppl,
                                  "chunks": c.windows, "seconds": r.seconds}}  # fmt: skip
-    quality = QUALITY / f"{label}.row.json"
-    if quality.is_file():
-        row["torch"] = json.loads(quality.read_text())["ppl"]["pydoc-eval"] | {"source": str(quality)}
+    quality = quality_row(label)
+    if quality is not None:
+        row["torch"] = quality[0]["ppl"]["pydoc-eval"] | {"source": quality[1]}
     elif args.ppl_torch:
         from leanml.llm.packed_file import load_packed
 
@@ -165,10 +165,22 @@ def ppl_row(path: Path, label: str, args: argparse.Namespace) -> dict[str, Any]:
             t = perplexity(ref.model, ids, ctx=CTX, bos_id=added_bos(ref.tokenizer), max_chunks=args.chunks,
                            progress=False)  # fmt: skip
         row["torch"] = {"llama_cpp": t.llama_cpp.ppl, "sliding": t.sliding.ppl, "source": "computed"}
-    q41 = QUALITY / "llama.cpp-Q4_1.row.json"
-    if q41.is_file():
-        row["llama.cpp Q4_1"] = json.loads(q41.read_text())["ppl"]["pydoc-eval"] | {"source": str(q41)}
+    q41 = quality_row("llama.cpp-Q4_1")
+    if q41 is not None:
+        row["llama.cpp Q4_1"] = q41[0]["ppl"]["pydoc-eval"] | {"source": q41[1]}
     return row
+
+
+def quality_row(label: str) -> tuple[dict[str, Any], str] | None:
+    """llm_quality.py's row for ``label`` and where it came from: its cache, else the committed results file."""
+    from llm_quality import RESULTS as QUALITY_RESULTS
+    from llm_quality import committed_rows
+
+    path = QUALITY / f"{label}.row.json"
+    if path.is_file():
+        return json.loads(path.read_text()), str(path)
+    row = committed_rows().get(label)
+    return (row, f"benchmarks/results/{QUALITY_RESULTS.name}") if row else None
 
 
 def cached(cache: Path, name: str, fresh: bool, make: Any) -> dict[str, Any] | None:

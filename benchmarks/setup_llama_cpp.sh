@@ -27,11 +27,17 @@ JOBS="${JOBS:-2}"
 TARGETS=(llama-perplexity llama-bench llama-quantize)
 STAMP="$DIR/bin/.stamp"
 WANT="llama-cpp-python==$VERSION"
+# GGML_NATIVE turns on llama.cpp's AMX matmul where the CPU advertises AMX; in this project's VMs it dies with
+# SIGILL on its first tileloadd (measured: llama-bench on Q4_1), so the tools are built without AMX (AVX-512 VNNI
+# stays). Set LLAMA_CPP_AMX=1 to keep it where it works.
+NO_AMX=""
+if [ "${LLAMA_CPP_AMX:-0}" != 1 ] && [ "$(uname -m)" = x86_64 ]; then NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"; fi
+BUILD_KIND="$WANT${NO_AMX:+ (no AMX)}"
 
 have_all() {
     local t
     for t in "${TARGETS[@]}"; do [ -x "$DIR/bin/$t" ] || return 1; done
-    [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]
+    [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$BUILD_KIND" ]
 }
 
 if have_all; then
@@ -74,6 +80,8 @@ BUILD="$DIR/build"
 start=$(date +%s)
 "$CMAKE" -S "$LLAMA" -B "$BUILD" \
     -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_C_FLAGS="$NO_AMX" \
+    -DCMAKE_CXX_FLAGS="$NO_AMX" \
     -DBUILD_SHARED_LIBS=OFF \
     -DGGML_NATIVE=ON \
     -DLLAMA_USE_PREBUILT_UI=OFF \
@@ -94,6 +102,6 @@ for t in "${TARGETS[@]}"; do
     cp -f "$BUILD/bin/$t" "$DIR/bin/$t"
 done
 "$DIR/bin/llama-bench" --help >/dev/null
-echo "$WANT" >"$STAMP"
-echo "llama.cpp tools ready ($WANT) in $DIR/bin:"
+echo "$BUILD_KIND" >"$STAMP"
+echo "llama.cpp tools ready ($BUILD_KIND) in $DIR/bin:"
 for t in "${TARGETS[@]}"; do echo "  $DIR/bin/$t"; done

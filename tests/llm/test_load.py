@@ -3,7 +3,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -248,6 +251,17 @@ def test_builtin_smollm2_loads_and_runs(smollm2: Any) -> None:
     assert float(nll) < 4.0  # a real language model, not noise (log V = 10.8)
 
 
+_LLAMA_CPP_LOGITS = """
+import sys
+import numpy as np
+from llama_cpp import Llama
+path, prompt, out = sys.argv[1:]
+ll = Llama(model_path=path, n_ctx=128, logits_all=True, verbose=False, n_threads=1)
+tokens = ll.tokenize(prompt.encode(), add_bos=False, special=False)
+ll.eval(tokens)
+np.savez(out, tokens=np.array(tokens), scores=np.array(ll.scores[: len(tokens)], dtype=np.float32))
+"""
+
 PROMPT = (
     "The assert statement is a convenient way to insert debugging assertions into a program. "
     "The simple form, assert expression, is equivalent to: if __debug__: if not expression: raise AssertionError"
@@ -257,16 +271,21 @@ PROMPT = (
 @needs_smollm2
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
-def test_dequantized_gguf_agrees_with_llama_cpp(smollm2: Any) -> None:
+def test_dequantized_gguf_agrees_with_llama_cpp(smollm2: Any, tmp_path: Path) -> None:
     """Same tokens as llama.cpp's tokenizer, and nearly the same logits (llama.cpp rounds activations to 8 bits
-    inside its Q4_1 matmuls, so not exactly)."""
-    from llama_cpp import Llama
-
-    ll = Llama(model_path=str(smollm2_gguf()), n_ctx=128, logits_all=True, verbose=False, n_threads=1)
+    inside its Q4_1 matmuls, so not exactly). llama.cpp runs in a child process: a llama-cpp-python built for
+    instructions the machine refuses (AMX in some VMs) dies with SIGILL, which skips this test instead of killing
+    the suite."""
     ids = smollm2.tokenizer.encode(PROMPT)
-    assert ll.tokenize(PROMPT.encode(), add_bos=False, special=False) == ids
-    ll.eval(ids)
-    theirs = torch.tensor(np.array(ll.scores[: len(ids)]))  # (T, V)
+    out = tmp_path / "llama_cpp.npz"
+    proc = subprocess.run([sys.executable, "-c", _LLAMA_CPP_LOGITS, str(smollm2_gguf()), PROMPT, str(out)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    if proc.returncode == -signal.SIGILL:
+        pytest.skip("llama-cpp-python died with SIGILL: rebuild it without AMX (CMAKE_ARGS='-DGGML_NATIVE=OFF')")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = np.load(out)
+    assert got["tokens"].tolist() == ids
+    theirs = torch.tensor(got["scores"][: len(ids)])  # (T, V)
     with torch.no_grad():
         ours = smollm2.model(input_ids=torch.tensor([ids])).logits[0]  # (T, V)
     target = torch.tensor(ids[1:])

@@ -5,7 +5,11 @@ Bounds (measured: max |diff| ~1.7 of max |logit| ~31; top-1 agreeing at 18 of 19
 logits stay within 10% of the largest logit of the PyTorch path's; its top-1 token agrees on at least 85% of the
 positions (activation quantization can swap near-tied candidates: after this prompt the PyTorch path has " Milan"
 15.608 vs " Italy" 15.605, the C runtime " Italy" first), and its choice after the prompt scores within 1% of the
-largest logit under the PyTorch path; the C logits are within 1e-3 (relative) of the runtime's own decode.
+largest logit under the PyTorch path. The runtime's token-by-token decode is held to the same bounds against the
+PyTorch path, and agrees with its own prefill on top-1 at >= 85% of the positions: decode (GEMV) and prefill (tiled
+GEMM) sum in different orders, which moves a few activations across an int8 rounding boundary, and 30 layers carry
+that on (measured: decode vs prefill max |diff| 0.96 = 2.8% of the largest logit, decode vs PyTorch 1.40, prefill vs
+PyTorch 1.74; on the tiny configs of test_runtime.py the two are equal to 1e-4).
 """
 
 from __future__ import annotations
@@ -49,4 +53,5 @@ def test_smollm2_logits_agree_with_the_pytorch_path(packed: Path) -> None:
     assert float(want[-1, int(got[-1].argmax())]) >= float(want[-1].max()) - 0.01 * scale  # a near-tie at most
     rt.prefill(ids[:8])
     steps = torch.stack([rt.decode(t) for t in ids[8:]])
-    assert float((steps - got[8:]).abs().max()) < 1e-3 * scale
+    assert float((steps - want[8:]).abs().max()) < 0.1 * scale
+    assert float((steps.argmax(-1) == got[8:].argmax(-1)).float().mean()) >= 0.85
