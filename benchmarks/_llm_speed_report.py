@@ -67,6 +67,10 @@ def write_report(rows: dict[str, Any], files: dict[str, Path | None], args: argp
            if max(loads, default=0) > 1.0 else ""),
         "- leanml packed models: " + ", ".join(f"`{k}`: {v if v else 'missing'}" for k, v in files.items()),
         "- tokens/s: median (min–max) over the repeats; decode = 128 tokens generated after the prompt",
+        "- speed depends only on a packed file's layout (bits, group size, head), never on its values: an AWQ "
+        "file and an RTN file of the same bits and group have the same bytes per tensor and run the same kernels "
+        "(AWQ's scales are folded into the float weights before packing), so `rtn-w4gN` rows time `awq-w4gN` too "
+        "where no AWQ search was cached; perplexity differs and is taken per file",
         "",
         "## Goals",
         "",

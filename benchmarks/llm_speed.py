@@ -4,7 +4,8 @@ written to benchmarks/results/llm_speed.md (issue 7, "Measure").
 Rows (each at 1 and 2 threads, prompts of 128 and 512 tokens, 128 generated tokens, medians over --repeats):
 
     leanml-c <label>     leanml's C runtime (W4A8, int8 head) on a packed file: AWQ W4g128 and W4g32 (made from
-                         llm_quality.py's cached AWQ search when present, or by --make-awq), and RTN W4g128
+                         llm_quality.py's cached AWQ search when present, or by --make-awq), and RTN W4g128 and
+                         W4g32 (same layout and bytes as the AWQ files of the same group: the same speed)
     llama.cpp Q4_1/Q4_0  `llama-bench` (built by benchmarks/setup_llama_cpp.sh) on the shipped Q4_1 GGUF and its
                          Q4_0 requantization (benchmarks/make_smollm2_ggufs.py): prefill = `-p P`, decode =
                          `-n 128 -d P` (generation after a context of P tokens)
@@ -51,7 +52,7 @@ REPO = ROOT.parent
 RESULTS = ROOT / "results" / "llm_speed.md"
 QUALITY = REPO / "runs" / "llm_bench"
 THREADS, PROMPTS, GEN, CTX = (1, 2), (128, 512), 128, 512
-LEANML_FILES = {"awq-w4g128": (4, 128), "awq-w4g32": (4, 32), "rtn-w4g128": (4, 128)}
+LEANML_FILES = {"awq-w4g128": (4, 128), "awq-w4g32": (4, 32), "rtn-w4g128": (4, 128), "rtn-w4g32": (4, 32)}
 LLAMA_KINDS = ("Q4_1", "Q4_0")
 
 

@@ -212,18 +212,30 @@ def stage_search(s: Settings, cache: Cache, workers: int) -> None:
             print(f"[search] {key}: measured best {rows[key]['best_measured']:.2%}")
 
 
-def deploy_peak(model: torch.nn.Module, resolution: int) -> dict[str, int]:
-    """Int8 peak SRAM of ``model`` from the deploy planner (PTQ-calibrated integer model, lowered to the IR)."""
+def deploy_int8(model: torch.nn.Module, resolution: int, s: Settings) -> dict[str, Any]:
+    """Int8 ``model`` (PTQ-calibrated integer model) through the deploy engine: the planner's peak SRAM, the
+    compiled C model's bit-exactness against the integer reference, and its batch-1 latency on 1 thread."""
+    from leanml.deploy import DeployConfig, deploy, verify
     from leanml.deploy.ir import lower
     from leanml.deploy.planner import memory_report, plan_memory
+    from leanml.profile import measure_latency
     from leanml.quant import QuantSim, convert
 
     sim = QuantSim.from_model(model.eval())
     sim.calibrate(list(image_batches(load_split("train", subset=256), resolution, 128)))
-    graph = lower(convert(sim), (1, resolution, resolution))
+    imodel = convert(sim)
+    graph = lower(imodel, (1, resolution, resolution))
     report = memory_report(graph, plan_memory(graph))
+    dep = deploy(imodel, DeployConfig(input_shape=[1, resolution, resolution]))
+    test = next(image_batches(load_split("test", subset=s.test_images or 1000), resolution, 1000))
+    check = verify(dep, imodel, test)
+    x = test[:1].numpy()
+    c_lat = measure_latency(lambda: dep.model(x), warmup=20, repeats=200, threads=1)
+    with torch.no_grad():
+        t_lat = measure_latency(lambda: model(test[:1]), warmup=10, repeats=100, threads=1)
     return {"lifetimes_peak": plan_memory(graph, in_place=False).lifetimes.peak_numel, "tflm_arena": report.tflm_bytes,
-            "arena_in_place": report.arena_bytes}  # fmt: skip
+            "arena_in_place": report.arena_bytes, "verify_images": check.images, "verify_mismatched": check.mismatched,
+            "c_latency_ms": c_lat.median_ms, "torch_fp32_latency_ms": t_lat.median_ms}  # fmt: skip
 
 
 def _finetune_and_test(model: torch.nn.Module, resolution: int, s: Settings) -> dict[str, float]:
@@ -249,14 +261,15 @@ def stage_compare(s: Settings, cache: Cache, workers: int, threads: int) -> None
         sub = get_subnet(ckpt.supernet, best)
         recalibrate_bn(sub, image_batches(load_split("train", subset=s.calib_images), best.resolution, 250))
         sub_prof = profile_model(sub, (1, best.resolution, best.resolution), measure=False)
-        planner = deploy_peak(sub, best.resolution)
+        planner = deploy_int8(sub, best.resolution, s)
+        ref_deploy = deploy_int8(reference, 28, s)
         sub_acc = _finetune_and_test(sub, best.resolution, s)
         ref_acc = _finetune_and_test(reference, 28, s)
     cache.put("compare", {
         "limits": limits, "search": found, "subnet": {**sub_acc, "macs": sub_prof.macs, "params": sub_prof.params,
         "peak_sram_profile": sub_prof.peak_activation_bytes(1), "peak_sram_nas": found["best_efficiency"]["peak_sram"],
         "planner": planner}, "reference": {**ref_acc, "macs": prof.macs, "params": prof.params,
-        "peak_sram_profile": prof.peak_activation_bytes(1)}, "finetune_epochs": s.finetune_epochs,
+        "peak_sram_profile": prof.peak_activation_bytes(1), "deploy": ref_deploy}, "finetune_epochs": s.finetune_epochs,
     })  # fmt: skip
 
 
@@ -341,6 +354,15 @@ def stage_report(s: Settings, cache: Cache, note: str) -> None:
                   f"{sub['peak_sram_profile']:,} B, deploy planner lifetimes {sub['planner']['lifetimes_peak']:,} B "
                   f"(TFLite-Micro-style arena {sub['planner']['tflm_arena']:,} B; with in-place depthwise "
                   f"{sub['planner']['arena_in_place']:,} B)."]  # fmt: skip
+        if "c_latency_ms" in sub["planner"] and "deploy" in ref:
+            sd, rd = sub["planner"], ref["deploy"]
+            lines += ["", "Hand-off to the deploy engine (int8 PTQ, C, batch 1, 1 thread; bit-exactness against the "
+                      "integer reference on the first test images):", "",
+                      "| model | C engine latency | PyTorch fp32 eager latency | C output codes differing |",
+                      "|---|---|---|---|"]  # fmt: skip
+            for name, dd in (("mobilenetv2 (baseline)", rd), ("searched subnet", sd)):
+                lines.append(f"| {name} | {dd['c_latency_ms']:.3f} ms | {dd['torch_fp32_latency_ms']:.3f} ms | "
+                             f"{dd['verify_mismatched']} (over {dd['verify_images']} images) |")  # fmt: skip
     text = "\n".join(lines) + "\n"
     atomic_write(s.results, lambda tmp: tmp.write_text(text))
     print(text)
