@@ -1,7 +1,7 @@
 """Once-for-all NAS on Fashion-MNIST end to end; writes benchmarks/results/nas.md (issue 8's Measure section).
 
 Stages (default: all, in this order; each is cached in --work and skipped when done, so a run resumes):
-  train      supernet by progressive shrinking (--schedule small|full), checkpoint per epoch (resumable)
+  train      supernet by progressive shrinking (--schedule small|medium|full), checkpoint per epoch (resumable)
   sample     --samples random subnets measured on the validation split after BN recalibration (executor)
   predictor  3 x 400 MLP; held-out MAE (goal <= 0.5 points) and rank correlation, beside a predict-the-mean
              baseline and MACs as a zero-cost proxy
@@ -13,7 +13,8 @@ Stages (default: all, in this order; each is cached in --work and skipped when d
              and from the deploy planner (they must agree)
   report     write the results file
 
-Run:   .venv/bin/python benchmarks/nas_bench.py [--stages train,sample,...] [--schedule small] [--threads 2]
+Run:   .venv/bin/python benchmarks/nas_bench.py [--stages train,sample,...] [--schedule small] [--samples 1000]
+       (the committed results: --schedule medium --samples 500, ~1.5 h on 2 idle cores)
 Smoke: .venv/bin/python benchmarks/nas_bench.py --tiny   (tiny space and sizes; writes runs/nas_bench_tiny/nas.md)
 """
 
@@ -371,13 +372,16 @@ def stage_report(s: Settings, cache: Cache, note: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stages", default=",".join(STAGES))
-    parser.add_argument("--schedule", default="small", choices=("small", "full"))
+    parser.add_argument("--schedule", default="small", choices=("small", "medium", "full"))
+    parser.add_argument("--samples", type=int, default=1000, help="random subnets measured for the predictor")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="processes measuring subnets")
     parser.add_argument("--tiny", action="store_true", help="smoke test: tiny space, tiny sizes, runs/nas_bench_tiny")
     parser.add_argument("--note", default="", help="a line of context for the results file")
     args = parser.parse_args()
     s = tiny_settings() if args.tiny else default_settings(args.schedule)
+    if not args.tiny:
+        s.samples = args.samples
     cache = Cache(s.work / "results.json")
     stages = [x for x in args.stages.split(",") if x]
     unknown = sorted(set(stages) - set(STAGES))

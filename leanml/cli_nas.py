@@ -27,7 +27,7 @@ ReportOpt = Annotated[Path | None, typer.Option(help="HTML report to write")]
 @app.command("train")
 def train_cmd(
     out: Annotated[Path, typer.Option(help="supernet checkpoint to write")] = Path("runs/nas/supernet"),
-    schedule: Annotated[str, typer.Option(help="small (minutes to an hour on 2 cores) or full")] = "small",
+    schedule: Annotated[str, typer.Option(help="small (minutes), medium (~20 min) or full (hours)")] = "small",
     space: Annotated[Path | None, typer.Option(help="JSON/YAML SpaceConfig (default: the built-in space)")] = None,
     config: Annotated[Path | None, typer.Option(help="JSON/YAML NasTrainConfig (replaces --schedule/--space)")] = None,
     train_subset: Annotated[int | None, typer.Option(help="override the schedule's training images")] = None,

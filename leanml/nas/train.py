@@ -62,6 +62,7 @@ PHASE_ELASTIC: dict[str, tuple[str, ...]] = {
 # Named schedules: overrides of the config defaults (``--schedule small|full`` on the CLI).
 PRESETS: dict[str, dict[str, Any]] = {
     "small": {"phase_epochs": [3, 1, 1, 2], "train_subset": 8000, "subnets_per_step": 2},
+    "medium": {"phase_epochs": [4, 1, 1, 2], "train_subset": 30000, "subnets_per_step": 2},
     "full": {"phase_epochs": [20, 10, 10, 15], "train_subset": None, "subnets_per_step": 4},
 }
 EpochHook = Callable[[int, dict[str, Any]], None]
