@@ -196,7 +196,8 @@ class SearchState:
 
 @dataclass
 class SearchResult:
-    """The best candidate, the final population (best first), the Pareto fronts and the search's progress."""
+    """The best candidate, the final population (best first, each architecture once), the Pareto fronts and the
+    search's progress."""
 
     best: Candidate
     population: list[Candidate]
@@ -421,11 +422,22 @@ def search(
             save_artifact(target, {}, meta, kind=KIND)
         if on_round is not None:
             on_round(state.rounds, state)
-    ranked = sorted(state.population, key=lambda c: -c.accuracy)
+    ranked = _distinct_ranked(state.population)
     for c in ranked + [c for f in state.fronts.values() for c in f]:
         if not searcher.limits.satisfied(c.efficiency):
             raise AssertionError(f"search returned {c.arch}, which breaks {searcher.limits.violations(c.efficiency)}")
     return SearchResult(ranked[0], ranked, state.fronts, state.best, state.evaluated, cfg, accuracy.space)
+
+
+def _distinct_ranked(population: list[Candidate]) -> list[Candidate]:
+    """Best first, each architecture once (an evolved population repeats its fittest members)."""
+    seen: set[Arch] = set()
+    out = []
+    for c in sorted(population, key=lambda c: -c.accuracy):
+        if c.arch not in seen:
+            seen.add(c.arch)
+            out.append(c)
+    return out
 
 
 def load_search(path: str | Path) -> SearchResult:
@@ -436,7 +448,7 @@ def load_search(path: str | Path) -> SearchResult:
     """
     _, meta = load_artifact(path, kind=KIND)
     state = SearchState.from_dict(meta["state"])
-    ranked = sorted(state.population, key=lambda c: -c.accuracy)
+    ranked = _distinct_ranked(state.population)
     require(bool(ranked), f"search {path} has no candidates yet", "run the search first")
     cfg, space = SearchConfig.from_dict(meta["search_config"]), SpaceConfig.from_dict(meta["space"])
     return SearchResult(ranked[0], ranked, state.fronts, state.best, state.evaluated, cfg, space)

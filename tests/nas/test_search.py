@@ -57,6 +57,16 @@ def test_evolution_improves_on_its_first_population(predictor):
     assert result.history[-1] >= result.history[0]
 
 
+def test_ranked_population_lists_each_architecture_once(predictor):
+    # an evolved population repeats its fittest members; the result's ranking must not
+    cfg = SearchConfig(method="evolution", population=20, generations=10, limits={"macs": 6e6})
+    result = search(predictor, cfg, progress=False)
+    archs = [c.arch for c in result.population]
+    assert len(set(archs)) == len(archs)
+    assert [c.accuracy for c in result.population] == sorted((c.accuracy for c in result.population), reverse=True)
+    assert result.best.arch == archs[0]
+
+
 def test_tight_limits_are_met_by_repair(predictor):
     space = predictor.space
     low = EfficiencyModel(space)(space.smallest())
