@@ -295,6 +295,11 @@ def stage_report(s: Settings, cache: Cache, note: str) -> None:
                   f"subnets per step, {t['threads']} thread(s)",
                   f"- time: {t['seconds'] / 60:.1f} min; largest subnet {_pct(last['val_acc_largest'])}, smallest "
                   f"{_pct(last['val_acc_smallest'])} validation accuracy"]  # fmt: skip
+    if "sample" in d:
+        smp = d["sample"]
+        lines += ["", f"Predictor data: {smp['count']} random subnets, each BN-recalibrated on {s.calib_images:,} "
+                  f"training images and measured on {s.val_images:,} validation images, in "
+                  f"{smp['seconds'] / 60:.1f} min with {smp['workers']} worker process(es)."]  # fmt: skip
     if "predictor" in d:
         p = d["predictor"]
         m = p["metrics"]
@@ -332,7 +337,10 @@ def stage_report(s: Settings, cache: Cache, note: str) -> None:
             if ev and rnd:
                 ok = ev["best_measured"] >= rnd["best_measured"]
                 verdicts.append(f"{name}: {'met' if ok else 'MISSED'}")
-        lines += ["", f"Goal evolution ≥ random (measured): {'; '.join(verdicts)}."]
+        lines += ["", f"Measured best = the best of each search's top-{s.top_k} distinct candidates (by predicted "
+                  "accuracy), measured after BN recalibration on the validation images; both methods score the same "
+                  "number of candidates with the same predictor.", "",
+                  f"Goal evolution ≥ random (measured): {'; '.join(verdicts)}."]  # fmt: skip
     if "compare" in d:
         c = d["compare"]
         sub, ref = c["subnet"], c["reference"]
@@ -350,7 +358,10 @@ def stage_report(s: Settings, cache: Cache, note: str) -> None:
                   f"{format_resource('macs', sub['macs'])} | {sub['params']:,} | "
                   f"{format_resource('peak_sram', sub['peak_sram_profile'])} | {_pct(sub['test_acc_before'])} | "
                   f"{_pct(sub['test_acc_after'])} |", "",
-                  f"Goal (searched subnet more accurate): {'met' if ok else 'MISSED'}.", "",
+                  f"Goal (searched subnet more accurate): {'met' if ok else 'MISSED'}. Training budgets differ before "
+                  "this equal fine-tuning: the baseline checkpoint had its own full training (see "
+                  "`benchmarks/results/baselines.md`), the subnet only its share of the supernet's schedule above.",
+                  "",
                   f"Peak SRAM of the searched subnet (int8): NAS {sub['peak_sram_nas']:,} B, `profile` "
                   f"{sub['peak_sram_profile']:,} B, deploy planner lifetimes {sub['planner']['lifetimes_peak']:,} B "
                   f"(TFLite-Micro-style arena {sub['planner']['tflm_arena']:,} B; with in-place depthwise "
