@@ -71,6 +71,12 @@ def write_report(rows: dict[str, Any], files: dict[str, Path | None], args: argp
         "file and an RTN file of the same bits and group have the same bytes per tensor and run the same kernels "
         "(AWQ's scales are folded into the float weights before packing), so `rtn-w4gN` rows time `awq-w4gN` too "
         "where no AWQ search was cached; perplexity differs and is taken per file",
+        "- `leanml-torch` is the PyTorch reference path on the packed file: it unpacks every int4 linear on every "
+        "call (about 1.3 s per decoded token here), so it is a correctness reference, not a speed path; its rows "
+        "take minutes each and were measured at 2 threads, prompt 128, one repeat (`--rows torch --threads 2 "
+        "--repeats 1`)",
+        "- the load average is the 1-minute figure when a row started; a benchmark's own threads keep it near its "
+        "thread count for the next rows, and the perplexity rows (not timed) ran beside other work",
         "",
         "## Goals",
         "",

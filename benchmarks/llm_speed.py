@@ -208,6 +208,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default="c,llamacpp,transformers,torch,ppl,bound")
     parser.add_argument("--labels", default=",".join(LEANML_FILES), help="leanml packed models to time")
+    parser.add_argument("--threads", default=",".join(map(str, THREADS)), help="thread counts to time, e.g. 2")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--chunks", type=int, default=32)
     parser.add_argument("--threads-ppl", type=int, default=2)
@@ -229,7 +230,7 @@ def main() -> None:
             rows[name] = row
             write_report(rows, files, args, Path(args.out), machine_summary())
 
-    for threads in THREADS:
+    for threads in (int(t) for t in args.threads.split(",")):
         for prompt in PROMPTS:
             key = f"t{threads}-p{prompt}"
             for label, path in files.items():
@@ -243,7 +244,8 @@ def main() -> None:
             if "transformers" in wanted:
                 add(f"transformers-fp32-{key}", transformers_row, threads, prompt, min(args.repeats, 3))
             ref = files.get("awq-w4g128") or files.get("rtn-w4g128")
-            if "torch" in wanted and ref is not None:
+            torch_cached = (cache / f"leanml-torch-{key}.json").is_file()  # slow rows: kept once measured
+            if ref is not None and ("torch" in wanted or torch_cached):
                 add(f"leanml-torch-{key}", leanml_row, ref, "torch", threads, prompt, min(args.repeats, 3))
     if "ppl" in wanted:
         for label, path in files.items():
