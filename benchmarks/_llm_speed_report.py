@@ -52,6 +52,18 @@ def goals(rows: dict[str, Any]) -> list[str]:
     return out
 
 
+def _torch_note(rows: dict[str, Any]) -> list[str]:
+    """A bullet on the PyTorch reference-path rows, from what they measured."""
+    torch_rows = {k.removeprefix("leanml-torch-"): r for k, r in rows.items() if k.startswith("leanml-torch-")}
+    if not torch_rows:
+        return []
+    measured = ", ".join(f"{k} ({len(r['decode']['runs'])} repeat(s), {1 / r['decode']['median']:.2f} s per decoded "
+                         "token)" for k, r in torch_rows.items())  # fmt: skip
+    return ["- `leanml-torch` is the PyTorch reference path on the packed file: it unpacks every int4 linear on every "
+            "call, so it is a correctness reference, not a speed path; its rows take minutes each and only these "
+            f"were measured: {measured}"]  # fmt: skip
+
+
 def write_report(rows: dict[str, Any], files: dict[str, Path | None], args: argparse.Namespace, path: Path,
                  machine: str) -> None:  # fmt: skip
     loads = [r["load_average"][0] for r in rows.values() if "load_average" in r]
@@ -71,10 +83,7 @@ def write_report(rows: dict[str, Any], files: dict[str, Path | None], args: argp
         "file and an RTN file of the same bits and group have the same bytes per tensor and run the same kernels "
         "(AWQ's scales are folded into the float weights before packing), so `rtn-w4gN` rows time `awq-w4gN` too "
         "where no AWQ search was cached; perplexity differs and is taken per file",
-        "- `leanml-torch` is the PyTorch reference path on the packed file: it unpacks every int4 linear on every "
-        "call (about 1.3 s per decoded token here), so it is a correctness reference, not a speed path; its rows "
-        "take minutes each and were measured at 2 threads, prompt 128, one repeat (`--rows torch --threads 2 "
-        "--repeats 1`)",
+        *_torch_note(rows),
         "- the load average is the 1-minute figure when a row started; a benchmark's own threads keep it near its "
         "thread count for the next rows, and the perplexity rows (not timed) ran beside other work",
         "",

@@ -184,11 +184,13 @@ def quality_row(label: str) -> tuple[dict[str, Any], str] | None:
     return (row, f"benchmarks/results/{QUALITY_RESULTS.name}") if row else None
 
 
-def cached(cache: Path, name: str, fresh: bool, make: Any) -> dict[str, Any] | None:
-    """The row `name` from the cache, or make() (with the load average around it) and cache it."""
+def cached(cache: Path, name: str, fresh: bool, make: Any, measure: bool = True) -> dict[str, Any] | None:
+    """The row `name` from the cache, or (when ``measure``) make() with the load average around it, cached."""
     path = cache / f"{name}.json"
-    if path.is_file() and not fresh:
+    if path.is_file() and not (fresh and measure):
         return dict(json.loads(path.read_text()))
+    if not measure:
+        return None
     log(f"measuring {name}")
     before = os.getloadavg()[0]
     try:
@@ -206,9 +208,11 @@ def main() -> None:
     from _llm_speed_report import write_report
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", default="c,llamacpp,transformers,torch,ppl,bound")
+    parser.add_argument("--rows", default="c,llamacpp,transformers,torch,ppl,bound",
+                        help="row kinds to measure when not cached (the report shows every cached row)")  # fmt: skip
     parser.add_argument("--labels", default=",".join(LEANML_FILES), help="leanml packed models to time")
-    parser.add_argument("--threads", default=",".join(map(str, THREADS)), help="thread counts to time, e.g. 2")
+    parser.add_argument("--threads", default=",".join(map(str, THREADS)),
+                        help="thread counts to measure, e.g. 2 (rows of the others come from the cache)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--chunks", type=int, default=32)
     parser.add_argument("--threads-ppl", type=int, default=2)
@@ -224,33 +228,33 @@ def main() -> None:
     files = {label: packed_file(label, args) for label in args.labels.split(",")}
     rows: dict[str, Any] = {}
 
-    def add(name: str, fn: Any, *fn_args: Any) -> None:
-        row = cached(cache, name, args.fresh, partial(fn, *fn_args))
+    timed_threads = {int(t) for t in args.threads.split(",")}
+
+    def add(name: str, kind: str, threads: int | None, fn: Any, *fn_args: Any) -> None:
+        """Row ``name`` into the report: measured if its kind and thread count were asked for, else from the cache."""
+        measure = kind in wanted and (threads is None or threads in timed_threads)
+        row = cached(cache, name, args.fresh, partial(fn, *fn_args), measure)
         if row is not None:
             rows[name] = row
             write_report(rows, files, args, Path(args.out), machine_summary())
 
-    for threads in (int(t) for t in args.threads.split(",")):
+    ref = files.get("awq-w4g128") or files.get("rtn-w4g128")
+    for t in THREADS:
         for prompt in PROMPTS:
-            key = f"t{threads}-p{prompt}"
+            key = f"t{t}-p{prompt}"
             for label, path in files.items():
-                if path is not None and "c" in wanted:
-                    add(f"leanml-c-{label}-{key}", leanml_row, path, "c", threads, prompt, args.repeats)
-                if path is not None and "bound" in wanted and label == "rtn-w4g128":
-                    add(f"bound-{key}", bound_row, path, threads, prompt)
-            if "llamacpp" in wanted:
-                for kind in LLAMA_KINDS:
-                    add(f"llama.cpp-{kind}-{key}", llama_bench_row, kind, threads, prompt, args.repeats)
-            if "transformers" in wanted:
-                add(f"transformers-fp32-{key}", transformers_row, threads, prompt, min(args.repeats, 3))
-            ref = files.get("awq-w4g128") or files.get("rtn-w4g128")
-            torch_cached = (cache / f"leanml-torch-{key}.json").is_file()  # slow rows: kept once measured
-            if ref is not None and ("torch" in wanted or torch_cached):
-                add(f"leanml-torch-{key}", leanml_row, ref, "torch", threads, prompt, min(args.repeats, 3))
-    if "ppl" in wanted:
-        for label, path in files.items():
-            if path is not None:
-                add(f"ppl-{label}", ppl_row, path, label, args)
+                if path is not None:
+                    add(f"leanml-c-{label}-{key}", "c", t, leanml_row, path, "c", t, prompt, args.repeats)
+                if path is not None and label == "rtn-w4g128":
+                    add(f"bound-{key}", "bound", t, bound_row, path, t, prompt)
+            for kind in LLAMA_KINDS:
+                add(f"llama.cpp-{kind}-{key}", "llamacpp", t, llama_bench_row, kind, t, prompt, args.repeats)
+            add(f"transformers-fp32-{key}", "transformers", t, transformers_row, t, prompt, min(args.repeats, 3))
+            if ref is not None:
+                add(f"leanml-torch-{key}", "torch", t, leanml_row, ref, "torch", t, prompt, min(args.repeats, 3))
+    for label, path in files.items():
+        if path is not None:
+            add(f"ppl-{label}", "ppl", None, ppl_row, path, label, args)
     write_report(rows, files, args, Path(args.out), machine_summary())
     log(f"wrote {args.out}")
 

@@ -89,9 +89,9 @@ class Settings:
     work: Path
 
 
-def default_settings(schedule: str) -> Settings:
+def default_settings(schedule: str, samples: int = 1000) -> Settings:
     return Settings(
-        space=SpaceConfig(), train=NasTrainConfig.preset(schedule), samples=1000, val_images=5000, calib_images=2000,
+        space=SpaceConfig(), train=NasTrainConfig.preset(schedule), samples=samples, val_images=5000, calib_images=2000,
         population=100, generations=100, top_k=5,
         limit_sets={"tight": {"macs": 2e6, "peak_sram": 24 * 1024}, "medium": {"macs": 5e6, "peak_sram": 40 * 1024},
                     "loose": {"macs": 10e6, "peak_sram": 64 * 1024}},
@@ -217,17 +217,15 @@ def deploy_int8(model: torch.nn.Module, resolution: int, s: Settings) -> dict[st
     """Int8 ``model`` (PTQ-calibrated integer model) through the deploy engine: the planner's peak SRAM, the
     compiled C model's bit-exactness against the integer reference, and its batch-1 latency on 1 thread."""
     from leanml.deploy import DeployConfig, deploy, verify
-    from leanml.deploy.ir import lower
-    from leanml.deploy.planner import memory_report, plan_memory
+    from leanml.deploy.planner import plan_memory
     from leanml.profile import measure_latency
     from leanml.quant import QuantSim, convert
 
     sim = QuantSim.from_model(model.eval())
     sim.calibrate(list(image_batches(load_split("train", subset=256), resolution, 128)))
     imodel = convert(sim)
-    graph = lower(imodel, (1, resolution, resolution))
-    report = memory_report(graph, plan_memory(graph))
-    dep = deploy(imodel, DeployConfig(input_shape=[1, resolution, resolution]))
+    dep = deploy(imodel, DeployConfig(input_shape=[1, resolution, resolution]))  # layer by layer: no patch stage
+    graph, report = dep.graph, dep.memory
     test = next(image_batches(load_split("test", subset=s.test_images or 1000), resolution, 1000))
     check = verify(dep, imodel, test)
     x = test[:1].numpy()
@@ -390,9 +388,7 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="smoke test: tiny space, tiny sizes, runs/nas_bench_tiny")
     parser.add_argument("--note", default="", help="a line of context for the results file")
     args = parser.parse_args()
-    s = tiny_settings() if args.tiny else default_settings(args.schedule)
-    if not args.tiny:
-        s.samples = args.samples
+    s = tiny_settings() if args.tiny else default_settings(args.schedule, args.samples)
     cache = Cache(s.work / "results.json")
     stages = [x for x in args.stages.split(",") if x]
     unknown = sorted(set(stages) - set(STAGES))
