@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from leanml.llm import ckernels as ck
-from leanml.profile.latency import LatencyStats, measure_latency
+from leanml.profile.timing import LatencyStats, measure_latency
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPES = [  # (label, n, k, m, bits, group)

@@ -38,7 +38,7 @@ def deploy_cmd(
     from leanml.deploy.build import target_section_sizes
     from leanml.deploy.engine import DeployConfig, deploy, export_project, verify
     from leanml.errors import LeanmlError
-    from leanml.profile.latency import measure_latency
+    from leanml.profile.timing import measure_latency
     from leanml.quant.integer import IntegerModel
 
     if out.exists() and not force:

@@ -34,7 +34,7 @@ from leanml.models.registry import build_model
 from leanml.nas.space import Arch, SpaceConfig
 from leanml.nas.stats import kendall_tau
 from leanml.nas.subnet import MODEL_NAME, NasBlock, NasHead, NasNetConfig, conv_bn, net_config
-from leanml.profile.latency import measure_latency, model_latency
+from leanml.profile.timing import measure_latency, model_latency
 from leanml.profile.machine import machine_summary
 from leanml.progress import track
 

@@ -18,7 +18,7 @@ from rich.table import Table
 from torch import nn
 
 from leanml.profile.graph import trace_ops
-from leanml.profile.latency import LatencyStats, model_latency
+from leanml.profile.timing import LatencyStats, model_latency
 from leanml.profile.macs import op_macs
 from leanml.profile.memory import MemoryPlan, activation_buffers
 

@@ -38,3 +38,23 @@ def test_profile_totals_and_json():
     assert doc["peak_activation_bytes"]["int8"] * 4 == doc["peak_activation_bytes"]["fp32"]
     assert sum(r["params"] for r in doc["layers"]) == prof.params
     assert model.training  # profiling leaves the mode as it was
+
+
+def test_stats_from_raw_samples_match_measured_form():
+    from leanml.profile import LatencyStats, Throughput
+
+    stats = LatencyStats.from_samples([4.0, 1.0, 3.0, 2.0, 5.0], threads=2, batch_size=1)
+    assert (stats.median_ms, stats.p10_ms, stats.p90_ms, stats.repeats) == (3.0, 1.4, 4.6, 5)
+    assert Throughput.of([10.0, 30.0, 20.0]) == Throughput(20.0, 10.0, 30.0, [10.0, 30.0, 20.0])
+    with pytest.raises(LeanmlError, match="no timing samples"):
+        LatencyStats.from_samples([], threads=1)
+
+
+def test_throughput_counts_items_per_second():
+    import time as _time
+
+    from leanml.profile import measure_throughput
+
+    tp = measure_throughput(lambda: _time.sleep(0.01), items_per_call=10, warmup=0, repeats=3, threads=1)
+    assert len(tp.runs) == 3 and tp.low <= tp.median <= tp.high
+    assert 100 < tp.median < 1100  # 10 items per ~10 ms
