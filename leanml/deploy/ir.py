@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from leanml.errors import LeanmlError
+from leanml.profile.macs import count_macs
 from leanml.quant.integer import IntegerModel
 from leanml.quant.integer_ops import (
     QAdd,
@@ -83,7 +84,8 @@ class Op:
     in_shapes: tuple[Shape, ...]
     out_shape: Shape
 
-    kind = "op"
+    kind = "op"  # picks the C kernel
+    table_kind = "other"  # the op's kind in the one MAC table and the one reuse-rule table (leanml.profile)
 
     @property
     def out_numel(self) -> int:
@@ -114,6 +116,7 @@ class Quantize(Op):
 
     q: TensorQ = field(default_factory=lambda: TensorQ(1.0, 0))
     kind = "quantize"
+    table_kind = "quantize"
 
 
 @dataclass
@@ -133,10 +136,10 @@ class Conv(Op):
     act_min: int = -128
     act_max: int = 127
     kind = "conv"
+    table_kind = "conv"
 
     def macs(self) -> int:
-        c_in = self.in_shapes[0][2]
-        return self.out_numel * self.kernel[0] * self.kernel[1] * (c_in // self.groups)
+        return count_macs(self.table_kind, self.out_numel, self.in_shapes[0][2], self.kernel, self.groups)
 
     def weight_bytes(self) -> int:
         return int(self.weight.size) + 4 * 3 * len(self.bias)
@@ -154,6 +157,7 @@ class Depthwise(Conv):
     """Depthwise conv (groups = C_in = C_out); the planner may run it in place over its input buffer."""
 
     kind = "depthwise"
+    table_kind = "depthwise"
 
 
 @dataclass
@@ -169,9 +173,10 @@ class Linear(Op):
     act_min: int = -128
     act_max: int = 127
     kind = "linear"
+    table_kind = "linear"
 
     def macs(self) -> int:
-        return int(self.weight.size)
+        return count_macs(self.table_kind, self.out_numel, int(self.weight.shape[1]))
 
     def weight_bytes(self) -> int:
         return int(self.weight.size) + 4 * 3 * len(self.bias)
@@ -193,6 +198,7 @@ class Add(Op):
     act_min: int = -128
     act_max: int = 127
     kind = "add"
+    table_kind = "add"
 
 
 @dataclass
@@ -204,6 +210,7 @@ class Pool(Op):
     stride: tuple[int, int] = (2, 2)
     padding: tuple[int, int] = (0, 0)
     kind = "pool"
+    table_kind = "pool"
 
 
 @dataclass
@@ -211,6 +218,7 @@ class Flatten(Op):
     """(H, W, C) → (H*W*C,): a view; the consumer's weights were permuted to HWC order."""
 
     kind = "flatten"
+    table_kind = "view"
 
     @property
     def is_view(self) -> bool:
@@ -224,6 +232,7 @@ class Clamp(Op):
     act_min: int = -128
     act_max: int = 127
     kind = "clamp"
+    table_kind = "activation"
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """Static memory plan: every activation byte placed in one arena before the model runs.
 
 Lifetimes come from **the one memory model** (:func:`leanml.profile.memory.tensor_lifetimes`):
-the IR's tensors become :class:`~leanml.profile.memory.TensorNode` s, views
-(flatten) and in-place ops (clamp, and depthwise convs when ``in_place``)
-reuse their input's buffer when they are its last reader. Scratch (the
+the IR's tensors become :class:`~leanml.profile.memory.TensorNode` s and
+**the one reuse-rule table** (:func:`~leanml.profile.memory.reuses_input`)
+decides which reuse their input's buffer when they are its last reader: views
+(flatten), clamps, and depthwise convs when ``in_place``. Scratch (the
 one-channel temp buffer of an in-place depthwise conv, a patch stage's own
 small arena) is a buffer live for its op's step only. Buffers are then placed at arena offsets by a greedy
 strategy: ``greedy_by_size`` (what TensorFlow Lite Micro's planner does:
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 
 from leanml.deploy.ir import Depthwise, Graph, Op
 from leanml.errors import LeanmlError
-from leanml.profile.memory import MemoryPlan, TensorNode, tensor_lifetimes
+from leanml.profile.memory import MemoryPlan, TensorNode, reuses_input, tensor_lifetimes
 
 ALIGN = 16
 STRATEGIES = ("greedy_by_size", "greedy_by_start", "best")
@@ -83,10 +84,10 @@ def place_buffers(buffers: list[tuple[int, int, int]], strategy: str = "best") -
 
 
 def tensor_nodes(graph: Graph, in_place: bool) -> list[TensorNode]:
-    """The graph's tensors for the one memory model (int8: one byte per element)."""
+    """The graph's tensors for the one memory model (int8: one byte per element), reuse by its rule table."""
     nodes = []
     for op in graph.ops:
-        reuse = op.kind in ("flatten", "clamp") or (in_place and isinstance(op, Depthwise))
+        reuse = reuses_input(op.table_kind, in_place_kernels=in_place)
         nodes.append(TensorNode(op.output, op.name, op.inputs, op.out_numel, reuse, op.kind == "quantize"))
     return nodes
 

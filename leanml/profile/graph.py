@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,33 +167,3 @@ def trace_ops(model: nn.Module, input_shape: tuple[int, ...], batch_size: int = 
             )
         )
     return nodes
-
-
-# Ops whose output may reuse their single input's buffer: views, and elementwise
-# unary ops that deployment fuses into the producer or runs in place.
-INPLACE_MODULES: tuple[type[nn.Module], ...] = (
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Dropout, nn.Identity, nn.Flatten,
-    nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.Sigmoid,
-)  # fmt: skip
-INPLACE_FUNCTIONS: tuple[Any, ...] = (
-    torch.flatten, torch.reshape, torch.relu, nn.functional.relu, nn.functional.relu6, nn.functional.dropout,
-    torch.squeeze, torch.unsqueeze,
-)  # fmt: skip
-INPLACE_METHODS = frozenset(
-    {"flatten", "view", "reshape", "squeeze", "unsqueeze", "relu", "relu_", "contiguous", "clamp"}
-)
-# Binary elementwise ops (counted for the table; they allocate their output).
-ELEMENTWISE_FUNCTIONS: tuple[Any, ...] = (operator.add, operator.mul, torch.add, torch.mul)
-
-
-def can_reuse_input(node: OpNode) -> bool:
-    """Whether ``node``'s output may live in its (single) input's buffer."""
-    if len(node.inputs) != 1:
-        return False
-    if node.module is not None:
-        return isinstance(node.module, INPLACE_MODULES)
-    if node.op == "call_function":
-        return node.target in INPLACE_FUNCTIONS
-    if node.op == "call_method":
-        return node.target in INPLACE_METHODS
-    return False

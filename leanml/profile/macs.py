@@ -1,94 +1,73 @@
-"""Multiply-accumulate counts per op, dispatched through a registry keyed by module type or function.
+"""The one MAC table: multiply-accumulates of an op, from its kind and plain shapes (pure Python, no torch).
 
-Counted: convolutions (any groups), linear layers and matrix products. Not
-counted (0 MACs, as in the course and in torch's FlopCounterMode): norms,
-activations, pooling, adds. Register more with :func:`register_macs`.
+Every counted op does a fixed number of multiply-adds per output element: a
+conv (standard, grouped or depthwise) ``(C_in / groups) * prod(kernel)``, a
+linear layer ``in_features``, a matrix product ``(.., n, k) @ (.., k, m)``
+its inner size ``k``. Everything else (norms, activations, views, pooling,
+adds, concat, quantize) counts 0 MACs, as in the course and in torch's
+FlopCounterMode. The traced torch ops (:mod:`leanml.profile.traced_ops`), the
+deploy IR (:mod:`leanml.deploy.ir`) and the NAS efficiency model all count
+through :func:`count_macs`; register another kind with :func:`register_mac_formula`.
 
 Example:
-    >>> from torch import nn
-    >>> from leanml.profile.graph import OpNode
-    >>> node = OpNode("fc", "fc", "call_module", "fc", nn.Linear(8, 4), ["x"], [(1, 8)], (1, 4))
-    >>> op_macs(node)
-    32
+    >>> count_macs("conv", out_numel=28 * 28 * 32, in_channels=1, kernel=(3, 3))  # 3x3 conv, 1 -> 32 channels
+    225792
+    >>> count_macs("depthwise", out_numel=14 * 14 * 96, in_channels=96, kernel=(3, 3), groups=96)
+    169344
+    >>> count_macs("linear", out_numel=10, in_channels=128), count_macs("pool", out_numel=128)
+    (1280, 0)
 """
 
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable
-from typing import Any
 
-import torch
-from torch import nn
-
-from leanml.profile.graph import OpNode
-
-MacCounter = Callable[[OpNode], int]
-_MODULE_COUNTERS: dict[type[nn.Module], MacCounter] = {}
-_FUNCTION_COUNTERS: dict[Any, MacCounter] = {}
+# (in_channels, kernel, groups) -> multiply-adds per output element
+MacFormula = Callable[[int, tuple[int, ...], int], int]
+MAC_FORMULAS: dict[str, MacFormula] = {}
 
 
-def register_macs(key: type[nn.Module] | Any) -> Callable[[MacCounter], MacCounter]:
-    """Register a MAC counter for a module type (matched along its MRO) or a function.
+def register_mac_formula(*kinds: str) -> Callable[[MacFormula], MacFormula]:
+    """Register the per-output-element MAC formula of one or more op kinds.
 
     Example:
-        >>> @register_macs(nn.Bilinear)
-        ... def _bilinear(node):
-        ...     m = node.module
-        ...     return math.prod(node.shape[:-1]) * m.in1_features * m.in2_features * m.out_features
+        >>> @register_mac_formula("bilinear")
+        ... def _bilinear(in_channels, kernel, groups):
+        ...     return in_channels * kernel[0]  # in1 * in2 features per output
+        >>> count_macs("bilinear", out_numel=4, in_channels=3, kernel=(5,))
+        60
+        >>> del MAC_FORMULAS["bilinear"]
     """
 
-    def deco(fn: MacCounter) -> MacCounter:
-        if isinstance(key, type) and issubclass(key, nn.Module):
-            _MODULE_COUNTERS[key] = fn
-        else:
-            _FUNCTION_COUNTERS[key] = fn
+    def deco(fn: MacFormula) -> MacFormula:
+        for kind in kinds:
+            MAC_FORMULAS[kind] = fn
         return fn
 
     return deco
 
 
-def op_macs(node: OpNode) -> int:
-    """MACs of one traced op at its traced batch size; unknown ops count 0."""
-    if node.shape is None:
-        return 0
-    if node.module is not None:
-        for cls in type(node.module).__mro__:
-            if cls in _MODULE_COUNTERS:
-                return _MODULE_COUNTERS[cls](node)
-        return 0
-    if node.op == "call_function" and node.target in _FUNCTION_COUNTERS:
-        return _FUNCTION_COUNTERS[node.target](node)
-    return 0
+@register_mac_formula("conv", "depthwise")
+def _conv(in_channels: int, kernel: tuple[int, ...], groups: int) -> int:
+    # each output element: (C_in / groups) * prod(kernel) multiply-adds (depthwise: groups = C_in)
+    return (in_channels // groups) * math.prod(kernel)
 
 
-@register_macs(nn.Conv1d)
-@register_macs(nn.Conv2d)
-@register_macs(nn.Conv3d)
-def _conv_macs(node: OpNode) -> int:
-    conv = node.module
-    assert isinstance(conv, nn.modules.conv._ConvNd) and node.shape is not None
-    # each output element: (C_in / groups) * prod(kernel) multiply-adds
-    return node.numel * (conv.in_channels // conv.groups) * math.prod(conv.kernel_size)
+@register_mac_formula("linear", "matmul")
+def _inner_product(in_channels: int, kernel: tuple[int, ...], groups: int) -> int:
+    # linear: in_features per output; matmul (..., n, k) @ (..., k, m): k per output element
+    return in_channels
 
 
-@register_macs(nn.Linear)
-def _linear_macs(node: OpNode) -> int:
-    lin = node.module
-    assert isinstance(lin, nn.Linear)
-    return node.numel * lin.in_features
+def count_macs(kind: str, out_numel: int, in_channels: int = 0, kernel: tuple[int, ...] = (), groups: int = 1) -> int:
+    """MACs of one op of ``kind`` writing ``out_numel`` elements; kinds without a formula count 0.
 
+    in_channels: the reduction size: C_in for convs, in_features for linear, the inner size k for matmul.
 
-@register_macs(torch.matmul)
-@register_macs(operator.matmul)
-@register_macs(torch.mm)
-@register_macs(torch.bmm)
-def _matmul_macs(node: OpNode) -> int:
-    # (..., n, k) @ (..., k, m) -> (..., n, m): k MACs per output element
-    return node.numel * node.input_shapes[0][-1]
-
-
-@register_macs(nn.functional.linear)
-def _functional_linear_macs(node: OpNode) -> int:
-    return node.numel * node.input_shapes[0][-1]
+    Example:
+        >>> count_macs("conv", out_numel=12 * 12 * 12, in_channels=12, kernel=(3, 3), groups=4)  # grouped conv
+        46656
+    """
+    formula = MAC_FORMULAS.get(kind)
+    return 0 if formula is None else out_numel * formula(in_channels, tuple(kernel), groups)

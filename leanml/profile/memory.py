@@ -7,11 +7,13 @@ planner places the same buffers in its arena. Rules, at batch 1 by default:
   produced at or before *i* and still needed at or after *i* (so an op's
   inputs and output are live together);
 - the graph input lives from step 0, the graph outputs to the last step;
-- views and elementwise unary ops (BN, ReLU/ReLU6, flatten, dropout: what
-  deployment fuses into the producer) reuse their input's buffer when they are
-  its last reader; otherwise they get a buffer of their own;
-- every other op (conv, linear, pooling, residual add, concat) allocates its
-  output.
+- which ops may write their output over their input is **the one reuse-rule
+  table**, :data:`REUSE_RULES`, keyed by op kind: views and elementwise unary
+  ops (BN, ReLU/ReLU6, flatten, dropout: what deployment fuses into the
+  producer) reuse their input's buffer when they are its last reader, a
+  depthwise conv does so only where the engine runs it in place (the deploy
+  planner), every other op (conv, linear, pooling, residual add, concat)
+  allocates its output.
 
 Bytes are element counts times bytes per element (4 for fp32, 1 for int8).
 
@@ -27,8 +29,52 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
-from leanml.profile.graph import OpNode, can_reuse_input
+from leanml.profile.graph import OpNode
+from leanml.profile.traced_ops import op_shape
+
+
+class Reuse(Enum):
+    """Whether an op's output may live in its first input's buffer (when the op is that input's last reader)."""
+
+    NEVER = "never"  # allocates its output
+    ALWAYS = "always"  # a view or an elementwise unary op
+    IN_PLACE_KERNEL = "in_place_kernel"  # only where the engine has an in-place kernel for it
+
+
+# The one reuse-rule table, keyed by the op kinds of the one MAC table (leanml.profile.macs); kinds not
+# listed allocate their output.
+REUSE_RULES: dict[str, Reuse] = {
+    "input": Reuse.NEVER,
+    "quantize": Reuse.NEVER,
+    "conv": Reuse.NEVER,
+    "depthwise": Reuse.IN_PLACE_KERNEL,
+    "linear": Reuse.NEVER,
+    "matmul": Reuse.NEVER,
+    "norm": Reuse.ALWAYS,
+    "activation": Reuse.ALWAYS,
+    "view": Reuse.ALWAYS,
+    "pool": Reuse.NEVER,
+    "add": Reuse.NEVER,
+    "mul": Reuse.NEVER,
+    "concat": Reuse.NEVER,
+}
+
+
+def reuses_input(kind: str, in_place_kernels: bool = False) -> bool:
+    """Whether an op of ``kind`` may write its output over its input, by :data:`REUSE_RULES`.
+
+    in_place_kernels: the engine runs in-place kernels (the deploy planner's in-place depthwise).
+
+    Example:
+        >>> reuses_input("activation"), reuses_input("conv"), reuses_input("depthwise")
+        (True, False, False)
+        >>> reuses_input("depthwise", in_place_kernels=True)
+        True
+    """
+    rule = REUSE_RULES.get(kind, Reuse.NEVER)
+    return rule is Reuse.ALWAYS or (rule is Reuse.IN_PLACE_KERNEL and in_place_kernels)
 
 
 @dataclass
@@ -78,7 +124,7 @@ class TensorNode:
     name: str  # display name
     inputs: tuple[str, ...]
     numel: int
-    reuse_input: bool = False  # may live in its first input's buffer when it is that input's last reader
+    reuse_input: bool = False  # may live in its first input's buffer when it is its last reader (reuses_input)
     is_input: bool = False  # a graph input: live from step 0
 
 
@@ -135,6 +181,7 @@ def activation_buffers(nodes: list[OpNode]) -> MemoryPlan:
     tensors = []
     for n in ops:
         inputs = tuple(i for i in n.inputs if i in known)
-        tensors.append(TensorNode(n.id, n.name, inputs, n.numel, can_reuse_input(n), n.op == "placeholder"))
+        reuse = len(n.inputs) == 1 and reuses_input(op_shape(n).kind)  # written over its single input
+        tensors.append(TensorNode(n.id, n.name, inputs, n.numel, reuse, n.op == "placeholder"))
     outputs = [src for n in nodes if n.op == "output" for src in n.inputs]
     return tensor_lifetimes(tensors, outputs)

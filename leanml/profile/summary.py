@@ -18,9 +18,9 @@ from rich.table import Table
 from torch import nn
 
 from leanml.profile.graph import trace_ops
-from leanml.profile.timing import LatencyStats, model_latency
-from leanml.profile.macs import op_macs
 from leanml.profile.memory import MemoryPlan, activation_buffers
+from leanml.profile.timing import LatencyStats, model_latency
+from leanml.profile.traced_ops import op_macs
 
 SIZE_BITS = (32, 16, 8, 4, 2)
 

@@ -38,7 +38,7 @@ from leanml.config import Config, require
 from leanml.errors import LeanmlError
 from leanml.models.registry import ModelSpec, register_transform
 from leanml.profile.graph import trace_ops
-from leanml.profile.macs import op_macs
+from leanml.profile.traced_ops import op_macs
 from leanml.prune.depgraph import ChannelGroup, trace_channel_groups
 from leanml.prune.importance import IMPORTANCE, Grads, accumulate_gradients, channel_scores
 
