@@ -3,7 +3,9 @@
 Each block: 1x1 expand-BN-ReLU6 (skipped at expand ratio 1), 3x3 depthwise-
 BN-ReLU6, 1x1 project-BN, residual add when stride is 1 and widths match.
 ``hidden_channels`` optionally sets every block's expanded width (what channel
-pruning shrinks).
+pruning shrinks). :class:`BlockSpec` is the one description of the block: the
+NAS subnet (``nas_mbv2``) is this :class:`MobileNetV2` with per-block kernels
+and widths, and the elastic supernet block runs the same stages.
 
 Example:
     >>> import torch
@@ -63,24 +65,86 @@ class MobileNetV2Config(Config):
         """One (expand ratio, out channels, stride) per block."""
         return [(t, c, s if i == 0 else 1) for t, c, n, s in self.settings for i in range(n)]
 
+    def block_specs(self) -> list[BlockSpec]:
+        """One 3x3 :class:`BlockSpec` per block; the hidden width is ``hidden_channels[k]`` or input x expand ratio."""
+        specs, cin = [], self.stem
+        for k, (t, c, s) in enumerate(self.block_plan()):
+            hidden = self.hidden_channels[k] if self.hidden_channels is not None else cin * t
+            specs.append(BlockSpec(3, cin, hidden, c, s, expand=t != 1))
+            cin = c
+        return specs
+
+
+@dataclass(frozen=True)
+class ConvStage:
+    """One conv-BN(-ReLU6) of a block: its role (``expand``, ``depthwise``, ``project``), widths and shape."""
+
+    name: str
+    cin: int
+    cout: int
+    kernel: int
+    stride: int = 1
+    groups: int = 1
+    relu: bool = True
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One inverted residual block: depthwise kernel, in / hidden / out widths, stride, and whether it expands.
+
+    The one description of the block: the zoo model, the NAS subnet and the
+    elastic supernet build their layers from :meth:`stages`, and the NAS
+    efficiency model writes down the same ops.
+
+    Example:
+        >>> spec = BlockSpec(kernel=5, cin=16, hidden=64, cout=16, stride=1, expand=True)
+        >>> [(s.name, s.cin, s.cout, s.kernel) for s in spec.stages()], spec.residual
+        ([('expand', 16, 64, 1), ('depthwise', 64, 64, 5), ('project', 64, 16, 1)], True)
+    """
+
+    kernel: int
+    cin: int
+    hidden: int
+    cout: int
+    stride: int
+    expand: bool
+
+    @property
+    def residual(self) -> bool:
+        """Whether the block adds its input to its output (stride 1, same width)."""
+        return self.stride == 1 and self.cin == self.cout
+
+    def stages(self) -> list[ConvStage]:
+        """1x1 expand-BN-ReLU6 (if it expands) → kxk depthwise-BN-ReLU6 → 1x1 project-BN (linear)."""
+        out = [ConvStage("expand", self.cin, self.hidden, 1)] if self.expand else []
+        out.append(ConvStage("depthwise", self.hidden, self.hidden, self.kernel, self.stride, groups=self.hidden))
+        out.append(ConvStage("project", self.hidden, self.cout, 1, relu=False))
+        return out
+
+
+def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, relu: bool = True) -> list[nn.Module]:
+    """conv (no bias, 'same' padding) → BN (→ ReLU6): the layers every MobileNetV2 is made of.
+
+    Example:
+        >>> [type(m).__name__ for m in conv_bn(4, 8, 3)]
+        ['Conv2d', 'BatchNorm2d', 'ReLU6']
+    """
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+                               nn.BatchNorm2d(cout)]  # fmt: skip
+    if relu:
+        layers.append(nn.ReLU6(inplace=True))
+    return layers
+
 
 class InvertedResidual(nn.Module):
-    """1x1 expand → 3x3 depthwise → 1x1 project (linear), with a residual add when shapes match."""
+    """The layers of a :class:`BlockSpec` in one ``conv`` sequence, with a residual add when shapes match."""
 
-    def __init__(self, cin: int, hidden: int, cout: int, stride: int, expand: bool) -> None:
+    def __init__(self, spec: BlockSpec) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        if expand:
-            layers += [nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
-        layers += [
-            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
-            nn.BatchNorm2d(hidden),
-            nn.ReLU6(inplace=True),
-            nn.Conv2d(hidden, cout, 1, bias=False),
-            nn.BatchNorm2d(cout),
-        ]
-        self.conv = nn.Sequential(*layers)
-        self.use_residual = stride == 1 and cin == cout
+        self.conv = nn.Sequential(
+            *(m for s in spec.stages() for m in conv_bn(s.cin, s.cout, s.kernel, s.stride, s.groups, s.relu))
+        )
+        self.use_residual = spec.residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv(x)  # (N, cout, H/s, W/s)
@@ -88,27 +152,15 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    """stem → inverted residual blocks → 1x1 head → global pool → classifier."""
+    """stem → inverted residual blocks → 1x1 head → global pool → classifier (the zoo model and every NAS subnet)."""
 
-    def __init__(self, cfg: MobileNetV2Config) -> None:
+    def __init__(self, in_channels: int, stem: int, blocks: list[BlockSpec], head: int, num_classes: int) -> None:
         super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(cfg.in_channels, cfg.stem, 3, 1, 1, bias=False), nn.BatchNorm2d(cfg.stem), nn.ReLU6(inplace=True)
-        )
-        plan = cfg.block_plan()
-        hidden = cfg.hidden_channels
-        blocks: list[nn.Module] = []
-        cin = cfg.stem
-        for k, (t, c, s) in enumerate(plan):
-            h = hidden[k] if hidden is not None else cin * t
-            blocks.append(InvertedResidual(cin, h, c, s, expand=t != 1))
-            cin = c
-        self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Sequential(
-            nn.Conv2d(cin, cfg.head, 1, bias=False), nn.BatchNorm2d(cfg.head), nn.ReLU6(inplace=True)
-        )
+        self.stem = nn.Sequential(*conv_bn(in_channels, stem, 3))
+        self.blocks = nn.Sequential(*(InvertedResidual(b) for b in blocks))
+        self.head = nn.Sequential(*conv_bn(blocks[-1].cout, head, 1))
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(cfg.head, cfg.num_classes)
+        self.classifier = nn.Linear(head, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.head(self.blocks(self.stem(x)))  # (N, head, H', W')
@@ -120,4 +172,4 @@ class MobileNetV2(nn.Module):
 )
 def mobilenetv2(cfg: MobileNetV2Config) -> MobileNetV2:
     """Build a :class:`MobileNetV2` from its config."""
-    return MobileNetV2(cfg)
+    return MobileNetV2(cfg.in_channels, cfg.stem, cfg.block_specs(), cfg.head, cfg.num_classes)

@@ -89,7 +89,8 @@ def subnet_layers(cfg: NasNetConfig, resolution: int) -> list[Layer]:
     add("stem.0", c0 * size**2, c0 * size**2 * cfg.in_channels * 9, c0 * cfg.in_channels * 9)
     add("stem.1", c0 * size**2, params=2 * c0, reuse=True)
     add("stem.2", c0 * size**2, reuse=True)
-    for j, (k, cin, hidden, cout, stride) in enumerate(cfg.plan()):
+    for j, spec in enumerate(cfg.plan()):
+        k, cin, hidden, cout, stride = spec.kernel, spec.cin, spec.hidden, spec.cout, spec.stride
         block_in = layers[-1].node.id
         i = 0
         if hidden != cin:

@@ -29,6 +29,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from leanml.models.mobilenetv2 import ConvStage
+
 
 def center_crop(weight: torch.Tensor, kernel: int) -> torch.Tensor:
     """The central ``kernel`` x ``kernel`` window of a (C, I, K, K) weight.
@@ -90,6 +92,10 @@ class ElasticConv(nn.Module):
         """(cout, cin, k, k) view of the shared weight."""
         return self.weight[:cout, :cin]
 
+    def stage_weight(self, stage: ConvStage) -> torch.Tensor:
+        """The weight this layer runs with as ``stage`` of an active block: (cout, cin, k, k)."""
+        return self.active_weight(stage.cin, stage.cout)
+
     def forward(self, x: torch.Tensor, cout: int) -> torch.Tensor:
         # x: (N, cin, H, W) → (N, cout, H/s, W/s)
         k = self.weight.shape[-1]
@@ -113,6 +119,10 @@ class ElasticDepthwise(nn.Module):
         """(channels, 1, kernel, kernel): the transformed center of the first ``channels`` filters."""
         matrices = {k: v for k, v in self.matrices.items()}
         return transform_kernel(self.weight[:channels], kernel, self.kernels, matrices)
+
+    def stage_weight(self, stage: ConvStage) -> torch.Tensor:
+        """The weight this layer runs with as ``stage`` of an active block: (hidden, 1, kernel, kernel)."""
+        return self.active_weight(stage.cout, stage.kernel)
 
     def forward(self, x: torch.Tensor, kernel: int) -> torch.Tensor:
         c = x.shape[1]  # x: (N, C, H, W) → (N, C, H/s, W/s)

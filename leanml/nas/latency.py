@@ -30,12 +30,13 @@ from torch import nn
 from leanml.artifact import load_artifact, save_artifact
 from leanml.config import Config, require
 from leanml.errors import LeanmlError
+from leanml.models.mobilenetv2 import InvertedResidual, conv_bn
 from leanml.models.registry import build_model
 from leanml.nas.space import Arch, SpaceConfig
 from leanml.nas.stats import kendall_tau
-from leanml.nas.subnet import MODEL_NAME, NasBlock, NasHead, NasNetConfig, conv_bn, net_config
-from leanml.profile.timing import measure_latency, model_latency
+from leanml.nas.subnet import MODEL_NAME, NasNetConfig, block_spec, net_config
 from leanml.profile.machine import machine_summary
+from leanml.profile.timing import measure_latency, model_latency
 from leanml.progress import track
 
 KIND = "nas_latency"
@@ -59,11 +60,25 @@ def layer_keys(cfg: NasNetConfig, resolution: int) -> list[str]:
     """Table keys of the stem, every block and the head of the ``nas_mbv2`` model of ``cfg``."""
     keys = [f"stem:i{cfg.in_channels}:o{cfg.stem}:r{resolution}"]
     size = resolution
-    for k, cin, hidden, cout, stride in cfg.plan():
-        keys.append(f"block:k{k}:c{cin}:h{hidden}:o{cout}:s{stride}:r{size}")
-        size = math.ceil(size / stride)
+    for b in cfg.plan():
+        keys.append(f"block:k{b.kernel}:c{b.cin}:h{b.hidden}:o{b.cout}:s{b.stride}:r{size}")
+        size = math.ceil(size / b.stride)
     keys.append(f"head:c{cfg.blocks[-1][2]}:h{cfg.head}:o{cfg.num_classes}:r{size}")
     return keys
+
+
+class _Head(nn.Module):
+    """How every subnet ends, timed as one table entry: 1x1 conv-BN-ReLU6 → global average pool → classifier."""
+
+    def __init__(self, cin: int, head: int, num_classes: int) -> None:
+        super().__init__()
+        self.head = nn.Sequential(*conv_bn(cin, head, 1))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(head, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.head(x)  # (N, head, H, W)
+        return self.classifier(self.pool(x).flatten(1))  # (N, classes)
 
 
 def layer_module(key: str) -> tuple[nn.Module, tuple[int, ...]]:
@@ -79,9 +94,10 @@ def layer_module(key: str) -> tuple[nn.Module, tuple[int, ...]]:
         if kind == "stem":
             return nn.Sequential(*conv_bn(v["i"], v["o"], 3)).eval(), (v["i"], v["r"], v["r"])
         if kind == "block":
-            return NasBlock(v["k"], v["c"], v["h"], v["o"], v["s"]).eval(), (v["c"], v["r"], v["r"])
+            block = InvertedResidual(block_spec(v["k"], v["c"], v["h"], v["o"], v["s"]))
+            return block.eval(), (v["c"], v["r"], v["r"])
         if kind == "head":
-            return NasHead(v["c"], v["h"], v["o"]).eval(), (v["c"], v["r"], v["r"])
+            return _Head(v["c"], v["h"], v["o"]).eval(), (v["c"], v["r"], v["r"])
     except (KeyError, ValueError):
         pass
     raise LeanmlError(f"malformed latency table key {key!r}", "rebuild the latency table")

@@ -1,8 +1,8 @@
 """The standalone subnet: a registered leanml model (``nas_mbv2``) that any architecture of the space becomes.
 
-Same skeleton as the reference ``mobilenetv2`` (stem, inverted residual blocks,
-1x1 head, pooling, classifier) but each block has its own depthwise kernel
-size and hidden width. Its config is plain data, so a subnet saves, loads,
+The reference :class:`~leanml.models.mobilenetv2.MobileNetV2` (stem, inverted
+residual blocks, 1x1 head, pooling, classifier) with each block's own depthwise
+kernel size and hidden width. Its config is plain data, so a subnet saves, loads,
 profiles, fine-tunes, quantizes and deploys like every other leanml model;
 :func:`net_config` turns an :class:`~leanml.nas.space.Arch` into that config
 (the one place that knows how channel counts follow from the choices).
@@ -21,10 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
-from torch import nn
-
 from leanml.config import Config, require
+from leanml.models.mobilenetv2 import BlockSpec, MobileNetV2
 from leanml.models.registry import register_model
 from leanml.nas.space import Arch, SpaceConfig
 
@@ -51,13 +49,23 @@ class NasNetConfig(Config):
             require(len(b) == 4 and all(isinstance(v, int) and v >= 1 for v in b) and b[0] % 2 == 1 and b[3] in (1, 2),
                     f"nas_mbv2 block {b!r} must be [odd kernel, hidden >= 1, out >= 1, stride 1|2]")  # fmt: skip
 
-    def plan(self) -> list[tuple[int, int, int, int, int]]:
-        """One (kernel, in, hidden, out, stride) per block."""
+    def plan(self) -> list[BlockSpec]:
+        """One :class:`~leanml.models.mobilenetv2.BlockSpec` per block (see :func:`block_spec`)."""
         out, cin = [], self.stem
         for k, hidden, cout, stride in self.blocks:
-            out.append((k, cin, hidden, cout, stride))
+            out.append(block_spec(k, cin, hidden, cout, stride))
             cin = cout
         return out
+
+
+def block_spec(kernel: int, cin: int, hidden: int, cout: int, stride: int) -> BlockSpec:
+    """A subnet block: it expands exactly when its hidden width differs from its input width.
+
+    Example:
+        >>> block_spec(3, 16, 16, 16, 1).expand, block_spec(5, 16, 64, 24, 2).expand
+        (False, True)
+    """
+    return BlockSpec(kernel, cin, hidden, cout, stride, expand=hidden != cin)
 
 
 def net_config(space: SpaceConfig, arch: Arch) -> NasNetConfig:
@@ -80,68 +88,7 @@ def net_config(space: SpaceConfig, arch: Arch) -> NasNetConfig:
     return NasNetConfig(c0, blocks, space.head, space.in_channels, space.num_classes)
 
 
-def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, relu: bool = True) -> list[nn.Module]:
-    """conv (no bias, 'same' padding) → BN (→ ReLU6): the layers every subnet is made of.
-
-    Example:
-        >>> [type(m).__name__ for m in conv_bn(4, 8, 3)]
-        ['Conv2d', 'BatchNorm2d', 'ReLU6']
-    """
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
-                               nn.BatchNorm2d(cout)]  # fmt: skip
-    if relu:
-        layers.append(nn.ReLU6(inplace=True))
-    return layers
-
-
-class NasBlock(nn.Module):
-    """1x1 expand (skipped when hidden == in) → kxk depthwise → 1x1 project, residual add when shapes match."""
-
-    def __init__(self, kernel: int, cin: int, hidden: int, cout: int, stride: int) -> None:
-        super().__init__()
-        layers = conv_bn(cin, hidden, 1) if hidden != cin else []
-        layers += conv_bn(hidden, hidden, kernel, stride, groups=hidden)
-        layers += conv_bn(hidden, cout, 1, relu=False)
-        self.conv = nn.Sequential(*layers)
-        self.use_residual = stride == 1 and cin == cout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv(x)  # (N, cout, H/s, W/s)
-        return x + out if self.use_residual else out
-
-
-class NasHead(nn.Module):
-    """1x1 conv-BN-ReLU6 → global average pool → linear classifier (how every subnet ends)."""
-
-    def __init__(self, cin: int, head: int, num_classes: int) -> None:
-        super().__init__()
-        self.head = nn.Sequential(*conv_bn(cin, head, 1))
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(head, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head(x)  # (N, head, H, W)
-        return self.classifier(self.pool(x).flatten(1))  # (N, classes)
-
-
-class NasNet(nn.Module):
-    """stem → blocks → head → pool → classifier; module names match the reference ``mobilenetv2``."""
-
-    def __init__(self, cfg: NasNetConfig) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(*conv_bn(cfg.in_channels, cfg.stem, 3))
-        self.blocks = nn.Sequential(*(NasBlock(*p) for p in cfg.plan()))
-        cin = cfg.blocks[-1][2]
-        self.head = nn.Sequential(*conv_bn(cin, cfg.head, 1))
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(cfg.head, cfg.num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head(self.blocks(self.stem(x)))  # (N, head, H', W')
-        return self.classifier(self.pool(x).flatten(1))  # (N, classes)
-
-
 @register_model(MODEL_NAME, NasNetConfig, "MobileNetV2 subnet from leanml nas: per-block kernel size and width")
-def nas_mbv2(cfg: NasNetConfig) -> NasNet:
-    """Build a :class:`NasNet` from its config."""
-    return NasNet(cfg)
+def nas_mbv2(cfg: NasNetConfig) -> MobileNetV2:
+    """Build the :class:`~leanml.models.mobilenetv2.MobileNetV2` of a subnet config."""
+    return MobileNetV2(cfg.in_channels, cfg.stem, cfg.plan(), cfg.head, cfg.num_classes)

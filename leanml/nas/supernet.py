@@ -26,34 +26,55 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from leanml.models.mobilenetv2 import BlockSpec, ConvStage, MobileNetV2
 from leanml.models.registry import ModelSpec
 from leanml.nas.elastic import ElasticBatchNorm, ElasticConv, ElasticDepthwise, ElasticLinear
 from leanml.nas.space import Arch, SpaceConfig
-from leanml.nas.subnet import MODEL_NAME, NasNet, NasNetConfig, net_config
+from leanml.nas.subnet import MODEL_NAME, NasNetConfig, nas_mbv2, net_config
+
+ElasticLayer = ElasticConv | ElasticDepthwise
 
 
 class ElasticBlock(nn.Module):
-    """Inverted residual block of elastic layers: 1x1 expand (optional) → kxk depthwise → 1x1 project."""
+    """The inverted residual block of the largest :class:`~leanml.models.mobilenetv2.BlockSpec`, in elastic layers.
 
-    def __init__(self, max_in: int, max_hidden: int, max_out: int, kernels: list[int], stride: int,
-                 expand: bool) -> None:  # fmt: skip
+    One elastic conv and batch norm per stage of the block (``expand``/``expand_bn`` if it expands,
+    ``depthwise``/``depthwise_bn``, ``project``/``project_bn``); a forward runs the stages of the
+    active block's spec over the leading slices, exactly as the extracted block does.
+    """
+
+    def __init__(self, largest: BlockSpec, kernels: list[int]) -> None:
         super().__init__()
-        self.expand = ElasticConv(max_in, max_hidden) if expand else None
-        self.expand_bn = ElasticBatchNorm(max_hidden) if expand else None
-        self.depthwise = ElasticDepthwise(max_hidden, kernels, stride)
-        self.depthwise_bn = ElasticBatchNorm(max_hidden)
-        self.project = ElasticConv(max_hidden, max_out)
-        self.project_bn = ElasticBatchNorm(max_out)
-        self.stride = stride
+        self.expands = largest.expand
+        self.stride = largest.stride
+        self.expand: ElasticConv | None = None
+        self.expand_bn: ElasticBatchNorm | None = None
+        for stage in largest.stages():
+            layer = (ElasticDepthwise(stage.cout, kernels, stage.stride) if stage.name == "depthwise"
+                     else ElasticConv(stage.cin, stage.cout))  # fmt: skip
+            setattr(self, stage.name, layer)
+            setattr(self, f"{stage.name}_bn", ElasticBatchNorm(stage.cout))
+
+    def spec(self, kernel: int, cin: int, hidden: int, cout: int) -> BlockSpec:
+        """The active block: this block's stride and expansion with the active kernel and widths."""
+        return BlockSpec(kernel, cin, hidden, cout, self.stride, self.expands)
+
+    def stage_layers(self, stage: ConvStage) -> tuple[ElasticLayer, ElasticBatchNorm]:
+        """The elastic conv and batch norm that run ``stage``."""
+        conv, bn = getattr(self, stage.name), getattr(self, f"{stage.name}_bn")
+        assert isinstance(conv, ElasticConv | ElasticDepthwise) and isinstance(bn, ElasticBatchNorm)
+        return conv, bn
 
     def forward(self, x: torch.Tensor, kernel: int, hidden: int, cout: int) -> torch.Tensor:
-        cin = x.shape[1]  # x: (N, cin, H, W)
+        spec = self.spec(kernel, x.shape[1], hidden, cout)  # x: (N, cin, H, W)
         h = x
-        if self.expand is not None and self.expand_bn is not None:
-            h = F.relu6(self.expand_bn(self.expand(x, hidden)))  # (N, hidden, H, W)
-        h = F.relu6(self.depthwise_bn(self.depthwise(h, kernel)))  # (N, hidden, H/s, W/s)
-        out = self.project_bn(self.project(h, cout))  # (N, cout, H/s, W/s)
-        return x + out if self.stride == 1 and cin == cout else out
+        for stage in spec.stages():
+            conv, bn = self.stage_layers(stage)
+            h = F.conv2d(h, conv.stage_weight(stage), None, stage.stride, stage.kernel // 2, groups=stage.groups)
+            h = bn(h)  # (N, stage.cout, H', W')
+            if stage.relu:
+                h = F.relu6(h)
+        return x + h if spec.residual else h
 
 
 class Supernet(nn.Module):
@@ -66,7 +87,7 @@ class Supernet(nn.Module):
         c0 = space.channels(space.stem, top.width)
         self.stem = ElasticConv(space.in_channels, c0, 3)
         self.stem_bn = ElasticBatchNorm(c0)
-        self.first = ElasticBlock(c0, c0, c0, [3], 1, expand=False)
+        self.first = ElasticBlock(BlockSpec(3, c0, c0, c0, 1, expand=False), [3])
         self.stages = nn.ModuleList()
         cin = c0
         for s, (c, _, stride) in enumerate(space.stages):
@@ -75,7 +96,8 @@ class Supernet(nn.Module):
             for i in range(space.max_depth(s)):
                 block_in = cin if i == 0 else cout
                 hidden = space.hidden(block_in, space.expands[-1])
-                blocks.append(ElasticBlock(block_in, hidden, cout, space.kernels, stride if i == 0 else 1, True))
+                largest = BlockSpec(space.kernels[-1], block_in, hidden, cout, stride if i == 0 else 1, expand=True)
+                blocks.append(ElasticBlock(largest, space.kernels))
             self.stages.append(blocks)
             cin = cout
         self.head = ElasticConv(cin, space.head)
@@ -123,7 +145,7 @@ def _copy_conv(dst: nn.Module, weight: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def get_subnet(supernet: Supernet, arch: Arch) -> NasNet:
+def get_subnet(supernet: Supernet, arch: Arch) -> MobileNetV2:
     """A standalone ``nas_mbv2`` model of ``arch`` with weights (and BN statistics) copied from the supernet.
 
     The model carries its :class:`~leanml.models.ModelSpec`, so it saves with
@@ -132,27 +154,21 @@ def get_subnet(supernet: Supernet, arch: Arch) -> NasNet:
     Example:
         >>> space = SpaceConfig(stages=[[8, 1, 2]], stem=8, head=16, resolutions=[12])
         >>> type(get_subnet(Supernet(space), space.smallest())).__name__
-        'NasNet'
+        'MobileNetV2'
     """
     supernet.set_active(arch)
     cfg: NasNetConfig = supernet.config
-    net = NasNet(cfg)
+    net = nas_mbv2(cfg)
     _copy_conv(net.stem[0], supernet.stem.active_weight(cfg.in_channels, cfg.stem))
     _copy_bn(net.stem[1], supernet.stem_bn, cfg.stem)
-    cin = cfg.stem
-    for sub, (block, (k, hidden, cout, _)) in zip(net.blocks, supernet.active_blocks(), strict=True):
-        assert isinstance(sub.conv, nn.Sequential)
-        layers = list(sub.conv)
-        if block.expand is not None and block.expand_bn is not None:
-            _copy_conv(layers[0], block.expand.active_weight(cin, hidden))
-            _copy_bn(layers[1], block.expand_bn, hidden)
-            layers = layers[3:]
-        _copy_conv(layers[0], block.depthwise.active_weight(hidden, k))
-        _copy_bn(layers[1], block.depthwise_bn, hidden)
-        _copy_conv(layers[3], block.project.active_weight(hidden, cout))
-        _copy_bn(layers[4], block.project_bn, cout)
-        cin = cout
-    _copy_conv(net.head[0], supernet.head.active_weight(cin, cfg.head))
+    for sub, spec, (block, _) in zip(net.blocks, cfg.plan(), supernet.active_blocks(), strict=True):
+        convs = [m for m in sub.modules() if isinstance(m, nn.Conv2d)]
+        norms = [m for m in sub.modules() if isinstance(m, nn.BatchNorm2d)]
+        for stage, conv, norm in zip(spec.stages(), convs, norms, strict=True):
+            elastic_conv, elastic_bn = block.stage_layers(stage)
+            _copy_conv(conv, elastic_conv.stage_weight(stage))
+            _copy_bn(norm, elastic_bn, stage.cout)
+    _copy_conv(net.head[0], supernet.head.active_weight(cfg.blocks[-1][2], cfg.head))
     _copy_bn(net.head[1], supernet.head_bn, cfg.head)
     net.classifier.weight.copy_(supernet.classifier.linear.weight[:, : cfg.head])
     net.classifier.bias.copy_(supernet.classifier.linear.bias)
