@@ -1,6 +1,7 @@
 """leanml: make neural networks lean and run them fast.
 
-The public API, re-exported from the sub-packages:
+The public API, re-exported from the sub-packages: each name is imported from its module on first use
+(:data:`EXPORTS`), so ``import leanml`` (and the ``leanml`` command) starts without torch.
 
 Example:
     >>> import leanml
@@ -9,17 +10,68 @@ Example:
     29128448
 """
 
-from leanml.errors import LeanmlError
-from leanml.models import ModelSpec, available_models, build_model
-from leanml.nas import NasTrainConfig, SearchConfig, train_supernet  # also registers the nas_mbv2 model
-from leanml.profile import ModelProfile, measure_latency, profile_model
-from leanml.prune import ChannelPruneConfig, prune_channels_  # also registers the channel_prune transform
-from leanml.train import TrainConfig, evaluate, load_checkpoint, load_model, save_checkpoint, train
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any, Final
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ChannelPruneConfig", "LeanmlError", "ModelProfile", "ModelSpec", "NasTrainConfig", "SearchConfig", "TrainConfig",
-    "available_models", "build_model", "evaluate", "load_checkpoint", "load_model", "measure_latency",
-    "profile_model", "prune_channels_", "save_checkpoint", "train", "train_supernet",
-]  # fmt: skip
+EXPORTS: Final[dict[str, str]] = {
+    "ChannelPruneConfig": "leanml.prune",
+    "LeanmlError": "leanml.errors",
+    "ModelProfile": "leanml.profile",
+    "ModelSpec": "leanml.models",
+    "NasTrainConfig": "leanml.nas",
+    "SearchConfig": "leanml.nas",
+    "TrainConfig": "leanml.train",
+    "available_models": "leanml.models",
+    "build_model": "leanml.models",
+    "evaluate": "leanml.train",
+    "load_checkpoint": "leanml.train",
+    "load_model": "leanml.train",
+    "measure_latency": "leanml.profile",
+    "profile_model": "leanml.profile",
+    "prune_channels_": "leanml.prune",
+    "save_checkpoint": "leanml.train",
+    "train": "leanml.train",
+    "train_supernet": "leanml.nas",
+}
+"""Public name -> the module it is re-exported from."""
+
+__all__ = sorted(EXPORTS)
+
+SHADOWED: Final = frozenset({"train"})
+"""Public names that are also sub-packages: ``leanml.train`` is the function, as ``leanml.train(cfg, out)``."""
+
+
+class PublicAPI(types.ModuleType):
+    """The type of the ``leanml`` module: importing the sub-package ``leanml.train`` does not rebind the public
+    function ``leanml.train`` (the import system sets each sub-package on its parent; see :data:`SHADOWED`)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in SHADOWED and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+def __getattr__(name: str) -> Any:
+    """The public name ``name``, imported from its module on first access (PEP 562).
+
+    Example:
+        >>> import leanml
+        >>> leanml.LeanmlError.__name__
+        'LeanmlError'
+    """
+    if name not in EXPORTS:
+        raise AttributeError(f"module 'leanml' has no attribute {name!r}")
+    return getattr(importlib.import_module(EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *EXPORTS})
+
+
+sys.modules[__name__].__class__ = PublicAPI

@@ -16,9 +16,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from torch import nn
 
@@ -77,6 +78,28 @@ _REGISTRY: dict[str, ModelEntry[Any]] = {}
 Transform = Callable[[nn.Module, dict[str, Any]], None]
 _TRANSFORMS: dict[str, Transform] = {}
 
+PROVIDERS: Final[tuple[str, ...]] = (
+    "leanml.models.vgg",
+    "leanml.models.resnet",
+    "leanml.models.mobilenetv2",
+    "leanml.nas.subnet",  # the nas_mbv2 model
+    "leanml.prune.channel",  # the channel_prune transform
+)
+"""The built-in modules that register models and transforms: imported on every lookup (a no-op once imported), so
+a checkpoint of any built-in kind loads in a process that never imported the package that made it."""
+
+
+def import_providers() -> None:
+    """Import every module of :data:`PROVIDERS` (each registers its models or transforms on import).
+
+    Example:
+        >>> import_providers()
+        >>> "nas_mbv2" in available_models()
+        True
+    """
+    for module in PROVIDERS:
+        importlib.import_module(module)
+
 
 def register_transform(kind: str) -> Callable[[Transform], Transform]:
     """Decorator registering ``apply_(model, step)``, which replays a structural transform in place.
@@ -119,11 +142,13 @@ def register_model(name: str, config_cls: type[C], summary: str) -> Callable[[Ca
 
 def available_models() -> dict[str, str]:
     """Registered model names with a one-line summary each."""
+    import_providers()
     return {name: e.summary for name, e in sorted(_REGISTRY.items())}
 
 
 def get_entry(name: str) -> ModelEntry[Any]:
     """The registry entry for ``name``; unknown names list the choices."""
+    import_providers()
     if name not in _REGISTRY:
         raise LeanmlError(f"unknown model {name!r}", f"choose one of: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
@@ -152,7 +177,7 @@ def build_from_spec(spec: ModelSpec) -> nn.Module:
         >>> build_from_spec(model_spec(build_model("vgg"))).features[0].out_channels
         32
     """
-    model = build_model(spec.name, **spec.config)
+    model = build_model(spec.name, **spec.config)  # imports the providers
     for step in spec.transforms:
         kind = step["kind"]
         if kind not in _TRANSFORMS:

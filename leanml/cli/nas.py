@@ -16,10 +16,12 @@ from typing import Annotated
 
 import typer
 
-from leanml.cli_options import DataOpt, ThreadsOpt
+from leanml.cli.options import DataOpt, ThreadsOpt
 from leanml.progress import make_console
 
-app = typer.Typer(help="Neural architecture search: supernet, accuracy predictor, constrained search, export.")
+app = typer.Typer(
+    help="Neural architecture search: supernet, accuracy predictor, constrained search, export.", add_completion=False
+)
 ProgressOpt = Annotated[bool, typer.Option(help="show progress bars")]
 ReportOpt = Annotated[Path | None, typer.Option(help="HTML report to write")]
 

@@ -4,8 +4,8 @@ import json
 import time
 
 from leanml.nas.train import NasTrainConfig
+from tests.cli.test_cli import assert_clean_error, leanml
 from tests.nas.conftest import tiny_space
-from tests.test_cli import assert_clean_error, leanml
 
 
 def test_tiny_space_trains_searches_and_exports_end_to_end(tmp_path, fake_data):

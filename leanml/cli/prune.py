@@ -15,11 +15,14 @@ from typing import Annotated
 
 import typer
 
-from leanml.cli_options import DataOpt, ThreadsOpt
+from leanml.cli.options import DataOpt, ThreadsOpt
 from leanml.progress import make_console
 from leanml.threads import torch_threads
 
-app = typer.Typer(help="Prune a checkpoint: sensitivity scan, fine-grained magnitude pruning (+ N:M), channel pruning.")
+app = typer.Typer(
+    help="Prune a checkpoint: sensitivity scan, fine-grained magnitude pruning (+ N:M), channel pruning.",
+    add_completion=False,
+)
 
 
 @app.command("scan")

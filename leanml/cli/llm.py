@@ -1,7 +1,7 @@
 """``leanml llm eval|generate|chat``: perplexity, streamed generation and an interactive chat on a Llama-family LM.
 
 MODEL is anything :func:`leanml.llm.load_llm` takes (``smollm2``, an HF model folder or a ``.gguf`` file)
-or a packed ``.lmq`` file written by ``leanml llm quantize``, loaded by the one helper :func:`_load`.
+or a packed ``.lmq`` file written by ``leanml llm quantize``, loaded by :mod:`leanml.cli.llm_load`.
 Generated text streams to stdout; load times, speeds and progress bars go to stderr.
 
 Example:
@@ -20,26 +20,20 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from leanml.cli_options import ThreadsOpt
+from leanml.cli.llm_load import DtypeOpt, ModelArg, load_model_arg, load_on_engine, torch_dtype
+from leanml.cli.options import ProgressOpt, ThreadsOpt
 from leanml.errors import LeanmlError
 from leanml.progress import make_console
 
 if TYPE_CHECKING:
-    import torch
-
-    from leanml.llm.generate import GenerateConfig, GenerationResult
-    from leanml.llm.load import LoadedLLM
+    from leanml.llm.eval.generate import GenerateConfig, GenerationResult
 
 app = typer.Typer(
     help="LLMs (Llama family): RTN/AWQ quantization, perplexity, generation with a KV cache, chat, speed (C runtime).",
     no_args_is_help=True,
+    add_completion=False,
 )
 
-DTYPES = ("float32", "bfloat16", "float16")
-
-ModelArg = Annotated[str, typer.Argument(help="'smollm2', an HF model folder, a .gguf file or a packed .lmq file")]
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="weight dtype in memory: float32, bfloat16 or float16")]
-ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="show progress bars")]
 MaxNewOpt = Annotated[int, typer.Option("--max-new-tokens", help="most tokens to generate")]
 TemperatureOpt = Annotated[float, typer.Option("--temperature", help="0 = greedy; else sampling temperature")]
 TopPOpt = Annotated[float, typer.Option("--top-p", help="nucleus sampling mass in (0, 1]; 1 = off")]
@@ -52,80 +46,6 @@ EngineOpt = Annotated[
     str | None, typer.Option("--engine", help="c (leanml's C runtime; default for packed .lmq files) or torch")
 ]
 CtxOpt = Annotated[int | None, typer.Option("--ctx", help="C engine: KV cache positions (default: min(model, 4096))")]
-
-
-def _dtype(name: str) -> torch.dtype:
-    """The torch dtype named ``name`` (one of :data:`DTYPES`).
-
-    Example:
-        >>> _dtype("bfloat16")
-        torch.bfloat16
-    """
-    import torch
-
-    if name not in DTYPES:
-        raise LeanmlError(f"unknown dtype {name!r}", f"choose one of: {', '.join(DTYPES)}")
-    dtype: torch.dtype = getattr(torch, name)
-    return dtype
-
-
-def _load(model: str, dtype: torch.dtype, progress: bool = True) -> LoadedLLM:
-    """Load MODEL for every ``leanml llm`` command, and say what was loaded on stderr.
-
-    The one place that maps the MODEL argument to a model: add new kinds of MODEL here (a packed quantized
-    model file from ``leanml llm quantize``: detect it, e.g. by its JSON sidecar's format, before falling
-    back to :func:`load_llm`, and return a :class:`LoadedLLM` whose model is the unpacked/pseudo-quantized
-    HF module, so ``eval``, ``generate`` and ``chat`` work on it unchanged).
-
-    Example:
-        >>> llm = _load("smollm2", _dtype("float32"), progress=False)  # doctest: +SKIP
-    """
-    from leanml.llm.load import load_llm
-    from leanml.llm.packed_file import is_packed_file, load_packed
-
-    llm = load_packed(model, dtype=dtype) if is_packed_file(model) else load_llm(model, dtype=dtype, progress=progress)
-    i = llm.info
-    make_console().print(
-        f"loaded {i.source} ({i.format}, {i.architecture}, {i.params / 1e6:.1f} M params, {i.dtype}) "
-        f"in {llm.load_seconds:.1f} s",
-        highlight=False,
-        soft_wrap=True,
-    )
-    return llm
-
-
-def _load_engine(model: str, engine: str | None, dtype: torch.dtype, progress: bool, threads: int | None,
-                 ctx: int | None) -> LoadedLLM:  # fmt: skip
-    """MODEL on the chosen engine: ``c`` runs a packed file in leanml's C runtime (the default for packed files the C
-    runtime supports; others fall back to torch, saying why), ``torch`` goes through :func:`_load`.
-
-    Example:
-        >>> llm = _load_engine("model.lmq", None, _dtype("float32"), False, 2, None)  # doctest: +SKIP
-    """
-    from leanml.llm.packed_file import is_packed_file, read_header
-    from leanml.llm.runtime import unsupported
-
-    packed = is_packed_file(model)
-    if engine is None and packed and (why := unsupported(read_header(model)[0])):
-        make_console().print(f"[dim]the C runtime cannot run {model} ({why}): using torch[/]", highlight=False)
-        engine = "torch"
-    engine = engine or ("c" if packed else "torch")
-    if engine == "torch":
-        return _load(model, dtype, progress)
-    if engine != "c":
-        raise LeanmlError(f"unknown engine {engine!r}", "choose c or torch")
-    if not packed:
-        raise LeanmlError(f"the C engine runs packed .lmq files; {model} is not one",
-                          "make one with leanml llm quantize, or pass --engine torch")  # fmt: skip
-    from leanml.llm.runtime_lm import load_c_engine
-
-    limit = int(read_header(model)[0]["config"].get("max_position_embeddings") or 4096)
-    llm = load_c_engine(model, n_ctx=ctx or min(limit, 4096), threads=threads)
-    i, rt = llm.info, getattr(llm.model, "runtime", None)
-    make_console().print(f"loaded {i.source} into the C runtime ({i.dtype}, {i.params / 1e6:.1f} M params, "
-                         f"{getattr(rt, 'threads', '?')} threads) in {llm.load_seconds:.1f} s",
-                         highlight=False, soft_wrap=True)  # fmt: skip
-    return llm
 
 
 @app.command("quantize")
@@ -156,7 +76,7 @@ def quantize_cmd(
     threads: ThreadsOpt = None,
 ) -> None:
     """Quantize the decoder linears (RTN or AWQ, group-wise) and write a packed model file."""
-    from leanml.cli_llm_quantize import run_quantize
+    from leanml.cli.llm_quantize import run_quantize
 
     run_quantize(model, out, method, bits, group_size, calib_text, calib_samples, calib_seq_len, duo_scaling, clip,
                  search, save_search, float_dtype, force, progress, threads)  # fmt: skip
@@ -179,14 +99,14 @@ def eval_cmd(
     threads: ThreadsOpt = None,
 ) -> None:
     """Perplexity on a text, in both conventions: sliding window (HF) and llama-perplexity's chunks."""
-    from leanml.llm.corpus import BUILTIN, added_bos, load_text, min_tokens, text_fingerprint, tokenize_text
-    from leanml.llm.perplexity import perplexity
+    from leanml.llm.eval.corpus import BUILTIN, added_bos, load_text, min_tokens, text_fingerprint, tokenize_text
+    from leanml.llm.eval.perplexity import perplexity
     from leanml.threads import torch_threads
 
     min_tokens(ctx)  # validate --ctx before loading anything
     source = BUILTIN if text is None else str(text)
     body = load_text(source, "eval")
-    llm = _load(model, _dtype(dtype), progress)
+    llm = load_model_arg(model, torch_dtype(dtype), progress)
     with torch_threads(threads):
         ids = tokenize_text(llm.tokenizer, body, ctx)
         r = perplexity(llm.model, ids, ctx=ctx, stride=stride, progress=progress,
@@ -205,7 +125,7 @@ def eval_cmd(
 
 def _generate_config(config: Path | None, **flags: Any) -> GenerateConfig:
     """The :class:`GenerateConfig` from ``--config`` when given, else from the flags (validated either way)."""
-    from leanml.llm.generate import GenerateConfig
+    from leanml.llm.eval.generate import GenerateConfig
 
     return GenerateConfig.load(config) if config is not None else GenerateConfig(**flags)
 
@@ -251,8 +171,8 @@ def generate_cmd(
     threads: ThreadsOpt = None,
 ) -> None:
     """Generate text after a prompt, streaming tokens to stdout; speeds on stderr."""
-    from leanml.llm.chat import chat_prompt_ids, has_chat_template
-    from leanml.llm.generate import generate
+    from leanml.llm.eval.chat import chat_prompt_ids, has_chat_template
+    from leanml.llm.eval.generate import generate
     from leanml.threads import torch_threads
 
     cfg = _generate_config(config, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
@@ -261,7 +181,7 @@ def generate_cmd(
         raise LeanmlError("the prompt is empty", 'pass --prompt "some text"')
     if system is not None and chat is False:
         raise LeanmlError("--system needs the chat template", "drop --no-chat")
-    llm = _load_engine(model, engine, _dtype(dtype), progress, threads, ctx)
+    llm = load_on_engine(model, engine, torch_dtype(dtype), progress, threads, ctx)
     use_chat = has_chat_template(llm.tokenizer) if chat is None else chat
     if use_chat:
         messages = [{"role": "system", "content": system}] if system else []
@@ -301,12 +221,12 @@ def chat_cmd(
     Each turn re-prefills the whole conversation. In a terminal a failed turn (e.g. the conversation outgrew
     the context) is reported and the chat goes on; with piped input it ends the command with an error.
     """
-    from leanml.llm.chat import ChatSession
+    from leanml.llm.eval.chat import ChatSession
     from leanml.threads import torch_threads
 
     cfg = _generate_config(config, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                            seed=seed, repetition_penalty=repetition_penalty)  # fmt: skip
-    llm = _load_engine(model, engine, _dtype(dtype), progress, threads, ctx)
+    llm = load_on_engine(model, engine, torch_dtype(dtype), progress, threads, ctx)
     session = ChatSession(llm.model, llm.tokenizer, cfg, system=system, template=template)
     console = make_console()
     interactive = sys.stdin.isatty()
@@ -347,7 +267,7 @@ def bench_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
 ) -> None:
     """Prefill and decode tokens/s (median, min-max over repeats), threads and model size."""
-    from leanml.llm.bench import bench_speed
+    from leanml.llm.eval.speed_bench import bench_speed
 
     r = bench_speed(model, engine, threads, prompt_tokens, gen_tokens, repeats, head)
     print(json.dumps(r.to_dict(), indent=2) if as_json else r.summary())

@@ -16,7 +16,7 @@ pytest.importorskip("transformers")
 from typer.testing import CliRunner
 
 from leanml.cli import app, main
-from leanml.llm.generate import GenerateConfig, generate
+from leanml.llm.eval.generate import GenerateConfig, generate
 from tests.llm.chat_fixtures import chat_tokenizer, save_chat_folder
 from tests.llm.conftest import save_hf_folder, tiny_llama
 

@@ -13,9 +13,12 @@ from typing import Annotated
 
 import typer
 
-from leanml.cli_options import DataOpt
+from leanml.cli.options import DataOpt, parse_ints
+
+app = typer.Typer(add_completion=False)
 
 
+@app.command("deploy")
 def deploy_cmd(
     model: Annotated[Path, typer.Argument(help="integer model saved by `leanml quantize linear|mixed`")],
     out: Annotated[Path, typer.Option(help="directory for the standalone C project")],
@@ -33,7 +36,6 @@ def deploy_cmd(
     """Generate C (static memory plan, in-place depthwise, fused requantization), compile, verify, report."""
     import numpy as np
 
-    from leanml.cli import parse_ints
     from leanml.data import batches, load_split
     from leanml.deploy.build import target_section_sizes
     from leanml.deploy.engine import DeployConfig, deploy, export_project, verify

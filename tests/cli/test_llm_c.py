@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from leanml.cli import app
 from tests.llm.conftest import save_hf_folder, tiny_llama
-from tests.llm.test_runtime import make_packed
+from tests.llm.runtime.test_decoder import make_packed
 
 
 @pytest.fixture(scope="module")

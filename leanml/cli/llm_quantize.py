@@ -39,12 +39,12 @@ def run_quantize(
     """
     import torch
 
-    from leanml.cli_llm import _load
-    from leanml.llm.awq import AWQResult, calibration_blocks
-    from leanml.llm.config import LLMQuantConfig
-    from leanml.llm.corpus import BUILTIN, load_text
-    from leanml.llm.packed_file import save_packed
-    from leanml.llm.quantize import quantize_llm_
+    from leanml.cli.llm_load import load_model_arg
+    from leanml.llm.eval.corpus import BUILTIN, load_text
+    from leanml.llm.io.packed_model import save_packed
+    from leanml.llm.quant.awq import AWQResult, calibration_blocks
+    from leanml.llm.quant.config import LLMQuantConfig
+    from leanml.llm.quant.quantize import quantize_llm_
     from leanml.threads import torch_threads
 
     cfg = LLMQuantConfig(method=method, bits=bits, group_size=group_size, calib_samples=calib_samples,
@@ -58,7 +58,7 @@ def run_quantize(
     result = AWQResult.load(search) if search is not None else None
     text = load_text(BUILTIN if calib_text is None else str(calib_text), "calib") if method == "awq" else ""
     console = make_console()
-    llm = _load(model, torch.float32, progress)
+    llm = load_model_arg(model, torch.float32, progress)
     with torch_threads(threads):
         ids = None
         if method == "awq" and result is None:

@@ -13,12 +13,14 @@ from typing import Annotated
 import torch
 import typer
 
-from leanml.cli_options import DataOpt, ThreadsOpt
+from leanml.cli.options import DataOpt, ThreadsOpt
 from leanml.data import batches, load_split
 from leanml.progress import make_console
 from leanml.threads import torch_threads
 
-app = typer.Typer(help="Quantize a checkpoint: linear int8 (PTQ/QAT → integer model) or k-means (+QAT).")
+app = typer.Typer(
+    help="Quantize a checkpoint: linear int8 (PTQ/QAT → integer model) or k-means (+QAT).", add_completion=False
+)
 
 EvalOpt = Annotated[int, typer.Option(help="test images to evaluate on (the integer executor is slow)")]
 

@@ -12,8 +12,9 @@ import torch
 from typer.testing import CliRunner
 
 from leanml.cli import app, main
-from leanml.llm.awq import AWQResult
-from leanml.llm.packed_file import is_packed_file, load_packed
+from leanml.llm.io.packed_file import is_packed_file
+from leanml.llm.io.packed_model import load_packed
+from leanml.llm.quant.awq import AWQResult
 from tests.llm.conftest import save_hf_folder, tiny_llama
 
 TEXT = "The quick brown fox jumps over the lazy dog. Pack my box with five dozen liquor jugs! " * 12

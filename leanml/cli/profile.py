@@ -1,0 +1,66 @@
+"""``leanml profile``: per-layer table and totals of a checkpoint or a fresh reference model.
+
+Example:
+    $ leanml profile runs/vgg
+    $ leanml profile --model resnet --batch-sizes 1 --json
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from leanml.cli.options import JsonOpt, ThreadsOpt, parse_ints
+from leanml.errors import LeanmlError
+from leanml.progress import make_console
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command("profile")
+def profile_cmd(
+    checkpoint: Annotated[Path | None, typer.Argument(help="checkpoint to profile")] = None,
+    model: Annotated[str | None, typer.Option(help="profile a fresh reference model instead")] = None,
+    input_shape: Annotated[
+        str | None, typer.Option(help="input shape C,H,W (default: the checkpoint's, or 1,28,28)")
+    ] = None,
+    batch_sizes: Annotated[str, typer.Option(help="batch sizes to time, comma-separated")] = "1,32",
+    repeats: Annotated[int, typer.Option(help="timed repeats per batch size")] = 30,
+    latency: Annotated[bool, typer.Option(help="measure latency")] = True,
+    as_json: JsonOpt = False,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Per-layer table and totals: params, MACs, size per bit width, peak activation memory, latency."""
+    from leanml.models import build_model
+    from leanml.profile import profile_model
+    from leanml.train import load_checkpoint
+
+    if (checkpoint is None) == (model is None):
+        raise LeanmlError(
+            "profile needs exactly one of CHECKPOINT or --model NAME", "e.g. `leanml profile --model vgg`"
+        )
+    meta: dict[str, Any] = {}
+    if checkpoint is not None:
+        ckpt = load_checkpoint(checkpoint)
+        net, meta = ckpt.model, ckpt.meta
+    else:
+        assert model is not None
+        net = build_model(model)
+    default_shape = ",".join(map(str, meta.get("input", {}).get("shape", [1, 28, 28])))
+    shape = parse_ints(input_shape or default_shape, "input shape")
+    sizes = parse_ints(batch_sizes, "batch sizes")
+    prof = profile_model(net, shape, batch_sizes=sizes, threads=threads, measure=latency, repeats=repeats)
+    if as_json:
+        doc = prof.to_dict()
+        if "metrics" in meta:
+            doc["metrics"] = meta["metrics"]
+        print(json.dumps(doc, indent=2))
+        return
+    console = make_console()
+    console.print(prof.layer_table())
+    console.print(prof.totals_table())
+    if "test_acc" in meta.get("metrics", {}):
+        console.print(f"test accuracy (from the checkpoint): {meta['metrics']['test_acc']:.2%}")
