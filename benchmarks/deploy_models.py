@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
-import os
 import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +32,16 @@ import numpy as np
 import torch
 from _deploy_report import KINDS, MIN_SECONDS, REPEATS, VARIANT_KEY, WARMUP, render
 from _peers import CALIB_BATCH, fx_detail, fx_quantize, ort_detail, ort_quantize, ort_session
+from _rows import Measured, Row, RowRunner, log, recorded
 from quantize_models import calibration_images
 from torch import nn
 
-from leanml.artifact import atomic_write
 from leanml.data import ImageSet, batches, load_split
 from leanml.deploy.build import CROSS_TARGETS, OPT_FLAGS, target_section_sizes
 from leanml.deploy.codegen import c_prefix
 from leanml.deploy.engine import DeployConfig, Deployment, deploy
 from leanml.profile import measure_latency
+from leanml.profile.machine import load_averages
 from leanml.quant import IntegerModel, LinearQuantConfig, quantize_linear
 from leanml.threads import torch_threads
 from leanml.train import evaluate, load_model
@@ -53,10 +53,6 @@ EVAL_BATCH = 500
 QUANT_CFG = LinearQuantConfig(observer="minmax", batch_size=CALIB_BATCH)
 # leanml deploy variants: the default, and patch-based inference of the first stage (MCUNetV2) on a 3x3 grid
 VARIANTS = {"default": DeployConfig(), "patch3": DeployConfig(patch=3)}
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 # ---------------------------------------------------------------- building the engines
@@ -182,7 +178,7 @@ def row_latency(name: str, calib: torch.Tensor, test: ImageSet, cache: Path) -> 
     x = next(batches(test, 1))[0]
     xn = x.numpy()
     out: dict[str, Any] = {}
-    load_before = os.getloadavg()
+    load_before = load_averages()
 
     def timed(key: str, fn: Any, threads: int) -> None:
         out[key] = measure_latency(fn, WARMUP, REPEATS, threads, 1, MIN_SECONDS).to_dict()
@@ -226,11 +222,24 @@ def row_latency(name: str, calib: torch.Tensor, test: ImageSet, cache: Path) -> 
         "source": source_state(),
         "libraries": libraries,
         "loadavg_before": load_before,
-        "loadavg_after": os.getloadavg(),
+        "loadavg_after": load_averages(),
     }
 
 
 # ---------------------------------------------------------------- driver
+
+
+def plan(models: list[str], args: argparse.Namespace, calib: torch.Tensor, test: ImageSet) -> list[Row]:
+    """Every kind of row (``KINDS``) per model, model by model; the peers' rows record their errors."""
+    measure: dict[str, Callable[[str], dict[str, Any]]] = {
+        "fp32": lambda m: row_fp32(m, test),
+        "leanml": lambda m: row_leanml(m, calib, test),
+        "litert": lambda m: recorded(lambda: row_litert(m, calib, test, args)),
+        "ort": lambda m: recorded(lambda: row_ort(m, calib, test, args.cache)),
+        "fx": lambda m: recorded(lambda: row_fx(m, calib, test)),
+        "latency": lambda m: recorded(lambda: row_latency(m, calib, test, args.cache)),
+    }
+    return [Row(f"{k}-{m}", lambda rows, k=k, m=m: measure[k](m)) for m in models for k in KINDS]
 
 
 def main() -> None:
@@ -247,53 +256,24 @@ def main() -> None:
     models = [m for m in args.models.split(",") if m]
     if bad := [m for m in models if m not in MODELS]:
         sys.exit(f"unknown model(s) {bad}; choose from {list(MODELS)}")
-    todo = [(f"{k}-{m}", k, m) for m in models for k in KINDS]
-    planned = [key for key, _, _ in todo]
-    rows: dict[str, dict] = {}
-    if not args.fresh:
-        for path in sorted(args.cache.glob("*.json")):
-            row = json.loads(path.read_text())
-            stale = args.fresh_latency and path.stem.startswith("latency-")
-            if row.get("test_images") == args.test_images and not stale:
-                rows[path.stem] = row
     test = load_split("test", subset=args.test_images if args.test_images < 10000 else None)
     calib = calibration_images()
+    todo = plan(models, args, calib, test)
+    planned = [row.key for row in todo]
+
+    def stamp(m: Measured) -> dict[str, Any]:
+        return {"test_images": args.test_images, "seconds": m.seconds}
+
+    def keep(key: str, row: dict[str, Any]) -> bool:
+        stale = args.fresh_latency and key.startswith("latency-")
+        return row.get("test_images") == args.test_images and not stale
+
+    runner = RowRunner(args.cache, args.out, lambda rows: render(rows, planned, models, args), stamp=stamp)
+    rows = {} if args.fresh else runner.cached(keep)
     warnings.filterwarnings("ignore", module=r"torch\.(ao|onnx)")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     with torch_threads(args.threads):
-        for i, (key, kind, m) in enumerate(todo, 1):
-            if key in rows:
-                log(f"({i}/{len(todo)}) {key}: cached")
-                continue
-            log(f"({i}/{len(todo)}) {key}: running")
-            t0 = time.perf_counter()
-            try:
-                if kind == "fp32":
-                    row = row_fp32(m, test)
-                elif kind == "leanml":
-                    row = row_leanml(m, calib, test)
-                elif kind == "litert":
-                    row = row_litert(m, calib, test, args)
-                elif kind == "ort":
-                    row = row_ort(m, calib, test, args.cache)
-                elif kind == "fx":
-                    row = row_fx(m, calib, test)
-                else:
-                    row = row_latency(m, calib, test, args.cache)
-            except Exception as e:  # a peer that cannot run is recorded, not fatal
-                if kind in ("leanml", "fp32"):
-                    raise
-                row = {"error": f"{type(e).__name__}: {e}".strip()[:2000]}
-            row.update(test_images=args.test_images, seconds=time.perf_counter() - t0)
-            rows[key] = row
-            atomic_write(args.cache / f"{key}.json", lambda tmp, r=row: tmp.write_text(json.dumps(r, indent=2)))
-            summary = {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}
-            log(f"({i}/{len(todo)}) {key}: done in {row['seconds']:.0f} s {summary} {row.get('error', '')}")
-            text = render(rows, planned, models, args)
-            atomic_write(args.out, lambda tmp, t=text: tmp.write_text(t))
-    text = render(rows, planned, models, args)
-    atomic_write(args.out, lambda tmp: tmp.write_text(text))
-    log(f"wrote {args.out}")
+        runner.run(todo, rows)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ Run: .venv/bin/python benchmarks/prune_models.py [--sections fine,channel,peers,
 from __future__ import annotations
 
 import argparse
-import json
+import statistics
 import sys
 import time
 import warnings
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _rows import Row, RowRunner, log
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -35,6 +36,7 @@ from leanml.artifact import atomic_write
 from leanml.data import ImageSet, load_split
 from leanml.executor import ExecutorConfig
 from leanml.profile import machine_summary, model_latency, profile_model
+from leanml.profile.machine import load_averages
 from leanml.prune import ChannelPruneConfig, FineGrainedConfig, prune_channels_, prune_fine_grained_
 from leanml.prune.sensitivity import (
     SensitivityConfig,
@@ -58,10 +60,7 @@ SPEEDUP_GOAL, HALF_MAC_GOAL = 1.8, 0.01
 SCAN_GRID, SCAN_VAL = [0.4, 0.5, 0.6, 0.7, 0.8, 0.9], 2000
 BATCHES = (1, 32)
 LATENCY_SWEEPS = 3
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+SENSITIVITY = "pruning_sensitivity.html"  # the fine section's scan curves, beside the results file
 
 
 def pct(x: float | None) -> str:
@@ -180,12 +179,9 @@ def inference_form(model: nn.Module) -> nn.Module:
     return fold_bn(model.eval()).eval().to(memory_format=torch.channels_last)
 
 
-def row_latency(keys: list[str], cache: Path, threads: int) -> dict[str, Any]:
-    import os
-    import statistics
-
-    load_before = os.getloadavg()[0]
-    models = {key: inference_form(load_pruned(key, cache)) for key in keys}
+def row_latency(keys: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    load_before, threads = load_averages()[0], args.threads
+    models = {key: inference_form(load_pruned(key, args.cache)) for key in keys}
     sweeps: dict[str, dict[str, list[dict[str, Any]]]] = {k: {str(b): [] for b in BATCHES} for k in keys}
     for _ in range(LATENCY_SWEEPS):  # interleaved sweeps: slow drifts of the machine hit every model alike
         for key, model in models.items():
@@ -200,7 +196,7 @@ def row_latency(keys: list[str], cache: Path, threads: int) -> dict[str, Any]:
             out[key][b] = {**best, "sweep_medians_ms": [r["median_ms"] for r in runs],
                            "median_ms": statistics.median(r["median_ms"] for r in runs)}  # fmt: skip
         log(f"  latency {key}: " + ", ".join(f"b={b} {v['median_ms']:.3f} ms" for b, v in out[key].items()))
-    return {"models": out, "load_average": [load_before, os.getloadavg()[0]]}
+    return {"models": out, "load_average": [load_before, load_averages()[0]]}
 
 
 # ---------------------------------------------------------------- report
@@ -357,18 +353,25 @@ def render(rows: dict[str, dict], planned: list[str], args: argparse.Namespace) 
 # ---------------------------------------------------------------- driver
 
 
-def plan(sections: list[str], models: list[str]) -> list[tuple[str, str, Any]]:
-    out: list[tuple[str, str, Any]] = [(f"dense-{m}", "dense", m) for m in models]
+def plan(sections: list[str], models: list[str], test: ImageSet, args: argparse.Namespace) -> list[Row]:
+    """The rows in run order: the dense baselines, then each section's; latency times every planned model."""
+    out = [Row(f"dense-{m}", lambda rows, m=m: row_dense(m, test)) for m in models]
     for section in sections:
         if section == "fine" and "vgg" in models:
-            out.append(("fine-vgg", "fine", None))
+            out.append(Row("fine-vgg", lambda rows: row_fine(test, args.cache, ROOT / "results" / SENSITIVITY)))
         elif section == "channel":
-            out += [(f"channel-{m}-{s}", "channel", (m, s)) for m in models for s in CHANNEL_SETTINGS]
+            out.extend(Row(f"channel-{m}-{s}", lambda rows, m=m, s=s: row_channel(m, s, test, args.cache))
+                       for m in models for s in CHANNEL_SETTINGS)  # fmt: skip
         elif section == "peers":
-            out += [(f"tp-{m}-r30", "peers", m) for m in models]
+            out.extend(Row(f"tp-{m}-r30", lambda rows, m=m: row_peer(m, test, args.cache)) for m in models)
         elif section == "latency":
-            out.append(("latency", "latency", None))
+            out.append(Row("latency", lambda rows: {"threads": args.threads, **row_latency(models_of(out), args)}))
     return out
+
+
+def models_of(planned: list[Row]) -> list[str]:
+    """The keys of the planned rows that are models (dense, leanml channel-pruned, Torch-Pruning), in plan order."""
+    return [r.key for r in planned if r.key.split("-")[0] in ("dense", "channel", "tp")]
 
 
 def main() -> None:
@@ -386,44 +389,15 @@ def main() -> None:
     bad = [s for s in sections if s not in SECTIONS] + [m for m in models if m not in MODELS]
     if bad:
         sys.exit(f"unknown section(s)/model(s) {bad}; sections {list(SECTIONS)}, models {list(MODELS)}")
-    todo = plan(sections, models)
-    planned = [key for key, _, _ in todo]
-    rows: dict[str, dict] = {}
-    if not args.fresh:
-        rows = {p.stem: json.loads(p.read_text()) for p in sorted(args.cache.glob("*.json"))}
-    if args.fresh_latency:
-        rows.pop("latency", None)
     test = load_split("test")
+    todo = plan(sections, models, test, args)
+    planned = [row.key for row in todo]
+    runner = RowRunner(args.cache, args.out, lambda rows: render(rows, planned, args))
+    rows = {} if args.fresh else runner.cached(lambda key, row: not (args.fresh_latency and key == "latency"))
     warnings.filterwarnings("ignore", category=UserWarning)
     torch.manual_seed(0)
     with torch_threads(args.threads):
-        for i, (key, kind, arg) in enumerate(todo, 1):
-            if key in rows:
-                log(f"({i}/{len(todo)}) {key}: cached")
-                continue
-            log(f"({i}/{len(todo)}) {key}: running")
-            t0 = time.perf_counter()
-            if kind == "dense":
-                row = row_dense(arg, test)
-            elif kind == "fine":
-                row = row_fine(test, args.cache, ROOT / "results" / "pruning_sensitivity.html")
-            elif kind == "channel":
-                row = row_channel(*arg, test=test, cache=args.cache)
-            elif kind == "peers":
-                row = row_peer(arg, test, args.cache)
-            else:
-                keys = [k for k, kd, _ in todo if kd in ("dense", "channel", "peers")]
-                row = {"threads": args.threads, **row_latency(keys, args.cache, args.threads)}
-            row.update(seconds=time.perf_counter() - t0)
-            rows[key] = row
-            atomic_write(args.cache / f"{key}.json", lambda tmp, r=row: tmp.write_text(json.dumps(r, indent=2)))
-            summary = {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}
-            log(f"({i}/{len(todo)}) {key}: done in {row['seconds']:.0f} s {summary}")
-            text = render(rows, planned, args)
-            atomic_write(args.out, lambda tmp, t=text: tmp.write_text(t))
-    text = render(rows, planned, args)
-    atomic_write(args.out, lambda tmp: tmp.write_text(text))
-    log(f"wrote {args.out}")
+        runner.run(todo, rows)
 
 
 if __name__ == "__main__":

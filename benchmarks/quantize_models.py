@@ -19,7 +19,6 @@ Run: .venv/bin/python benchmarks/quantize_models.py [--sections kmeans,ptq,qat,p
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
@@ -29,9 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 from _peers import fx_detail, fx_quantize, ort_detail, ort_quantize, ort_session
+from _rows import Measured, Row, RowRunner, Rows, recorded
 from torch import nn
 
-from leanml.artifact import atomic_write
 from leanml.data import ImageSet, batches, load_split
 from leanml.profile import machine_summary
 from leanml.quant import IntegerModel, KMeansConfig, LinearQuantConfig, QuantSim, kmeans_quantize_, quantize_linear
@@ -52,10 +51,6 @@ INT8_GOAL = 0.003  # int8 PTQ/QAT: max drop vs fp32
 CALIB_IMAGES, CALIB_BATCH, TRAIN_BATCH, EVAL_BATCH = 512, 128, 128, 500
 QAT_LR = 1e-3
 EPS = 1e-9
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def pct(x: float | None) -> str:
@@ -174,6 +169,16 @@ def peer_ort(name: str, model: nn.Module, calib: torch.Tensor, test: ImageSet, w
         logits = session.run(None, {"input": x.numpy()})[0]
         correct += int((logits.argmax(1) == y.numpy()).sum())
     return {"acc": correct / len(test), "detail": ort_detail()}
+
+
+def row_peer(name: str, peer: str, calib: torch.Tensor, test: ImageSet, args: argparse.Namespace, fp32: float) -> dict:
+    """A peer's int8 PTQ accuracy on ``name`` (or the error that stopped it: recorded, not fatal) beside fp32."""
+    model = load_model(BASELINES / name)
+    if peer == "fx":
+        row = recorded(lambda: peer_fx(model, calib, test))
+    else:
+        row = recorded(lambda: peer_ort(name, model, calib, test, args.cache / "onnx", args.threads))
+    return {**row, "fp32_acc": fp32}
 
 
 # ---------------------------------------------------------------- report
@@ -337,30 +342,39 @@ def render(rows: dict[str, dict], planned: list[str], args: argparse.Namespace) 
 # ---------------------------------------------------------------- driver
 
 
-def plan(sections: list[str], models: list[str], kmeans_lr: float) -> list[tuple[str, str, Any]]:
-    """(row key, kind, argument) in run order."""
-    out: list[tuple[str, str, Any]] = [(f"fp32-{m}", "fp32", m) for m in models]
+def fp32_of(rows: Rows, name: str) -> float:
+    """The fp32 accuracy of model ``name`` (its ``fp32-<name>`` row, planned first)."""
+    return float(rows[f"fp32-{name}"]["fp32_acc"])
+
+
+def linear_config(observer: str, qat_epochs: int) -> LinearQuantConfig:
+    return LinearQuantConfig(observer=observer, batch_size=CALIB_BATCH, qat_epochs=qat_epochs, qat_lr=QAT_LR)
+
+
+def plan(sections: list[str], models: list[str], args: argparse.Namespace, calib: torch.Tensor,
+         test: ImageSet) -> list[Row]:  # fmt: skip
+    """The rows in run order: the fp32 baselines first, then each section's (compared with its model's fp32 row)."""
+    lr = args.kmeans_lr
+    out = [Row(f"fp32-{m}", lambda rows, m=m: row_fp32(m, test)) for m in models]
     for section in sections:
         if section == "kmeans" and "vgg" in models:
-            out += [(f"kmeans-vgg-{b}b-lr{kmeans_lr:g}", "kmeans", b) for b in KMEANS_EPOCHS]
+            out.extend(Row(f"kmeans-vgg-{b}b-lr{lr:g}", lambda rows, b=b: row_kmeans(b, lr, fp32_of(rows, "vgg"), test))
+                       for b in KMEANS_EPOCHS)  # fmt: skip
         elif section == "ptq":
-            out += [(f"ptq-{m}-{obs}", "ptq", (m, obs)) for m in models for obs in OBSERVERS]
+            out.extend(Row(f"ptq-{m}-{obs}", lambda rows, m=m, obs=obs: row_linear(m, linear_config(obs, 0), calib,
+                                                                                 fp32_of(rows, m), test))
+                       for m in models for obs in OBSERVERS)  # fmt: skip
         elif section == "qat":
-            out += [(f"qat-{m}-minmax", "qat", m) for m in models]
+            out.extend(Row(f"qat-{m}-minmax", lambda rows, m=m: row_linear(m, linear_config("minmax", 1), calib,
+                                                                           fp32_of(rows, m), test))
+                       for m in models)  # fmt: skip
         elif section == "peers":
-            out += [(f"peers-{m}-{p}", "peers", (m, p)) for m in models for p in ("fx", "ort")]
+            out.extend(Row(f"peers-{m}-{p}", lambda rows, m=m, p=p: row_peer(m, p, calib, test, args, fp32_of(rows, m)))
+                       for m in models for p in ("fx", "ort"))  # fmt: skip
         elif section == "mixed":
-            out += [(f"mixed-{m}-like4", "mixed", m) for m in models]
+            out.extend(Row(f"mixed-{m}-like4", lambda rows, m=m: row_mixed(m, calib, fp32_of(rows, m), test))
+                       for m in models)  # fmt: skip
     return out
-
-
-def load_rows(cache: Path, test_images: int) -> dict[str, dict]:
-    rows = {}
-    for path in sorted(cache.glob("*.json")):
-        row = json.loads(path.read_text())
-        if row.get("test_images") == test_images:
-            rows[path.stem] = row
-    return rows
 
 
 def main() -> None:
@@ -379,52 +393,20 @@ def main() -> None:
     bad = [s for s in sections if s not in SECTIONS] + [m for m in models if m not in MODELS]
     if bad:
         sys.exit(f"unknown section(s)/model(s) {bad}; sections {list(SECTIONS)}, models {list(MODELS)}")
-    todo = plan(sections, models, args.kmeans_lr)
-    planned = [key for key, _, _ in todo]
-    rows = {} if args.fresh else load_rows(args.cache, args.test_images)
     test = load_split("test", subset=args.test_images if args.test_images < 10000 else None)
     calib = calibration_images()
+    todo = plan(sections, models, args, calib, test)
+    planned = [row.key for row in todo]
+
+    def stamp(m: Measured) -> dict[str, Any]:
+        return {"test_images": args.test_images, "threads": args.threads, "seconds": m.seconds}
+
+    runner = RowRunner(args.cache, args.out, lambda rows: render(rows, planned, args), stamp=stamp)
+    rows = {} if args.fresh else runner.cached(lambda key, row: row.get("test_images") == args.test_images)
     warnings.filterwarnings("ignore", module=r"torch\.(ao|onnx)")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     with torch_threads(args.threads):
-        for i, (key, kind, arg) in enumerate(todo, 1):
-            if key in rows and not args.fresh:
-                log(f"({i}/{len(todo)}) {key}: cached")
-                continue
-            log(f"({i}/{len(todo)}) {key}: running")
-            t0 = time.perf_counter()
-            if kind == "fp32":
-                row = row_fp32(arg, test)
-            elif kind == "kmeans":
-                row = row_kmeans(arg, args.kmeans_lr, rows["fp32-vgg"]["fp32_acc"], test)
-            elif kind in ("ptq", "qat"):
-                name, obs = arg if kind == "ptq" else (arg, "minmax")
-                epochs = 1 if kind == "qat" else 0
-                cfg = LinearQuantConfig(observer=obs, batch_size=CALIB_BATCH, qat_epochs=epochs, qat_lr=QAT_LR)
-                row = row_linear(name, cfg, calib, rows[f"fp32-{name}"]["fp32_acc"], test)
-            elif kind == "mixed":
-                row = row_mixed(arg, calib, rows[f"fp32-{arg}"]["fp32_acc"], test)
-            else:
-                name, peer = arg
-                model = load_model(BASELINES / name)
-                try:
-                    if peer == "fx":
-                        row = peer_fx(model, calib, test)
-                    else:
-                        row = peer_ort(name, model, calib, test, args.cache / "onnx", args.threads)
-                except Exception as e:  # a peer that cannot run is recorded, not fatal
-                    row = {"error": f"{type(e).__name__}: {e}".strip()[:2000]}
-                row["fp32_acc"] = rows[f"fp32-{name}"]["fp32_acc"]
-            row.update(test_images=args.test_images, threads=args.threads, seconds=time.perf_counter() - t0)
-            rows[key] = row
-            atomic_write(args.cache / f"{key}.json", lambda tmp, r=row: tmp.write_text(json.dumps(r, indent=2)))
-            summary = {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}
-            log(f"({i}/{len(todo)}) {key}: done in {row['seconds']:.0f} s {summary} {row.get('error', '')}")
-            text = render(rows, planned, args)
-            atomic_write(args.out, lambda tmp, t=text: tmp.write_text(t))
-    text = render(rows, planned, args)
-    atomic_write(args.out, lambda tmp: tmp.write_text(text))
-    log(f"wrote {args.out}")
+        runner.run(todo, rows)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""What machine a figure was measured on: CPU model, cores, torch and Python versions.
+"""What machine a figure was measured on: CPU model, cores, torch and Python versions, and how busy it was.
 
 Example:
     >>> "torch" in machine_summary()
     True
+    >>> len(load_averages())
+    3
 """
 
 from __future__ import annotations
@@ -30,3 +32,13 @@ def machine_summary() -> str:
         f"{cpu_model()}, {os.cpu_count()} cores, {platform.machine()}; torch {torch.__version__}; "
         f"Python {platform.python_version()}"
     )
+
+
+def load_averages() -> tuple[float, float, float]:
+    """The 1-, 5- and 15-minute load averages: how busy the machine was while a figure was measured.
+
+    Example:
+        >>> all(load >= 0 for load in load_averages())
+        True
+    """
+    return os.getloadavg()
