@@ -43,6 +43,11 @@ class ElasticBlock(nn.Module):
     active block's spec over the leading slices, exactly as the extracted block does.
     """
 
+    depthwise: ElasticDepthwise
+    depthwise_bn: ElasticBatchNorm
+    project: ElasticConv
+    project_bn: ElasticBatchNorm
+
     def __init__(self, largest: BlockSpec, kernels: list[int]) -> None:
         super().__init__()
         self.expands = largest.expand

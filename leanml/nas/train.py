@@ -6,7 +6,7 @@ Phases, in order, each with its own epochs and cosine learning-rate schedule:
 2. ``kernel`` — random kernel sizes per block;
 3. ``depth`` — random kernels and depths;
 4. ``expand`` — random kernels, depths, expand ratios and width multiplier;
-   channels are first sorted by importance (:func:`leanml.nas.importance.sort_channels_`).
+   channels are first sorted by importance (:func:`leanml.nas.channel_sort.sort_channels_`).
 
 The input resolution is random in every phase (one per step, images resized).
 From phase 2 on, each step sums the losses of ``subnets_per_step`` random
@@ -42,9 +42,9 @@ from leanml.artifact import artifact_paths
 from leanml.config import Config, require
 from leanml.data import ImageSet, batches, load_split
 from leanml.errors import LeanmlError
+from leanml.nas.channel_sort import sort_channels_
 from leanml.nas.checkpoint import load_supernet, save_supernet
 from leanml.nas.data import resize_batch, subnet_accuracy
-from leanml.nas.importance import sort_channels_
 from leanml.nas.space import Arch, SpaceConfig
 from leanml.nas.supernet import Supernet
 from leanml.progress import make_console, track

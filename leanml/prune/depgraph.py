@@ -61,6 +61,43 @@ class ChannelGroup:
     fixed: bool = False
 
 
+@torch.no_grad()
+def permute_channels_(group: ChannelGroup, modules: dict[str, nn.Module], order: torch.Tensor) -> None:
+    """Reorder ``group``'s channels in every member, in place (new channel i is old channel ``order[i]``).
+
+    Producers and depthwise convs permute their output rows (and bias), batch norms their affine
+    parameters and statistics, consumers their input columns: the model computes the same function.
+
+    Example:
+        >>> from leanml.models import build_model
+        >>> model = build_model("vgg").eval()
+        >>> x = torch.randn(1, 1, 28, 28)
+        >>> before = model(x)
+        >>> group = trace_channel_groups(model, (1, 28, 28))[1]
+        >>> permute_channels_(group, dict(model.named_modules()), torch.arange(group.size).flip(0))
+        >>> torch.allclose(model(x), before, atol=1e-5)
+        True
+    """
+    for name in group.producers + group.depthwise:
+        _permute(modules[name], ("weight", "bias"), 0, order)
+    for name in group.norms:
+        _permute(modules[name], ("weight", "bias", "running_mean", "running_var"), 0, order)
+    for name, offset, repeat in group.consumers:
+        weight = modules[name].weight  # (out, in, ...)
+        assert isinstance(weight, torch.Tensor), name
+        cols = torch.arange(weight.shape[1])
+        moved = (order[:, None] * repeat + torch.arange(repeat)).flatten()  # (size * repeat,)
+        cols[offset : offset + group.size * repeat] = offset + moved
+        _permute(modules[name], ("weight",), 1, cols)
+
+
+def _permute(module: nn.Module, names: tuple[str, ...], dim: int, index: torch.Tensor) -> None:
+    for name in names:
+        t = getattr(module, name, None)
+        if isinstance(t, torch.Tensor):
+            t.copy_(t.index_select(dim, index))
+
+
 class _Builder:
     def __init__(self, modules: dict[str, nn.Module]) -> None:
         self.modules = modules

@@ -5,6 +5,8 @@ summed over the group's members, so coupled channels (a residual stage, a
 depthwise conv and its producer) are judged together:
 
 - ``l1`` / ``l2``: norm of each producer's (and depthwise conv's) output-channel weights;
+- ``l1_input``: L1 of the weights that read each channel (every consumer's input columns;
+  OFA's channel sorting of the NAS supernet, :mod:`leanml.nas.channel_sort`);
 - ``bn``: |gamma| of the group's batch norms (network slimming); falls back to ``l2`` without one;
 - ``taylor``: first-order Taylor estimate of the loss change when a channel is removed,
   |sum over the channel's parameters of w * dL/dw|, with gradients accumulated over a few
@@ -70,6 +72,18 @@ def l1_importance(group: ChannelGroup, modules: Modules, grads: Grads | None) ->
 def l2_importance(group: ChannelGroup, modules: Modules, grads: Grads | None) -> torch.Tensor:
     """L2 norm of each output channel's weights (the course lab's criterion), summed over members."""
     return _norm_score(group, modules, 2)
+
+
+@register_importance("l1_input")
+def l1_input_importance(group: ChannelGroup, modules: Modules, grads: Grads | None) -> torch.Tensor:
+    """Sum of |w| over the input columns each consumer reads from the group (repeated features summed)."""
+    score = torch.zeros(group.size)
+    for name, offset, repeat in group.consumers:
+        weight = modules[name].weight  # (out, in, ...)
+        assert isinstance(weight, torch.Tensor), name
+        cols = weight.detach()[:, offset : offset + group.size * repeat].abs()  # (out, size * repeat, ...)
+        score += cols.transpose(0, 1).reshape(group.size, -1).sum(1)  # (size,)
+    return score
 
 
 @register_importance("bn")
