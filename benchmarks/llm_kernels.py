@@ -10,10 +10,11 @@ lm_head GEMV. Rungs, as in TinyChatEngine's lab (each optimization alone on top 
     SIMD             lmq_qrows_simd     AVX-512 VNNI (or AVX2), 4-row tiles, 1 thread
     all              lmq_qrows_simd     SIMD on T threads
 
-Activations are quantized once outside the timing (the kernel alone). Each timed call runs a batch of kernel calls
-inside C (so ctypes' ~2 us per call does not count) through leanml's one latency helper `measure_latency`; figures
-are the median per kernel call and the p10-p90 spread. The 1-minute load average before and after is recorded: on a
-busy machine the multithreaded rungs compete with other jobs for the cores.
+Activations are quantized once outside the timing (the kernel alone). The C harness times batches of kernel calls
+(~1 ms each, so ctypes' ~2 us per call does not count) after a warm-up batch and returns the raw samples; leanml's
+timing module (`LatencyStats.from_samples`) gives the median per kernel call and the p10-p90 spread. The 1-minute
+load average before and after is recorded: on a busy machine the multithreaded rungs compete with other jobs for the
+cores.
 
 Usage: .venv/bin/python benchmarks/llm_kernels.py [--threads 2] [--out benchmarks/results/llm_kernels.md]
 """
@@ -21,17 +22,15 @@ Usage: .venv/bin/python benchmarks/llm_kernels.py [--threads 2] [--out benchmark
 from __future__ import annotations
 
 import argparse
-import ctypes
-import os
-import platform
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 
-from leanml.llm import ckernels as ck
-from leanml.profile.timing import LatencyStats, measure_latency
+from leanml.llm.runtime import kernels as ck
+from leanml.llm.runtime.bindings import BUILD_FLAGS, load_library
+from leanml.profile.machine import load_averages, machine_summary
+from leanml.profile.timing import LatencyStats
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPES = [  # (label, n, k, m, bits, group)
@@ -47,14 +46,6 @@ RUNGS = [("reference", "ref", False), ("unrolled", "unroll", False), ("multithre
          ("SIMD", "simd", False), ("all (SIMD + threads)", "simd", True)]  # fmt: skip
 
 
-def cpu_name() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
 def matrix(rng: np.random.Generator, n: int, k: int, bits: int, group: int) -> ck.CMatrix:
     g = -(-k // group)
     codes = rng.integers(0, 2**bits, (n, k)).astype(np.uint8)
@@ -63,27 +54,12 @@ def matrix(rng: np.random.Generator, n: int, k: int, bits: int, group: int) -> c
 
 
 def time_rung(pool: ck.Pool, mat: ck.CMatrix, x: np.ndarray, variant: str, budget_s: float) -> LatencyStats:
-    """Median seconds per kernel call (as LatencyStats in ms per call) of ``variant`` on ``pool``."""
-    lib, y = pool.lib, np.empty((x.shape[0], mat.n), np.float32)
-    s, err = mat.struct(), ctypes.create_string_buffer(ck.ERR_LEN)
-    secs = np.empty(1, np.float64)
-
-    def batch(calls: int) -> None:
-        buf = np.empty(calls, np.float64) if calls > 1 else secs
-        rc = lib.lmq_k_bench_gemm(pool.handle, ck.VARIANTS[variant], ctypes.byref(s), x.ctypes.data, x.shape[0],
-                                  y.ctypes.data, calls, buf.ctypes.data, err, ck.ERR_LEN)  # fmt: skip
-        if rc:
-            raise RuntimeError(err.value.decode())
-
-    t0 = time.perf_counter()
-    batch(1)
-    once = max(time.perf_counter() - t0, 1e-6)
+    """Per kernel call statistics (ms) of ``variant`` on ``pool``: C times ~1 ms batches and returns raw samples."""
+    once = max(float(ck.bench_gemm(pool, mat, x, variant, calls=1, warmup=1, repeats=1)[0]) / 1e9, 1e-6)
     calls = max(1, int(1e-3 / once))  # ~1 ms per timed batch
     repeats = int(min(max(5, budget_s / (once * calls)), 200))
-    stats = measure_latency(lambda: batch(calls), warmup=1, repeats=repeats)
-    per = 1.0 / calls
-    return LatencyStats(stats.median_ms * per, stats.p10_ms * per, stats.p90_ms * per, stats.mean_ms * per,
-                        stats.stdev_ms * per, stats.repeats, pool.threads)  # fmt: skip
+    ns = ck.bench_gemm(pool, mat, x, variant, calls=calls, warmup=1, repeats=repeats)
+    return LatencyStats.from_samples((ns / calls / 1e6).tolist(), pool.threads)
 
 
 def main() -> None:
@@ -92,9 +68,9 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=1.5, help="seconds of timing per rung and shape (at least 5 runs)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/llm_kernels.md")
     args = ap.parse_args()
-    lib = ck.load_library()
+    lib = load_library()
     rng = np.random.default_rng(0)
-    load_before = os.getloadavg()
+    load_before = load_averages()
     ps = ["ps", "-eo", "pcpu,args", "--sort=-pcpu", "--no-headers"]
     others = [ln.strip()[:90] for ln in subprocess.run(ps, capture_output=True, text=True).stdout.splitlines()[:3]]
     rows = []
@@ -110,7 +86,7 @@ def main() -> None:
                 cells.append((rung, st, base / st.median_ms))
                 print(f"{label:28s} {rung:22s} {st.median_ms * 1e3:10.1f} us  x{base / st.median_ms:6.1f}", flush=True)
             rows.append((label, n, k, m, bits, group, cells))
-    load_after = os.getloadavg()
+    load_after = load_averages()
     cc = subprocess.run(["cc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     lines = [
         "# LLM kernels: the optimization ladder (W4A8 GEMV / GEMM of SmolLM2-135M's shapes)",
@@ -118,8 +94,8 @@ def main() -> None:
         "Produced by `.venv/bin/python benchmarks/llm_kernels.py"
         + (f" --threads {args.threads}" if args.threads != 2 else "") + "` (see its docstring for the rungs).",
         "",
-        f"- machine: {cpu_name()}, {os.cpu_count()} cores, {platform.machine()}; SIMD path "
-        f"`{lib.lmq_simd_name().decode()}`; {cc}, `{' '.join(ck.BUILD_FLAGS)}`",
+        f"- machine: {machine_summary()}; SIMD path "
+        f"`{lib.lmq_simd_name().decode()}`; {cc}, `{' '.join(BUILD_FLAGS)}`",
         f"- threads: 1, and {args.threads} for the multithreaded rungs (persistent pool, rows claimed in chunks)",
         "- weights: random int4 codes (int8 for the head), group 128, float16 scales, uint8 zeros; activations "
         "quantized per block of 32 once, outside the timing; time per kernel call, median (p10-p90) of ~1 ms batches",

