@@ -7,6 +7,7 @@ artefact, so one script can measure accuracy and another latency on exactly the 
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,12 @@ import torch
 from torch import nn
 
 CALIB_BATCH = 128
+
+
+def quiet_peer_warnings() -> None:
+    """Ignore the torch.ao / torch.onnx and deprecation warnings the peers' converters repeat on every model."""
+    warnings.filterwarnings("ignore", module=r"torch\.(ao|onnx)")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 def fx_quantize(model: nn.Module, calib: torch.Tensor) -> nn.Module:

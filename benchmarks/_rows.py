@@ -74,14 +74,27 @@ class Measured:
     finished: str
 
 
-def wall_seconds(m: Measured) -> dict[str, Any]:
-    """The default stamp of a fresh row: its wall seconds.
+def wall_seconds(**settings: Any) -> Callable[[Measured], dict[str, Any]]:
+    """The usual stamp of a fresh row: ``settings`` (what a cached row is valid for), then its wall seconds.
 
     Example:
-        >>> wall_seconds(Measured(2.5, (0.1, 0.2), "2026-01-01 12:00"))
-        {'seconds': 2.5}
+        >>> wall_seconds(threads=2)(Measured(2.5, (0.1, 0.2), "2026-01-01 12:00"))
+        {'threads': 2, 'seconds': 2.5}
     """
-    return {"seconds": m.seconds}
+    return lambda m: {**settings, "seconds": m.seconds}
+
+
+def names(value: str, known: Sequence[str], what: str) -> list[str]:
+    """The comma-separated names in ``value`` (a command-line option), each one of ``known``; exits naming the others.
+
+    Example:
+        >>> names("vgg,resnet", ("vgg", "resnet", "mobilenetv2"), "model")
+        ['vgg', 'resnet']
+    """
+    chosen = [n for n in value.split(",") if n]
+    if bad := [n for n in chosen if n not in known]:
+        sys.exit(f"unknown {what}(s) {bad}; choose from {list(known)}")
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -111,11 +124,11 @@ class RowRunner:
         *,
         suffix: str = ".json",
         indent: int = 2,
-        stamp: Callable[[Measured], dict[str, Any]] = wall_seconds,
+        stamp: Callable[[Measured], dict[str, Any]] | None = None,
         skip: tuple[type[Exception], ...] = (),
     ) -> None:
         self.cache, self.out, self.render = Path(cache), Path(out), render
-        self.suffix, self.indent, self.stamp, self.skip = suffix, indent, stamp, skip
+        self.suffix, self.indent, self.stamp, self.skip = suffix, indent, stamp or wall_seconds(), skip
 
     def path(self, key: str) -> Path:
         """The cache file of row ``key``."""

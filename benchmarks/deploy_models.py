@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import subprocess
-import sys
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,12 +29,12 @@ import _litert
 import numpy as np
 import torch
 from _deploy_report import KINDS, MIN_SECONDS, REPEATS, VARIANT_KEY, WARMUP, render
-from _peers import CALIB_BATCH, fx_detail, fx_quantize, ort_detail, ort_quantize, ort_session
-from _rows import Measured, Row, RowRunner, log, recorded
-from quantize_models import calibration_images
+from _peers import CALIB_BATCH, fx_detail, fx_quantize, ort_detail, ort_quantize, ort_session, quiet_peer_warnings
+from _rows import Row, RowRunner, log, names, recorded, wall_seconds
+from quantize_models import calibration_images, test_split
 from torch import nn
 
-from leanml.data import ImageSet, batches, load_split
+from leanml.data import ImageSet, batches
 from leanml.deploy.build import CROSS_TARGETS, OPT_FLAGS, target_section_sizes
 from leanml.deploy.codegen import c_prefix
 from leanml.deploy.engine import DeployConfig, Deployment, deploy
@@ -253,25 +251,19 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="recompute every row (and re-convert the .tflite files)")
     parser.add_argument("--fresh-latency", action="store_true", help="re-time only (latency rows)")
     args = parser.parse_args()
-    models = [m for m in args.models.split(",") if m]
-    if bad := [m for m in models if m not in MODELS]:
-        sys.exit(f"unknown model(s) {bad}; choose from {list(MODELS)}")
-    test = load_split("test", subset=args.test_images if args.test_images < 10000 else None)
-    calib = calibration_images()
+    models = names(args.models, MODELS, "model")
+    test, calib = test_split(args.test_images), calibration_images()
     todo = plan(models, args, calib, test)
     planned = [row.key for row in todo]
-
-    def stamp(m: Measured) -> dict[str, Any]:
-        return {"test_images": args.test_images, "seconds": m.seconds}
 
     def keep(key: str, row: dict[str, Any]) -> bool:
         stale = args.fresh_latency and key.startswith("latency-")
         return row.get("test_images") == args.test_images and not stale
 
+    stamp = wall_seconds(test_images=args.test_images)
     runner = RowRunner(args.cache, args.out, lambda rows: render(rows, planned, models, args), stamp=stamp)
     rows = {} if args.fresh else runner.cached(keep)
-    warnings.filterwarnings("ignore", module=r"torch\.(ao|onnx)")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    quiet_peer_warnings()
     with torch_threads(args.threads):
         runner.run(todo, rows)
 

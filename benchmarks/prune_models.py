@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _rows import Row, RowRunner, log
+from _rows import Row, RowRunner, log, names
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -384,11 +384,7 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="recompute rows even if cached")
     parser.add_argument("--fresh-latency", action="store_true", help="re-measure latency")
     args = parser.parse_args()
-    sections = [s for s in args.sections.split(",") if s]
-    models = [m for m in args.models.split(",") if m]
-    bad = [s for s in sections if s not in SECTIONS] + [m for m in models if m not in MODELS]
-    if bad:
-        sys.exit(f"unknown section(s)/model(s) {bad}; sections {list(SECTIONS)}, models {list(MODELS)}")
+    sections, models = names(args.sections, SECTIONS, "section"), names(args.models, MODELS, "model")
     test = load_split("test")
     todo = plan(sections, models, test, args)
     planned = [row.key for row in todo]

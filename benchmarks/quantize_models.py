@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from _peers import fx_detail, fx_quantize, ort_detail, ort_quantize, ort_session
-from _rows import Measured, Row, RowRunner, Rows, recorded
+from _peers import fx_detail, fx_quantize, ort_detail, ort_quantize, ort_session, quiet_peer_warnings
+from _rows import Row, RowRunner, Rows, names, recorded, wall_seconds
 from torch import nn
 
 from leanml.data import ImageSet, batches, load_split
@@ -71,6 +70,11 @@ def ok(cond: bool) -> str:
 def calibration_images() -> torch.Tensor:
     """Exactly what quantize_linear samples by default: a seeded 512-image sample of the train split."""
     return torch.cat([x for x, _ in batches(load_split("train", subset=CALIB_IMAGES), CALIB_BATCH)])
+
+
+def test_split(images: int) -> ImageSet:
+    """The Fashion-MNIST test images the int8 comparisons evaluate on: all 10000, or a seeded subset of ``images``."""
+    return load_split("test", subset=images if images < 10000 else None)
 
 
 def eval_int8(sim: QuantSim, imodel: IntegerModel, test: ImageSet) -> dict[str, Any]:
@@ -388,23 +392,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "quantization.md")
     parser.add_argument("--fresh", action="store_true", help="recompute rows even if cached")
     args = parser.parse_args()
-    sections = [s for s in args.sections.split(",") if s]
-    models = [m for m in args.models.split(",") if m]
-    bad = [s for s in sections if s not in SECTIONS] + [m for m in models if m not in MODELS]
-    if bad:
-        sys.exit(f"unknown section(s)/model(s) {bad}; sections {list(SECTIONS)}, models {list(MODELS)}")
-    test = load_split("test", subset=args.test_images if args.test_images < 10000 else None)
-    calib = calibration_images()
+    sections, models = names(args.sections, SECTIONS, "section"), names(args.models, MODELS, "model")
+    test, calib = test_split(args.test_images), calibration_images()
     todo = plan(sections, models, args, calib, test)
     planned = [row.key for row in todo]
-
-    def stamp(m: Measured) -> dict[str, Any]:
-        return {"test_images": args.test_images, "threads": args.threads, "seconds": m.seconds}
-
+    stamp = wall_seconds(test_images=args.test_images, threads=args.threads)
     runner = RowRunner(args.cache, args.out, lambda rows: render(rows, planned, args), stamp=stamp)
     rows = {} if args.fresh else runner.cached(lambda key, row: row.get("test_images") == args.test_images)
-    warnings.filterwarnings("ignore", module=r"torch\.(ao|onnx)")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    quiet_peer_warnings()
     with torch_threads(args.threads):
         runner.run(todo, rows)
 
