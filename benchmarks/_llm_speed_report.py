@@ -1,4 +1,4 @@
-"""The markdown report of benchmarks/llm_speed.py (benchmarks/results/llm_speed.md), rebuilt from the cached rows."""
+"""The markdown report of benchmarks/llm_speed.py (benchmarks/results/llm_speed.md), rendered from the cached rows."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import json
 import os
 from pathlib import Path
 from typing import Any
-
-from leanml.artifact import atomic_write
 
 THREADS, PROMPTS = (1, 2), (128, 512)
 PEER = "llama.cpp-Q4_1"
@@ -64,8 +62,9 @@ def _torch_note(rows: dict[str, Any]) -> list[str]:
             f"were measured: {measured}"]  # fmt: skip
 
 
-def write_report(rows: dict[str, Any], files: dict[str, Path | None], args: argparse.Namespace, path: Path,
-                 machine: str) -> None:  # fmt: skip
+def render_report(rows: dict[str, Any], files: dict[str, Path | None], args: argparse.Namespace, machine: str) -> str:
+    """The results markdown: header (``machine`` measured on), goals, one table per thread count and prompt, the
+    perplexity table and every row as JSON."""
     loads = [r["load_average"][0] for r in rows.values() if "load_average" in r]
     lines = [
         "# LLM runtime speed: leanml's C runtime vs llama.cpp, transformers and leanml's PyTorch path (SmolLM2-135M)",
@@ -127,4 +126,4 @@ def write_report(rows: dict[str, Any], files: dict[str, Path | None], args: argp
                          f"{'—' if q is None else f'{q:.3f}'} |")  # fmt: skip
         lines.append("")
     lines += ["## Details", "", "```json", json.dumps(rows, indent=1), "```", ""]
-    atomic_write(path, lambda tmp: tmp.write_text("\n".join(lines)))
+    return "\n".join(lines)

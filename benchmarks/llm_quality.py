@@ -31,12 +31,13 @@ from typing import Any
 
 import torch
 from _llama_cpp import LlamaCppError, gguf, llama_perplexity
+from _rows import Row, RowRunner, log
 
 from leanml.artifact import atomic_write
 from leanml.llm import LLMQuantConfig, load_llm, load_text, perplexity, quantize_llm_
-from leanml.llm.awq import AWQResult, calibration_blocks
-from leanml.llm.corpus import added_bos
-from leanml.llm.groupquant import n_groups
+from leanml.llm.eval.corpus import added_bos
+from leanml.llm.quant.awq import AWQResult, calibration_blocks
+from leanml.llm.quant.groupquant import n_groups
 from leanml.profile import machine_summary
 from leanml.threads import torch_threads
 
@@ -47,10 +48,6 @@ SETTINGS = ((4, 128), (3, 128), (4, 32), (3, 32))
 GPL = Path("/usr/share/common-licenses/GPL-3")
 LLAMA_KINDS = ("Q4_1", "Q8_0", "Q4_0", "F16")
 CTX = 512
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def texts(args: argparse.Namespace) -> dict[str, tuple[Path, int | None]]:
@@ -133,11 +130,19 @@ def run_llama_cpp(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     return row
 
 
+def measure(label: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The row ``label``: a llama.cpp GGUF (``llama.cpp-<kind>``) or leanml's float / RTN / AWQ model."""
+    if label.startswith("llama.cpp"):
+        return run_llama_cpp(label.split("-", 1)[1], args)
+    return run_leanml(label, args)
+
+
 def fmt(v: float | None, nd: int = 2) -> str:
     return "—" if v is None else f"{v:.{nd}f}"
 
 
-def write_results(rows: dict[str, dict[str, Any]], args: argparse.Namespace, command: str) -> None:
+def render_results(rows: dict[str, dict[str, Any]], args: argparse.Namespace, command: str) -> str:
+    """The results markdown: header, one perplexity table over ``rows`` (in their order), goals, every row as JSON."""
     names = list(texts(args))
     lines = [
         "# LLM weight quantization: quality (SmolLM2-135M-Instruct)",
@@ -187,8 +192,7 @@ def write_results(rows: dict[str, dict[str, Any]], args: argparse.Namespace, com
         goal = " (goal at W3g128: recover ≥ 50%)" if (bits, group) == (3, 128) else ""
         lines.append(f"- W{bits}g{group}{goal}: " + "; ".join(parts))
     lines += ["", "## Details", "", "```json", json.dumps(rows, indent=1, default=str), "```", ""]
-    text = "\n".join(lines)
-    atomic_write(RESULTS, lambda tmp: tmp.write_text(text))
+    return "\n".join(lines)
 
 
 def committed_rows() -> dict[str, dict[str, Any]]:
@@ -228,37 +232,13 @@ def main() -> None:
     if "llamacpp" in wanted:
         labels += [f"llama.cpp-{k}" for k in LLAMA_KINDS[2:]]
     command = "benchmarks/llm_quality.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items())
-    rows: dict[str, dict[str, Any]] = {} if args.fresh else committed_rows()
-    for p in sorted(Path(args.cache).glob("*.row.json")):
-        rows[p.name.removesuffix(".row.json")] = json.loads(p.read_text())
+    todo = [Row(label, lambda rows, label=label: measure(label, args)) for label in labels]
+    # rows are rendered planned first, in plan order, then the other rows kept from the results file or the cache
+    runner = RowRunner(Path(args.cache), RESULTS, lambda rows: render_results(rows, args, command),
+                       suffix=".row.json", indent=1, skip=(LlamaCppError,))  # fmt: skip
+    cached = runner.cached(lambda key, row: not (args.fresh and key in labels))
     with torch_threads(args.threads):
-        for i, label in enumerate(labels, 1):
-            path = Path(args.cache) / f"{label}.row.json"
-            if path.is_file() and not args.fresh:
-                log(f"({i}/{len(labels)}) {label}: cached")
-                continue
-            if label in rows and not args.fresh:
-                log(f"({i}/{len(labels)}) {label}: kept from {RESULTS.name}")
-                continue
-            log(f"({i}/{len(labels)}) {label}: running")
-            start = time.perf_counter()
-            try:
-                row = (
-                    run_llama_cpp(label.split("-", 1)[1], args)
-                    if label.startswith("llama.cpp")
-                    else run_leanml(label, args)
-                )
-            except LlamaCppError as e:
-                log(f"{label}: skipped ({e})")
-                continue
-            row["seconds"] = time.perf_counter() - start
-            atomic_write(path, lambda tmp, row=row: tmp.write_text(json.dumps(row, indent=1, default=str)))
-            rows[label] = row
-            log(f"{label}: done in {row['seconds']:.0f} s {json.dumps(row.get('ppl'))}")
-            order = {lab: k for k, lab in enumerate(labels)}
-            write_results(dict(sorted(rows.items(), key=lambda kv: order.get(kv[0], 99))), args, command)
-    order = {lab: k for k, lab in enumerate(labels)}
-    write_results(dict(sorted(rows.items(), key=lambda kv: order.get(kv[0], 99))), args, command)
+        runner.run(todo, cached if args.fresh else committed_rows() | cached)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ Rows (each at 1 and 2 threads, prompts of 128 and 512 tokens, 128 generated toke
                          prompt, decode = 128 / (generate time - prefill time)
     leanml torch         leanml's PyTorch reference path on the packed file (PackedLinear, DynamicCache)
 
-leanml rows use `leanml.llm.bench.bench_speed` (prefill P random ids in one call, then 128 single-token calls with
+leanml rows use `leanml.llm.bench_speed` (prefill P random ids in one call, then 128 single-token calls with
 greedy argmax feedback; one warm-up repeat). Perplexity: the exact C runtime on the built-in eval text (ctx 512,
 --chunks chunks, llama.cpp's convention) beside the PyTorch path's figure for the same packed model (from
 llm_quality.py's rows when cached, else computed with --ppl-torch) and llama.cpp Q4_1's. The physical bound is the
@@ -29,22 +29,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
 import subprocess
 import sys
-import time
-from functools import partial
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from _llama_cpp import LlamaCppError, gguf, tool
+from _llm_speed_report import render_report
+from _rows import Measured, Row, RowRunner, log
 
-from leanml.artifact import atomic_write
-from leanml.llm import ckernels as ck
-from leanml.llm.bench import bench_speed
+from leanml.llm.eval.speed_bench import bench_speed
+from leanml.llm.runtime import kernels as ck
+from leanml.llm.runtime.bindings import load_library
 from leanml.profile import machine_summary
+from leanml.profile.timing import Throughput, time_calls
 from leanml.threads import torch_threads
 
 ROOT = Path(__file__).resolve().parent
@@ -54,10 +54,7 @@ QUALITY = REPO / "runs" / "llm_bench"
 THREADS, PROMPTS, GEN, CTX = (1, 2), (128, 512), 128, 512
 LEANML_FILES = {"awq-w4g128": (4, 128), "awq-w4g32": (4, 32), "rtn-w4g128": (4, 128), "rtn-w4g32": (4, 32)}
 LLAMA_KINDS = ("Q4_1", "Q4_0")
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+TOOL_ERRORS = (LlamaCppError, subprocess.CalledProcessError, FileNotFoundError)  # a row they stop is left out, logged
 
 
 def packed_file(label: str, args: argparse.Namespace) -> Path | None:
@@ -91,14 +88,9 @@ def llama_bench_row(kind: str, threads: int, prompt: int, repeats: int) -> dict[
         cmd = [str(tool("llama-bench")), "-m", str(model), "-t", str(threads), "-r", str(repeats), "-o", "json", *extra]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
         rows = json.loads(proc.stdout[proc.stdout.find("[") :])
-        samples = [float(v) for v in rows[0]["samples_ts"]]
-        out[phase] = speed(samples)
+        out[phase] = Throughput.of([float(v) for v in rows[0]["samples_ts"]]).to_dict()
         out[f"{phase}_command"] = " ".join(cmd)
     return out
-
-
-def speed(runs: list[float]) -> dict[str, Any]:
-    return {"median": statistics.median(runs), "low": min(runs), "high": max(runs), "runs": runs}
 
 
 def transformers_row(threads: int, prompt: int, repeats: int) -> dict[str, Any]:
@@ -107,18 +99,24 @@ def transformers_row(threads: int, prompt: int, repeats: int) -> dict[str, Any]:
     llm = load_llm("smollm2", progress=False)
     model: Any = llm.model
     ids = torch.randint(0, model.config.vocab_size, (1, prompt), generator=torch.Generator().manual_seed(0))
-    pre, dec = [], []
+
+    def prefill() -> None:
+        model(input_ids=ids, use_cache=True, logits_to_keep=1)
+
+    def generate() -> None:
+        model.generate(ids, max_new_tokens=GEN, min_new_tokens=GEN, do_sample=False, pad_token_id=0)
+
+    pre_ms: list[float] = []
+    gen_ms: list[float] = []
     with torch_threads(threads), torch.no_grad():
-        for r in range(repeats + 1):
-            t0 = time.perf_counter()
-            model(input_ids=ids, use_cache=True, logits_to_keep=1)
-            t1 = time.perf_counter()
-            model.generate(ids, max_new_tokens=GEN, min_new_tokens=GEN, do_sample=False, pad_token_id=0)
-            t2 = time.perf_counter()
+        for r in range(repeats + 1):  # repeat 0 warms up; each repeat times one prefill, then one generate
+            pre, gen = time_calls(prefill, warmup=0, repeats=1), time_calls(generate, warmup=0, repeats=1)
             if r:
-                pre.append(prompt / (t1 - t0))
-                dec.append(GEN / max(t2 - t1 - (t1 - t0), 1e-9))
-    return {"prefill": speed(pre), "decode": speed(dec), "file_bytes": None}
+                pre_ms += pre
+                gen_ms += gen
+    decode = [GEN / max((g - p) / 1e3, 1e-9) for p, g in zip(pre_ms, gen_ms, strict=True)]
+    return {"prefill": Throughput.of([prompt / (p / 1e3) for p in pre_ms]).to_dict(),
+            "decode": Throughput.of(decode).to_dict(), "file_bytes": None}  # fmt: skip
 
 
 def leanml_row(path: Path, engine: str, threads: int, prompt: int, repeats: int) -> dict[str, Any]:
@@ -130,10 +128,10 @@ def leanml_row(path: Path, engine: str, threads: int, prompt: int, repeats: int)
 
 def bound_row(path: Path, threads: int, prompt: int) -> dict[str, Any]:
     """Read bandwidth on `threads` threads and the decode bound (weights + KV bytes at the mean position)."""
-    from leanml.llm.packed_file import read_header
-    from leanml.llm.runtime import CRuntime
+    from leanml.llm.io.packed_file import read_header
+    from leanml.llm.runtime.decoder import CRuntime
 
-    with ck.Pool(ck.load_library(), threads) as pool:
+    with ck.Pool(load_library(), threads) as pool:
         bw = ck.memory_bandwidth(pool)
     rt = CRuntime(path, n_ctx=prompt + GEN, threads=1)
     c = read_header(path)[0]["config"]
@@ -145,8 +143,8 @@ def bound_row(path: Path, threads: int, prompt: int) -> dict[str, Any]:
 
 def ppl_row(path: Path, label: str, args: argparse.Namespace) -> dict[str, Any]:
     from leanml.llm import perplexity
-    from leanml.llm.corpus import added_bos
-    from leanml.llm.runtime_lm import load_c_engine
+    from leanml.llm.eval.corpus import added_bos
+    from leanml.llm.runtime.causal_lm import load_c_engine
 
     text = QUALITY / "eval_builtin.txt"
     llm = load_c_engine(path, n_ctx=CTX, threads=args.threads_ppl)
@@ -159,7 +157,7 @@ def ppl_row(path: Path, label: str, args: argparse.Namespace) -> dict[str, Any]:
     if quality is not None:
         row["torch"] = quality[0]["ppl"]["pydoc-eval"] | {"source": quality[1]}
     elif args.ppl_torch:
-        from leanml.llm.packed_file import load_packed
+        from leanml.llm.io.packed_model import load_packed
 
         ref = load_packed(path)
         with torch_threads(args.threads_ppl):
@@ -184,59 +182,14 @@ def quality_row(label: str) -> tuple[dict[str, Any], str] | None:
     return (row, f"benchmarks/results/{QUALITY_RESULTS.name}") if row else None
 
 
-def cached(cache: Path, name: str, fresh: bool, make: Any, measure: bool = True) -> dict[str, Any] | None:
-    """The row `name` from the cache, or (when ``measure``) make() with the load average around it, cached."""
-    path = cache / f"{name}.json"
-    if path.is_file() and not (fresh and measure):
-        return dict(json.loads(path.read_text()))
-    if not measure:
-        return None
-    log(f"measuring {name}")
-    before = os.getloadavg()[0]
-    try:
-        row = make()
-    except (LlamaCppError, subprocess.CalledProcessError, FileNotFoundError) as e:
-        log(f"{name}: {e}")
-        return None
-    row["load_average"] = [before, os.getloadavg()[0]]
-    row["measured"] = time.strftime("%Y-%m-%d %H:%M")
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(row, indent=1)))
-    return row
+def plan(files: dict[str, Path | None], args: argparse.Namespace) -> list[Row]:
+    """Every row in report order; a missing row is measured only if its kind and thread count were asked for."""
+    wanted, timed_threads = set(args.rows.split(",")), {int(t) for t in args.threads.split(",")}
+    out: list[Row] = []
 
-
-def main() -> None:
-    from _llm_speed_report import write_report
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", default="c,llamacpp,transformers,torch,ppl,bound",
-                        help="row kinds to measure when not cached (the report shows every cached row)")  # fmt: skip
-    parser.add_argument("--labels", default=",".join(LEANML_FILES), help="leanml packed models to time")
-    parser.add_argument("--threads", default=",".join(map(str, THREADS)),
-                        help="thread counts to measure, e.g. 2 (rows of the others come from the cache)")  # fmt: skip
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--chunks", type=int, default=32)
-    parser.add_argument("--threads-ppl", type=int, default=2)
-    parser.add_argument("--cache", default=str(REPO / "runs" / "llm_speed"))
-    parser.add_argument("--fresh", action="store_true")
-    parser.add_argument("--out", default=str(RESULTS))
-    parser.add_argument("--make-awq", action="store_true", help="run the AWQ search when no cached one exists")
-    parser.add_argument("--ppl-torch", action="store_true", help="compute the PyTorch path's perplexity if missing")
-    args = parser.parse_args()
-    cache = Path(args.cache)
-    cache.mkdir(parents=True, exist_ok=True)
-    wanted = set(args.rows.split(","))
-    files = {label: packed_file(label, args) for label in args.labels.split(",")}
-    rows: dict[str, Any] = {}
-
-    timed_threads = {int(t) for t in args.threads.split(",")}
-
-    def add(name: str, kind: str, threads: int | None, fn: Any, *fn_args: Any) -> None:
-        """Row ``name`` into the report: measured if its kind and thread count were asked for, else from the cache."""
+    def add(name: str, kind: str, threads: int | None, fn: Callable[..., dict[str, Any]], *fn_args: Any) -> None:
         measure = kind in wanted and (threads is None or threads in timed_threads)
-        row = cached(cache, name, args.fresh, partial(fn, *fn_args), measure)
-        if row is not None:
-            rows[name] = row
-            write_report(rows, files, args, Path(args.out), machine_summary())
+        out.append(Row(name, lambda rows: fn(*fn_args), wanted=measure))
 
     ref = files.get("awq-w4g128") or files.get("rtn-w4g128")
     for t in THREADS:
@@ -255,8 +208,38 @@ def main() -> None:
     for label, path in files.items():
         if path is not None:
             add(f"ppl-{label}", "ppl", None, ppl_row, path, label, args)
-    write_report(rows, files, args, Path(args.out), machine_summary())
-    log(f"wrote {args.out}")
+    return out
+
+
+def measured_at(m: Measured) -> dict[str, Any]:
+    """The stamp of a fresh row: the 1-minute load average before and after it, and when it was measured."""
+    return {"load_average": list(m.load_average), "measured": m.finished}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", default="c,llamacpp,transformers,torch,ppl,bound",
+                        help="row kinds to measure when not cached (the report shows every cached row)")  # fmt: skip
+    parser.add_argument("--labels", default=",".join(LEANML_FILES), help="leanml packed models to time")
+    parser.add_argument("--threads", default=",".join(map(str, THREADS)),
+                        help="thread counts to measure, e.g. 2 (rows of the others come from the cache)")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--chunks", type=int, default=32)
+    parser.add_argument("--threads-ppl", type=int, default=2)
+    parser.add_argument("--cache", default=str(REPO / "runs" / "llm_speed"))
+    parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--make-awq", action="store_true", help="run the AWQ search when no cached one exists")
+    parser.add_argument("--ppl-torch", action="store_true", help="compute the PyTorch path's perplexity if missing")
+    args = parser.parse_args()
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    files = {label: packed_file(label, args) for label in args.labels.split(",")}
+    todo, machine = plan(files, args), machine_summary()
+    planned, remeasured = {r.key for r in todo}, {r.key for r in todo if args.fresh and r.wanted}
+    runner = RowRunner(cache, Path(args.out), lambda rows: render_report(rows, files, args, machine), indent=1,
+                       stamp=measured_at, skip=TOOL_ERRORS)  # fmt: skip
+    runner.run(todo, runner.cached(lambda key, row: key in planned and key not in remeasured))
 
 
 if __name__ == "__main__":
