@@ -27,24 +27,17 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from leanml.errors import LeanmlError
 from leanml.profile.macs import count_macs
+from leanml.quant import integer_ops as iq
 from leanml.quant.integer import IntegerModel
-from leanml.quant.integer_ops import (
-    QAdd,
-    QAvgPool,
-    QClamp,
-    QConv2d,
-    QFlatten,
-    QLinear,
-    QMaxPool,
-    QuantizeInput,
-    TensorQ,
-)
+from leanml.quant.integer_ops import OpRegistry, TensorQ
 
 Shape = tuple[int, ...]  # (H, W, C) for maps, (F,) for vectors
 
@@ -120,29 +113,35 @@ class Quantize(Op):
 
 
 @dataclass
-class Conv(Op):
-    """Conv with fused bias, per-channel requantization and clamp; ``kind`` picks the kernel."""
+class Requantized(Op):
+    """A weighted layer: int8 weights, int32 bias, per-output-channel Q31 requantization, fused clamp."""
 
-    weight: np.ndarray = field(default_factory=lambda: np.zeros(0))  # int8: OHWI, or (kh, kw, C) for depthwise
+    weight: np.ndarray = field(default_factory=lambda: np.zeros(0))  # int8: OHWI, (kh, kw, C) depthwise, (out, in)
     bias: np.ndarray = field(default_factory=lambda: np.zeros(0))  # int32 (C_out,)
     multiplier: np.ndarray = field(default_factory=lambda: np.zeros(0))  # int32 (C_out,)
     shift: np.ndarray = field(default_factory=lambda: np.zeros(0))  # int32 (C_out,)
-    kernel: tuple[int, int] = (1, 1)
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    groups: int = 1
     in_zp: int = 0
     out_zp: int = 0
     act_min: int = -128
     act_max: int = 127
+
+    def weight_bytes(self) -> int:
+        return int(self.weight.size) + 4 * 3 * len(self.bias)
+
+
+@dataclass
+class Conv(Requantized):
+    """Conv with fused bias, per-channel requantization and clamp; ``kind`` picks the kernel."""
+
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    groups: int = 1
     kind = "conv"
     table_kind = "conv"
 
     def macs(self) -> int:
         return count_macs(self.table_kind, self.out_numel, self.in_shapes[0][2], self.kernel, self.groups)
-
-    def weight_bytes(self) -> int:
-        return int(self.weight.size) + 4 * 3 * len(self.bias)
 
 
 @dataclass
@@ -161,25 +160,14 @@ class Depthwise(Conv):
 
 
 @dataclass
-class Linear(Op):
-    """Fully connected layer; weight columns already in HWC flatten order."""
+class Linear(Requantized):
+    """Fully connected layer; weight (out, in) with its columns already in HWC flatten order."""
 
-    weight: np.ndarray = field(default_factory=lambda: np.zeros(0))  # int8 (out, in)
-    bias: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    multiplier: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    shift: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    in_zp: int = 0
-    out_zp: int = 0
-    act_min: int = -128
-    act_max: int = 127
     kind = "linear"
     table_kind = "linear"
 
     def macs(self) -> int:
         return count_macs(self.table_kind, self.out_numel, int(self.weight.shape[1]))
-
-    def weight_bytes(self) -> int:
-        return int(self.weight.size) + 4 * 3 * len(self.bias)
 
 
 @dataclass
@@ -256,9 +244,6 @@ class Graph:
         return sum(op.weight_bytes() for op in self.ops)
 
 
-SUPPORTED = ("QuantizeInput", "QConv2d", "QLinear", "QAdd", "QMaxPool", "QAvgPool", "QFlatten", "QClamp")
-
-
 def _pool_out(size: int, k: int, s: int, p: int) -> int:
     return (size + 2 * p - k) // s + 1
 
@@ -267,8 +252,141 @@ def _i32(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.int32)
 
 
+@dataclass
+class Lowering:
+    """What lowering has built so far: C-safe tensor names, HWC shapes, flatten orders and the IR ops."""
+
+    used: set[str] = field(default_factory=set)  # C identifiers taken
+    names: dict[str, str] = field(default_factory=dict)  # reference tensor name -> C-safe name
+    shapes: dict[str, Shape] = field(default_factory=dict)
+    chw_order: dict[str, np.ndarray] = field(default_factory=dict)  # flattened: HWC position -> CHW index
+    ops: list[Op] = field(default_factory=list)
+
+    def tensor(self, ref: str) -> str:
+        """The C-safe name of reference tensor ``ref``."""
+        if ref not in self.names:
+            self.names[ref] = c_identifier(ref, self.used)
+        return self.names[ref]
+
+    def unary(self, ref_op: Any) -> tuple[str, str, Shape]:
+        """(input, output, input shape) of a one-input op."""
+        src = self.tensor(ref_op.input)
+        return src, self.tensor(ref_op.output), self.shapes[src]
+
+    def keep_order(self, src: str, out: str) -> None:
+        """``out`` has ``src``'s element order (elementwise ops on flattened tensors)."""
+        if src in self.chw_order:
+            self.chw_order[out] = self.chw_order[src]
+
+
+# (reference op, C-safe op name, input shape (H, W, C), lowering state) -> the IR op
+LOWERINGS = OpRegistry[Callable[[Any, str, Shape, Lowering], Op]]("deploy")
+register_lowering = LOWERINGS.register
+
+
+@register_lowering(iq.QuantizeInput)
+def _quantize(ref_op: iq.QuantizeInput, name: str, hwc: Shape, low: Lowering) -> Op:
+    return Quantize(name, (), low.tensor(ref_op.output), (), hwc, q=ref_op.q)
+
+
+@register_lowering(iq.QConv2d)
+def _conv(ref_op: iq.QConv2d, name: str, hwc: Shape, low: Lowering) -> Op:
+    src, out, shp = low.unary(ref_op)
+    if len(shp) != 3:
+        raise LeanmlError(f"conv {ref_op.name!r} reads a flattened tensor", "the model graph is malformed")
+    ih, iw, ic = shp
+    oc, _, kh, kw = ref_op.weight.shape
+    oh = _pool_out(ih, kh, ref_op.stride[0], ref_op.padding[0])
+    ow = _pool_out(iw, kw, ref_op.stride[1], ref_op.padding[1])
+    common: dict[str, Any] = dict(
+        bias=_i32(ref_op.bias), multiplier=_i32(ref_op.multiplier), shift=_i32(ref_op.shift), kernel=(kh, kw),
+        stride=tuple(ref_op.stride), padding=tuple(ref_op.padding), groups=ref_op.groups,
+        in_zp=ref_op.in_q.zero_point, out_zp=ref_op.out_q.zero_point, act_min=ref_op.act_min,
+        act_max=ref_op.act_max,
+    )  # fmt: skip
+    if ref_op.groups == ic == oc and ic > 1:
+        weight = np.ascontiguousarray(ref_op.weight[:, 0].transpose(1, 2, 0), dtype=np.int8)  # (kh, kw, C)
+        return Depthwise(name, (src,), out, (shp,), (oh, ow, oc), weight=weight, **common)
+    weight = np.ascontiguousarray(ref_op.weight.transpose(0, 2, 3, 1), dtype=np.int8)  # OHWI
+    one = (kh, kw) == (1, 1) and tuple(ref_op.stride) == (1, 1) and tuple(ref_op.padding) == (0, 0)
+    cls = Conv1x1 if one and ref_op.groups == 1 else Conv
+    return cls(name, (src,), out, (shp,), (oh, ow, oc), weight=weight, **common)
+
+
+@register_lowering(iq.QLinear)
+def _linear(ref_op: iq.QLinear, name: str, hwc: Shape, low: Lowering) -> Op:
+    src, out, shp = low.unary(ref_op)
+    weight = ref_op.weight
+    if src in low.chw_order:
+        weight = weight[:, low.chw_order[src]]  # columns in the HWC order the C tensor has
+    if shp != (weight.shape[1],):
+        raise LeanmlError(f"linear {ref_op.name!r} expects {weight.shape[1]} inputs, gets {shp}")
+    return Linear(name, (src,), out, (shp,), (weight.shape[0],), weight=np.ascontiguousarray(weight, dtype=np.int8),
+                  bias=_i32(ref_op.bias), multiplier=_i32(ref_op.multiplier), shift=_i32(ref_op.shift),
+                  in_zp=ref_op.in_q.zero_point, out_zp=ref_op.out_q.zero_point, act_min=ref_op.act_min,
+                  act_max=ref_op.act_max)  # fmt: skip
+
+
+@register_lowering(iq.QAdd)
+def _add(ref_op: iq.QAdd, name: str, hwc: Shape, low: Lowering) -> Op:
+    a, b = (low.tensor(t) for t in ref_op.inputs)
+    out = low.tensor(ref_op.output)
+    if low.shapes[a] != low.shapes[b]:
+        raise LeanmlError(f"add {ref_op.name!r} has inputs of shapes {low.shapes[a]} and {low.shapes[b]}")
+    low.keep_order(a, out)
+    return Add(name, (a, b), out, (low.shapes[a], low.shapes[b]), low.shapes[a], a_zp=ref_op.a_q.zero_point,
+               b_zp=ref_op.b_q.zero_point, a_multiplier=ref_op.a_multiplier, a_shift=ref_op.a_shift,
+               b_multiplier=ref_op.b_multiplier, b_shift=ref_op.b_shift, out_multiplier=ref_op.out_multiplier,
+               out_shift=ref_op.out_shift, out_zp=ref_op.out_q.zero_point, act_min=ref_op.act_min,
+               act_max=ref_op.act_max)  # fmt: skip
+
+
+def _pool(ref_op: iq.QMaxPool | iq.QAvgPool, name: str, low: Lowering, mode: str, k: Shape, s: Shape,
+          p: Shape) -> Op:  # fmt: skip
+    src, out, shp = low.unary(ref_op)
+    ih, iw, ic = shp
+    out_shape = (_pool_out(ih, k[0], s[0], p[0]), _pool_out(iw, k[1], s[1], p[1]), ic)
+    return Pool(name, (src,), out, (shp,), out_shape, mode=mode, kernel=(k[0], k[1]), stride=(s[0], s[1]),
+                padding=(p[0], p[1]))  # fmt: skip
+
+
+@register_lowering(iq.QMaxPool)
+def _maxpool(ref_op: iq.QMaxPool, name: str, hwc: Shape, low: Lowering) -> Op:
+    return _pool(ref_op, name, low, "max", ref_op.kernel, ref_op.stride, ref_op.padding)
+
+
+@register_lowering(iq.QAvgPool)
+def _avgpool(ref_op: iq.QAvgPool, name: str, hwc: Shape, low: Lowering) -> Op:
+    if ref_op.kernel is None:  # global: the whole input map
+        ih, iw, _ = low.shapes[low.tensor(ref_op.input)]
+        return _pool(ref_op, name, low, "avg", (ih, iw), (1, 1), (0, 0))
+    assert ref_op.stride is not None
+    return _pool(ref_op, name, low, "avg", ref_op.kernel, ref_op.stride, (0, 0))
+
+
+@register_lowering(iq.QFlatten)
+def _flatten(ref_op: iq.QFlatten, name: str, hwc: Shape, low: Lowering) -> Op:
+    src, out, shp = low.unary(ref_op)
+    if ref_op.start != 1:
+        raise LeanmlError(f"flatten {ref_op.name!r} from dim {ref_op.start} is not supported", "flatten(x, 1)")
+    if len(shp) == 3 and shp[0] * shp[1] > 1:
+        fh, fw, fc = shp
+        # HWC position (y, x, c) holds CHW element c*H*W + y*W + x
+        low.chw_order[out] = np.arange(fc * fh * fw).reshape(fc, fh, fw).transpose(1, 2, 0).reshape(-1)
+    return Flatten(name, (src,), out, (shp,), (math.prod(shp),))
+
+
+@register_lowering(iq.QClamp)
+def _clamp(ref_op: iq.QClamp, name: str, hwc: Shape, low: Lowering) -> Op:
+    src, out, shp = low.unary(ref_op)
+    low.keep_order(src, out)
+    return Clamp(name, (src,), out, (shp,), shp, act_min=ref_op.act_min, act_max=ref_op.act_max)
+
+
 def lower(model: IntegerModel, input_shape: tuple[int, int, int]) -> Graph:
     """Lower an integer model for inputs of shape (C, H, W) into the HWC IR; unsupported ops raise.
+
+    Each op goes through its function in :data:`LOWERINGS` (add one with :func:`register_lowering`).
 
     Example:
         >>> lower(object(), (1, 28, 28))  # doctest: +IGNORE_EXCEPTION_DETAIL
@@ -279,109 +397,17 @@ def lower(model: IntegerModel, input_shape: tuple[int, int, int]) -> Graph:
         raise LeanmlError(f"deploy needs an integer model, got {type(model).__name__}",
                           "convert it first: `leanml quantize linear CKPT --out MODEL`")  # fmt: skip
     c, h, w = input_shape
-    used: set[str] = set()
-    names: dict[str, str] = {}  # reference tensor name -> C-safe name
-
-    def tensor(ref: str) -> str:
-        if ref not in names:
-            names[ref] = c_identifier(ref, used)
-        return names[ref]
-
-    shapes: dict[str, Shape] = {}
-    chw_order: dict[str, np.ndarray] = {}  # flattened tensors: position in HWC order -> index in CHW order
-    ops: list[Op] = []
+    low = Lowering()
     for ref_op in model.ops:
-        name = c_identifier(f"op{len(ops)}_{ref_op.name}", used)
-        if isinstance(ref_op, QuantizeInput):
-            out = tensor(ref_op.output)
-            shapes[out] = (h, w, c)
-            ops.append(Quantize(name, (), out, (), (h, w, c), q=ref_op.q))
-        elif isinstance(ref_op, QConv2d):
-            src, out = tensor(ref_op.input), tensor(ref_op.output)
-            if len(shapes[src]) != 3:
-                raise LeanmlError(f"conv {ref_op.name!r} reads a flattened tensor", "the model graph is malformed")
-            ih, iw, ic = shapes[src]
-            oc, _, kh, kw = ref_op.weight.shape
-            oh = _pool_out(ih, kh, ref_op.stride[0], ref_op.padding[0])
-            ow = _pool_out(iw, kw, ref_op.stride[1], ref_op.padding[1])
-            shapes[out] = (oh, ow, oc)
-            common = dict(bias=_i32(ref_op.bias), multiplier=_i32(ref_op.multiplier), shift=_i32(ref_op.shift),
-                          kernel=(kh, kw), stride=tuple(ref_op.stride), padding=tuple(ref_op.padding),
-                          groups=ref_op.groups, in_zp=ref_op.in_q.zero_point, out_zp=ref_op.out_q.zero_point,
-                          act_min=ref_op.act_min, act_max=ref_op.act_max)  # fmt: skip
-            if ref_op.groups == ic == oc and ic > 1:
-                weight = np.ascontiguousarray(ref_op.weight[:, 0].transpose(1, 2, 0), dtype=np.int8)  # (kh, kw, C)
-                ops.append(Depthwise(name, (src,), out, (shapes[src],), shapes[out], weight=weight, **common))  # type: ignore[arg-type]
-            else:
-                weight = np.ascontiguousarray(ref_op.weight.transpose(0, 2, 3, 1), dtype=np.int8)  # OHWI
-                one = (kh, kw) == (1, 1) and tuple(ref_op.stride) == (1, 1) and tuple(ref_op.padding) == (0, 0)
-                cls = Conv1x1 if one and ref_op.groups == 1 else Conv
-                ops.append(cls(name, (src,), out, (shapes[src],), shapes[out], weight=weight, **common))  # type: ignore[arg-type]
-        elif isinstance(ref_op, QLinear):
-            src, out = tensor(ref_op.input), tensor(ref_op.output)
-            weight = ref_op.weight
-            if src in chw_order:
-                weight = weight[:, chw_order[src]]  # columns in the HWC order the C tensor has
-            if shapes[src] != (weight.shape[1],):
-                raise LeanmlError(f"linear {ref_op.name!r} expects {weight.shape[1]} inputs, gets {shapes[src]}")
-            shapes[out] = (weight.shape[0],)
-            ops.append(Linear(name, (src,), out, (shapes[src],), shapes[out],
-                              weight=np.ascontiguousarray(weight, dtype=np.int8), bias=_i32(ref_op.bias),
-                              multiplier=_i32(ref_op.multiplier), shift=_i32(ref_op.shift),
-                              in_zp=ref_op.in_q.zero_point, out_zp=ref_op.out_q.zero_point,
-                              act_min=ref_op.act_min, act_max=ref_op.act_max))  # fmt: skip
-        elif isinstance(ref_op, QAdd):
-            a, b = (tensor(t) for t in ref_op.inputs)
-            out = tensor(ref_op.output)
-            if shapes[a] != shapes[b]:
-                raise LeanmlError(f"add {ref_op.name!r} has inputs of shapes {shapes[a]} and {shapes[b]}")
-            shapes[out] = shapes[a]
-            if a in chw_order:
-                chw_order[out] = chw_order[a]
-            ops.append(Add(name, (a, b), out, (shapes[a], shapes[b]), shapes[out], a_zp=ref_op.a_q.zero_point,
-                           b_zp=ref_op.b_q.zero_point, a_multiplier=ref_op.a_multiplier, a_shift=ref_op.a_shift,
-                           b_multiplier=ref_op.b_multiplier, b_shift=ref_op.b_shift,
-                           out_multiplier=ref_op.out_multiplier, out_shift=ref_op.out_shift,
-                           out_zp=ref_op.out_q.zero_point, act_min=ref_op.act_min, act_max=ref_op.act_max))  # fmt: skip
-        elif isinstance(ref_op, QMaxPool | QAvgPool):
-            src, out = tensor(ref_op.input), tensor(ref_op.output)
-            ih, iw, ic = shapes[src]
-            if isinstance(ref_op, QAvgPool) and ref_op.kernel is None:
-                k, s, p = (ih, iw), (1, 1), (0, 0)
-            else:
-                assert ref_op.kernel is not None and ref_op.stride is not None
-                k, s = (ref_op.kernel[0], ref_op.kernel[1]), (ref_op.stride[0], ref_op.stride[1])
-                p = (ref_op.padding[0], ref_op.padding[1]) if isinstance(ref_op, QMaxPool) else (0, 0)
-            shapes[out] = (_pool_out(ih, k[0], s[0], p[0]), _pool_out(iw, k[1], s[1], p[1]), ic)
-            mode = "max" if isinstance(ref_op, QMaxPool) else "avg"
-            ops.append(Pool(name, (src,), out, (shapes[src],), shapes[out], mode=mode, kernel=k, stride=s,
-                            padding=p))  # fmt: skip
-        elif isinstance(ref_op, QFlatten):
-            src, out = tensor(ref_op.input), tensor(ref_op.output)
-            if ref_op.start != 1:
-                raise LeanmlError(f"flatten {ref_op.name!r} from dim {ref_op.start} is not supported", "flatten(x, 1)")
-            shp = shapes[src]
-            shapes[out] = (math.prod(shp),)
-            if len(shp) == 3 and shp[0] * shp[1] > 1:
-                fh, fw, fc = shp
-                # HWC position (y, x, c) holds CHW element c*H*W + y*W + x
-                chw_order[out] = np.arange(fc * fh * fw).reshape(fc, fh, fw).transpose(1, 2, 0).reshape(-1)
-            ops.append(Flatten(name, (src,), out, (shp,), shapes[out]))
-        elif isinstance(ref_op, QClamp):
-            src, out = tensor(ref_op.input), tensor(ref_op.output)
-            shapes[out] = shapes[src]
-            if src in chw_order:
-                chw_order[out] = chw_order[src]
-            ops.append(Clamp(name, (src,), out, (shapes[src],), shapes[out], act_min=ref_op.act_min,
-                             act_max=ref_op.act_max))  # fmt: skip
-        else:
-            raise LeanmlError(f"deploy does not support op {type(ref_op).__name__} ({ref_op.name!r})",
-                              f"supported: {', '.join(SUPPORTED)}")  # fmt: skip
-    out = tensor(model.output)
+        name = c_identifier(f"op{len(low.ops)}_{ref_op.name}", low.used)
+        op = LOWERINGS.handler(ref_op)(ref_op, name, (h, w, c), low)
+        low.shapes[op.output] = op.out_shape
+        low.ops.append(op)
+    out = low.tensor(model.output)
     perm = None
-    if len(shapes[out]) == 3:
-        oh, ow, oc = shapes[out]
+    if len(low.shapes[out]) == 3:
+        oh, ow, oc = low.shapes[out]
         perm = np.arange(oh * ow * oc).reshape(oh, ow, oc).transpose(2, 0, 1).reshape(-1)  # CHW pos -> HWC index
-    elif out in chw_order:
-        perm = np.argsort(chw_order[out])
-    return Graph(ops, tensor(model.ops[0].output), out, (h, w, c), model.input_q, model.output_q, perm)
+    elif out in low.chw_order:
+        perm = np.argsort(low.chw_order[out])
+    return Graph(low.ops, low.tensor(model.ops[0].output), out, (h, w, c), model.input_q, model.output_q, perm)

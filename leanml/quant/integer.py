@@ -34,6 +34,7 @@ from leanml.errors import LeanmlError
 from leanml.quant.fake_quant import FakeQuantize, weight_scales
 from leanml.quant.integer_ops import (
     ADD_LEFT_SHIFT,
+    OP_TYPES,
     IntegerOp,
     QAdd,
     QAvgPool,
@@ -58,9 +59,6 @@ from leanml.quant.primitives import (
 from leanml.quant.sim import QuantSim
 
 KIND = "integer-model"
-OP_TYPES: dict[str, type] = {
-    t.__name__: t for t in (QuantizeInput, QConv2d, QLinear, QAdd, QMaxPool, QAvgPool, QFlatten, QClamp)
-}
 
 
 class IntegerModel:

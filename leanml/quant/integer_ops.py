@@ -1,8 +1,11 @@
 """Integer-only ops and their reference kernels: the Python side of the one integer spec.
 
 Each op is a small dataclass holding int8 weights, int32 biases and the
-fixed-point requantization constants; :data:`KERNELS` maps each op type to
-its kernel (dispatch by type, never by name). Kernels take and return int8
+fixed-point requantization constants. Everything that handles each op
+(the reference kernels here, :data:`KERNELS`; the C IR lowering in
+:mod:`leanml.deploy.ir`; the ONNX export) is an :class:`OpRegistry` keyed by
+op type, filled with its ``register`` decorator (dispatch by type, never by
+name). Kernels take and return int8
 tensors held as int64 numpy arrays, NCHW, batch first.
 
 Accumulation is exact: convolutions and matrix products run in float64, which
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar, get_args
 
 import numpy as np
 import torch
@@ -161,7 +164,60 @@ class QClamp:
 
 
 IntegerOp = QuantizeInput | QConv2d | QLinear | QAdd | QMaxPool | QAvgPool | QFlatten | QClamp
+OP_TYPES: dict[str, type] = {t.__name__: t for t in get_args(IntegerOp)}  # the saved form's "type" field
 Env = dict[str, np.ndarray]
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+class OpRegistry(Generic[Handler]):
+    """One function per integer op type, for one purpose (a reference kernel, a C IR lowering, an ONNX export).
+
+    Example:
+        >>> names = OpRegistry[Callable[[Any], str]]("describe")
+        >>> @names.register(QMaxPool, QAvgPool)
+        ... def _pool(op):
+        ...     return f"pool {op.name}"
+        >>> names.handler(QMaxPool("p", "x", "y", (2, 2), (2, 2)))(QMaxPool("p", "x", "y", (2, 2), (2, 2)))
+        'pool p'
+        >>> names.handler(QFlatten("f", "x", "y"))  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        LeanmlError: describe does not support op QFlatten ('f')
+    """
+
+    def __init__(self, purpose: str) -> None:
+        self.purpose = purpose
+        self._handlers: dict[type, Handler] = {}
+
+    def register(self, *op_types: type) -> Callable[[Handler], Handler]:
+        """Decorator: ``fn`` handles ops of ``op_types``."""
+
+        def deco(fn: Handler) -> Handler:
+            for t in op_types:
+                self._handlers[t] = fn
+            return fn
+
+        return deco
+
+    def __getitem__(self, op_type: type) -> Handler:
+        return self._handlers[op_type]
+
+    @property
+    def supported(self) -> tuple[str, ...]:
+        """Names of the op types with a handler."""
+        return tuple(t.__name__ for t in self._handlers)
+
+    def handler(self, op: object) -> Handler:
+        """The function for ``op``'s type; an op type without one raises a :class:`LeanmlError` naming the supported."""
+        fn = self._handlers.get(type(op))
+        if fn is None:
+            raise LeanmlError(f"{self.purpose} does not support op {type(op).__name__} ({getattr(op, 'name', '?')!r})",
+                              f"supported: {', '.join(self.supported)}")  # fmt: skip
+        return fn
+
+
+Kernel = Callable[[Any, Env], np.ndarray]
+KERNELS = OpRegistry[Kernel]("the integer reference")
 
 
 def check_accumulator_bound(weight: np.ndarray, bias: np.ndarray, name: str) -> None:
@@ -206,21 +262,25 @@ def conv2d_acc_ref(op: QConv2d, x: np.ndarray) -> np.ndarray:
     return out
 
 
+@KERNELS.register(QuantizeInput)
 def _quantize_input(op: QuantizeInput, env: Env) -> np.ndarray:
     raise LeanmlError("QuantizeInput runs through IntegerModel.quantize_input", "call the model, not the op")
 
 
+@KERNELS.register(QConv2d)
 def _conv(op: QConv2d, env: Env) -> np.ndarray:
     acc = conv2d_acc(op, env[op.input])
     return requantize(acc, op.multiplier, op.shift, op.out_q.zero_point, op.act_min, op.act_max, axis=1)
 
 
+@KERNELS.register(QLinear)
 def _linear(op: QLinear, env: Env) -> np.ndarray:
     x = env[op.input]
     acc = F.linear(_exact(x - op.in_q.zero_point), _exact(op.weight), _exact(op.bias)).numpy().astype(np.int64)
     return requantize(acc, op.multiplier, op.shift, op.out_q.zero_point, op.act_min, op.act_max, axis=1)
 
 
+@KERNELS.register(QAdd)
 def _add(op: QAdd, env: Env) -> np.ndarray:
     a = (env[op.inputs[0]].astype(np.int64) - op.a_q.zero_point) << ADD_LEFT_SHIFT
     b = (env[op.inputs[1]].astype(np.int64) - op.b_q.zero_point) << ADD_LEFT_SHIFT
@@ -231,12 +291,14 @@ def _add(op: QAdd, env: Env) -> np.ndarray:
     return np.clip(out, op.act_min, op.act_max)
 
 
+@KERNELS.register(QMaxPool)
 def _maxpool(op: QMaxPool, env: Env) -> np.ndarray:
     x = _exact(env[op.input])
     y = F.max_pool2d(x, op.kernel, op.stride, op.padding)  # pads with -inf: padding never wins
     return y.numpy().astype(np.int64)
 
 
+@KERNELS.register(QAvgPool)
 def _avgpool(op: QAvgPool, env: Env) -> np.ndarray:
     x = env[op.input].astype(np.int64)
     if op.kernel is None:
@@ -251,28 +313,18 @@ def _avgpool(op: QAvgPool, env: Env) -> np.ndarray:
     return np.clip(out, -128, 127)
 
 
+@KERNELS.register(QFlatten)
 def _flatten(op: QFlatten, env: Env) -> np.ndarray:
     x = env[op.input]
     return x.reshape(*x.shape[: op.start], -1)
 
 
+@KERNELS.register(QClamp)
 def _clamp(op: QClamp, env: Env) -> np.ndarray:
     return np.clip(env[op.input], op.act_min, op.act_max)
 
 
-KERNELS: dict[type, Callable[[Any, Env], np.ndarray]] = {
-    QuantizeInput: _quantize_input,
-    QConv2d: _conv,
-    QLinear: _linear,
-    QAdd: _add,
-    QMaxPool: _maxpool,
-    QAvgPool: _avgpool,
-    QFlatten: _flatten,
-    QClamp: _clamp,
-}
-
-
 def run_op(op: IntegerOp, env: Env) -> Env:
     """Run one op on ``env`` (tensor name → int8 values as int64 arrays); returns ``env`` with its output added."""
-    env[op.output] = KERNELS[type(op)](op, env)
+    env[op.output] = KERNELS.handler(op)(op, env)
     return env

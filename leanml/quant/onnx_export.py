@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +21,9 @@ import numpy as np
 
 from leanml.artifact import atomic_write
 from leanml.errors import LeanmlError
+from leanml.quant import integer_ops as iq
 from leanml.quant.integer import IntegerModel
-from leanml.quant.integer_ops import (
-    QAdd,
-    QAvgPool,
-    QClamp,
-    QConv2d,
-    QFlatten,
-    QLinear,
-    QMaxPool,
-    QuantizeInput,
-    TensorQ,
-)
+from leanml.quant.integer_ops import OpRegistry, TensorQ
 
 OPSET = 13
 
@@ -79,7 +71,7 @@ class _GraphBuilder:
         hi = np.array((act_max - q.zero_point) * q.scale, dtype=np.float32)
         return self.node("Clip", [x, self.const(f"{name}_lo", lo), self.const(f"{name}_hi", hi)], f"{name}_act")
 
-    def layer_weights(self, op: QConv2d | QLinear) -> tuple[str, str]:
+    def layer_weights(self, op: iq.QConv2d | iq.QLinear) -> tuple[str, str]:
         w = self.node(
             "DequantizeLinear",
             [self.const(f"{op.output}_w", op.weight.astype(np.int8)),
@@ -98,46 +90,80 @@ class _GraphBuilder:
         return w, b
 
 
-def _emit(g: _GraphBuilder, op: Any) -> None:
-    if isinstance(op, QuantizeInput):
-        g.quantize("input", op.output, op.q)
-    elif isinstance(op, QConv2d | QLinear):
-        w, b = g.layer_weights(op)
-        x = g.dequantize(op.input)
-        if isinstance(op, QConv2d):
-            ph, pw = op.padding
-            y = g.node("Conv", [x, w, b], f"{op.output}_f", strides=list(op.stride), pads=[ph, pw, ph, pw],
-                       group=op.groups)  # fmt: skip
-        else:
-            y = g.node("Gemm", [x, w, b], f"{op.output}_f", transB=1)
-        g.quantize(g.activation(y, op.act_min, op.act_max, op.out_q, op.output), op.output, op.out_q)
-    elif isinstance(op, QAdd):
-        y = g.node("Add", [g.dequantize(op.inputs[0]), g.dequantize(op.inputs[1])], f"{op.output}_f")
-        g.quantize(g.activation(y, op.act_min, op.act_max, op.out_q, op.output), op.output, op.out_q)
-    elif isinstance(op, QClamp):  # clamp the int8 values directly
-        g.share(op.input, op.output)
-        lo = g.const(f"{op.output}_min", np.array(op.act_min, np.int8))
-        hi = g.const(f"{op.output}_max", np.array(op.act_max, np.int8))
-        g.node("Min", [g.node("Max", [f"{op.input}_q", lo], f"{op.output}_m"), hi], f"{op.output}_q")
-    elif isinstance(op, QMaxPool | QAvgPool):  # pooling keeps the input's quantization
-        x = g.dequantize(op.input)
-        if isinstance(op, QMaxPool):
-            ph, pw = op.padding
-            y = g.node("MaxPool", [x], f"{op.output}_f", kernel_shape=list(op.kernel), strides=list(op.stride),
-                       pads=[ph, pw, ph, pw])  # fmt: skip
-        elif op.kernel is None:
-            y = g.node("GlobalAveragePool", [x], f"{op.output}_f")
-        else:
-            assert op.stride is not None
-            y = g.node("AveragePool", [x], f"{op.output}_f", kernel_shape=list(op.kernel), strides=list(op.stride))
-        scale, zp = g.qparams[op.input]
-        g.share(op.input, op.output)
-        g.node("QuantizeLinear", [y, scale, zp], f"{op.output}_q")
-    elif isinstance(op, QFlatten):
-        g.share(op.input, op.output)
-        g.node("Flatten", [f"{op.input}_q"], f"{op.output}_q", axis=op.start)
+# (graph builder, integer op) -> None: appends the op's QDQ nodes
+EXPORTERS = OpRegistry[Callable[[_GraphBuilder, Any], None]]("ONNX export")
+
+
+@EXPORTERS.register(iq.QuantizeInput)
+def _quantize(g: _GraphBuilder, op: iq.QuantizeInput) -> None:
+    g.quantize("input", op.output, op.q)
+
+
+def _requantize_output(g: _GraphBuilder, op: iq.QConv2d | iq.QLinear | iq.QAdd, y: str) -> None:
+    """Clamp the float result to the op's activation range and quantize it to the output's TensorQ."""
+    g.quantize(g.activation(y, op.act_min, op.act_max, op.out_q, op.output), op.output, op.out_q)
+
+
+@EXPORTERS.register(iq.QConv2d)
+def _conv(g: _GraphBuilder, op: iq.QConv2d) -> None:
+    w, b = g.layer_weights(op)
+    ph, pw = op.padding
+    y = g.node("Conv", [g.dequantize(op.input), w, b], f"{op.output}_f", strides=list(op.stride),
+               pads=[ph, pw, ph, pw], group=op.groups)  # fmt: skip
+    _requantize_output(g, op, y)
+
+
+@EXPORTERS.register(iq.QLinear)
+def _linear(g: _GraphBuilder, op: iq.QLinear) -> None:
+    w, b = g.layer_weights(op)
+    y = g.node("Gemm", [g.dequantize(op.input), w, b], f"{op.output}_f", transB=1)
+    _requantize_output(g, op, y)
+
+
+@EXPORTERS.register(iq.QAdd)
+def _add(g: _GraphBuilder, op: iq.QAdd) -> None:
+    y = g.node("Add", [g.dequantize(op.inputs[0]), g.dequantize(op.inputs[1])], f"{op.output}_f")
+    _requantize_output(g, op, y)
+
+
+@EXPORTERS.register(iq.QClamp)
+def _clamp(g: _GraphBuilder, op: iq.QClamp) -> None:  # clamp the int8 values directly
+    g.share(op.input, op.output)
+    lo = g.const(f"{op.output}_min", np.array(op.act_min, np.int8))
+    hi = g.const(f"{op.output}_max", np.array(op.act_max, np.int8))
+    g.node("Min", [g.node("Max", [f"{op.input}_q", lo], f"{op.output}_m"), hi], f"{op.output}_q")
+
+
+def _requantize_pooled(g: _GraphBuilder, op: iq.QMaxPool | iq.QAvgPool, y: str) -> None:
+    """Pooling keeps the input's quantization."""
+    scale, zp = g.qparams[op.input]
+    g.share(op.input, op.output)
+    g.node("QuantizeLinear", [y, scale, zp], f"{op.output}_q")
+
+
+@EXPORTERS.register(iq.QMaxPool)
+def _maxpool(g: _GraphBuilder, op: iq.QMaxPool) -> None:
+    ph, pw = op.padding
+    y = g.node("MaxPool", [g.dequantize(op.input)], f"{op.output}_f", kernel_shape=list(op.kernel),
+               strides=list(op.stride), pads=[ph, pw, ph, pw])  # fmt: skip
+    _requantize_pooled(g, op, y)
+
+
+@EXPORTERS.register(iq.QAvgPool)
+def _avgpool(g: _GraphBuilder, op: iq.QAvgPool) -> None:
+    x = g.dequantize(op.input)
+    if op.kernel is None:
+        y = g.node("GlobalAveragePool", [x], f"{op.output}_f")
     else:
-        raise LeanmlError(f"cannot export integer op {type(op).__name__} to ONNX")
+        assert op.stride is not None
+        y = g.node("AveragePool", [x], f"{op.output}_f", kernel_shape=list(op.kernel), strides=list(op.stride))
+    _requantize_pooled(g, op, y)
+
+
+@EXPORTERS.register(iq.QFlatten)
+def _flatten(g: _GraphBuilder, op: iq.QFlatten) -> None:
+    g.share(op.input, op.output)
+    g.node("Flatten", [f"{op.input}_q"], f"{op.output}_q", axis=op.start)
 
 
 def export_onnx(model: IntegerModel, path: str | Path, input_shape: tuple[int, ...] = (1, 28, 28)) -> None:
@@ -148,7 +174,7 @@ def export_onnx(model: IntegerModel, path: str | Path, input_shape: tuple[int, .
         raise LeanmlError("ONNX export needs the onnx package", "pip install 'leanml[bench]'") from e
     g = _GraphBuilder(onnx)
     for op in model.ops:
-        _emit(g, op)
+        EXPORTERS.handler(op)(g, op)
     out_scale, out_zp = g.qparams[model.output]
     g.node("DequantizeLinear", [f"{model.output}_q", out_scale, out_zp], "logits")
     g.node("Identity", [f"{model.output}_q"], "logits_q")

@@ -275,23 +275,6 @@ def quantize_tensor(
     return QTensor(q, scale, zp, qmin, qmax, axis, group_size)
 
 
-def fake_quantize(
-    x: npt.ArrayLike | torch.Tensor,
-    bits: int,
-    symmetric: bool,
-    signed: bool = True,
-    axis: int | None = None,
-    group_size: int | None = None,
-) -> F32Array:
-    """Quantize then dequantize (float32): the values ``x`` becomes on its integer grid.
-
-    Example:
-        >>> fake_quantize(np.array([0.0, 0.3, 1.0]), bits=2, symmetric=False, signed=False).tolist()
-        [0.0, 0.3333333432674408, 1.0]
-    """
-    return quantize_tensor(x, bits, symmetric, signed, axis, group_size).dequantize()
-
-
 def quantize_multiplier(real: float) -> tuple[int, int]:
     """TFLite's ``QuantizeMultiplier``: ``real ≈ multiplier * 2^(shift - 31)``, multiplier in [2^30, 2^31).
 

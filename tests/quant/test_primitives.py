@@ -18,7 +18,6 @@ from leanml.quant.primitives import (
     QTensor,
     activation_range,
     dequantize,
-    fake_quantize,
     multiply_by_quantized_multiplier,
     qparams_from_minmax,
     qrange,
@@ -172,7 +171,7 @@ def test_quantize_dequantize_error_is_at_most_half_a_step(case):
     exact = (qt.q - zp) * scale.astype(np.float64)  # float64: exact dequantization of the grid point
     tolerance = scale.astype(np.float64) * (0.5 + 1e-4)  # float32 division/product rounding: < 2^-16 step
     assert np.all(np.abs(exact - x.astype(np.float64)) <= tolerance)
-    fq = fake_quantize(x, bits, symmetric, signed, axis=axis, group_size=group_size)
+    fq = quantize_tensor(x, bits, symmetric, signed, axis=axis, group_size=group_size).dequantize()
     assert fq.dtype == np.float32 and np.array_equal(fq, qt.dequantize())
     assert np.all(np.abs(fq.astype(np.float64) - x) <= tolerance)
 
@@ -192,7 +191,7 @@ def test_zero_is_exactly_representable(a, b, bits, mode):
     assert q.tolist() == [int(zp)] * 3
     assert dequantize(q, scale, zp).tolist() == [0.0] * 3
     x = np.array([[min(a, b), 0.0, max(a, b)], [0.0, a, b]], dtype=np.float32)
-    assert np.all(fake_quantize(x, bits, symmetric, signed, axis=0)[x == 0] == 0)
+    assert np.all(quantize_tensor(x, bits, symmetric, signed, axis=0).dequantize()[x == 0] == 0)
 
 
 def test_qparams_degenerate_range_and_known_values():
@@ -200,7 +199,7 @@ def test_qparams_degenerate_range_and_known_values():
     assert float(scale) == 1.0 and int(zp) == 0
     scale, zp = qparams_from_minmax(0.0, 0.0, 8, symmetric=False)
     assert float(scale) == 1.0 and int(zp) == -128
-    assert fake_quantize(np.zeros((2, 4)), 4, symmetric=False, group_size=2).tolist() == [[0.0] * 4] * 2
+    assert quantize_tensor(np.zeros((2, 4)), 4, symmetric=False, group_size=2).dequantize().tolist() == [[0.0] * 4] * 2
     scale, zp = qparams_from_minmax(2.0, 5.1, 8, symmetric=False)  # range widened to [0, 5.1]
     assert float(scale) == pytest.approx(0.02) and int(zp) == -128
     scale, zp = qparams_from_minmax(-2.54, 1.0, 8, symmetric=True)
