@@ -6,6 +6,8 @@ function that measures it. A script says what its rows are and how its results f
 rest the same way for all of them: the cache folder (one ``<key><suffix>`` JSON file a row), which rows are cached,
 the fields every fresh row is stamped with (wall seconds, or the load average around it), the progress log, and the
 atomic rewrite of the results file after every row, so a killed run resumes and the file is never half-written.
+Its ``log`` (progress lines) and ``write_text`` (atomic text files) serve the stage-based scripts too (NAS, the
+baselines, the LLM kernel ladder).
 
 Example (from benchmarks/):
     >>> import tempfile

@@ -26,6 +26,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+from _rows import log, write_text
 
 from leanml.llm.runtime import kernels as ck
 from leanml.llm.runtime.bindings import BUILD_FLAGS, load_library
@@ -84,7 +85,7 @@ def main() -> None:
                 st = time_rung(many if threaded else one, mat, x, variant, args.budget)
                 base = base or st.median_ms
                 cells.append((rung, st, base / st.median_ms))
-                print(f"{label:28s} {rung:22s} {st.median_ms * 1e3:10.1f} us  x{base / st.median_ms:6.1f}", flush=True)
+                log(f"{label:28s} {rung:22s} {st.median_ms * 1e3:10.1f} us  x{base / st.median_ms:6.1f}")
             rows.append((label, n, k, m, bits, group, cells))
     load_after = load_averages()
     cc = subprocess.run(["cc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
@@ -114,8 +115,8 @@ def main() -> None:
     lines += ["", "Speedups are against the reference rung of the same row. GMAC/s of the last rung: "
               + ", ".join(f"{label} {n * k * m / (cells[-1][1].median_ms * 1e-3) / 1e9:.1f}"
                           for label, n, k, m, _, _, cells in rows), ""]  # fmt: skip
-    args.out.write_text("\n".join(lines))
-    print(f"wrote {args.out}")
+    write_text(args.out, "\n".join(lines))
+    log(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

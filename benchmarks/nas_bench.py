@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _rows import log, write_text
 
-from leanml.artifact import artifact_paths, atomic_write
+from leanml.artifact import artifact_paths
 from leanml.data import load_split
 from leanml.models import build_model
 from leanml.nas import (
@@ -124,14 +125,13 @@ class Cache:
 
     def put(self, key: str, value: Any) -> None:
         self.data[key] = value
-        text = json.dumps(self.data, indent=2)
-        atomic_write(self.path, lambda tmp: tmp.write_text(text))
+        write_text(self.path, json.dumps(self.data, indent=2))
 
 
 def stage_train(s: Settings, cache: Cache, threads: int) -> None:
     out = s.work / "supernet"
     if artifact_paths(out)[0].exists() and load_supernet(out).meta.get("complete"):
-        print(f"[train] done: {out}")
+        log(f"train: done: {out}")
     else:
         train_supernet(s.train, out, resume=artifact_paths(out)[0].exists(), threads=threads)
     meta = load_supernet(out).meta
@@ -210,7 +210,7 @@ def stage_search(s: Settings, cache: Cache, workers: int) -> None:
             if key not in rows:
                 rows[key] = {"limits": limits, **run_search(s, predictor, name, method, limits, workers)}
                 cache.put("search", rows)
-            print(f"[search] {key}: measured best {rows[key]['best_measured']:.2%}")
+            log(f"search {key}: measured best {rows[key]['best_measured']:.2%}")
 
 
 def deploy_int8(model: torch.nn.Module, resolution: int, s: Settings) -> dict[str, Any]:
@@ -374,7 +374,7 @@ def stage_report(s: Settings, cache: Cache, note: str) -> None:
                 lines.append(f"| {name} | {dd['c_latency_ms']:.3f} ms | {dd['torch_fp32_latency_ms']:.3f} ms | "
                              f"{dd['verify_mismatched']} (over {dd['verify_images']} images) |")  # fmt: skip
     text = "\n".join(lines) + "\n"
-    atomic_write(s.results, lambda tmp: tmp.write_text(text))
+    write_text(s.results, text)
     print(text)
 
 
@@ -397,7 +397,7 @@ def main() -> None:
     for stage in STAGES:
         if stage not in stages:
             continue
-        print(f"== {stage}")
+        log(f"stage {stage}")
         if stage == "train":
             stage_train(s, cache, args.threads)
         elif stage == "sample":

@@ -18,7 +18,8 @@ import json
 import sys
 from pathlib import Path
 
-from leanml.artifact import atomic_write
+from _rows import log, write_text
+
 from leanml.profile import machine_summary, profile_model
 from leanml.train import TrainConfig, load_checkpoint, save_checkpoint, train
 
@@ -40,13 +41,13 @@ def train_stage(models: list[str], threads: int) -> None:
         work = WORK / name
         weights = work.with_name(name + ".safetensors")
         if weights.exists() and load_checkpoint(work).meta.get("complete"):
-            print(f"[{name}] already trained: {weights}")
+            log(f"{name}: already trained: {weights}")
         else:
             train(SCHEDULES[name], out=work, resume=weights.exists(), threads=threads)
         ckpt = load_checkpoint(work)
         meta = {k: ckpt.meta[k] for k in ("train_config", "epoch", "complete", "history", "metrics", "threads")}
         save_checkpoint(EXPORT / name, ckpt.model, meta)
-        print(f"[{name}] exported {EXPORT / name}.safetensors  test acc {meta['metrics']['test_acc']:.2%}")
+        log(f"{name}: exported {EXPORT / name}.safetensors, test acc {meta['metrics']['test_acc']:.2%}")
 
 
 def report_stage(models: list[str], threads: int, note: str) -> None:
@@ -89,7 +90,7 @@ def report_stage(models: list[str], threads: int, note: str) -> None:
         lines.append(f"- {name}: {accs}")
     lines.append("")
     text = "\n".join(lines)
-    atomic_write(RESULTS, lambda tmp: tmp.write_text(text))
+    write_text(RESULTS, text)
     print(text)
     print(json.dumps({name: meta["metrics"] for name, meta, _ in rows}, indent=2), file=sys.stderr)
 
