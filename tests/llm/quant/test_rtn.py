@@ -63,7 +63,9 @@ def test_quantize_lm_head_unties_it_from_the_embeddings() -> None:
     model = tiny_llama()
     emb = model.model.embed_tokens.weight.detach().clone()
     assert model.lm_head.weight is model.model.embed_tokens.weight
-    codes = quantize_llm_(model, LLMQuantConfig(bits=3, group_size=32, quantize_lm_head=True, method="rtn"), progress=False)
+    codes = quantize_llm_(
+        model, LLMQuantConfig(bits=3, group_size=32, quantize_lm_head=True, method="rtn"), progress=False
+    )
     assert "lm_head" in codes.weights and model.lm_head.weight is not model.model.embed_tokens.weight
     assert torch.equal(model.model.embed_tokens.weight, emb)
     assert torch.equal(model.lm_head.weight, codes.weights["lm_head"].dequantize())

@@ -169,7 +169,7 @@ def test_thread_counts_and_chunked_prefill_agree(tiny: Path) -> None:
     assert (steps - one[150:]).abs().max() < EXACT
 
 
-def test_logits_model_runs_perplexity_and_generation(tiny: Path) -> None:
+def test_c_engine_model_runs_perplexity_and_generation(tiny: Path) -> None:
     llm = load_c_engine(tiny, n_ctx=64, threads=1)
     assert isinstance(llm.model, CRuntimeLM) and llm.info.format == "leanml-packed-c"
     r = perplexity(llm.model, IDS.tolist() * 2, ctx=32, progress=False)

@@ -9,7 +9,7 @@ largest logit under the PyTorch path. The runtime's token-by-token decode is hel
 PyTorch path, and agrees with its own prefill on top-1 at >= 85% of the positions: decode (GEMV) and prefill (tiled
 GEMM) sum in different orders, which moves a few activations across an int8 rounding boundary, and 30 layers carry
 that on (measured: decode vs prefill max |diff| 0.96 = 2.8% of the largest logit, decode vs PyTorch 1.40, prefill vs
-PyTorch 1.74; on the tiny configs of test_runtime.py the two are equal to 1e-4).
+PyTorch 1.74; on the tiny configs of test_decoder.py the two are equal to 1e-4).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The LLM runtime's C kernels (leanml/llm/csrc): every SIMD kernel against its scalar ``_ref`` twin.
+"""The LLM runtime's C kernels (leanml/llm/runtime/csrc): every SIMD kernel against its scalar ``_ref`` twin.
 
 Three builds of the same sources: ``native`` (-march=native: AVX-512 VNNI here, or AVX2), ``avx2`` (-march=haswell,
 skipped on a CPU without AVX2) and ``scalar`` (no -march: the fallback). In each build:
@@ -27,6 +27,7 @@ import pytest
 from leanml.errors import LeanmlError
 from leanml.llm.runtime import kernels as ck
 from leanml.llm.runtime.bindings import BUILD_FLAGS, VARIANTS, load_library
+from leanml.profile.timing import LatencyStats
 
 BUILDS = {"native": BUILD_FLAGS, "avx2": ("-O3", "-march=haswell", "-pthread"), "scalar": ("-O3", "-pthread")}
 SHAPES = [  # (n, k, bits, group)
@@ -214,6 +215,24 @@ def test_kernel_refusals(lib: Any) -> None:
             ck.gemm(pool, mat, np.ones((1, 63), np.float32))
     with pytest.raises(LeanmlError, match="positive integer"):
         ck.Pool(lib, 0)
+
+
+def test_timing_harnesses_return_raw_samples(lib: Any) -> None:
+    codes, scales, zeros = random_matrix(np.random.default_rng(6), 8, 64, 4, 32)
+    mat = ck.CMatrix.from_codes(codes, scales, zeros, 4, 32)
+    x = np.ones((2, 64), np.float32)
+    with ck.Pool(lib, 2) as pool:
+        ns = ck.bench_gemm(pool, mat, x, "ref", calls=3, warmup=1, repeats=4)
+        assert ns.dtype == np.int64 and ns.shape == (4,) and bool(np.all(ns > 0))
+        stats = LatencyStats.from_samples((ns / 3 / 1e6).tolist(), threads=pool.threads)
+        assert stats.repeats == 4 and stats.median_ms > 0
+        fns = ck.bench_fgemm(pool, np.eye(8, 64, dtype=np.float32), x, "simd", calls=2, warmup=0, repeats=3)
+        assert fns.shape == (3,) and bool(np.all(fns > 0))
+        assert ck.memory_bandwidth(pool, mbytes=1, repeats=2) > 0
+        with pytest.raises(LeanmlError, match="bad timing arguments"):
+            ck.bench_gemm(pool, mat, x, calls=0)
+        with pytest.raises(LeanmlError, match="refused"):
+            ck.bench_fgemm(pool, np.eye(8, 64, dtype=np.float32), x, repeats=0)
 
 
 _POOL_CHECK = """
