@@ -95,7 +95,7 @@ class _Emitter:
 
 
 def _quantize(e: _Emitter, op: Quantize) -> str:
-    return f"lm_quantize_f32(input, {op.out_numel}, {c_float(op.q.scale)}, {op.q.zero_point}, {e.ptr(op.output)});"
+    return f"dk_quantize_f32(input, {op.out_numel}, {c_float(op.q.scale)}, {op.q.zero_point}, {e.ptr(op.output)});"
 
 
 def _conv(e: _Emitter, op: Conv) -> str:
@@ -109,12 +109,12 @@ def _conv(e: _Emitter, op: Conv) -> str:
         geo += f"{op.stride[1]}, {op.padding[0]}, {op.padding[1]}, {tail}"
         if op.name in e.layout.in_place:
             scratch = f"(arena + {e.layout.scratch_offset[op.name]})"
-            return f"lm_depthwise_conv2d_s8_inplace({e.ptr(op.inputs[0])}, {geo}, {oh}, {ow}, {scratch});"
-        return f"lm_depthwise_conv2d_s8({e.ptr(op.inputs[0])}, {geo}, {e.ptr(op.output)}, {oh}, {ow});"
+            return f"dk_depthwise_conv2d_s8_inplace({e.ptr(op.inputs[0])}, {geo}, {oh}, {ow}, {scratch});"
+        return f"dk_depthwise_conv2d_s8({e.ptr(op.inputs[0])}, {geo}, {e.ptr(op.output)}, {oh}, {ow});"
     if isinstance(op, Conv1x1):
-        return (f"lm_conv1x1_s8({e.ptr(op.inputs[0])}, {ih}, {iw}, {ic}, {op.in_zp}, {w}, {b}, {oc}, {tail}, "
+        return (f"dk_conv1x1_s8({e.ptr(op.inputs[0])}, {ih}, {iw}, {ic}, {op.in_zp}, {w}, {b}, {oc}, {tail}, "
                 f"{e.ptr(op.output)});")  # fmt: skip
-    return (f"lm_conv2d_s8({e.ptr(op.inputs[0])}, {ih}, {iw}, {ic}, {op.in_zp}, {w}, {b}, {oc}, {op.kernel[0]}, "
+    return (f"dk_conv2d_s8({e.ptr(op.inputs[0])}, {ih}, {iw}, {ic}, {op.in_zp}, {w}, {b}, {oc}, {op.kernel[0]}, "
             f"{op.kernel[1]}, {op.stride[0]}, {op.stride[1]}, {op.padding[0]}, {op.padding[1]}, {op.groups}, "
             f"{tail}, {e.ptr(op.output)}, {oh}, {ow});")  # fmt: skip
 
@@ -123,13 +123,13 @@ def _linear(e: _Emitter, op: Linear) -> str:
     w = e.const(op, "w", "int8_t", op.weight)
     b, m, s = e.requant_args(op)
     out_f, in_f = op.weight.shape
-    return (f"lm_linear_s8({e.ptr(op.inputs[0])}, {in_f}, {op.in_zp}, {w}, {b}, {out_f}, {m}, {s}, {op.out_zp}, "
+    return (f"dk_linear_s8({e.ptr(op.inputs[0])}, {in_f}, {op.in_zp}, {w}, {b}, {out_f}, {m}, {s}, {op.out_zp}, "
             f"{op.act_min}, {op.act_max}, {e.ptr(op.output)});")  # fmt: skip
 
 
 def _add(e: _Emitter, op: Add) -> str:
     a, b = (e.ptr(t) for t in op.inputs)
-    return (f"lm_add_s8({a}, {b}, {op.out_numel}, {op.a_zp}, {op.a_multiplier}, {op.a_shift}, {op.b_zp}, "
+    return (f"dk_add_s8({a}, {b}, {op.out_numel}, {op.a_zp}, {op.a_multiplier}, {op.a_shift}, {op.b_zp}, "
             f"{op.b_multiplier}, {op.b_shift}, {op.out_multiplier}, {op.out_shift}, {op.out_zp}, {op.act_min}, "
             f"{op.act_max}, {e.ptr(op.output)});")  # fmt: skip
 
@@ -139,9 +139,9 @@ def _pool(e: _Emitter, op: Pool) -> str:
     oh, ow, _ = op.out_shape
     src, dst = e.ptr(op.inputs[0]), e.ptr(op.output)
     if op.mode == "max":
-        return (f"lm_maxpool_s8({src}, {ih}, {iw}, {c}, {op.kernel[0]}, {op.kernel[1]}, {op.stride[0]}, "
+        return (f"dk_maxpool_s8({src}, {ih}, {iw}, {c}, {op.kernel[0]}, {op.kernel[1]}, {op.stride[0]}, "
                 f"{op.stride[1]}, {op.padding[0]}, {op.padding[1]}, {dst}, {oh}, {ow});")  # fmt: skip
-    return (f"lm_avgpool_s8({src}, {ih}, {iw}, {c}, {op.kernel[0]}, {op.kernel[1]}, {op.stride[0]}, "
+    return (f"dk_avgpool_s8({src}, {ih}, {iw}, {c}, {op.kernel[0]}, {op.kernel[1]}, {op.stride[0]}, "
             f"{op.stride[1]}, {dst}, {oh}, {ow});")  # fmt: skip
 
 
@@ -155,7 +155,7 @@ def _flatten(e: _Emitter, op: Flatten) -> str:
 
 
 def _clamp(e: _Emitter, op: Clamp) -> str:
-    return f"{_copy_if_moved(e, op)} lm_clamp_s8({e.ptr(op.output)}, {op.out_numel}, {op.act_min}, {op.act_max});"
+    return f"{_copy_if_moved(e, op)} dk_clamp_s8({e.ptr(op.output)}, {op.out_numel}, {op.act_min}, {op.act_max});"
 
 
 EMITTERS: dict[type, Callable[[Any, Any], str]] = {
@@ -200,7 +200,7 @@ def generate_c(graph: Graph, layout: MemoryLayout, prefix: str = "leanml_model")
         f"    memcpy(output, arena + {layout.tensor_offset[graph.output]}, {out_numel});\n    return 0;\n}}\n\n"
         f"int {p}_run(const float *input, float *output) {{\n"
         f"    layer_{first.name}(input, arena);\n    {p}_layers(input);\n"
-        f"    lm_dequantize_s8(arena + {layout.tensor_offset[graph.output]}, {out_numel}, "
+        f"    dk_dequantize_s8(arena + {layout.tensor_offset[graph.output]}, {out_numel}, "
         f"{c_float(graph.output_q.scale)}, {graph.output_q.zero_point}, output);\n    return 0;\n}}\n"
     )  # fmt: skip
     return {f"{p}.h": header, f"{p}.c": source}

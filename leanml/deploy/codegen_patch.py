@@ -19,7 +19,7 @@ from leanml.deploy.ir import Add, Clamp, Conv, Conv1x1, Depthwise, Op
 from leanml.deploy.patch import PatchStage, Rect, crop_key, needs_crop
 
 COPY_RECT = """/* Copy h rows of w*c bytes between HWC buffers whose rows hold src_w and dst_w pixels. */
-static void lm_copy_rect(const int8_t *src, int src_w, int8_t *dst, int dst_w, int h, int w, int c) {
+static void dk_copy_rect(const int8_t *src, int src_w, int8_t *dst, int dst_w, int h, int w, int c) {
     for (int y = 0; y < h; ++y) memmove(dst + (long)y * dst_w * c, src + (long)y * src_w * c, (size_t)w * c);
 }
 """
@@ -36,22 +36,22 @@ def _op_function(e: Any, op: Op) -> str:
         c_in, c_out = op.in_shapes[0][2], op.out_shape[2]
         tail = f"{m}, {s}, {op.out_zp}, {op.act_min}, {op.act_max}"
         if isinstance(op, Depthwise):
-            body = (f"lm_depthwise_conv2d_s8(in0, in_h, in_w, {c_in}, {op.in_zp}, {w}, {b}, {op.kernel[0]}, "
+            body = (f"dk_depthwise_conv2d_s8(in0, in_h, in_w, {c_in}, {op.in_zp}, {w}, {b}, {op.kernel[0]}, "
                     f"{op.kernel[1]}, {op.stride[0]}, {op.stride[1]}, ph, pw, {tail}, out, out_h, out_w);")  # fmt: skip
         elif isinstance(op, Conv1x1):
-            body = f"lm_conv1x1_s8(in0, in_h, in_w, {c_in}, {op.in_zp}, {w}, {b}, {c_out}, {tail}, out);"
+            body = f"dk_conv1x1_s8(in0, in_h, in_w, {c_in}, {op.in_zp}, {w}, {b}, {c_out}, {tail}, out);"
         else:
-            body = (f"lm_conv2d_s8(in0, in_h, in_w, {c_in}, {op.in_zp}, {w}, {b}, {c_out}, {op.kernel[0]}, "
+            body = (f"dk_conv2d_s8(in0, in_h, in_w, {c_in}, {op.in_zp}, {w}, {b}, {c_out}, {op.kernel[0]}, "
                     f"{op.kernel[1]}, {op.stride[0]}, {op.stride[1]}, ph, pw, {op.groups}, {tail}, out, out_h, "
                     f"out_w);")  # fmt: skip
     elif isinstance(op, Add):
         c = op.out_shape[2]
-        body = (f"lm_add_s8(in0, in1, out_h * out_w * {c}, {op.a_zp}, {op.a_multiplier}, {op.a_shift}, {op.b_zp}, "
+        body = (f"dk_add_s8(in0, in1, out_h * out_w * {c}, {op.a_zp}, {op.a_multiplier}, {op.a_shift}, {op.b_zp}, "
                 f"{op.b_multiplier}, {op.b_shift}, {op.out_multiplier}, {op.out_shift}, {op.out_zp}, {op.act_min}, "
                 f"{op.act_max}, out);")  # fmt: skip
     elif isinstance(op, Clamp):
         n = f"out_h * out_w * {op.out_shape[2]}"
-        body = f"memmove(out, in0, (size_t)({n})); lm_clamp_s8(out, {n}, {op.act_min}, {op.act_max});"
+        body = f"memmove(out, in0, (size_t)({n})); dk_clamp_s8(out, {n}, {op.act_min}, {op.act_max});"
     else:  # pragma: no cover - patch_graph only admits the kinds above
         raise AssertionError(op.kind)
     return head + body + "\n}\n"
@@ -82,7 +82,7 @@ def emit_patch_stage(e: Any, stage: PatchStage) -> str:
                 if needs_crop(stage, plan, op, idx):
                     dst = f"(arena + {base + stage.arena_offsets[crop_key(op, idx)]})"
                     offset = ((read.y0 - held.y0) * held.w + (read.x0 - held.x0)) * c
-                    lines.append(f"lm_copy_rect({held_ptr} + {offset}, {held.w}, {dst}, {read.w}, {read.h}, "
+                    lines.append(f"dk_copy_rect({held_ptr} + {offset}, {held.w}, {dst}, {read.w}, {read.h}, "
                                  f"{read.w}, {c});")  # fmt: skip
                     ptrs.append(dst)
                 else:
@@ -96,7 +96,7 @@ def emit_patch_stage(e: Any, stage: PatchStage) -> str:
                          f"(arena + {base + stage.arena_offsets[op.output]}), {out.h}, {out.w});")  # fmt: skip
         out = plan.regions[stage.output]
         dst = f"(arena + {e.layout.tensor_offset[stage.output]} + {(out.y0 * out_w_full + out.x0) * c_out})"
-        lines.append(f"lm_copy_rect((arena + {base + stage.arena_offsets[stage.output]}), {out.w}, {dst}, "
+        lines.append(f"dk_copy_rect((arena + {base + stage.arena_offsets[stage.output]}), {out.w}, {dst}, "
                      f"{out_w_full}, {out.h}, {out.w}, {c_out});")  # fmt: skip
         fn = f"patch_{stage.name}_{k}"
         e.functions.append(f"static void {fn}(int8_t *arena) {{\n    " + "\n    ".join(lines) + "\n}\n")

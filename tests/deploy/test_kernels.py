@@ -2,7 +2,7 @@
 
 The test driver is generated from the headers: one extern wrapper ``t_<kernel>`` per ``static inline void``
 kernel of leanml_kernels.h (the public, dispatching kernels) and leanml_kernels_ref.h (their ``_ref`` twins),
-same parameters, loops for the scalar primitives, and, under ``LM_TEST_MAIN``, a ``main`` that runs every kernel
+same parameters, loops for the scalar primitives, and, under ``DK_TEST_MAIN``, a ``main`` that runs every kernel
 on fixed inputs and prints a checksum. It is built with gcc into a shared library loaded with ctypes (arguments
 are passed by name, checked against the header's types) and compared with ``leanml.quant.integer_ops.KERNELS``
 on random seeded ops: NCHW in Python, HWC (NHWC, batch 1) in C, once per build: ``-O3`` (the portable C path)
@@ -51,24 +51,24 @@ INT32_MIN, INT32_MAX = prim.INT32_MIN, prim.INT32_MAX
 PTR_DTYPES = {"int8_t": np.int8, "int32_t": np.int32, "float": np.float32}
 
 SCALAR_WRAPPERS = """
-void t_srdhm(const int32_t *a, const int32_t *b, int n, int32_t *out) {
-    for (int i = 0; i < n; ++i) out[i] = lm_srdhm(a[i], b[i]);
+void t_q31_mul_high(const int32_t *a, const int32_t *b, int n, int32_t *out) {
+    for (int i = 0; i < n; ++i) out[i] = dk_q31_mul_high(a[i], b[i]);
 }
-void t_rdbpot(const int32_t *x, const int32_t *e, int n, int32_t *out) {
-    for (int i = 0; i < n; ++i) out[i] = lm_rdbpot(x[i], e[i]);
+void t_i32_shift_round(const int32_t *x, const int32_t *e, int n, int32_t *out) {
+    for (int i = 0; i < n; ++i) out[i] = dk_i32_shift_round(x[i], e[i]);
 }
-void t_mbqm(const int32_t *x, const int32_t *m, const int32_t *s, int n, int32_t *out) {
-    for (int i = 0; i < n; ++i) out[i] = lm_mbqm(x[i], m[i], s[i]);
+void t_i32_mul_multiplier(const int32_t *x, const int32_t *m, const int32_t *s, int n, int32_t *out) {
+    for (int i = 0; i < n; ++i) out[i] = dk_i32_mul_multiplier(x[i], m[i], s[i]);
 }
 void t_requant(const int32_t *acc, const int32_t *m, const int32_t *s, int n, int32_t zp, int32_t lo, int32_t hi,
                int8_t *out) {
-    for (int i = 0; i < n; ++i) out[i] = lm_requant(acc[i], m[i], s[i], zp, lo, hi);
+    for (int i = 0; i < n; ++i) out[i] = dk_i32_requant(acc[i], m[i], s[i], zp, lo, hi);
 }
 """
 
 MAIN = r"""
-const char *t_path(void) { return LM_KERNELS_PATH; }
-#ifdef LM_TEST_MAIN
+const char *t_path(void) { return DK_KERNELS_PATH; }
+#ifdef DK_TEST_MAIN
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,9 +96,9 @@ static void conv(int h, int w, int ci, int co, int k, int s, int p, int g) {
     int8_t *x = s8(h * w * ci, -128, 127), *wt = s8(co * k * k * (ci / g), -127, 127), *y = malloc((size_t)n);
     int32_t *b = i32(co, -3000, 3000), *m = i32(co, 1 << 30, INT32_MAX), *sh = i32(co, -12, -7);
     if (k == 1 && s == 1 && p == 0 && g == 1) {
-        lm_conv1x1_s8(x, h, w, ci, rnd(-128, 127), wt, b, co, m, sh, rnd(-50, 50), -128, 127, y);
+        dk_conv1x1_s8(x, h, w, ci, rnd(-128, 127), wt, b, co, m, sh, rnd(-50, 50), -128, 127, y);
     } else {
-        lm_conv2d_s8(x, h, w, ci, rnd(-128, 127), wt, b, co, k, k, s, s, p, p, g, m, sh, rnd(-50, 50), -128, 127, y,
+        dk_conv2d_s8(x, h, w, ci, rnd(-128, 127), wt, b, co, k, k, s, s, p, p, g, m, sh, rnd(-50, 50), -128, 127, y,
                      oh, ow);
     }
     mix(y, (size_t)n);
@@ -111,8 +111,8 @@ static int dw(int h, int w, int c, int k, int s, int p) {
     int8_t *buf = malloc((size_t)big), *tmp = malloc((size_t)(h * w));
     int32_t *b = i32(c, -3000, 3000), *m = i32(c, 1 << 30, INT32_MAX), *sh = i32(c, -10, -6);
     memcpy(buf, x, (size_t)(h * w * c));
-    lm_depthwise_conv2d_s8(x, h, w, c, zp, wt, b, k, k, s, s, p, p, m, sh, ozp, -128, 127, y, oh, ow);
-    lm_depthwise_conv2d_s8_inplace(buf, h, w, c, zp, wt, b, k, k, s, s, p, p, m, sh, ozp, -128, 127, oh, ow, tmp);
+    dk_depthwise_conv2d_s8(x, h, w, c, zp, wt, b, k, k, s, s, p, p, m, sh, ozp, -128, 127, y, oh, ow);
+    dk_depthwise_conv2d_s8_inplace(buf, h, w, c, zp, wt, b, k, k, s, s, p, p, m, sh, ozp, -128, 127, oh, ow, tmp);
     const int bad = memcmp(y, buf, (size_t)n) != 0;
     mix(y, (size_t)n);
     free(x); free(wt); free(y); free(buf); free(tmp); free(b); free(m); free(sh);
@@ -128,29 +128,30 @@ int main(void) {
     bad |= dw(8, 8, 4, 7, 1, 3);
     int8_t *x = s8(100, -128, 127), *wt = s8(12 * 100, -127, 127), *y = malloc(12);
     int32_t *b = i32(12, -3000, 3000), *m = i32(12, 1 << 30, INT32_MAX), *sh = i32(12, -12, -8);
-    lm_linear_s8(x, 100, 3, wt, b, 12, m, sh, -5, -5, 127, y);
+    dk_linear_s8(x, 100, 3, wt, b, 12, m, sh, -5, -5, 127, y);
     mix(y, 12);
     int8_t *a = s8(200, -128, 127), *c = s8(200, -128, 127), *o = malloc(200);
-    lm_add_s8(a, c, 200, 7, 1518500250, -1, -20, 1073741824, 0, 1789569707, -19, 3, -128, 127, o);
+    dk_add_s8(a, c, 200, 7, 1518500250, -1, -20, 1073741824, 0, 1789569707, -19, 3, -128, 127, o);
     mix(o, 200);
-    lm_clamp_s8(o, 200, -20, 90);
+    dk_clamp_s8(o, 200, -20, 90);
     mix(o, 200);
     int8_t *img = s8(9 * 9 * 5, -128, 127), *mp = malloc(5 * 5 * 5), *ap = malloc(4 * 4 * 5), *gp = malloc(5);
-    lm_maxpool_s8(img, 9, 9, 5, 3, 3, 2, 2, 1, 1, mp, 5, 5);
-    lm_avgpool_s8(img, 9, 9, 5, 2, 2, 2, 2, ap, 4, 4);
-    lm_global_avgpool_s8(img, 9, 9, 5, gp);
+    dk_maxpool_s8(img, 9, 9, 5, 3, 3, 2, 2, 1, 1, mp, 5, 5);
+    dk_avgpool_s8(img, 9, 9, 5, 2, 2, 2, 2, ap, 4, 4);
+    dk_global_avgpool_s8(img, 9, 9, 5, gp);
     mix(mp, 125); mix(ap, 80); mix(gp, 5);
     float f[64], g[64];
     int8_t q[64];
     for (int i = 0; i < 64; ++i) f[i] = (float)rnd(-100000, 100000) / 997.0f;
     f[0] = 3e38f; f[0] *= 10.0f; f[1] = -f[0]; f[2] = 0.49999997f; f[3] = -2.5f;
-    lm_quantize_f32(f, 64, 0.05f, -3, q);
-    lm_dequantize_s8(q, 64, 0.05f, -3, g);
+    dk_quantize_f32(f, 64, 0.05f, -3, q);
+    dk_dequantize_s8(q, 64, 0.05f, -3, g);
     mix(q, 64); mix(g, sizeof g);
     const int32_t ext[6] = {INT32_MIN, INT32_MIN + 1, -1, 0, 1, INT32_MAX};
     for (int i = 0; i < 6; ++i) {
         for (int j = 0; j < 6; ++j) {
-            const int32_t r[3] = {lm_srdhm(ext[i], ext[j]), lm_rdbpot(ext[i], 5 * j + 1), lm_mbqm(ext[i], ext[j], -j)};
+            const int32_t r[3] = {dk_q31_mul_high(ext[i], ext[j]), dk_i32_shift_round(ext[i], 5 * j + 1),
+                                  dk_i32_mul_multiplier(ext[i], ext[j], -j)};
             mix(r, sizeof r);
         }
     }
@@ -164,10 +165,10 @@ int main(void) {
 
 
 def kernel_signatures() -> dict[str, list[tuple[str, str]]]:
-    """Every ``static inline void lm_*`` kernel of the public and reference headers: name → [(C type, name)]."""
+    """Every ``static inline void dk_*`` kernel of the public and reference headers: name → [(C type, name)]."""
     sigs = {}
     text = HEADER.read_text() + REF_HEADER.read_text()
-    for name, params in re.findall(r"static inline void (lm_\w+)\(([^)]*)\)", text):
+    for name, params in re.findall(r"static inline void (dk_\w+)\(([^)]*)\)", text):
         parsed = [re.fullmatch(r"(.*?)\s*(\w+)", " ".join(p.split())) for p in params.split(",")]
         sigs[name] = [(m.group(1), m.group(2)) for m in parsed if m is not None]
     return sigs
@@ -188,7 +189,7 @@ def gcc(src: Path, out: Path, *flags: str) -> None:
 
 
 class Lib:
-    """The compiled driver: ``lib.kernel("lm_conv2d_s8", in_=x, in_h=...)`` passes arguments by header name."""
+    """The compiled driver: ``lib.kernel("dk_conv2d_s8", in_=x, in_h=...)`` passes arguments by header name."""
 
     def __init__(self, path: Path) -> None:
         self.dll = ctypes.CDLL(str(path))
@@ -317,17 +318,17 @@ def rand_i32(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.where(rng.random(n) < 0.5, big, small)
 
 
-def test_srdhm_rdbpot(lib: Lib) -> None:
+def test_q31_mul_high_and_i32_shift_round(lib: Lib) -> None:
     rng = np.random.default_rng(1)
     a = np.concatenate([np.repeat(EXTREMES, len(EXTREMES)), rand_i32(rng, 5000)])
     b = np.concatenate([np.tile(EXTREMES, len(EXTREMES)), rand_i32(rng, 5000)])
-    np.testing.assert_array_equal(lib.scalar("srdhm", a, b), prim.saturating_rounding_doubling_high_mul(a, b))
+    np.testing.assert_array_equal(lib.scalar("q31_mul_high", a, b), prim.saturating_rounding_doubling_high_mul(a, b))
     x = np.concatenate([np.repeat(EXTREMES, 32), rand_i32(rng, 4000)])
     e = np.concatenate([np.tile(np.arange(32), len(EXTREMES)), rng.integers(0, 32, 4000)])
-    np.testing.assert_array_equal(lib.scalar("rdbpot", x, e), prim.rounding_divide_by_pot(x, e))
+    np.testing.assert_array_equal(lib.scalar("i32_shift_round", x, e), prim.rounding_divide_by_pot(x, e))
 
 
-def test_mbqm_and_requant(lib: Lib) -> None:
+def test_i32_mul_multiplier_and_requant(lib: Lib) -> None:
     rng = np.random.default_rng(2)
     n = 6000
     reals = 2.0 ** rng.uniform(-40, 12, n)
@@ -340,7 +341,7 @@ def test_mbqm_and_requant(lib: Lib) -> None:
     x = np.clip(rand_i32(rng, n), -bound, bound - 1)
     x[: len(EXTREMES)] = np.clip(EXTREMES, -bound[: len(EXTREMES)], bound[: len(EXTREMES)] - 1)
     ref = prim.multiply_by_quantized_multiplier(x, mult, shift)
-    np.testing.assert_array_equal(lib.scalar("mbqm", x, mult, shift), ref)
+    np.testing.assert_array_equal(lib.scalar("i32_mul_multiplier", x, mult, shift), ref)
     m, s = prim.quantize_multipliers(rng.uniform(1e-4, 0.9, n))
     acc = rng.integers(-(1 << 20), 1 << 20, n)
     for zp, lo, hi in [(0, -128, 127), (-7, -7, 127), (20, 20, 90), (-128, -128, -128)]:
@@ -356,13 +357,13 @@ def test_quantize_dequantize(lib: Lib) -> None:
         x = np.concatenate([special, ties, rng.normal(0, 60 * scale, 2000)]).astype(np.float32)
         for zp in [-128, -5, 0, 37, 127]:
             out = np.zeros(len(x), np.int8)
-            lib.kernel("lm_quantize_f32", x=x, n=len(x), scale=scale, zp=zp, out=out)
+            lib.kernel("dk_quantize_f32", x=x, n=len(x), scale=scale, zp=zp, out=out)
             model = IntegerModel([QuantizeInput("q", "x", TensorQ(scale, zp))], "x", TensorQ(scale, zp))
             np.testing.assert_array_equal(out, model.quantize_input(x))
             with np.errstate(over="ignore"):  # 3.4e38 / 0.0123 overflows to inf, which saturates
                 np.testing.assert_array_equal(out, prim.quantize(x, scale, zp, -128, 127))
             back = np.zeros(len(x), np.float32)
-            lib.kernel("lm_dequantize_s8", q=out, n=len(x), scale=scale, zp=zp, out=back)
+            lib.kernel("dk_dequantize_s8", q=out, n=len(x), scale=scale, zp=zp, out=back)
             np.testing.assert_array_equal(back, model.dequantize_output(out.astype(np.int64)).numpy())
 
 
@@ -387,7 +388,7 @@ def test_conv2d(lib: Lib, c_in: int, c_out: int, hw: tuple[int, int], k: Any, s:
     op, x, ref = make_conv(np.random.default_rng(10 + c_in * c_out), c_in, c_out, hw, k, s, p, g)
     args = conv_args(op, x, ref)
     (sh, sw), (ph, pw) = op.stride, op.padding
-    lib.kernel("lm_conv2d_s8", in_c=c_in, w=i8(op.weight.transpose(0, 2, 3, 1)), out_c=c_out, kh=op.weight.shape[2],
+    lib.kernel("dk_conv2d_s8", in_c=c_in, w=i8(op.weight.transpose(0, 2, 3, 1)), out_c=c_out, kh=op.weight.shape[2],
                kw=op.weight.shape[3], sh=sh, sw=sw, ph=ph, pw=pw, groups=g, out_h=ref.shape[2], out_w=ref.shape[3],
                **args)  # fmt: skip
     np.testing.assert_array_equal(args["out"], hwc(ref))
@@ -397,7 +398,7 @@ def test_conv2d(lib: Lib, c_in: int, c_out: int, hw: tuple[int, int], k: Any, s:
 def test_conv1x1(lib: Lib, c_in: int, c_out: int, hw: tuple[int, int]) -> None:
     op, x, ref = make_conv(np.random.default_rng(c_in + c_out), c_in, c_out, hw, 1, 1, 0, 1)
     args = conv_args(op, x, ref)
-    lib.kernel("lm_conv1x1_s8", in_c=c_in, w=i8(op.weight[:, :, 0, 0]), out_c=c_out, **args)
+    lib.kernel("dk_conv1x1_s8", in_c=c_in, w=i8(op.weight[:, :, 0, 0]), out_c=c_out, **args)
     np.testing.assert_array_equal(args["out"], hwc(ref))
 
 
@@ -420,13 +421,13 @@ def test_depthwise(lib: Lib, c: int, hw: int, k: int, s: int, p: int) -> None:
     w = i8(op.weight[:, 0].transpose(1, 2, 0))  # (kh, kw, C)
     out_h, out_w = ref.shape[2:]
     geometry = dict(c=c, w=w, kh=k, kw=k, sh=s, sw=s, ph=p, pw=p, out_h=out_h, out_w=out_w)
-    lib.kernel("lm_depthwise_conv2d_s8", **geometry, **args)
+    lib.kernel("dk_depthwise_conv2d_s8", **geometry, **args)
     np.testing.assert_array_equal(args["out"], hwc(ref))
     # in place: the output overwrites the input buffer; tmp holds one input plane
     buf = np.full(max(hw * hw, out_h * out_w) * c, 99, np.int8)
     buf[: hw * hw * c] = args.pop("in_").reshape(-1)
     args.pop("out")
-    lib.kernel("lm_depthwise_conv2d_s8_inplace", buf=buf, tmp=np.zeros(hw * hw, np.int8), **geometry, **args)
+    lib.kernel("dk_depthwise_conv2d_s8_inplace", buf=buf, tmp=np.zeros(hw * hw, np.int8), **geometry, **args)
     np.testing.assert_array_equal(buf[: out_h * out_w * c].reshape(out_h, out_w, c), hwc(ref))
 
 
@@ -441,7 +442,7 @@ def test_linear(lib: Lib, n_in: int, n_out: int) -> None:
     op = QLinear("fc", "x", "y", weight, bias, in_q, out_q, np.ones(n_out, np.float32), mult, shift, lo, hi)
     ref = KERNELS[QLinear](op, {"x": x})[0]
     out = np.zeros(n_out, np.int8)
-    lib.kernel("lm_linear_s8", in_=i8(x[0]), in_features=n_in, in_zp=in_q.zero_point, w=i8(weight), bias=i32(bias),
+    lib.kernel("dk_linear_s8", in_=i8(x[0]), in_features=n_in, in_zp=in_q.zero_point, w=i8(weight), bias=i32(bias),
                out_features=n_out, mult=i32(mult), shift=i32(shift), out_zp=out_q.zero_point, act_min=lo, act_max=hi,
                out=out)  # fmt: skip
     np.testing.assert_array_equal(out, ref)
@@ -468,7 +469,7 @@ def test_add(lib: Lib, seed: int) -> None:
     out = np.zeros(a.size, np.int8)
     names = ["a_mult", "a_shift", "b_mult", "b_shift", "out_mult", "out_shift"]
     requant = dict(zip(names, consts, strict=True))
-    lib.kernel("lm_add_s8", a=hwc(a).reshape(-1), b=hwc(b).reshape(-1), n=a.size, a_zp=a_q.zero_point,
+    lib.kernel("dk_add_s8", a=hwc(a).reshape(-1), b=hwc(b).reshape(-1), n=a.size, a_zp=a_q.zero_point,
                b_zp=b_q.zero_point, out_zp=out_q.zero_point, act_min=lo, act_max=hi, out=out, **requant)  # fmt: skip
     np.testing.assert_array_equal(out.reshape(9, 11, 7), hwc(ref))
 
@@ -486,7 +487,7 @@ def test_maxpool(lib: Lib, c: int, hw: tuple[int, int], k: Any, s: Any, p: Any) 
     ref = KERNELS[QMaxPool](op, {"x": x})
     out = np.zeros(ref.shape[1:], np.int8).transpose(1, 2, 0).copy()
     (kh, kw), (sh, sw), (ph, pw) = op.kernel, op.stride, op.padding
-    lib.kernel("lm_maxpool_s8", in_=hwc(x), in_h=hw[0], in_w=hw[1], c=c, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw,
+    lib.kernel("dk_maxpool_s8", in_=hwc(x), in_h=hw[0], in_w=hw[1], c=c, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw,
                out=out, out_h=ref.shape[2], out_w=ref.shape[3])  # fmt: skip
     np.testing.assert_array_equal(out, hwc(ref))
 
@@ -503,13 +504,13 @@ def test_avgpool(lib: Lib, c: int, hw: tuple[int, int], k: Any, s: Any) -> None:
     ref = KERNELS[QAvgPool](QAvgPool("ap", "x", "y", k, s), {"x": x})
     out = np.zeros(ref.shape[1:], np.int8).transpose(1, 2, 0).copy()
     if k is None:
-        lib.kernel("lm_global_avgpool_s8", in_=hwc(x), in_h=hw[0], in_w=hw[1], c=c, out=out)
+        lib.kernel("dk_global_avgpool_s8", in_=hwc(x), in_h=hw[0], in_w=hw[1], c=c, out=out)
         again = np.zeros_like(out)
-        lib.kernel("lm_avgpool_s8", in_=hwc(x), in_h=hw[0], in_w=hw[1], c=c, kh=hw[0], kw=hw[1], sh=1, sw=1,
+        lib.kernel("dk_avgpool_s8", in_=hwc(x), in_h=hw[0], in_w=hw[1], c=c, kh=hw[0], kw=hw[1], sh=1, sw=1,
                    out=again, out_h=1, out_w=1)  # fmt: skip
         np.testing.assert_array_equal(again, out)
     else:
-        lib.kernel("lm_avgpool_s8", in_=hwc(x), in_h=hw[0], in_w=hw[1], c=c, kh=k[0], kw=k[1], sh=s[0], sw=s[1],
+        lib.kernel("dk_avgpool_s8", in_=hwc(x), in_h=hw[0], in_w=hw[1], c=c, kh=k[0], kw=k[1], sh=s[0], sw=s[1],
                    out=out, out_h=ref.shape[2], out_w=ref.shape[3])  # fmt: skip
     np.testing.assert_array_equal(out, hwc(ref))
 
@@ -520,7 +521,7 @@ def test_clamp(lib: Lib) -> None:
         x = rng.integers(-128, 128, (1, 300))
         ref = KERNELS[QClamp](QClamp("r", "x", "y", lo, hi), {"x": x})
         buf = i8(x[0])
-        lib.kernel("lm_clamp_s8", buf=buf, n=300, lo=lo, hi=hi)
+        lib.kernel("dk_clamp_s8", buf=buf, n=300, lo=lo, hi=hi)
         np.testing.assert_array_equal(buf, ref[0])
 
 
@@ -540,8 +541,8 @@ def test_sanitizers(build_dir: Path) -> None:
         pytest.skip("gcc here cannot build or run -fsanitize=address,undefined executables")
     outputs = []
     for build, flags in [("plain", ()), ("native", BUILDS["native"])]:  # -O2 (CFLAGS); -O3 -march=native (SIMD)
-        gcc(build_dir / "driver.c", build_dir / build, "-DLM_TEST_MAIN", *flags)
-        gcc(build_dir / "driver.c", build_dir / f"{build}_sanitized", "-DLM_TEST_MAIN", *flags, *SANITIZE)
+        gcc(build_dir / "driver.c", build_dir / build, "-DDK_TEST_MAIN", *flags)
+        gcc(build_dir / "driver.c", build_dir / f"{build}_sanitized", "-DDK_TEST_MAIN", *flags, *SANITIZE)
         plain, sanitized = run_exe(build_dir / build), run_exe(build_dir / f"{build}_sanitized")
         assert plain.returncode == 0, build + ": " + plain.stdout + plain.stderr
         assert sanitized.returncode == 0, build + ": " + sanitized.stdout + sanitized.stderr

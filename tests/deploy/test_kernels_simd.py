@@ -1,11 +1,11 @@
 """The SIMD kernels (leanml_kernels_simd.h on the x86 backend) against their ``_ref`` twins, bit for bit.
 
 The driver of test_kernels.py is built twice more: ``-march=native`` (the best path this CPU has: AVX-512 VNNI
-or AVX2) and ``-mavx2 -mno-avx512f`` (the AVX2 path forced). Each public kernel (``lm_conv2d_s8``, which
+or AVX2) and ``-mavx2 -mno-avx512f`` (the AVX2 path forced). Each public kernel (``dk_conv2d_s8``, which
 dispatches at compile time) runs beside its ``_ref`` twin on the same random inputs, over awkward shapes:
 channel counts that are not multiples of the vector widths, one channel, odd sizes, stride 2, padding wider than
 the kernel's half, groups, K longer than one im2col chunk, more output channels than one GEMM chunk, extreme
-requantization constants. The vector requantization is also checked alone against ``lm_mbqm`` on extremes.
+requantization constants. The vector requantization is also checked alone against ``dk_i32_mul_multiplier`` on extremes.
 """
 
 from __future__ import annotations
@@ -89,9 +89,9 @@ def conv_case(lib: Lib, rng: np.random.Generator, c_in: int, c_out: int, h: int,
                 w=s8(rng, c_out, k[0], k[1], c_in // g), out_c=c_out, mult=mult, shift=shift,
                 out=np.zeros((oh, ow, c_out), np.int8), **out_range(rng))  # fmt: skip
     if k == (1, 1) and s == (1, 1) and p == (0, 0) and g == 1 and rng.random() < 0.5:
-        both(lib, "lm_conv1x1_s8", "out", **{**args, "w": args["w"].reshape(c_out, c_in).copy()})
+        both(lib, "dk_conv1x1_s8", "out", **{**args, "w": args["w"].reshape(c_out, c_in).copy()})
     else:
-        both(lib, "lm_conv2d_s8", "out", kh=k[0], kw=k[1], sh=s[0], sw=s[1], ph=p[0], pw=p[1], groups=g, out_h=oh,
+        both(lib, "dk_conv2d_s8", "out", kh=k[0], kw=k[1], sh=s[0], sw=s[1], ph=p[0], pw=p[1], groups=g, out_h=oh,
              out_w=ow, **args)  # fmt: skip
 
 
@@ -148,10 +148,10 @@ def dw_case(lib: Lib, rng: np.random.Generator, c: int, h: int, w: int, k: int, 
     geo = dict(in_h=h, in_w=w, c=c, in_zp=int(rng.integers(-128, 128)), w=s8(rng, k, k, c), kh=k, kw=k, sh=s, sw=s,
                ph=p, pw=p, mult=mult, shift=shift, out_h=oh, out_w=ow, **out_range(rng),
                bias=rng.integers(-(1 << 16), 1 << 16, c).astype(np.int32))  # fmt: skip
-    both(lib, "lm_depthwise_conv2d_s8", "out", in_=x, out=np.zeros((oh, ow, c), np.int8), **geo)
+    both(lib, "dk_depthwise_conv2d_s8", "out", in_=x, out=np.zeros((oh, ow, c), np.int8), **geo)
     buf = np.full(max(h * w, oh * ow) * c, 77, np.int8)
     buf[: h * w * c] = x.reshape(-1)
-    both(lib, "lm_depthwise_conv2d_s8_inplace", "buf", buf=buf, tmp=np.zeros(h * w, np.int8), **geo)
+    both(lib, "dk_depthwise_conv2d_s8_inplace", "buf", buf=buf, tmp=np.zeros(h * w, np.int8), **geo)
 
 
 @pytest.mark.parametrize(
@@ -193,7 +193,7 @@ def test_linear_matches_ref(simd: Lib, n_in: int, n_out: int) -> None:
     rng = np.random.default_rng(n_in + n_out)
     for _ in range(3):
         mult, shift = requant_arrays(rng, n_out, np.sqrt(n_in) * 74.0 * 74.0)
-        both(simd, "lm_linear_s8", "out", in_=s8(rng, n_in), in_features=n_in, in_zp=int(rng.integers(-128, 128)),
+        both(simd, "dk_linear_s8", "out", in_=s8(rng, n_in), in_features=n_in, in_zp=int(rng.integers(-128, 128)),
              w=s8(rng, n_out, n_in), bias=rng.integers(-(1 << 16), 1 << 16, n_out).astype(np.int32),
              out_features=n_out, mult=mult, shift=shift, out=np.zeros(n_out, np.int8), **out_range(rng))  # fmt: skip
 
@@ -210,11 +210,11 @@ def test_add_matches_ref(simd: Lib, n: int) -> None:
         a, b = s8(rng, n), s8(rng, n)
         common = dict(a=a, b=b, n=n, a_zp=int(rng.integers(-128, 128)), b_zp=int(rng.integers(-128, 128)),
                       **dict(zip(names, map(int, consts), strict=True)), **out_range(rng))  # fmt: skip
-        both(simd, "lm_add_s8", "out", out=np.zeros(n, np.int8), **common)
+        both(simd, "dk_add_s8", "out", out=np.zeros(n, np.int8), **common)
         alias = a.copy()  # out may alias an input
         ref = np.zeros(n, np.int8)
-        simd.kernel("lm_add_s8_ref", **{**common, "out": ref})
-        simd.kernel("lm_add_s8", **{**common, "a": alias, "out": alias})
+        simd.kernel("dk_add_s8_ref", **{**common, "out": ref})
+        simd.kernel("dk_add_s8", **{**common, "a": alias, "out": alias})
         np.testing.assert_array_equal(alias, ref)
 
 
@@ -247,16 +247,17 @@ MBQM_PROBE = r"""
 #include <stdio.h>
 #include <string.h>
 #include "leanml_kernels.h"
-/* lm_v_mbqm against lm_mbqm on the pairs read from stdin (x, mult, shift); prints the mismatches. */
+/* dk_v_mul_multiplier against dk_i32_mul_multiplier on the pairs read from stdin (x, mult, shift); prints the
+ * mismatches. */
 int main(void) {
-    int32_t x[LM_SIMD_LANES], m[LM_SIMD_LANES], s[LM_SIMD_LANES], got[LM_SIMD_LANES];
+    int32_t x[DK_SIMD_LANES], m[DK_SIMD_LANES], s[DK_SIMD_LANES], got[DK_SIMD_LANES];
     long bad = 0, n = 0;
-    while (scanf("%d %d %d", &x[n % LM_SIMD_LANES], &m[n % LM_SIMD_LANES], &s[n % LM_SIMD_LANES]) == 3) {
-        if (++n % LM_SIMD_LANES) continue;
-        const lm_rq_t q = lm_rq_load(m, s, LM_SIMD_LANES);
-        const lm_vec_t v = lm_v_mbqm(lm_v_load_i32(x, LM_SIMD_LANES), &q);
+    while (scanf("%d %d %d", &x[n % DK_SIMD_LANES], &m[n % DK_SIMD_LANES], &s[n % DK_SIMD_LANES]) == 3) {
+        if (++n % DK_SIMD_LANES) continue;
+        const dk_rq_t q = dk_rq_load(m, s, DK_SIMD_LANES);
+        const dk_vec_t v = dk_v_mul_multiplier(dk_v_load_i32(x, DK_SIMD_LANES), &q);
         memcpy(got, &v, sizeof got);
-        for (int i = 0; i < LM_SIMD_LANES; ++i) bad += got[i] != lm_mbqm(x[i], m[i], s[i]);
+        for (int i = 0; i < DK_SIMD_LANES; ++i) bad += got[i] != dk_i32_mul_multiplier(x[i], m[i], s[i]);
     }
     printf("%ld %ld\n", n, bad);
     return 0;
@@ -265,8 +266,8 @@ int main(void) {
 
 
 @pytest.mark.parametrize("build", sorted(SIMD_BUILDS))
-def test_vector_mbqm_matches_scalar(build_dir: Path, build: str) -> None:
-    src, exe = build_dir / "mbqm.c", build_dir / f"mbqm_{build}"
+def test_vector_mul_multiplier_matches_scalar(build_dir: Path, build: str) -> None:
+    src, exe = build_dir / "mul_multiplier.c", build_dir / f"mul_multiplier_{build}"
     src.write_text(MBQM_PROBE)
     gcc(src, exe, *SIMD_BUILDS[build][0])
     rng = np.random.default_rng(11)

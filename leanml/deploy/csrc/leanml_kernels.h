@@ -6,10 +6,14 @@
  * gets a specialized copy of each loop nest from the compiler. C99, headers only, no dynamic allocation, no
  * globals, only <stdint.h> (and <immintrin.h> on the x86 SIMD paths); no libm.
  *
+ * Names: every identifier starts with `dk_` (macros `DK_`), "deploy kernels", the engine they belong to (the
+ * LLM runtime's C is `lmq_`); then `<object>_<verb>` where a name can say what it does (dk_q31_mul_high,
+ * dk_i32_mul_multiplier) and `<op>_<dtype>` for the layer kernels (dk_conv2d_s8, their `_ref` twins).
+ *
  * Bit-exact contract: each kernel computes exactly what leanml's Python integer reference computes
  * (leanml/quant/primitives.py and the KERNELS of leanml/quant/integer_ops.py; docs/integer_spec.md). The
  * fixed-point requantization is TFLite's / gemmlowp's (SRDHM with nudge, then rounding divide by a power of
- * two). The two float kernels (lm_quantize_f32, lm_dequantize_s8) need IEEE float32 arithmetic: never build
+ * two). The two float kernels (dk_quantize_f32, dk_dequantize_s8) need IEEE float32 arithmetic: never build
  * with -ffast-math (refused below); FLT_EVAL_METHOD 0 (x86-64 SSE, ARM) or x87 excess precision are both fine
  * for a single division or multiplication.
  *
@@ -24,7 +28,8 @@
  *                           (mult in [2^30, 2^31) or 0, shift in [-31, 30])
  *
  * Conv/linear accumulators: acc = bias[co] + sum (x - in_zp) * w, in int32 (padding contributes 0, i.e. the
- * padding value is in_zp); out = clamp(mbqm(acc, mult[co], shift[co]) + out_zp, act_min, act_max). The caller
+ * padding value is in_zp); out = clamp(dk_i32_mul_multiplier(acc, mult[co], shift[co]) + out_zp, act_min, act_max).
+ * The caller
  * (leanml's converter) guarantees |acc| < 2^31 (check_accumulator_bound), act_min <= act_max in [-128, 127] and
  * int8 zero points (in_zp, out_zp in [-128, 127]).
  * Output sizes are passed by the caller: out = (in + 2 * pad - kernel) / stride + 1 (floor), as PyTorch.
@@ -33,10 +38,10 @@
  * Paths, chosen at compile time (no runtime dispatch; the generated code is compiled for its target):
  *   x86 with AVX-512 F/BW + VNNI (e.g. -march=native on Ice Lake, Zen 4)   leanml_kernels_x86.h, AVX-512 path
  *   x86 with AVX2 (-mavx2, -march=haswell ...)                             leanml_kernels_x86.h, AVX2 path
- *   anything else, or -DLM_NO_SIMD                                        the plain C `_ref` kernels
+ *   anything else, or -DDK_NO_SIMD                                        the plain C `_ref` kernels
  * Each public kernel below calls `<name>_simd` (leanml_kernels_simd.h, written against the backend's small vector
  * interface) or `<name>_ref` (leanml_kernels_ref.h); both compute the same bits. A NEON / Helium backend would be
- * one more header defining that interface, selected by one more #elif. LM_KERNELS_PATH names the path taken.
+ * one more header defining that interface, selected by one more #elif. DK_KERNELS_PATH names the path taken.
  */
 #ifndef LEANML_KERNELS_H
 #define LEANML_KERNELS_H
@@ -45,108 +50,108 @@
 
 #include "leanml_kernels_ref.h"
 
-#if defined(LM_NO_SIMD)
+#if defined(DK_NO_SIMD)
 /* the reference kernels only */
 #elif (defined(__AVX512VNNI__) && defined(__AVX512BW__)) || defined(__AVX2__)
-#include "leanml_kernels_x86.h" /* defines LM_SIMD_ISA and the backend interface */
+#include "leanml_kernels_x86.h" /* defines DK_SIMD_ISA and the backend interface */
 /* #elif defined(__ARM_NEON): the next backend, #include "leanml_kernels_arm.h" */
 #endif
 
-#ifdef LM_SIMD_ISA
+#ifdef DK_SIMD_ISA
 #include "leanml_kernels_simd.h"
-#define LM_KERNELS_PATH LM_SIMD_ISA
-#define LM_SIMD_OR_REF(name) name##_simd
+#define DK_KERNELS_PATH DK_SIMD_ISA
+#define DK_SIMD_OR_REF(name) name##_simd
 #else
-#define LM_KERNELS_PATH "ref"
-#define LM_SIMD_OR_REF(name) name##_ref
+#define DK_KERNELS_PATH "ref"
+#define DK_SIMD_OR_REF(name) name##_ref
 #endif
 
 /* ------------------------------------------------------------------------------------------------------ */
 /* Public kernels (the names the code generator calls)                                                     */
 /* ------------------------------------------------------------------------------------------------------ */
 
-/* lm_quantize_f32_ref's contract (no SIMD variant). */
-static inline void lm_quantize_f32(const float *x, int n, float scale, int32_t zp, int8_t *out) {
-    lm_quantize_f32_ref(x, n, scale, zp, out);
+/* dk_quantize_f32_ref's contract (no SIMD variant). */
+static inline void dk_quantize_f32(const float *x, int n, float scale, int32_t zp, int8_t *out) {
+    dk_quantize_f32_ref(x, n, scale, zp, out);
 }
 
-/* lm_dequantize_s8_ref's contract (no SIMD variant). */
-static inline void lm_dequantize_s8(const int8_t *q, int n, float scale, int32_t zp, float *out) {
-    lm_dequantize_s8_ref(q, n, scale, zp, out);
+/* dk_dequantize_s8_ref's contract (no SIMD variant). */
+static inline void dk_dequantize_s8(const int8_t *q, int n, float scale, int32_t zp, float *out) {
+    dk_dequantize_s8_ref(q, n, scale, zp, out);
 }
 
-/* lm_conv2d_s8_ref's contract. */
-static inline void lm_conv2d_s8(const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, const int8_t *w,
+/* dk_conv2d_s8_ref's contract. */
+static inline void dk_conv2d_s8(const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, const int8_t *w,
                                 const int32_t *bias, int out_c, int kh, int kw, int sh, int sw, int ph, int pw,
                                 int groups, const int32_t *mult, const int32_t *shift, int32_t out_zp, int32_t act_min,
                                 int32_t act_max, int8_t *out, int out_h, int out_w) {
-    LM_SIMD_OR_REF(lm_conv2d_s8)(in, in_h, in_w, in_c, in_zp, w, bias, out_c, kh, kw, sh, sw, ph, pw, groups, mult,
+    DK_SIMD_OR_REF(dk_conv2d_s8)(in, in_h, in_w, in_c, in_zp, w, bias, out_c, kh, kw, sh, sw, ph, pw, groups, mult,
                                  shift, out_zp, act_min, act_max, out, out_h, out_w);
 }
 
-/* lm_conv1x1_s8_ref's contract. */
-static inline void lm_conv1x1_s8(const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, const int8_t *w,
+/* dk_conv1x1_s8_ref's contract. */
+static inline void dk_conv1x1_s8(const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, const int8_t *w,
                                  const int32_t *bias, int out_c, const int32_t *mult, const int32_t *shift,
                                  int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out) {
-    LM_SIMD_OR_REF(lm_conv1x1_s8)(in, in_h, in_w, in_c, in_zp, w, bias, out_c, mult, shift, out_zp, act_min, act_max,
+    DK_SIMD_OR_REF(dk_conv1x1_s8)(in, in_h, in_w, in_c, in_zp, w, bias, out_c, mult, shift, out_zp, act_min, act_max,
                                   out);
 }
 
-/* lm_depthwise_conv2d_s8_ref's contract. */
-static inline void lm_depthwise_conv2d_s8(const int8_t *in, int in_h, int in_w, int c, int32_t in_zp, const int8_t *w,
+/* dk_depthwise_conv2d_s8_ref's contract. */
+static inline void dk_depthwise_conv2d_s8(const int8_t *in, int in_h, int in_w, int c, int32_t in_zp, const int8_t *w,
                                           const int32_t *bias, int kh, int kw, int sh, int sw, int ph, int pw,
                                           const int32_t *mult, const int32_t *shift, int32_t out_zp, int32_t act_min,
                                           int32_t act_max, int8_t *out, int out_h, int out_w) {
-    LM_SIMD_OR_REF(lm_depthwise_conv2d_s8)(in, in_h, in_w, c, in_zp, w, bias, kh, kw, sh, sw, ph, pw, mult, shift,
+    DK_SIMD_OR_REF(dk_depthwise_conv2d_s8)(in, in_h, in_w, c, in_zp, w, bias, kh, kw, sh, sw, ph, pw, mult, shift,
                                            out_zp, act_min, act_max, out, out_h, out_w);
 }
 
-/* lm_depthwise_conv2d_s8_inplace_ref's contract. */
-static inline void lm_depthwise_conv2d_s8_inplace(int8_t *buf, int in_h, int in_w, int c, int32_t in_zp,
+/* dk_depthwise_conv2d_s8_inplace_ref's contract. */
+static inline void dk_depthwise_conv2d_s8_inplace(int8_t *buf, int in_h, int in_w, int c, int32_t in_zp,
                                                   const int8_t *w, const int32_t *bias, int kh, int kw, int sh, int sw,
                                                   int ph, int pw, const int32_t *mult, const int32_t *shift,
                                                   int32_t out_zp, int32_t act_min, int32_t act_max, int out_h,
                                                   int out_w, int8_t *tmp) {
-    LM_SIMD_OR_REF(lm_depthwise_conv2d_s8_inplace)(buf, in_h, in_w, c, in_zp, w, bias, kh, kw, sh, sw, ph, pw, mult,
+    DK_SIMD_OR_REF(dk_depthwise_conv2d_s8_inplace)(buf, in_h, in_w, c, in_zp, w, bias, kh, kw, sh, sw, ph, pw, mult,
                                                    shift, out_zp, act_min, act_max, out_h, out_w, tmp);
 }
 
-/* lm_linear_s8_ref's contract. */
-static inline void lm_linear_s8(const int8_t *in, int in_features, int32_t in_zp, const int8_t *w, const int32_t *bias,
+/* dk_linear_s8_ref's contract. */
+static inline void dk_linear_s8(const int8_t *in, int in_features, int32_t in_zp, const int8_t *w, const int32_t *bias,
                                 int out_features, const int32_t *mult, const int32_t *shift, int32_t out_zp,
                                 int32_t act_min, int32_t act_max, int8_t *out) {
-    LM_SIMD_OR_REF(lm_linear_s8)(in, in_features, in_zp, w, bias, out_features, mult, shift, out_zp, act_min, act_max,
+    DK_SIMD_OR_REF(dk_linear_s8)(in, in_features, in_zp, w, bias, out_features, mult, shift, out_zp, act_min, act_max,
                                  out);
 }
 
-/* lm_add_s8_ref's contract. */
-static inline void lm_add_s8(const int8_t *a, const int8_t *b, int n, int32_t a_zp, int32_t a_mult, int32_t a_shift,
+/* dk_add_s8_ref's contract. */
+static inline void dk_add_s8(const int8_t *a, const int8_t *b, int n, int32_t a_zp, int32_t a_mult, int32_t a_shift,
                              int32_t b_zp, int32_t b_mult, int32_t b_shift, int32_t out_mult, int32_t out_shift,
                              int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out) {
-    LM_SIMD_OR_REF(lm_add_s8)(a, b, n, a_zp, a_mult, a_shift, b_zp, b_mult, b_shift, out_mult, out_shift, out_zp,
+    DK_SIMD_OR_REF(dk_add_s8)(a, b, n, a_zp, a_mult, a_shift, b_zp, b_mult, b_shift, out_mult, out_shift, out_zp,
                               act_min, act_max, out);
 }
 
-/* lm_maxpool_s8_ref's contract (no SIMD variant). */
-static inline void lm_maxpool_s8(const int8_t *in, int in_h, int in_w, int c, int kh, int kw, int sh, int sw, int ph,
+/* dk_maxpool_s8_ref's contract (no SIMD variant). */
+static inline void dk_maxpool_s8(const int8_t *in, int in_h, int in_w, int c, int kh, int kw, int sh, int sw, int ph,
                                  int pw, int8_t *out, int out_h, int out_w) {
-    lm_maxpool_s8_ref(in, in_h, in_w, c, kh, kw, sh, sw, ph, pw, out, out_h, out_w);
+    dk_maxpool_s8_ref(in, in_h, in_w, c, kh, kw, sh, sw, ph, pw, out, out_h, out_w);
 }
 
-/* lm_avgpool_s8_ref's contract (no SIMD variant). */
-static inline void lm_avgpool_s8(const int8_t *in, int in_h, int in_w, int c, int kh, int kw, int sh, int sw,
+/* dk_avgpool_s8_ref's contract (no SIMD variant). */
+static inline void dk_avgpool_s8(const int8_t *in, int in_h, int in_w, int c, int kh, int kw, int sh, int sw,
                                  int8_t *out, int out_h, int out_w) {
-    lm_avgpool_s8_ref(in, in_h, in_w, c, kh, kw, sh, sw, out, out_h, out_w);
+    dk_avgpool_s8_ref(in, in_h, in_w, c, kh, kw, sh, sw, out, out_h, out_w);
 }
 
-/* lm_global_avgpool_s8_ref's contract (no SIMD variant). */
-static inline void lm_global_avgpool_s8(const int8_t *in, int in_h, int in_w, int c, int8_t *out) {
-    lm_global_avgpool_s8_ref(in, in_h, in_w, c, out);
+/* dk_global_avgpool_s8_ref's contract (no SIMD variant). */
+static inline void dk_global_avgpool_s8(const int8_t *in, int in_h, int in_w, int c, int8_t *out) {
+    dk_global_avgpool_s8_ref(in, in_h, in_w, c, out);
 }
 
-/* lm_clamp_s8_ref's contract (no SIMD variant). */
-static inline void lm_clamp_s8(int8_t *buf, int n, int32_t lo, int32_t hi) {
-    lm_clamp_s8_ref(buf, n, lo, hi);
+/* dk_clamp_s8_ref's contract (no SIMD variant). */
+static inline void dk_clamp_s8(int8_t *buf, int n, int32_t lo, int32_t hi) {
+    dk_clamp_s8_ref(buf, n, lo, hi);
 }
 
 #endif /* LEANML_KERNELS_H */

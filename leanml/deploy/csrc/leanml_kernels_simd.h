@@ -3,60 +3,61 @@
  * interface of a backend header (leanml_kernels_x86.h today: AVX-512 VNNI or AVX2; an ARM NEON / Helium backend
  * would be one more header defining the same names). Include leanml_kernels.h, not this file.
  *
- * Each `lm_<kernel>_simd` has the signature and the bit-exact results of `lm_<kernel>_ref`:
- *   conv2d, conv1x1, linear  one GEMM driver (lm_simd_conv). Per chunk of LM_SIMD_COB output channels the backend
- *                            may pack the weights (AVX-512: for K <= 512 and >= 8 pixels); per LM_SIMD_P output
+ * Each `dk_<kernel>_simd` has the signature and the bit-exact results of `dk_<kernel>_ref`:
+ *   conv2d, conv1x1, linear  one GEMM driver (dk_simd_conv). Per chunk of DK_SIMD_COB output channels the backend
+ *                            may pack the weights (AVX-512: for K <= 512 and >= 8 pixels); per DK_SIMD_P output
  *                            pixels, im2col rows (converted by the backend; padding = in_zp) in K chunks of
- *                            LM_SIMD_KC; the GEMM gives int32 sums, which get the per-channel offset and are
+ *                            DK_SIMD_KC; the GEMM gives int32 sums, which get the per-channel offset and are
  *                            requantized in vectors of channels.
  *                            A single-channel input (a grayscale stem: K = kh * kw) has its own path.
- *   depthwise (+ in place)   per block of LM_SIMD_LANES channels: the padded input planes staged as int16 x - in_zp,
+ *   depthwise (+ in place)   per block of DK_SIMD_LANES channels: the padded input planes staged as int16 x - in_zp,
  *                            then one widening load and one int16-pair multiply-add per tap and output pixel. The
  *                            in-place variant stages before it writes (so `tmp` is not needed).
  *   add                      lanes of elements; the three multiplications by quantized multipliers in vectors.
  * Other kernels (pooling, clamp, quantize, dequantize) have no SIMD variant: the compiler vectorizes the plain C.
  * Stack use (x86, AVX-512): at most 46 KiB in the GEMM driver (32 KiB of packed weights), 36 KiB in the others.
- * Shapes the buffers cannot hold (depthwise or stem kernels of more than LM_SIMD_DW_TAPS taps, planes of more than
- * LM_SIMD_DW_STAGE / (2 * LM_SIMD_LANES) padded pixels) run the reference kernel (in place) or unstaged code.
+ * Shapes the buffers cannot hold (depthwise or stem kernels of more than DK_SIMD_DW_TAPS taps, planes of more than
+ * DK_SIMD_DW_STAGE / (2 * DK_SIMD_LANES) padded pixels) run the reference kernel (in place) or unstaged code.
  *
- * Backend interface (n <= LM_SIMD_LANES lanes; lanes >= n read 0 and are not written):
- *   LM_SIMD_ISA, LM_SIMD_LANES        the path's name; int32 lanes of lm_vec_t
- *   lm_vec_t, lm_rq_t                 LM_SIMD_LANES int32; per-lane requantization constants
- *   lm_v_set1/add/sub/max/min         int32 lane arithmetic; lm_v_shl_add(a) = a << LM_ADD_LEFT_SHIFT
- *   lm_v_load_i32(p, n), lm_v_load_s8(p, n), lm_v_store_s8(p, v, n), lm_v_load_i16(p), lm_v_bcast_pair(p)
- *   lm_rq_load(mult, shift, n), lm_rq_set1(mult, shift), lm_v_mbqm(x, q)   lm_mbqm per lane, bit for bit
- *   lm_v_dw_weight(w, n), lm_v_dw_mac(acc, x, wv)    acc += x * w per lane (x an int16 value, or an int16 pair
+ * Backend interface (n <= DK_SIMD_LANES lanes; lanes >= n read 0 and are not written):
+ *   DK_SIMD_ISA, DK_SIMD_LANES        the path's name; int32 lanes of dk_vec_t
+ *   dk_vec_t, dk_rq_t                 DK_SIMD_LANES int32; per-lane requantization constants
+ *   dk_v_set1/add/sub/max/min         int32 lane arithmetic; dk_v_shl_add(a) = a << DK_ADD_LEFT_SHIFT
+ *   dk_v_load_i32(p, n), dk_v_load_s8(p, n), dk_v_store_s8(p, v, n), dk_v_load_i16(p), dk_v_bcast_pair(p)
+ *   dk_rq_load(mult, shift, n), dk_rq_set1(mult, shift), dk_v_mul_multiplier(x, q)
+ *                                                    dk_i32_mul_multiplier per lane, bit for bit
+ *   dk_v_dw_weight(w, n), dk_v_dw_mac(acc, x, wv)    acc += x * w per lane (x an int16 value, or an int16 pair
  *                                                    against a pair of weights)
- *   lm_simd_stage_px(dst, src, n, zp)               LM_SIMD_LANES int16 lanes: src[i] - zp
- *   lm_act_t, LM_SIMD_ROW_ALIGN       GEMM row element (AVX-512: x + 128 as u8; AVX2: x - in_zp as int16); rows of
+ *   dk_simd_stage_px(dst, src, n, zp)               DK_SIMD_LANES int16 lanes: src[i] - zp
+ *   dk_act_t, DK_SIMD_ROW_ALIGN       GEMM row element (AVX-512: x + 128 as u8; AVX2: x - in_zp as int16); rows of
  *                                     a multiple of ROW_ALIGN elements need no padding at their end
- *   lm_simd_act_copy/fill/pad         im2col pieces: copy (converted), padding, row end
- *   lm_panel_t, lm_simd_pack, lm_simd_offsets, lm_simd_gemm   packed weights (optional), per-channel offsets, GEMM
+ *   dk_simd_act_copy/fill/pad         im2col pieces: copy (converted), padding, row end
+ *   dk_panel_t, dk_simd_pack, dk_simd_offsets, dk_simd_gemm   packed weights (optional), per-channel offsets, GEMM
  */
 #ifndef LEANML_KERNELS_SIMD_H
 #define LEANML_KERNELS_SIMD_H
 
-#define LM_SIMD_P 4            /* output pixels per GEMM block */
-#define LM_SIMD_COB 64         /* output channels per GEMM chunk (16 * 4: a backend panel holds 64 at most) */
-#define LM_SIMD_KC 2048        /* im2col elements per row and K chunk (a multiple of 64) */
-#define LM_SIMD_DW_TAPS 49     /* depthwise kernels up to 7x7 */
-#define LM_SIMD_DW_STAGE 32768 /* bytes of the depthwise kernels' int16 stage */
+#define DK_SIMD_P 4            /* output pixels per GEMM block */
+#define DK_SIMD_COB 64         /* output channels per GEMM chunk (16 * 4: a backend panel holds 64 at most) */
+#define DK_SIMD_KC 2048        /* im2col elements per row and K chunk (a multiple of 64) */
+#define DK_SIMD_DW_TAPS 49     /* depthwise kernels up to 7x7 */
+#define DK_SIMD_DW_STAGE 32768 /* bytes of the depthwise kernels' int16 stage */
 
-/* lm_requant per lane: clamp(mbqm(acc) + zp, lo, hi), zp/lo/hi broadcast. */
-static inline lm_vec_t lm_v_requant(lm_vec_t acc, const lm_rq_t *q, lm_vec_t zp, lm_vec_t lo, lm_vec_t hi) {
-    return lm_v_min(lm_v_max(lm_v_add(lm_v_mbqm(acc, q), zp), lo), hi);
+/* dk_i32_requant per lane: clamp(dk_i32_mul_multiplier(acc) + zp, lo, hi), zp/lo/hi broadcast. */
+static inline dk_vec_t dk_v_requant(dk_vec_t acc, const dk_rq_t *q, dk_vec_t zp, dk_vec_t lo, dk_vec_t hi) {
+    return dk_v_min(dk_v_max(dk_v_add(dk_v_mul_multiplier(acc, q), zp), lo), hi);
 }
 
 /* One im2col row: elements [k0, k0 + nk) of the receptive field of the output pixel whose window starts at input
  * (y0, x0), group g, in OHWI order (tap-major, then the cpg channels of the group); outside taps hold in_zp. */
-static inline void lm_simd_im2col(lm_act_t *dst, const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp,
+static inline void dk_simd_im2col(dk_act_t *dst, const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp,
                                   int kh, int kw, int y0, int x0, int cpg, int g, int32_t k0, int32_t nk) {
     if (cpg == in_c && k0 == 0 && nk == (int32_t)kh * kw * cpg && y0 >= 0 && y0 + kh <= in_h && x0 >= 0 &&
         x0 + kw <= in_w) { /* the whole window inside, groups 1: kh runs of kw * in_c bytes */
         const int32_t run = (int32_t)kw * in_c;
         for (int ky = 0; ky < kh; ++ky)
-            lm_simd_act_copy(dst + ky * run, in + ((int32_t)(y0 + ky) * in_w + x0) * in_c, run, in_zp);
-        lm_simd_act_pad(dst, nk);
+            dk_simd_act_copy(dst + ky * run, in + ((int32_t)(y0 + ky) * in_w + x0) * in_c, run, in_zp);
+        dk_simd_act_pad(dst, nk);
         return;
     }
     int32_t t = k0 / cpg, pos = 0;
@@ -72,122 +73,122 @@ static inline void lm_simd_im2col(lm_act_t *dst, const int8_t *in, int in_h, int
                 ++taps;
             }
         if (inside)
-            lm_simd_act_copy(dst + pos, in + ((int32_t)iy * in_w + ix) * in_c + (int32_t)g * cpg + ci, n, in_zp);
+            dk_simd_act_copy(dst + pos, in + ((int32_t)iy * in_w + ix) * in_c + (int32_t)g * cpg + ci, n, in_zp);
         else
-            lm_simd_act_fill(dst + pos, n, in_zp);
+            dk_simd_act_fill(dst + pos, n, in_zp);
         pos += n;
         t += taps;
         ci = 0;
     }
-    lm_simd_act_pad(dst, nk);
+    dk_simd_act_pad(dst, nk);
 }
 
 /* Extent of a staged padded plane along one axis: in + 2 p, or more when the caller's output size reads past the
  * far border (asymmetric padding, as a patch at an image's bottom/right edge needs): rows beyond in + p are zeros. */
-static inline int32_t lm_simd_span(int in, int p, int out, int s, int k) {
+static inline int32_t dk_simd_span(int in, int p, int out, int s, int k) {
     const int32_t sym = (int32_t)in + 2 * p, need = (int32_t)(out - 1) * s + k;
     return sym > need ? sym : need;
 }
 
 /* Conv of a single-channel input (the stem of a grayscale model: K = kh * kw is too short for the GEMM to pay):
- * the padded input plane is staged as int16 x - in_zp, then each output pixel accumulates LM_SIMD_LANES output
+ * the padded input plane is staged as int16 x - in_zp, then each output pixel accumulates DK_SIMD_LANES output
  * channels, two horizontal taps per multiply-add (the pair (x, x + 1) broadcast against pairs of weights). */
-static inline int lm_simd_conv_c1(const int8_t *in, int in_h, int in_w, int32_t in_zp, const int8_t *w,
+static inline int dk_simd_conv_c1(const int8_t *in, int in_h, int in_w, int32_t in_zp, const int8_t *w,
                                   const int32_t *bias, int out_c, int kh, int kw, int sh, int sw, int ph, int pw,
                                   const int32_t *mult, const int32_t *shift, int32_t out_zp, int32_t act_min,
                                   int32_t act_max, int8_t *out, int out_h, int out_w) {
-    const int32_t wid = lm_simd_span(in_w, pw, out_w, sw, kw), kp = (kw + 1) / 2;
-    const int32_t padded = lm_simd_span(in_h, ph, out_h, sh, kh) * wid;
-    if (kh * kp > LM_SIMD_DW_TAPS || padded + 1 > LM_SIMD_DW_STAGE / 2) return 0;
-    int16_t st[LM_SIMD_DW_STAGE / 2];
-    lm_vec_t wv[LM_SIMD_DW_TAPS];
-    const lm_vec_t zp = lm_v_set1(out_zp), lo = lm_v_set1(act_min), hi = lm_v_set1(act_max);
+    const int32_t wid = dk_simd_span(in_w, pw, out_w, sw, kw), kp = (kw + 1) / 2;
+    const int32_t padded = dk_simd_span(in_h, ph, out_h, sh, kh) * wid;
+    if (kh * kp > DK_SIMD_DW_TAPS || padded + 1 > DK_SIMD_DW_STAGE / 2) return 0;
+    int16_t st[DK_SIMD_DW_STAGE / 2];
+    dk_vec_t wv[DK_SIMD_DW_TAPS];
+    const dk_vec_t zp = dk_v_set1(out_zp), lo = dk_v_set1(act_min), hi = dk_v_set1(act_max);
     for (int32_t i = 0; i <= padded; ++i) st[i] = 0; /* + 1: the pair of a window's last odd column */
     for (int y = 0; y < in_h; ++y)
         for (int x = 0; x < in_w; ++x)
             st[(int32_t)(y + ph) * wid + pw + x] = (int16_t)(in[(int32_t)y * in_w + x] - in_zp);
-    for (int c0 = 0; c0 < out_c; c0 += LM_SIMD_LANES) {
-        const int n = out_c - c0 < LM_SIMD_LANES ? out_c - c0 : LM_SIMD_LANES;
+    for (int c0 = 0; c0 < out_c; c0 += DK_SIMD_LANES) {
+        const int n = out_c - c0 < DK_SIMD_LANES ? out_c - c0 : DK_SIMD_LANES;
         for (int ky = 0; ky < kh; ++ky)
             for (int j = 0; j < kp; ++j) { /* lane co: (w[co][ky][2j], w[co][ky][2j + 1] or 0) as an int16 pair */
-                int32_t pair[LM_SIMD_LANES];
-                for (int l = 0; l < LM_SIMD_LANES; ++l) {
+                int32_t pair[DK_SIMD_LANES];
+                for (int l = 0; l < DK_SIMD_LANES; ++l) {
                     const int8_t *wr = w + ((int32_t)(c0 + (l < n ? l : 0)) * kh + ky) * kw;
                     const int32_t w0 = l < n ? wr[2 * j] : 0, w1 = l < n && 2 * j + 1 < kw ? wr[2 * j + 1] : 0;
                     pair[l] = (int32_t)((uint32_t)(uint16_t)w0 | (uint32_t)(uint16_t)w1 << 16);
                 }
-                wv[ky * kp + j] = lm_v_load_i32(pair, LM_SIMD_LANES);
+                wv[ky * kp + j] = dk_v_load_i32(pair, DK_SIMD_LANES);
             }
-        const lm_vec_t b = bias ? lm_v_load_i32(bias + c0, n) : lm_v_set1(0);
-        const lm_rq_t q = lm_rq_load(mult + c0, shift + c0, n);
+        const dk_vec_t b = bias ? dk_v_load_i32(bias + c0, n) : dk_v_set1(0);
+        const dk_rq_t q = dk_rq_load(mult + c0, shift + c0, n);
         for (int oy = 0; oy < out_h; ++oy)
             for (int ox = 0; ox < out_w; ++ox) {
                 const int16_t *win = st + (int32_t)oy * sh * wid + (int32_t)ox * sw;
-                lm_vec_t acc = b;
+                dk_vec_t acc = b;
                 for (int ky = 0; ky < kh; ++ky)
                     for (int j = 0; j < kp; ++j)
-                        acc = lm_v_dw_mac(acc, lm_v_bcast_pair(win + (int32_t)ky * wid + 2 * j), wv[ky * kp + j]);
-                lm_v_store_s8(out + ((int32_t)oy * out_w + ox) * out_c + c0, lm_v_requant(acc, &q, zp, lo, hi), n);
+                        acc = dk_v_dw_mac(acc, dk_v_bcast_pair(win + (int32_t)ky * wid + 2 * j), wv[ky * kp + j]);
+                dk_v_store_s8(out + ((int32_t)oy * out_w + ox) * out_c + c0, dk_v_requant(acc, &q, zp, lo, hi), n);
             }
     }
     return 1;
 }
 
-/* The GEMM driver of conv2d / conv1x1 / linear: lm_conv2d_s8_ref's arguments and results. Per chunk of LM_SIMD_COB
- * output channels: offsets and (if the backend wants) packed weights; per LM_SIMD_P output pixels: their im2col
- * rows in K chunks of LM_SIMD_KC, the GEMM into int32 sums, and the requantization of each pixel's channels. */
-static inline void lm_simd_conv(const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, const int8_t *w,
+/* The GEMM driver of conv2d / conv1x1 / linear: dk_conv2d_s8_ref's arguments and results. Per chunk of DK_SIMD_COB
+ * output channels: offsets and (if the backend wants) packed weights; per DK_SIMD_P output pixels: their im2col
+ * rows in K chunks of DK_SIMD_KC, the GEMM into int32 sums, and the requantization of each pixel's channels. */
+static inline void dk_simd_conv(const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, const int8_t *w,
                                 const int32_t *bias, int out_c, int kh, int kw, int sh, int sw, int ph, int pw,
                                 int groups, const int32_t *mult, const int32_t *shift, int32_t out_zp,
                                 int32_t act_min, int32_t act_max, int8_t *out, int out_h, int out_w) {
     const int cpg = in_c / groups, opg = out_c / groups;
     const int32_t k = (int32_t)kh * kw * cpg, n_pix = (int32_t)out_h * out_w;
-    const int32_t kc = k < LM_SIMD_KC ? k : LM_SIMD_KC;
+    const int32_t kc = k < DK_SIMD_KC ? k : DK_SIMD_KC;
     /* an unpadded, unstrided 1x1 kernel: a block's rows are consecutive input pixels, converted in one copy */
     const int flat = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && groups == 1 &&
-                     k % LM_SIMD_ROW_ALIGN == 0 && k <= LM_SIMD_KC;
-    const lm_vec_t zp = lm_v_set1(out_zp), lo = lm_v_set1(act_min), hi = lm_v_set1(act_max);
-    lm_act_t a[LM_SIMD_P * LM_SIMD_KC];           /* (P, KC) im2col rows */
-    const lm_act_t *rows[LM_SIMD_P];
-    int32_t acc[LM_SIMD_P * LM_SIMD_COB], off[LM_SIMD_COB]; /* (P, COB) sums; per-channel offsets */
-    lm_vec_t offset[LM_SIMD_COB / LM_SIMD_LANES];
-    lm_rq_t rq[LM_SIMD_COB / LM_SIMD_LANES];
-    lm_panel_t panel; /* weights of one chunk, re-laid out when the backend wants */
+                     k % DK_SIMD_ROW_ALIGN == 0 && k <= DK_SIMD_KC;
+    const dk_vec_t zp = dk_v_set1(out_zp), lo = dk_v_set1(act_min), hi = dk_v_set1(act_max);
+    dk_act_t a[DK_SIMD_P * DK_SIMD_KC];           /* (P, KC) im2col rows */
+    const dk_act_t *rows[DK_SIMD_P];
+    int32_t acc[DK_SIMD_P * DK_SIMD_COB], off[DK_SIMD_COB]; /* (P, COB) sums; per-channel offsets */
+    dk_vec_t offset[DK_SIMD_COB / DK_SIMD_LANES];
+    dk_rq_t rq[DK_SIMD_COB / DK_SIMD_LANES];
+    dk_panel_t panel; /* weights of one chunk, re-laid out when the backend wants */
     for (int g = 0; g < groups; ++g) {
-        for (int co0 = g * opg; co0 < (g + 1) * opg; co0 += LM_SIMD_COB) {
-            const int nco = (g + 1) * opg - co0 < LM_SIMD_COB ? (g + 1) * opg - co0 : LM_SIMD_COB;
+        for (int co0 = g * opg; co0 < (g + 1) * opg; co0 += DK_SIMD_COB) {
+            const int nco = (g + 1) * opg - co0 < DK_SIMD_COB ? (g + 1) * opg - co0 : DK_SIMD_COB;
             const int8_t *wc = w + (int32_t)co0 * k;
-            const lm_panel_t *pn = lm_simd_pack(&panel, wc, k, nco, n_pix) ? &panel : 0; /* then k <= KC */
-            lm_simd_offsets(pn, wc, k, nco, bias ? bias + co0 : bias, in_zp, off);
-            for (int j = 0; j < nco; j += LM_SIMD_LANES) {
-                const int n = nco - j < LM_SIMD_LANES ? nco - j : LM_SIMD_LANES;
-                offset[j / LM_SIMD_LANES] = lm_v_load_i32(off + j, n);
-                rq[j / LM_SIMD_LANES] = lm_rq_load(mult + co0 + j, shift + co0 + j, n);
+            const dk_panel_t *pn = dk_simd_pack(&panel, wc, k, nco, n_pix) ? &panel : 0; /* then k <= KC */
+            dk_simd_offsets(pn, wc, k, nco, bias ? bias + co0 : bias, in_zp, off);
+            for (int j = 0; j < nco; j += DK_SIMD_LANES) {
+                const int n = nco - j < DK_SIMD_LANES ? nco - j : DK_SIMD_LANES;
+                offset[j / DK_SIMD_LANES] = dk_v_load_i32(off + j, n);
+                rq[j / DK_SIMD_LANES] = dk_rq_load(mult + co0 + j, shift + co0 + j, n);
             }
-            for (int32_t p0 = 0; p0 < n_pix; p0 += LM_SIMD_P) {
-                const int np = n_pix - p0 < LM_SIMD_P ? (int)(n_pix - p0) : LM_SIMD_P;
+            for (int32_t p0 = 0; p0 < n_pix; p0 += DK_SIMD_P) {
+                const int np = n_pix - p0 < DK_SIMD_P ? (int)(n_pix - p0) : DK_SIMD_P;
                 for (int32_t k0 = 0; k0 < k; k0 += kc) {
                     const int32_t nk = k - k0 < kc ? k - k0 : kc;
                     if (flat) {
-                        lm_simd_act_copy(a, in + p0 * in_c, np * k, in_zp);
+                        dk_simd_act_copy(a, in + p0 * in_c, np * k, in_zp);
                         for (int p = 0; p < np; ++p) rows[p] = a + p * k;
                     } else {
                         for (int p = 0; p < np; ++p) {
                             const int oy = (int)((p0 + p) / out_w), ox = (int)(p0 + p - (int32_t)oy * out_w);
-                            lm_simd_im2col(a + p * LM_SIMD_KC, in, in_h, in_w, in_c, in_zp, kh, kw, oy * sh - ph,
+                            dk_simd_im2col(a + p * DK_SIMD_KC, in, in_h, in_w, in_c, in_zp, kh, kw, oy * sh - ph,
                                            ox * sw - pw, cpg, g, k0, nk);
-                            rows[p] = a + p * LM_SIMD_KC;
+                            rows[p] = a + p * DK_SIMD_KC;
                         }
                     }
-                    lm_simd_gemm(rows, np, nk, wc + k0, k, nco, pn, acc, LM_SIMD_COB, k0 > 0);
+                    dk_simd_gemm(rows, np, nk, wc + k0, k, nco, pn, acc, DK_SIMD_COB, k0 > 0);
                 }
                 for (int p = 0; p < np; ++p) {
                     int8_t *o = out + (p0 + p) * out_c + co0;
-                    for (int j = 0; j < nco; j += LM_SIMD_LANES) {
-                        const int n = nco - j < LM_SIMD_LANES ? nco - j : LM_SIMD_LANES;
-                        const int jv = j / LM_SIMD_LANES;
-                        const lm_vec_t v = lm_v_add(lm_v_load_i32(acc + p * LM_SIMD_COB + j, n), offset[jv]);
-                        lm_v_store_s8(o + j, lm_v_requant(v, &rq[jv], zp, lo, hi), n);
+                    for (int j = 0; j < nco; j += DK_SIMD_LANES) {
+                        const int n = nco - j < DK_SIMD_LANES ? nco - j : DK_SIMD_LANES;
+                        const int jv = j / DK_SIMD_LANES;
+                        const dk_vec_t v = dk_v_add(dk_v_load_i32(acc + p * DK_SIMD_COB + j, n), offset[jv]);
+                        dk_v_store_s8(o + j, dk_v_requant(v, &rq[jv], zp, lo, hi), n);
                     }
                 }
             }
@@ -195,181 +196,180 @@ static inline void lm_simd_conv(const int8_t *in, int in_h, int in_w, int in_c, 
     }
 }
 
-/* Depthwise conv of n <= LM_SIMD_LANES channels: channel j of input pixel p at in[p * in_cs + j], of output pixel
- * p at out[p * out_cs + j]; w[t * c + j] (tap t), bias/mult/shift[j]. kh * kw <= LM_SIMD_DW_TAPS. */
-static inline void lm_simd_dw_block(const int8_t *in, int32_t in_cs, int in_h, int in_w, int32_t in_zp,
+/* Depthwise conv of n <= DK_SIMD_LANES channels: channel j of input pixel p at in[p * in_cs + j], of output pixel
+ * p at out[p * out_cs + j]; w[t * c + j] (tap t), bias/mult/shift[j]. kh * kw <= DK_SIMD_DW_TAPS. */
+static inline void dk_simd_dw_block(const int8_t *in, int32_t in_cs, int in_h, int in_w, int32_t in_zp,
                                     const int8_t *w, int c, int n, const int32_t *bias, int kh, int kw, int sh, int sw,
                                     int ph, int pw, const int32_t *mult, const int32_t *shift, int32_t out_zp,
                                     int32_t act_min, int32_t act_max, int8_t *out, int32_t out_cs, int out_h,
                                     int out_w) {
-    lm_vec_t wv[LM_SIMD_DW_TAPS];
-    for (int t = 0; t < kh * kw; ++t) wv[t] = lm_v_dw_weight(w + t * c, n);
-    const lm_vec_t b = bias ? lm_v_load_i32(bias, n) : lm_v_set1(0), izp = lm_v_set1(in_zp);
-    const lm_vec_t zp = lm_v_set1(out_zp), lo = lm_v_set1(act_min), hi = lm_v_set1(act_max);
-    const lm_rq_t q = lm_rq_load(mult, shift, n);
+    dk_vec_t wv[DK_SIMD_DW_TAPS];
+    for (int t = 0; t < kh * kw; ++t) wv[t] = dk_v_dw_weight(w + t * c, n);
+    const dk_vec_t b = bias ? dk_v_load_i32(bias, n) : dk_v_set1(0), izp = dk_v_set1(in_zp);
+    const dk_vec_t zp = dk_v_set1(out_zp), lo = dk_v_set1(act_min), hi = dk_v_set1(act_max);
+    const dk_rq_t q = dk_rq_load(mult, shift, n);
     for (int oy = 0; oy < out_h; ++oy) {
-        const int y0 = oy * sh - ph;
-        const int ky0 = y0 < 0 ? -y0 : 0, ky1 = in_h - y0 < kh ? in_h - y0 : kh;
+        const dk_window_t wy = dk_window_clip(oy, sh, ph, in_h, kh);
         for (int ox = 0; ox < out_w; ++ox) {
-            const int x0 = ox * sw - pw;
-            const int kx0 = x0 < 0 ? -x0 : 0, kx1 = in_w - x0 < kw ? in_w - x0 : kw;
-            lm_vec_t acc = b;
-            for (int ky = ky0; ky < ky1; ++ky) {
-                const int32_t row = (int32_t)(y0 + ky) * in_w + x0;
-                for (int kx = kx0; kx < kx1; ++kx)
-                    acc = lm_v_dw_mac(acc, lm_v_sub(lm_v_load_s8(in + (row + kx) * in_cs, n), izp), wv[ky * kw + kx]);
+            const dk_window_t wx = dk_window_clip(ox, sw, pw, in_w, kw);
+            dk_vec_t acc = b;
+            for (int ky = wy.k0; ky < wy.k1; ++ky) {
+                const int32_t row = (int32_t)(wy.start + ky) * in_w + wx.start;
+                for (int kx = wx.k0; kx < wx.k1; ++kx)
+                    acc = dk_v_dw_mac(acc, dk_v_sub(dk_v_load_s8(in + (row + kx) * in_cs, n), izp), wv[ky * kw + kx]);
             }
-            lm_v_store_s8(out + ((int32_t)oy * out_w + ox) * out_cs, lm_v_requant(acc, &q, zp, lo, hi), n);
+            dk_v_store_s8(out + ((int32_t)oy * out_w + ox) * out_cs, dk_v_requant(acc, &q, zp, lo, hi), n);
         }
     }
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
-/* The kernels: lm_<kernel>_ref's contracts                                                                 */
+/* The kernels: dk_<kernel>_ref's contracts                                                                 */
 /* ------------------------------------------------------------------------------------------------------ */
 
-/* lm_conv2d_s8_ref: single-channel inputs by lm_simd_conv_c1 (when its stage holds the plane), else the GEMM. */
-static inline void lm_conv2d_s8_simd(const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, const int8_t *w,
+/* dk_conv2d_s8_ref: single-channel inputs by dk_simd_conv_c1 (when its stage holds the plane), else the GEMM. */
+static inline void dk_conv2d_s8_simd(const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, const int8_t *w,
                                      const int32_t *bias, int out_c, int kh, int kw, int sh, int sw, int ph, int pw,
                                      int groups, const int32_t *mult, const int32_t *shift, int32_t out_zp,
                                      int32_t act_min, int32_t act_max, int8_t *out, int out_h, int out_w) {
     if (in_c == 1 && kh * kw > 1 &&
-        lm_simd_conv_c1(in, in_h, in_w, in_zp, w, bias, out_c, kh, kw, sh, sw, ph, pw, mult, shift, out_zp, act_min,
+        dk_simd_conv_c1(in, in_h, in_w, in_zp, w, bias, out_c, kh, kw, sh, sw, ph, pw, mult, shift, out_zp, act_min,
                         act_max, out, out_h, out_w))
         return;
-    lm_simd_conv(in, in_h, in_w, in_c, in_zp, w, bias, out_c, kh, kw, sh, sw, ph, pw, groups, mult, shift, out_zp,
+    dk_simd_conv(in, in_h, in_w, in_c, in_zp, w, bias, out_c, kh, kw, sh, sw, ph, pw, groups, mult, shift, out_zp,
                  act_min, act_max, out, out_h, out_w);
 }
 
-/* lm_conv1x1_s8_ref: the GEMM with a 1x1 kernel (its im2col rows are converted copies of the input pixels). */
-static inline void lm_conv1x1_s8_simd(const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, const int8_t *w,
+/* dk_conv1x1_s8_ref: the GEMM with a 1x1 kernel (its im2col rows are converted copies of the input pixels). */
+static inline void dk_conv1x1_s8_simd(const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, const int8_t *w,
                                       const int32_t *bias, int out_c, const int32_t *mult, const int32_t *shift,
                                       int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out) {
-    lm_simd_conv(in, in_h, in_w, in_c, in_zp, w, bias, out_c, 1, 1, 1, 1, 0, 0, 1, mult, shift, out_zp, act_min,
+    dk_simd_conv(in, in_h, in_w, in_c, in_zp, w, bias, out_c, 1, 1, 1, 1, 0, 0, 1, mult, shift, out_zp, act_min,
                  act_max, out, in_h, in_w);
 }
 
-/* lm_linear_s8_ref: the GEMM of one pixel (in_features channels) with out_features weight rows. */
-static inline void lm_linear_s8_simd(const int8_t *in, int in_features, int32_t in_zp, const int8_t *w,
+/* dk_linear_s8_ref: the GEMM of one pixel (in_features channels) with out_features weight rows. */
+static inline void dk_linear_s8_simd(const int8_t *in, int in_features, int32_t in_zp, const int8_t *w,
                                      const int32_t *bias, int out_features, const int32_t *mult, const int32_t *shift,
                                      int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out) {
-    lm_simd_conv(in, 1, 1, in_features, in_zp, w, bias, out_features, 1, 1, 1, 1, 0, 0, 1, mult, shift, out_zp,
+    dk_simd_conv(in, 1, 1, in_features, in_zp, w, bias, out_features, 1, 1, 1, 1, 0, 0, 1, mult, shift, out_zp,
                  act_min, act_max, out, 1, 1);
 }
 
 /* Stage channels [0, n) of every input pixel (pixel stride in_cs) as int16 x - in_zp, in a padded plane of
- * hgt x wid pixels (lm_simd_span) of LM_SIMD_LANES lanes whose ring is 0 (padding holds in_zp). */
-static inline void lm_simd_dw_stage(int16_t *st, const int8_t *in, int32_t in_cs, int in_h, int in_w, int ph, int pw,
+ * hgt x wid pixels (dk_simd_span) of DK_SIMD_LANES lanes whose ring is 0 (padding holds in_zp). */
+static inline void dk_simd_dw_stage(int16_t *st, const int8_t *in, int32_t in_cs, int in_h, int in_w, int ph, int pw,
                                     int32_t hgt, int32_t wid, int n, int32_t in_zp) {
-    const int32_t total = hgt * wid * LM_SIMD_LANES;
-    for (int32_t i = 0; i < (int32_t)ph * wid * LM_SIMD_LANES; ++i) st[i] = 0;
-    for (int32_t i = (int32_t)(ph + in_h) * wid * LM_SIMD_LANES; i < total; ++i) st[i] = 0;
+    const int32_t total = hgt * wid * DK_SIMD_LANES;
+    for (int32_t i = 0; i < (int32_t)ph * wid * DK_SIMD_LANES; ++i) st[i] = 0;
+    for (int32_t i = (int32_t)(ph + in_h) * wid * DK_SIMD_LANES; i < total; ++i) st[i] = 0;
     for (int y = 0; y < in_h; ++y) {
-        int16_t *row = st + (int32_t)(y + ph) * wid * LM_SIMD_LANES;
-        for (int32_t i = 0; i < (int32_t)pw * LM_SIMD_LANES; ++i) row[i] = 0; /* left ring */
-        for (int32_t i = (int32_t)(pw + in_w) * LM_SIMD_LANES; i < wid * LM_SIMD_LANES; ++i) row[i] = 0; /* right */
+        int16_t *row = st + (int32_t)(y + ph) * wid * DK_SIMD_LANES;
+        for (int32_t i = 0; i < (int32_t)pw * DK_SIMD_LANES; ++i) row[i] = 0; /* left ring */
+        for (int32_t i = (int32_t)(pw + in_w) * DK_SIMD_LANES; i < wid * DK_SIMD_LANES; ++i) row[i] = 0; /* right */
         for (int x = 0; x < in_w; ++x)
-            lm_simd_stage_px(row + (int32_t)(pw + x) * LM_SIMD_LANES, in + ((int32_t)y * in_w + x) * in_cs, n, in_zp);
+            dk_simd_stage_px(row + (int32_t)(pw + x) * DK_SIMD_LANES, in + ((int32_t)y * in_w + x) * in_cs, n, in_zp);
     }
 }
 
-/* Depthwise conv of n <= LM_SIMD_LANES channels from a stage (lm_simd_dw_stage): no border cases, one widening load
+/* Depthwise conv of n <= DK_SIMD_LANES channels from a stage (dk_simd_dw_stage): no border cases, one widening load
  * and one multiply-add per tap; output pixel p's channel j at out[p * out_cs + j]. */
-static inline void lm_simd_dw_staged(const int16_t *st, int in_h, int in_w, const int8_t *w, int c, int n,
+static inline void dk_simd_dw_staged(const int16_t *st, int in_h, int in_w, const int8_t *w, int c, int n,
                                      const int32_t *bias, int kh, int kw, int sh, int sw, int ph, int pw,
                                      const int32_t *mult, const int32_t *shift, int32_t out_zp, int32_t act_min,
                                      int32_t act_max, int8_t *out, int32_t out_cs, int out_h, int out_w) {
-    const int32_t wid = lm_simd_span(in_w, pw, out_w, sw, kw);
-    lm_vec_t wv[LM_SIMD_DW_TAPS];
+    const int32_t wid = dk_simd_span(in_w, pw, out_w, sw, kw);
+    dk_vec_t wv[DK_SIMD_DW_TAPS];
     (void)in_h, (void)ph;
-    for (int t = 0; t < kh * kw; ++t) wv[t] = lm_v_dw_weight(w + t * c, n);
-    const lm_vec_t b = bias ? lm_v_load_i32(bias, n) : lm_v_set1(0);
-    const lm_vec_t zp = lm_v_set1(out_zp), lo = lm_v_set1(act_min), hi = lm_v_set1(act_max);
-    const lm_rq_t q = lm_rq_load(mult, shift, n);
+    for (int t = 0; t < kh * kw; ++t) wv[t] = dk_v_dw_weight(w + t * c, n);
+    const dk_vec_t b = bias ? dk_v_load_i32(bias, n) : dk_v_set1(0);
+    const dk_vec_t zp = dk_v_set1(out_zp), lo = dk_v_set1(act_min), hi = dk_v_set1(act_max);
+    const dk_rq_t q = dk_rq_load(mult, shift, n);
     for (int oy = 0; oy < out_h; ++oy) {
         for (int ox = 0; ox < out_w; ++ox) {
-            const int16_t *win = st + ((int32_t)oy * sh * wid + (int32_t)ox * sw) * LM_SIMD_LANES;
-            lm_vec_t acc = b;
+            const int16_t *win = st + ((int32_t)oy * sh * wid + (int32_t)ox * sw) * DK_SIMD_LANES;
+            dk_vec_t acc = b;
             for (int ky = 0; ky < kh; ++ky)
                 for (int kx = 0; kx < kw; ++kx)
-                    acc = lm_v_dw_mac(acc, lm_v_load_i16(win + ((int32_t)ky * wid + kx) * LM_SIMD_LANES),
+                    acc = dk_v_dw_mac(acc, dk_v_load_i16(win + ((int32_t)ky * wid + kx) * DK_SIMD_LANES),
                                       wv[ky * kw + kx]);
-            lm_v_store_s8(out + ((int32_t)oy * out_w + ox) * out_cs, lm_v_requant(acc, &q, zp, lo, hi), n);
+            dk_v_store_s8(out + ((int32_t)oy * out_w + ox) * out_cs, dk_v_requant(acc, &q, zp, lo, hi), n);
         }
     }
 }
 
-/* Whether a depthwise conv fits the SIMD kernels: kernel taps <= LM_SIMD_DW_TAPS and, staged, its padded plane. */
-static inline int lm_simd_dw_stageable(int in_h, int in_w, int kh, int kw, int sh, int sw, int ph, int pw, int out_h,
+/* Whether a depthwise conv fits the SIMD kernels: kernel taps <= DK_SIMD_DW_TAPS and, staged, its padded plane. */
+static inline int dk_simd_dw_stageable(int in_h, int in_w, int kh, int kw, int sh, int sw, int ph, int pw, int out_h,
                                        int out_w) {
-    const int32_t padded = lm_simd_span(in_h, ph, out_h, sh, kh) * lm_simd_span(in_w, pw, out_w, sw, kw);
-    return kh * kw <= LM_SIMD_DW_TAPS && padded <= LM_SIMD_DW_STAGE / (2 * LM_SIMD_LANES);
+    const int32_t padded = dk_simd_span(in_h, ph, out_h, sh, kh) * dk_simd_span(in_w, pw, out_w, sw, kw);
+    return kh * kw <= DK_SIMD_DW_TAPS && padded <= DK_SIMD_DW_STAGE / (2 * DK_SIMD_LANES);
 }
 
-/* lm_depthwise_conv2d_s8_ref: staged blocks of LM_SIMD_LANES channels (planes too large: unstaged). */
-static inline void lm_depthwise_conv2d_s8_simd(const int8_t *in, int in_h, int in_w, int c, int32_t in_zp,
+/* dk_depthwise_conv2d_s8_ref: staged blocks of DK_SIMD_LANES channels (planes too large: unstaged). */
+static inline void dk_depthwise_conv2d_s8_simd(const int8_t *in, int in_h, int in_w, int c, int32_t in_zp,
                                                const int8_t *w, const int32_t *bias, int kh, int kw, int sh, int sw,
                                                int ph, int pw, const int32_t *mult, const int32_t *shift,
                                                int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out,
                                                int out_h, int out_w) {
-    if (kh * kw > LM_SIMD_DW_TAPS) {
-        lm_depthwise_conv2d_s8_ref(in, in_h, in_w, c, in_zp, w, bias, kh, kw, sh, sw, ph, pw, mult, shift, out_zp,
+    if (kh * kw > DK_SIMD_DW_TAPS) {
+        dk_depthwise_conv2d_s8_ref(in, in_h, in_w, c, in_zp, w, bias, kh, kw, sh, sw, ph, pw, mult, shift, out_zp,
                                    act_min, act_max, out, out_h, out_w);
         return;
     }
-    const int staged = lm_simd_dw_stageable(in_h, in_w, kh, kw, sh, sw, ph, pw, out_h, out_w);
-    const int32_t hgt = lm_simd_span(in_h, ph, out_h, sh, kh), wid = lm_simd_span(in_w, pw, out_w, sw, kw);
-    int16_t stage[LM_SIMD_DW_STAGE / 2];
-    for (int c0 = 0; c0 < c; c0 += LM_SIMD_LANES) {
-        const int n = c - c0 < LM_SIMD_LANES ? c - c0 : LM_SIMD_LANES;
+    const int staged = dk_simd_dw_stageable(in_h, in_w, kh, kw, sh, sw, ph, pw, out_h, out_w);
+    const int32_t hgt = dk_simd_span(in_h, ph, out_h, sh, kh), wid = dk_simd_span(in_w, pw, out_w, sw, kw);
+    int16_t stage[DK_SIMD_DW_STAGE / 2];
+    for (int c0 = 0; c0 < c; c0 += DK_SIMD_LANES) {
+        const int n = c - c0 < DK_SIMD_LANES ? c - c0 : DK_SIMD_LANES;
         const int32_t *b = bias ? bias + c0 : bias;
         if (staged) {
-            lm_simd_dw_stage(stage, in + c0, c, in_h, in_w, ph, pw, hgt, wid, n, in_zp);
-            lm_simd_dw_staged(stage, in_h, in_w, w + c0, c, n, b, kh, kw, sh, sw, ph, pw, mult + c0, shift + c0, out_zp,
+            dk_simd_dw_stage(stage, in + c0, c, in_h, in_w, ph, pw, hgt, wid, n, in_zp);
+            dk_simd_dw_staged(stage, in_h, in_w, w + c0, c, n, b, kh, kw, sh, sw, ph, pw, mult + c0, shift + c0, out_zp,
                               act_min, act_max, out + c0, c, out_h, out_w);
         } else { /* a plane too large to stage: read the input in place, border taps skipped */
-            lm_simd_dw_block(in + c0, c, in_h, in_w, in_zp, w + c0, c, n, b, kh, kw, sh, sw, ph, pw, mult + c0,
+            dk_simd_dw_block(in + c0, c, in_h, in_w, in_zp, w + c0, c, n, b, kh, kw, sh, sw, ph, pw, mult + c0,
                              shift + c0, out_zp, act_min, act_max, out + c0, c, out_h, out_w);
         }
     }
 }
 
-/* In place: a block of LM_SIMD_LANES channels' input planes is staged on the stack (so tmp is not used), then the
- * block's outputs overwrite buf; other channels are untouched, as in lm_depthwise_conv2d_s8_inplace_ref. */
-static inline void lm_depthwise_conv2d_s8_inplace_simd(int8_t *buf, int in_h, int in_w, int c, int32_t in_zp,
+/* In place: a block of DK_SIMD_LANES channels' input planes is staged on the stack (so tmp is not used), then the
+ * block's outputs overwrite buf; other channels are untouched, as in dk_depthwise_conv2d_s8_inplace_ref. */
+static inline void dk_depthwise_conv2d_s8_inplace_simd(int8_t *buf, int in_h, int in_w, int c, int32_t in_zp,
                                                        const int8_t *w, const int32_t *bias, int kh, int kw, int sh,
                                                        int sw, int ph, int pw, const int32_t *mult,
                                                        const int32_t *shift, int32_t out_zp, int32_t act_min,
                                                        int32_t act_max, int out_h, int out_w, int8_t *tmp) {
-    if (!lm_simd_dw_stageable(in_h, in_w, kh, kw, sh, sw, ph, pw, out_h, out_w)) {
-        lm_depthwise_conv2d_s8_inplace_ref(buf, in_h, in_w, c, in_zp, w, bias, kh, kw, sh, sw, ph, pw, mult, shift,
+    if (!dk_simd_dw_stageable(in_h, in_w, kh, kw, sh, sw, ph, pw, out_h, out_w)) {
+        dk_depthwise_conv2d_s8_inplace_ref(buf, in_h, in_w, c, in_zp, w, bias, kh, kw, sh, sw, ph, pw, mult, shift,
                                            out_zp, act_min, act_max, out_h, out_w, tmp);
         return;
     }
-    int16_t stage[LM_SIMD_DW_STAGE / 2];
-    for (int c0 = 0; c0 < c; c0 += LM_SIMD_LANES) {
-        const int n = c - c0 < LM_SIMD_LANES ? c - c0 : LM_SIMD_LANES;
-        lm_simd_dw_stage(stage, buf + c0, c, in_h, in_w, ph, pw, lm_simd_span(in_h, ph, out_h, sh, kh),
-                         lm_simd_span(in_w, pw, out_w, sw, kw), n, in_zp);
-        lm_simd_dw_staged(stage, in_h, in_w, w + c0, c, n, bias ? bias + c0 : bias, kh, kw, sh, sw, ph, pw, mult + c0,
+    int16_t stage[DK_SIMD_DW_STAGE / 2];
+    for (int c0 = 0; c0 < c; c0 += DK_SIMD_LANES) {
+        const int n = c - c0 < DK_SIMD_LANES ? c - c0 : DK_SIMD_LANES;
+        dk_simd_dw_stage(stage, buf + c0, c, in_h, in_w, ph, pw, dk_simd_span(in_h, ph, out_h, sh, kh),
+                         dk_simd_span(in_w, pw, out_w, sw, kw), n, in_zp);
+        dk_simd_dw_staged(stage, in_h, in_w, w + c0, c, n, bias ? bias + c0 : bias, kh, kw, sh, sw, ph, pw, mult + c0,
                           shift + c0, out_zp, act_min, act_max, buf + c0, c, out_h, out_w);
     }
 }
 
 /* Residual add: lanes of elements, the three multiplications by quantized multipliers in vectors. (Looking the two
  * rescaled inputs up in 256-entry tables by gathers was slower on Zen 4.) */
-static inline void lm_add_s8_simd(const int8_t *a, const int8_t *b, int n, int32_t a_zp, int32_t a_mult,
+static inline void dk_add_s8_simd(const int8_t *a, const int8_t *b, int n, int32_t a_zp, int32_t a_mult,
                                   int32_t a_shift, int32_t b_zp, int32_t b_mult, int32_t b_shift, int32_t out_mult,
                                   int32_t out_shift, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out) {
-    const lm_rq_t qa = lm_rq_set1(a_mult, a_shift), qb = lm_rq_set1(b_mult, b_shift);
-    const lm_rq_t qo = lm_rq_set1(out_mult, out_shift);
-    const lm_vec_t azp = lm_v_set1(a_zp), bzp = lm_v_set1(b_zp);
-    const lm_vec_t zp = lm_v_set1(out_zp), lo = lm_v_set1(act_min), hi = lm_v_set1(act_max);
-    for (int i = 0; i < n; i += LM_SIMD_LANES) {
-        const int m = n - i < LM_SIMD_LANES ? n - i : LM_SIMD_LANES;
-        const lm_vec_t sa = lm_v_shl_add(lm_v_sub(lm_v_load_s8(a + i, m), azp));
-        const lm_vec_t sb = lm_v_shl_add(lm_v_sub(lm_v_load_s8(b + i, m), bzp));
-        lm_v_store_s8(out + i, lm_v_requant(lm_v_add(lm_v_mbqm(sa, &qa), lm_v_mbqm(sb, &qb)), &qo, zp, lo, hi), m);
+    const dk_rq_t qa = dk_rq_set1(a_mult, a_shift), qb = dk_rq_set1(b_mult, b_shift);
+    const dk_rq_t qo = dk_rq_set1(out_mult, out_shift);
+    const dk_vec_t azp = dk_v_set1(a_zp), bzp = dk_v_set1(b_zp);
+    const dk_vec_t zp = dk_v_set1(out_zp), lo = dk_v_set1(act_min), hi = dk_v_set1(act_max);
+    for (int i = 0; i < n; i += DK_SIMD_LANES) {
+        const int m = n - i < DK_SIMD_LANES ? n - i : DK_SIMD_LANES;
+        const dk_vec_t sa = dk_v_shl_add(dk_v_sub(dk_v_load_s8(a + i, m), azp));
+        const dk_vec_t sb = dk_v_shl_add(dk_v_sub(dk_v_load_s8(b + i, m), bzp));
+        const dk_vec_t total = dk_v_add(dk_v_mul_multiplier(sa, &qa), dk_v_mul_multiplier(sb, &qb));
+        dk_v_store_s8(out + i, dk_v_requant(total, &qo, zp, lo, hi), m);
     }
 }
 

@@ -17,7 +17,7 @@
  *                  widened to int16 x - in_zp (in [-255, 255]) and weights sign-extended: `vpmaddwd` is exact.
  *   requantization 64-bit products (`vpmuldq`) of the even and odd lanes; TFLite's nudge-then-truncate equals
  *                  floor((a * b + 2^30) / 2^31) for both signs (the INT32_MIN * INT32_MIN case saturates, as in
- *                  lm_srdhm); rounding divide by 2^e with lm_rdbpot's mask and threshold per lane.
+ *                  dk_q31_mul_high); rounding divide by 2^e with dk_i32_shift_round's mask and threshold per lane.
  *
  * Zero points must be int8 values ([-128, 127]), as in every leanml (and TFLite) model.
  */
@@ -30,8 +30,8 @@
 /* The register-blocked micro-kernels are separate (never inlined) functions whose small loops are fully unrolled:
  * inlined into the big conv loops, GCC 12 keeps their arrays of accumulators half in memory (dozens of vmovdqa and
  * stack spills per iteration); on their own they compile to pure vpbroadcastd / vpdpbusd loops. */
-#define LM_UNROLL _Pragma("GCC unroll 16")
-#define LM_KERNEL static __attribute__((noinline, unused))
+#define DK_UNROLL _Pragma("GCC unroll 16")
+#define DK_KERNEL static __attribute__((noinline, unused))
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 #include "leanml_kernels_x86_avx512.h"

@@ -6,30 +6,30 @@
 #ifndef LEANML_KERNELS_X86_AVX2_H
 #define LEANML_KERNELS_X86_AVX2_H
 
-#define LM_SIMD_ISA "x86-avx2"
-#define LM_SIMD_LANES 8
-typedef __m256i lm_vec_t;
-typedef int16_t lm_act_t; /* im2col element: x - in_zp */
-#define LM_SIMD_ROW_ALIGN 16 /* the dot-product kernels read rows in vectors of 16 */
+#define DK_SIMD_ISA "x86-avx2"
+#define DK_SIMD_LANES 8
+typedef __m256i dk_vec_t;
+typedef int16_t dk_act_t; /* im2col element: x - in_zp */
+#define DK_SIMD_ROW_ALIGN 16 /* the dot-product kernels read rows in vectors of 16 */
 
-static inline lm_vec_t lm_v_set1(int32_t v) { return _mm256_set1_epi32(v); }
-static inline lm_vec_t lm_v_add(lm_vec_t a, lm_vec_t b) { return _mm256_add_epi32(a, b); }
-static inline lm_vec_t lm_v_sub(lm_vec_t a, lm_vec_t b) { return _mm256_sub_epi32(a, b); }
-static inline lm_vec_t lm_v_max(lm_vec_t a, lm_vec_t b) { return _mm256_max_epi32(a, b); }
-static inline lm_vec_t lm_v_min(lm_vec_t a, lm_vec_t b) { return _mm256_min_epi32(a, b); }
-static inline lm_vec_t lm_v_shl_add(lm_vec_t a) { return _mm256_slli_epi32(a, LM_ADD_LEFT_SHIFT); }
-static inline lm_vec_t lm_v_load_i32(const int32_t *p, int n) {
+static inline dk_vec_t dk_v_set1(int32_t v) { return _mm256_set1_epi32(v); }
+static inline dk_vec_t dk_v_add(dk_vec_t a, dk_vec_t b) { return _mm256_add_epi32(a, b); }
+static inline dk_vec_t dk_v_sub(dk_vec_t a, dk_vec_t b) { return _mm256_sub_epi32(a, b); }
+static inline dk_vec_t dk_v_max(dk_vec_t a, dk_vec_t b) { return _mm256_max_epi32(a, b); }
+static inline dk_vec_t dk_v_min(dk_vec_t a, dk_vec_t b) { return _mm256_min_epi32(a, b); }
+static inline dk_vec_t dk_v_shl_add(dk_vec_t a) { return _mm256_slli_epi32(a, DK_ADD_LEFT_SHIFT); }
+static inline dk_vec_t dk_v_load_i32(const int32_t *p, int n) {
     if (n >= 8) return _mm256_loadu_si256((const __m256i *)p);
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     return _mm256_maskload_epi32(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane));
 }
-static inline lm_vec_t lm_v_load_s8(const int8_t *p, int n) {
+static inline dk_vec_t dk_v_load_s8(const int8_t *p, int n) {
     if (n >= 8) return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p));
     int8_t t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int i = 0; i < n; ++i) t[i] = p[i];
     return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)t));
 }
-static inline void lm_v_store_s8(int8_t *p, lm_vec_t v, int n) {
+static inline void dk_v_store_s8(int8_t *p, dk_vec_t v, int n) {
     const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     const __m128i b = _mm_packs_epi16(w16, w16); /* values already in [-128, 127]: no saturation */
     if (n >= 8) {
@@ -44,11 +44,11 @@ static inline void lm_v_store_s8(int8_t *p, lm_vec_t v, int n) {
 typedef struct {
     __m256i mult, mult_odd, left, right, mask, half, sat;
     int any_left, any_sat;
-} lm_rq_t;
+} dk_rq_t;
 
-static inline lm_rq_t lm_x86_rq(__m256i mult, __m256i shift) {
+static inline dk_rq_t dk_x86_rq(__m256i mult, __m256i shift) {
     const __m256i zero = _mm256_setzero_si256(), one = _mm256_set1_epi32(1);
-    lm_rq_t q;
+    dk_rq_t q;
     q.mult = mult;
     q.mult_odd = _mm256_srli_epi64(mult, 32);
     q.left = _mm256_max_epi32(shift, zero);
@@ -60,12 +60,12 @@ static inline lm_rq_t lm_x86_rq(__m256i mult, __m256i shift) {
     q.any_sat = !_mm256_testz_si256(q.sat, q.sat);
     return q;
 }
-static inline lm_rq_t lm_rq_load(const int32_t *mult, const int32_t *shift, int n) {
-    return lm_x86_rq(lm_v_load_i32(mult, n), lm_v_load_i32(shift, n));
+static inline dk_rq_t dk_rq_load(const int32_t *mult, const int32_t *shift, int n) {
+    return dk_x86_rq(dk_v_load_i32(mult, n), dk_v_load_i32(shift, n));
 }
-static inline lm_rq_t lm_rq_set1(int32_t mult, int32_t shift) { return lm_x86_rq(lm_v_set1(mult), lm_v_set1(shift)); }
+static inline dk_rq_t dk_rq_set1(int32_t mult, int32_t shift) { return dk_x86_rq(dk_v_set1(mult), dk_v_set1(shift)); }
 
-static inline lm_vec_t lm_v_mbqm(lm_vec_t x, const lm_rq_t *q) {
+static inline dk_vec_t dk_v_mul_multiplier(dk_vec_t x, const dk_rq_t *q) {
     const __m256i nudge = _mm256_set1_epi64x((int64_t)1 << 30), min = _mm256_set1_epi32(INT32_MIN);
     if (q->any_left) x = _mm256_sllv_epi32(x, q->left);
     const __m256i even = _mm256_add_epi64(_mm256_mul_epi32(x, q->mult), nudge);
@@ -78,21 +78,21 @@ static inline lm_vec_t lm_v_mbqm(lm_vec_t x, const lm_rq_t *q) {
     return _mm256_sub_epi32(r, _mm256_cmpgt_epi32(_mm256_and_si256(h, q->mask), thr)); /* true lanes are -1 */
 }
 
-static inline lm_vec_t lm_v_dw_weight(const int8_t *w, int n) {
-    return _mm256_and_si256(lm_v_load_s8(w, n), _mm256_set1_epi32(0xFFFF));
+static inline dk_vec_t dk_v_dw_weight(const int8_t *w, int n) {
+    return _mm256_and_si256(dk_v_load_s8(w, n), _mm256_set1_epi32(0xFFFF));
 }
-static inline lm_vec_t lm_v_dw_mac(lm_vec_t acc, lm_vec_t x, lm_vec_t wv) {
+static inline dk_vec_t dk_v_dw_mac(dk_vec_t acc, dk_vec_t x, dk_vec_t wv) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(x, wv));
 }
-static inline lm_vec_t lm_v_load_i16(const int16_t *p) {
+static inline dk_vec_t dk_v_load_i16(const int16_t *p) {
     return _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)p));
 }
-static inline lm_vec_t lm_v_bcast_pair(const int16_t *p) {
+static inline dk_vec_t dk_v_bcast_pair(const int16_t *p) {
     int32_t v;
     __builtin_memcpy(&v, p, 4);
     return _mm256_set1_epi32(v);
 }
-static inline void lm_simd_stage_px(int16_t *dst, const int8_t *src, int n, int32_t zp) {
+static inline void dk_simd_stage_px(int16_t *dst, const int8_t *src, int n, int32_t zp) {
     if (n >= 8) {
         const __m128i x = _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)src));
         _mm_storeu_si128((__m128i *)dst, _mm_sub_epi16(x, _mm_set1_epi16((int16_t)zp)));
@@ -102,7 +102,7 @@ static inline void lm_simd_stage_px(int16_t *dst, const int8_t *src, int n, int3
 }
 
 /* im2col pieces: dst[0..n) = src - zp (int16); dst[0..n) = 0 (the padding value in_zp, minus in_zp). */
-static inline void lm_simd_act_copy(lm_act_t *dst, const int8_t *src, int32_t n, int32_t zp) {
+static inline void dk_simd_act_copy(dk_act_t *dst, const int8_t *src, int32_t n, int32_t zp) {
     const __m256i z = _mm256_set1_epi16((int16_t)zp);
     int32_t i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -111,17 +111,17 @@ static inline void lm_simd_act_copy(lm_act_t *dst, const int8_t *src, int32_t n,
     }
     for (; i < n; ++i) dst[i] = (int16_t)(src[i] - zp);
 }
-static inline void lm_simd_act_fill(lm_act_t *dst, int32_t n, int32_t zp) {
+static inline void dk_simd_act_fill(dk_act_t *dst, int32_t n, int32_t zp) {
     (void)zp;
     for (int32_t i = 0; i < n; ++i) dst[i] = 0;
 }
 /* A finished im2col row of n elements: zeros up to the next multiple of 16 (the GEMM reads whole vectors). */
-static inline void lm_simd_act_pad(lm_act_t *row, int32_t n) {
+static inline void dk_simd_act_pad(dk_act_t *row, int32_t n) {
     for (int32_t i = n; i % 16; ++i) row[i] = 0;
 }
 
 /* 8 vectors -> one: lane i = sum of the 8 lanes of v[i]. */
-static inline __m256i lm_x86_reduce8(const __m256i *v) {
+static inline __m256i dk_x86_reduce8(const __m256i *v) {
     const __m256i g0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
     const __m256i g1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
     return _mm256_add_epi32(_mm256_permute2x128_si256(g0, g1, 0x20), _mm256_permute2x128_si256(g0, g1, 0x31));
@@ -129,7 +129,7 @@ static inline __m256i lm_x86_reduce8(const __m256i *v) {
 
 /* 16 weights at w[kk..) sign-extended to int16; past k (the row's end) zeros, never read: a row's tail is loaded
  * as the 16 bytes ending at k and shuffled down (rows shorter than 16 go through a small copy). */
-static inline __m256i lm_x86_w16(const int8_t *w, int32_t kk, int32_t k) {
+static inline __m256i dk_x86_w16(const int8_t *w, int32_t kk, int32_t k) {
     if (kk + 16 <= k) return _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + kk)));
     const int t = (int)(k - kk); /* 1..15 bytes left */
     if (k >= 16) {
@@ -144,62 +144,62 @@ static inline __m256i lm_x86_w16(const int8_t *w, int32_t kk, int32_t k) {
 }
 
 /* 2 x 4 dot products: lane p * 4 + r = sum_k a[p][k] * w[r][k] (a rows zero-padded to a multiple of 16). */
-LM_KERNEL __m256i lm_x86_dot2x4(const int16_t *a0, const int16_t *a1, const int8_t *const *w, int32_t k) {
+DK_KERNEL __m256i dk_x86_dot2x4(const int16_t *a0, const int16_t *a1, const int8_t *const *w, int32_t k) {
     __m256i c[8];
-    LM_UNROLL
+    DK_UNROLL
     for (int i = 0; i < 8; ++i) c[i] = _mm256_setzero_si256();
     for (int32_t kk = 0; kk < k; kk += 16) {
         const __m256i x0 = _mm256_loadu_si256((const __m256i *)(a0 + kk));
         const __m256i x1 = _mm256_loadu_si256((const __m256i *)(a1 + kk));
-        LM_UNROLL
+        DK_UNROLL
         for (int r = 0; r < 4; ++r) {
-            const __m256i y = lm_x86_w16(w[r], kk, k);
+            const __m256i y = dk_x86_w16(w[r], kk, k);
             c[r] = _mm256_add_epi32(c[r], _mm256_madd_epi16(x0, y));
             c[4 + r] = _mm256_add_epi32(c[4 + r], _mm256_madd_epi16(x1, y));
         }
     }
-    return lm_x86_reduce8(c);
+    return dk_x86_reduce8(c);
 }
 
 /* 1 x 8 dot products: lane r = sum_k a[k] * w[r][k]. */
-LM_KERNEL __m256i lm_x86_dot1x8(const int16_t *a, const int8_t *const *w, int32_t k) {
+DK_KERNEL __m256i dk_x86_dot1x8(const int16_t *a, const int8_t *const *w, int32_t k) {
     __m256i c[8];
-    LM_UNROLL
+    DK_UNROLL
     for (int i = 0; i < 8; ++i) c[i] = _mm256_setzero_si256();
     for (int32_t kk = 0; kk < k; kk += 16) {
         const __m256i x = _mm256_loadu_si256((const __m256i *)(a + kk));
-        LM_UNROLL
-        for (int r = 0; r < 8; ++r) c[r] = _mm256_add_epi32(c[r], _mm256_madd_epi16(x, lm_x86_w16(w[r], kk, k)));
+        DK_UNROLL
+        for (int r = 0; r < 8; ++r) c[r] = _mm256_add_epi32(c[r], _mm256_madd_epi16(x, dk_x86_w16(w[r], kk, k)));
     }
-    return lm_x86_reduce8(c);
+    return dk_x86_reduce8(c);
 }
 
 /* No packed weights on AVX2 (the dot-product kernels read the OHWI rows in place); activations are already
  * x - in_zp, so the offsets are the biases. */
 typedef struct {
     int r;
-} lm_panel_t;
-static inline int lm_simd_pack(lm_panel_t *pn, const int8_t *w, int32_t k, int nco, int32_t n_pix) {
+} dk_panel_t;
+static inline int dk_simd_pack(dk_panel_t *pn, const int8_t *w, int32_t k, int nco, int32_t n_pix) {
     (void)pn, (void)w, (void)k, (void)nco, (void)n_pix;
     return 0;
 }
-static inline void lm_simd_offsets(const lm_panel_t *pn, const int8_t *w, int32_t k, int nco, const int32_t *bias,
+static inline void dk_simd_offsets(const dk_panel_t *pn, const int8_t *w, int32_t k, int nco, const int32_t *bias,
                                    int32_t zp, int32_t *off) {
     (void)pn, (void)w, (void)k, (void)zp;
     for (int j = 0; j < nco; ++j) off[j] = bias ? bias[j] : 0;
 }
 
-/* As the AVX-512 lm_simd_gemm (pn is always NULL); acc rows need room for nco rounded up to 8. */
-static inline void lm_simd_gemm(const lm_act_t *const *x, int np, int32_t nk, const int8_t *w, int32_t ws, int nco,
-                                const lm_panel_t *pn, int32_t *acc, int accs, int accumulate) {
+/* As the AVX-512 dk_simd_gemm (pn is always NULL); acc rows need room for nco rounded up to 8. */
+static inline void dk_simd_gemm(const dk_act_t *const *x, int np, int32_t nk, const int8_t *w, int32_t ws, int nco,
+                                const dk_panel_t *pn, int32_t *acc, int accs, int accumulate) {
     const int8_t *wr[8];
     int p = 0;
     (void)pn;
     for (; p + 2 <= np; p += 2) {
         for (int r0 = 0; r0 < nco; r0 += 4) {
-            LM_UNROLL
+            DK_UNROLL
             for (int r = 0; r < 4; ++r) wr[r] = w + (int32_t)(r0 + (r0 + r < nco ? r : 0)) * ws;
-            const __m256i s = lm_x86_dot2x4(x[p], x[p + 1], wr, nk);
+            const __m256i s = dk_x86_dot2x4(x[p], x[p + 1], wr, nk);
             __m128i *d0 = (__m128i *)(acc + p * accs + r0), *d1 = (__m128i *)(acc + (p + 1) * accs + r0);
             const __m128i lo = _mm256_castsi256_si128(s), hi = _mm256_extracti128_si256(s, 1);
             _mm_storeu_si128(d0, accumulate ? _mm_add_epi32(lo, _mm_loadu_si128(d0)) : lo);
@@ -208,9 +208,9 @@ static inline void lm_simd_gemm(const lm_act_t *const *x, int np, int32_t nk, co
     }
     for (; p < np; ++p) {
         for (int r0 = 0; r0 < nco; r0 += 8) {
-            LM_UNROLL
+            DK_UNROLL
             for (int r = 0; r < 8; ++r) wr[r] = w + (int32_t)(r0 + (r0 + r < nco ? r : 0)) * ws;
-            const __m256i s = lm_x86_dot1x8(x[p], wr, nk);
+            const __m256i s = dk_x86_dot1x8(x[p], wr, nk);
             __m256i *dst = (__m256i *)(acc + p * accs + r0);
             _mm256_storeu_si256(dst, accumulate ? _mm256_add_epi32(s, _mm256_loadu_si256(dst)) : s);
         }
