@@ -5,8 +5,8 @@ the values) the deploy pipeline generates its C source (one function per layer, 
 engine runs it; depthwise convs in place). A small timing harness is appended to that source and the result is
 compiled once per rung of the ladder:
 
-    ref -O3         -O3 -DLM_NO_SIMD                   the `_ref` kernels, baseline x86-64 (SSE2)
-    ref native      -O3 -march=native -DLM_NO_SIMD     the same C, auto-vectorized for this CPU
+    ref -O3         -O3 -DDK_NO_SIMD                   the `_ref` kernels, baseline x86-64 (SSE2)
+    ref native      -O3 -march=native -DDK_NO_SIMD     the same C, auto-vectorized for this CPU
     AVX2            -O3 -mavx2 -mfma -mno-avx512f      leanml_kernels_x86.h, AVX2 path
     VNNI            -O3 -march=native                  leanml_kernels_x86.h, AVX-512 VNNI path (when the CPU has it)
 
@@ -43,8 +43,8 @@ from leanml.profile.timing import LatencyStats
 from leanml.quant import QuantSim, convert
 
 RUNGS = {
-    "ref -O3": ("-O3", "-DLM_NO_SIMD"),
-    "ref native": ("-O3", "-march=native", "-DLM_NO_SIMD"),
+    "ref -O3": ("-O3", "-DDK_NO_SIMD"),
+    "ref native": ("-O3", "-march=native", "-DDK_NO_SIMD"),
     "AVX2": ("-O3", "-mavx2", "-mfma", "-mno-avx512f"),
     "VNNI": ("-O3", "-march=native"),
 }
@@ -96,7 +96,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < (int)sizeof bench_q; ++i) bench_q[i] = (int8_t)((i * 53) % 251 - 125);
     pfx_run_q(bench_q, bench_out);
     for (int i = 0; i < PFX_OUTPUT_SIZE; ++i) h = (h ^ (uint8_t)bench_out[i]) * 16777619u;
-    printf("path %s\nchecksum %08x\n", LM_KERNELS_PATH, (unsigned)h);
+    printf("path %s\nchecksum %08x\n", DK_KERNELS_PATH, (unsigned)h);
     for (int i = 0; i < (int)(sizeof layers / sizeof layers[0]); ++i)
         bench_samples_print("layer", i, layers[i], trials, samples_ns);
     bench_samples_print("model", -1, bench_whole_run, trials, samples_ns);
