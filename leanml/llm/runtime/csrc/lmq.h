@@ -5,7 +5,7 @@
  *   weights      group-quantized codes (4 or 8 bits, unsigned) with a float16 scale and a uint8 zero per (row, group):
  *                W[o, i] = (q[o, i] - z[o, G]) * s[o, G], G = i / group, group a multiple of 32, the last group of a
  *                row possibly short. Rows are zero padded to kp = roundup(k, 32) and int4 rows are reordered
- *                (lmq_pack4 in Python): the padded row is cut into units of 128 codes, then at most one unit of 64
+ *                (pack_rows in kernels.py): the padded row is cut into units of 128 codes, then at most one unit of 64
  *                and one of 32; a unit of u codes takes u/2 bytes, byte j holding code j (low nibble) and code
  *                j + u/2 (high nibble). int8 rows are the codes in order.
  *   activations  quantized on the fly per block of 32 (symmetric, like llama.cpp's Q8_0): d = max|x| / 127,
