@@ -10,7 +10,7 @@ import torch
 from leanml.errors import LeanmlError
 from leanml.llm import LLMQuantConfig, quantize_llm_
 from leanml.llm.io.model_info import LLMInfo, LoadedLLM
-from leanml.llm.io.packed_file import MAGIC, PREFIX, is_packed_file, read_header
+from leanml.llm.io.packed_file import MAGIC, PREFIX, PackedFile, is_packed_file, read_header
 from leanml.llm.io.packed_model import load_packed, save_packed
 from leanml.llm.quant.bit_packing import PackedLinear
 from tests.llm.conftest import char_tokenizer, tiny_llama
@@ -77,3 +77,26 @@ def test_corrupt_files_are_clear_errors(tmp_path: Path) -> None:
         read_header(tmp_path / "shape.lmq")
     with pytest.raises(LeanmlError, match="not found"):
         load_packed(tmp_path / "missing.lmq")
+
+
+def test_packed_file_owns_header_tensors_tokenizer_and_info(tmp_path: Path) -> None:
+    model = tiny_llama()
+    codes = quantize_llm_(model, LLMQuantConfig(method="rtn", bits=4, group_size=32), progress=False)
+    path = tmp_path / "m.lmq"
+    save_packed(path, loaded(model), codes, float_dtype="float32")
+    with PackedFile(path) as f:
+        assert f.header == read_header(path)[0] and set(f.linears) == set(codes.weights)
+        norm = f.float32("model.norm.weight", (64,))
+        assert torch.equal(torch.from_numpy(norm), model.model.norm.weight.detach())
+        assert f.array("model.layers.0.mlp.down_proj.qweight").shape == (64, 48)  # (out, ceil(96 * 4 / 8))
+        with pytest.raises(LeanmlError, match="has shape"):
+            f.array("model.norm.weight", (65,))
+        with pytest.raises(LeanmlError, match="has no tensor"):
+            f.array("no.such.tensor")
+        assert set(f.tokenizer_files()) and f.tokenizer().encode("abc") == char_tokenizer().encode("abc")
+        info = f.info("leanml-packed-c", "w4a8")
+    back = load_packed(path).info
+    assert (info.layers, info.hidden_size, info.heads, info.kv_heads, info.head_dim, info.vocab_size) == (
+        back.layers, back.hidden_size, back.heads, back.kv_heads, back.head_dim, back.vocab_size)  # fmt: skip
+    assert info.architecture == back.architecture == "LlamaForCausalLM" and info.source == back.source == str(path)
+    assert info.format == "leanml-packed-c" and info.dtype == "w4a8" and info.params > 0
