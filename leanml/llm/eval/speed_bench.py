@@ -2,7 +2,8 @@
 
 Each repeat starts an empty KV cache, prefills ``prompt_tokens`` seeded random token ids (one call) and then decodes
 ``gen_tokens`` tokens one call at a time, feeding back the argmax of the last logits (greedy, as a generation loop
-would; ``argmax`` is inside the timing, sampling and text decoding are not). One untimed warm-up repeat first.
+would; ``argmax`` is inside the timing, sampling and text decoding are not), each phase timed by
+:func:`leanml.profile.timing.time_calls`. One untimed warm-up repeat first.
 Reported: tokens per second of each phase (:class:`leanml.profile.timing.Throughput`: median over the repeats with
 the min-max spread), the thread count, the file size and the weight bytes read per decoded token.
 
@@ -13,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ from leanml.errors import LeanmlError
 from leanml.llm.io.packed_file import is_packed_file, read_header
 from leanml.llm.io.packed_model import load_packed
 from leanml.llm.runtime.decoder import CRuntime
-from leanml.profile.timing import Throughput
+from leanml.profile.timing import Throughput, time_calls
 from leanml.threads import torch_threads
 
 ENGINES = ("c", "torch")
@@ -137,17 +137,22 @@ def bench_speed(
         prefill, decode, weights, simd = _torch_steps(p)
     gen = torch.Generator().manual_seed(seed)
     prompt = torch.randint(0, vocab, (prompt_tokens,), generator=gen).tolist()
+    last = [0]  # the token the prefill picked, where the decode phase starts
+
+    def run_prefill() -> None:
+        last[0] = int(prefill(prompt).argmax())
+
+    def run_decode() -> None:
+        token = last[0]
+        for _ in range(gen_tokens):
+            token = int(decode(token).argmax())
+
     pre, dec = [], []
     with torch_threads(threads if engine == "torch" else None):
-        for r in range(repeats + 1):  # the first repeat warms up
-            t0 = time.perf_counter()
-            token = int(prefill(prompt).argmax())
-            t1 = time.perf_counter()
-            for _ in range(gen_tokens):
-                token = int(decode(token).argmax())
-            t2 = time.perf_counter()
+        for r in range(repeats + 1):  # the first repeat warms up; each times one prefill, then the decode steps
+            (pre_ms,), (dec_ms,) = time_calls(run_prefill, 0, 1), time_calls(run_decode, 0, 1)
             if r:
-                pre.append(prompt_tokens / (t1 - t0))
-                dec.append(gen_tokens / (t2 - t1))
+                pre.append(prompt_tokens / (pre_ms / 1e3))
+                dec.append(gen_tokens / (dec_ms / 1e3))
     return BenchResult(str(p), engine, threads, head if engine == "c" else "float32", prompt_tokens, gen_tokens,
                        repeats, p.stat().st_size, weights, Throughput.of(pre), Throughput.of(dec), simd)  # fmt: skip
