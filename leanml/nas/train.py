@@ -29,14 +29,13 @@ import copy
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from leanml.artifact import artifact_paths
 from leanml.config import Config, require
@@ -49,8 +48,7 @@ from leanml.nas.space import Arch, SpaceConfig
 from leanml.nas.supernet import Supernet
 from leanml.progress import make_console, track
 from leanml.threads import torch_threads
-from leanml.train.distill import distillation_loss
-from leanml.train.loop import cosine_lr
+from leanml.train.epoch import Distillation, cosine_schedule, run_epoch
 
 PHASES = ("full", "kernel", "depth", "expand")
 PHASE_ELASTIC: dict[str, tuple[str, ...]] = {
@@ -189,32 +187,25 @@ def _train_epoch(
     """One epoch of ``phase``; returns the mean loss per subnet and image."""
     space, epochs = net.space, cfg.phase_epochs[phase]
     steps = math.ceil(len(data) / cfg.batch_size)
-    net.train()
-    loss_sum, seen = 0.0, 0
     stream = batches(data, cfg.batch_size, shuffle=True, augment=cfg.augment, seed=cfg.seed,
                      epoch=phase * 10_000 + epoch)  # fmt: skip
-    for i, (x, y) in enumerate(track(stream, steps, f"{PHASES[phase]} {epoch + 1}/{epochs}", progress)):
-        for group in opt.param_groups:
-            group["lr"] = cosine_lr(cfg.phase_lr[phase], epoch * steps + i, epochs * steps)
+
+    def subnets(i: int, x: torch.Tensor) -> tuple[torch.Tensor, Iterator[Supernet]]:
         archs = step_archs(space, cfg, phase, epoch, i)
         xr = resize_batch(x, archs[0].resolution)  # (B, 1, r, r)
-        soft = None
-        if teacher is not None:
-            teacher.set_active(replace(space.largest(), resolution=archs[0].resolution)).train()
-            with torch.no_grad():
-                soft = teacher(xr)  # (B, classes)
-        opt.zero_grad(set_to_none=True)
-        for arch in archs:  # gradients of every sampled subnet add up before one step
-            logits = net.set_active(arch)(xr)  # (B, classes)
-            if soft is None:
-                loss = F.cross_entropy(logits, y)
-            else:
-                loss = distillation_loss(logits, soft, y, cfg.kd_alpha, cfg.kd_temperature)
-            loss.backward()  # type: ignore[no-untyped-call]
-            loss_sum += loss.item() * len(y)
-            seen += len(y)
-        opt.step()
-    return loss_sum / max(seen, 1)
+        return xr, (net.set_active(arch) for arch in archs)  # each activated just before its forward
+
+    distill = None
+    if teacher is not None:
+
+        def full_network(xr: torch.Tensor) -> torch.Tensor:
+            return teacher.set_active(replace(space.largest(), resolution=xr.shape[-1])).train()(xr)  # (B, classes)
+
+        distill = Distillation(full_network, cfg.kd_alpha, cfg.kd_temperature)
+    stats = run_epoch(net, track(stream, steps, f"{PHASES[phase]} {epoch + 1}/{epochs}", progress), opt,
+                      cosine_schedule(cfg.phase_lr[phase], epoch * steps, epochs * steps), distill,
+                      step_plan=subnets)  # fmt: skip
+    return stats.loss
 
 
 def _check_output(out: Path, resume: bool, overwrite: bool) -> None:

@@ -1,4 +1,4 @@
-"""A small fine-tuning loop shared by quantization-aware training and pruning (masks re-applied per step).
+"""Fine-tuning for quantization-aware training and pruning (masks re-applied per step), on the one epoch loop.
 
 ``after_step(model)`` runs after every optimizer step: k-means QAT re-projects
 weights onto their codebooks there, so the shared-weight constraint always holds.
@@ -18,21 +18,19 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from leanml.config import Config, require
 from leanml.data import ImageSet, batches
 from leanml.progress import track
-from leanml.train.distill import distillation_loss
-from leanml.train.loop import cosine_lr
+from leanml.train.epoch import Distillation, cosine_schedule, run_epoch
 
 
 @dataclass
 class FinetuneConfig(Config):
-    """SGD with momentum and a cosine schedule over ``epochs``."""
+    """SGD with momentum and a cosine schedule over ``epochs`` (default 0: no fine-tuning, as the CLI's default)."""
 
-    epochs: int = 1
-    lr: float = 1e-3
+    epochs: int = 0
+    lr: float = 0.01
     batch_size: int = 128
     augment: bool = True
     seed: int = 0
@@ -57,26 +55,14 @@ def finetune(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9)
     per_epoch = math.ceil(len(data) / cfg.batch_size)
-    total, step = per_epoch * cfg.epochs, 0
-    model.train()
+    total = per_epoch * cfg.epochs
+    distill = None
     if teacher is not None:
         teacher.eval()
+        distill = Distillation(teacher, cfg.kd_alpha, cfg.kd_temperature)
+    model.train()
     for epoch in range(cfg.epochs):
         stream = batches(data, cfg.batch_size, shuffle=True, augment=cfg.augment, seed=cfg.seed, epoch=epoch)
-        for x, y in track(stream, per_epoch, f"fine-tune epoch {epoch + 1}/{cfg.epochs}", progress):
-            for group in opt.param_groups:
-                group["lr"] = cosine_lr(cfg.lr, step, total)
-            logits = model(x)  # (B, classes)
-            if teacher is None:
-                loss = F.cross_entropy(logits, y)
-            else:
-                with torch.no_grad():
-                    soft = teacher(x)
-                loss = distillation_loss(logits, soft, y, cfg.kd_alpha, cfg.kd_temperature)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            opt.step()
-            if after_step is not None:
-                after_step(model)
-            step += 1
+        run_epoch(model, track(stream, per_epoch, f"fine-tune epoch {epoch + 1}/{cfg.epochs}", progress), opt,
+                  cosine_schedule(cfg.lr, epoch * per_epoch, total), distill, after_step=after_step)  # fmt: skip
     model.eval()

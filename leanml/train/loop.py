@@ -34,7 +34,7 @@ from leanml.progress import make_console, track
 from leanml.threads import torch_threads
 from leanml.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from leanml.train.config import TrainConfig
-from leanml.train.distill import distillation_loss
+from leanml.train.epoch import Distillation, cosine_schedule, run_epoch
 
 EpochHook = Callable[[int, dict[str, Any]], None]
 
@@ -81,16 +81,6 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.resolved_lr(), momentum=cfg.momentum, nesterov=True)
     return torch.optim.AdamW(groups, lr=cfg.resolved_lr())
-
-
-def cosine_lr(base: float, step: int, total: int) -> float:
-    """Cosine decay from ``base`` at step 0 to 0 at ``total``.
-
-    Example:
-        >>> cosine_lr(1.0, 0, 10), cosine_lr(1.0, 10, 10)
-        (1.0, 0.0)
-    """
-    return 0.5 * base * (1.0 + math.cos(math.pi * min(step, total) / total))
 
 
 def _resume_state(
@@ -157,33 +147,28 @@ def train(
             teacher = teacher.to(memory_format=memory_format)  # type: ignore[call-overload]
         steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
         total_steps = steps_per_epoch * cfg.epochs
+        distill = Distillation(teacher, cfg.kd_alpha, cfg.kd_temperature) if teacher is not None else None
+
+        def in_memory_format(i: int, x: torch.Tensor) -> tuple[torch.Tensor, list[nn.Module]]:
+            return x.contiguous(memory_format=memory_format), [model]
+
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
-            model.train()
-            loss_sum, correct, seen = 0.0, 0, 0
             stream = batches(train_set, cfg.batch_size, shuffle=True, augment=cfg.augment, seed=cfg.seed, epoch=epoch)
-            for i, (x, y) in enumerate(track(stream, steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", progress)):
-                x = x.contiguous(memory_format=memory_format)
-                for group in opt.param_groups:
-                    group["lr"] = cosine_lr(cfg.resolved_lr(), epoch * steps_per_epoch + i, total_steps)
-                logits = model(x)  # (B, classes)
-                if teacher is not None:
-                    with torch.no_grad():
-                        t_logits = teacher(x)
-                    loss = distillation_loss(logits, t_logits, y, cfg.kd_alpha, cfg.kd_temperature)
-                else:
-                    loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                opt.step()
-                loss_sum += loss.item() * len(y)
-                correct += int((logits.argmax(1) == y).sum())
-                seen += len(y)
+            stats = run_epoch(
+                model,
+                track(stream, steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", progress),
+                opt,
+                cosine_schedule(cfg.resolved_lr(), epoch * steps_per_epoch, total_steps),
+                distill,
+                cfg.label_smoothing,
+                step_plan=in_memory_format,
+            )
             val_loss, val_acc = evaluate(model, val_set, channels_last=cfg.channels_last)
             row = {
                 "epoch": epoch + 1,
-                "train_loss": loss_sum / seen,
-                "train_acc": correct / seen,
+                "train_loss": stats.loss,
+                "train_acc": stats.accuracy,
                 "val_loss": val_loss,
                 "val_acc": val_acc,
                 "seconds": time.perf_counter() - t0,

@@ -4,7 +4,6 @@ import torch
 from leanml.data import load_split
 from leanml.errors import LeanmlError
 from leanml.train import TrainConfig, distillation_loss, evaluate, load_checkpoint, train
-from leanml.train.loop import cosine_lr
 
 TINY_VGG = {"layers": [8, "M", 16, "M"]}
 
@@ -73,12 +72,6 @@ def test_distillation_loss_properties():
     hard = torch.nn.functional.cross_entropy(s, y)
     assert distillation_loss(s, torch.randn(8, 10), y, alpha=0.0).item() == pytest.approx(hard.item())
     assert distillation_loss(s, torch.randn(8, 10), y, alpha=0.5).item() > 0
-
-
-def test_cosine_schedule_endpoints():
-    assert cosine_lr(0.1, 0, 100) == pytest.approx(0.1)
-    assert cosine_lr(0.1, 50, 100) == pytest.approx(0.05)
-    assert cosine_lr(0.1, 100, 100) == pytest.approx(0.0)
 
 
 def test_config_validation():
