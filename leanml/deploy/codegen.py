@@ -87,6 +87,12 @@ class _Emitter:
         return (self.const(op, "b", "int32_t", op.bias), self.const(op, "m", "int32_t", op.multiplier),
                 self.const(op, "s", "int32_t", op.shift))  # fmt: skip
 
+    def conv_consts(self, op: Conv) -> tuple[str, str, str]:
+        """The weight and bias array names, and the requantization arguments every conv kernel takes."""
+        w = self.const(op, "w", "int8_t", op.weight)
+        b, m, s = self.requant_args(op)
+        return w, b, f"{m}, {s}, {op.out_zp}, {op.act_min}, {op.act_max}"
+
     def body(self, op: Op) -> str:
         emit = EMITTERS.get(type(op))
         if emit is None:
@@ -101,22 +107,29 @@ def _quantize(e: _Emitter, op: Quantize) -> str:
 def _conv(e: _Emitter, op: Conv) -> str:
     ih, iw, ic = op.in_shapes[0]
     oh, ow, oc = op.out_shape
-    w = e.const(op, "w", "int8_t", op.weight)
-    b, m, s = e.requant_args(op)
-    tail = f"{m}, {s}, {op.out_zp}, {op.act_min}, {op.act_max}"
-    if isinstance(op, Depthwise):
-        geo = f"{ih}, {iw}, {ic}, {op.in_zp}, {w}, {b}, {op.kernel[0]}, {op.kernel[1]}, {op.stride[0]}, "
-        geo += f"{op.stride[1]}, {op.padding[0]}, {op.padding[1]}, {tail}"
-        if op.name in e.layout.in_place:
-            scratch = f"(arena + {e.layout.scratch_offset[op.name]})"
-            return f"dk_depthwise_conv2d_s8_inplace({e.ptr(op.inputs[0])}, {geo}, {oh}, {ow}, {scratch});"
-        return f"dk_depthwise_conv2d_s8({e.ptr(op.inputs[0])}, {geo}, {e.ptr(op.output)}, {oh}, {ow});"
-    if isinstance(op, Conv1x1):
-        return (f"dk_conv1x1_s8({e.ptr(op.inputs[0])}, {ih}, {iw}, {ic}, {op.in_zp}, {w}, {b}, {oc}, {tail}, "
-                f"{e.ptr(op.output)});")  # fmt: skip
+    w, b, tail = e.conv_consts(op)
     return (f"dk_conv2d_s8({e.ptr(op.inputs[0])}, {ih}, {iw}, {ic}, {op.in_zp}, {w}, {b}, {oc}, {op.kernel[0]}, "
             f"{op.kernel[1]}, {op.stride[0]}, {op.stride[1]}, {op.padding[0]}, {op.padding[1]}, {op.groups}, "
             f"{tail}, {e.ptr(op.output)}, {oh}, {ow});")  # fmt: skip
+
+
+def _conv1x1(e: _Emitter, op: Conv1x1) -> str:
+    ih, iw, ic = op.in_shapes[0]
+    w, b, tail = e.conv_consts(op)
+    return (f"dk_conv1x1_s8({e.ptr(op.inputs[0])}, {ih}, {iw}, {ic}, {op.in_zp}, {w}, {b}, {op.out_shape[2]}, "
+            f"{tail}, {e.ptr(op.output)});")  # fmt: skip
+
+
+def _depthwise(e: _Emitter, op: Depthwise) -> str:
+    ih, iw, ic = op.in_shapes[0]
+    oh, ow, _ = op.out_shape
+    w, b, tail = e.conv_consts(op)
+    geo = f"{ih}, {iw}, {ic}, {op.in_zp}, {w}, {b}, {op.kernel[0]}, {op.kernel[1]}, {op.stride[0]}, "
+    geo += f"{op.stride[1]}, {op.padding[0]}, {op.padding[1]}, {tail}"
+    if op.name in e.layout.in_place:
+        scratch = f"(arena + {e.layout.scratch_offset[op.name]})"
+        return f"dk_depthwise_conv2d_s8_inplace({e.ptr(op.inputs[0])}, {geo}, {oh}, {ow}, {scratch});"
+    return f"dk_depthwise_conv2d_s8({e.ptr(op.inputs[0])}, {geo}, {e.ptr(op.output)}, {oh}, {ow});"
 
 
 def _linear(e: _Emitter, op: Linear) -> str:
@@ -159,7 +172,7 @@ def _clamp(e: _Emitter, op: Clamp) -> str:
 
 
 EMITTERS: dict[type, Callable[[Any, Any], str]] = {
-    Quantize: _quantize, Conv: _conv, Conv1x1: _conv, Depthwise: _conv, Linear: _linear, Add: _add, Pool: _pool,
+    Quantize: _quantize, Conv: _conv, Conv1x1: _conv1x1, Depthwise: _depthwise, Linear: _linear, Add: _add, Pool: _pool,
     Flatten: _flatten, Clamp: _clamp, PatchStage: emit_patch_stage,
 }  # fmt: skip
 

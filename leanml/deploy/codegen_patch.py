@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from leanml.deploy.ir import Add, Clamp, Conv, Conv1x1, Depthwise, Op
@@ -25,36 +26,50 @@ static void dk_copy_rect(const int8_t *src, int src_w, int8_t *dst, int dst_w, i
 """
 
 
+def _conv(e: Any, op: Conv) -> str:
+    w, b, tail = e.conv_consts(op)
+    return (f"dk_conv2d_s8(in0, in_h, in_w, {op.in_shapes[0][2]}, {op.in_zp}, {w}, {b}, {op.out_shape[2]}, "
+            f"{op.kernel[0]}, {op.kernel[1]}, {op.stride[0]}, {op.stride[1]}, ph, pw, {op.groups}, {tail}, out, "
+            f"out_h, out_w);")  # fmt: skip
+
+
+def _conv1x1(e: Any, op: Conv1x1) -> str:
+    w, b, tail = e.conv_consts(op)
+    return (
+        f"dk_conv1x1_s8(in0, in_h, in_w, {op.in_shapes[0][2]}, {op.in_zp}, {w}, {b}, {op.out_shape[2]}, {tail}, out);"
+    )
+
+
+def _depthwise(e: Any, op: Depthwise) -> str:
+    w, b, tail = e.conv_consts(op)
+    return (f"dk_depthwise_conv2d_s8(in0, in_h, in_w, {op.in_shapes[0][2]}, {op.in_zp}, {w}, {b}, {op.kernel[0]}, "
+            f"{op.kernel[1]}, {op.stride[0]}, {op.stride[1]}, ph, pw, {tail}, out, out_h, out_w);")  # fmt: skip
+
+
+def _add(e: Any, op: Add) -> str:
+    c = op.out_shape[2]
+    return (f"dk_add_s8(in0, in1, out_h * out_w * {c}, {op.a_zp}, {op.a_multiplier}, {op.a_shift}, {op.b_zp}, "
+            f"{op.b_multiplier}, {op.b_shift}, {op.out_multiplier}, {op.out_shift}, {op.out_zp}, {op.act_min}, "
+            f"{op.act_max}, out);")  # fmt: skip
+
+
+def _clamp(e: Any, op: Clamp) -> str:
+    n = f"out_h * out_w * {op.out_shape[2]}"
+    return f"memmove(out, in0, (size_t)({n})); dk_clamp_s8(out, {n}, {op.act_min}, {op.act_max});"
+
+
+# IR op type -> the kernel call of a stage op's function (patch_graph admits only these types)
+STAGE_OP_BODIES: dict[type, Callable[[Any, Any], str]] = {
+    Conv: _conv, Conv1x1: _conv1x1, Depthwise: _depthwise, Add: _add, Clamp: _clamp,
+}  # fmt: skip
+
+
 def _op_function(e: Any, op: Op) -> str:
     """A stage op as ``so_<name>(in0, in1, in_h, in_w, ph, pw, out, out_h, out_w)``."""
     head = (f"static void __attribute__((noinline)) so_{op.name}(const int8_t *in0, const int8_t *in1, int in_h, "
             f"int in_w, int ph, int pw, int8_t *out, int out_h, int out_w) {{\n"
             f"    (void)in1; (void)in_h; (void)in_w; (void)ph; (void)pw; (void)out_h; (void)out_w;\n    ")  # fmt: skip
-    if isinstance(op, Conv):
-        w = e.const(op, "w", "int8_t", op.weight)
-        b, m, s = e.requant_args(op)
-        c_in, c_out = op.in_shapes[0][2], op.out_shape[2]
-        tail = f"{m}, {s}, {op.out_zp}, {op.act_min}, {op.act_max}"
-        if isinstance(op, Depthwise):
-            body = (f"dk_depthwise_conv2d_s8(in0, in_h, in_w, {c_in}, {op.in_zp}, {w}, {b}, {op.kernel[0]}, "
-                    f"{op.kernel[1]}, {op.stride[0]}, {op.stride[1]}, ph, pw, {tail}, out, out_h, out_w);")  # fmt: skip
-        elif isinstance(op, Conv1x1):
-            body = f"dk_conv1x1_s8(in0, in_h, in_w, {c_in}, {op.in_zp}, {w}, {b}, {c_out}, {tail}, out);"
-        else:
-            body = (f"dk_conv2d_s8(in0, in_h, in_w, {c_in}, {op.in_zp}, {w}, {b}, {c_out}, {op.kernel[0]}, "
-                    f"{op.kernel[1]}, {op.stride[0]}, {op.stride[1]}, ph, pw, {op.groups}, {tail}, out, out_h, "
-                    f"out_w);")  # fmt: skip
-    elif isinstance(op, Add):
-        c = op.out_shape[2]
-        body = (f"dk_add_s8(in0, in1, out_h * out_w * {c}, {op.a_zp}, {op.a_multiplier}, {op.a_shift}, {op.b_zp}, "
-                f"{op.b_multiplier}, {op.b_shift}, {op.out_multiplier}, {op.out_shift}, {op.out_zp}, {op.act_min}, "
-                f"{op.act_max}, out);")  # fmt: skip
-    elif isinstance(op, Clamp):
-        n = f"out_h * out_w * {op.out_shape[2]}"
-        body = f"memmove(out, in0, (size_t)({n})); dk_clamp_s8(out, {n}, {op.act_min}, {op.act_max});"
-    else:  # pragma: no cover - patch_graph only admits the kinds above
-        raise AssertionError(op.kind)
-    return head + body + "\n}\n"
+    return head + STAGE_OP_BODIES[type(op)](e, op) + "\n}\n"
 
 
 def emit_patch_stage(e: Any, stage: PatchStage) -> str:
