@@ -3,7 +3,9 @@
 Search scores tens of thousands of candidates, so nothing is traced or built:
 :func:`subnet_layers` writes down the subnet's graph exactly as
 :func:`leanml.profile.graph.trace_ops` records the ``nas_mbv2`` model (same
-ops, same order, same reuse rules), and the peak comes from **the one memory
+ops, same order, MACs from the one MAC table :func:`leanml.profile.macs.count_macs`,
+buffer reuse from the one reuse-rule table :func:`leanml.profile.memory.reuses_input`),
+and the peak comes from **the one memory
 model** (:func:`leanml.profile.memory.tensor_lifetimes`) at one byte per
 element: the number ``leanml profile`` prints as "peak activation int8" for
 the exported subnet, and the deploy planner's lifetimes without in-place
@@ -25,9 +27,11 @@ import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from leanml.models.mobilenetv2 import ConvStage
 from leanml.nas.space import Arch, SpaceConfig
 from leanml.nas.subnet import NasNetConfig, net_config
-from leanml.profile.memory import TensorNode, tensor_lifetimes
+from leanml.profile.macs import count_macs
+from leanml.profile.memory import TensorNode, reuses_input, tensor_lifetimes
 
 if TYPE_CHECKING:
     from leanml.nas.latency import LatencyTable
@@ -68,8 +72,17 @@ def _out_size(size: int, stride: int) -> int:
     return math.ceil(size / stride)  # odd kernel, padding k // 2
 
 
+def _conv_kind(stage: ConvStage) -> str:
+    # the op kind trace_ops gives the stage's conv (leanml.profile.traced_ops)
+    return "depthwise" if stage.groups == stage.cin == stage.cout > 1 else "conv"
+
+
 def subnet_layers(cfg: NasNetConfig, resolution: int) -> list[Layer]:
     """The ops of the ``nas_mbv2`` model of ``cfg`` on a (1, C, r, r) input, in trace order.
+
+    Each conv-BN(-ReLU6) comes from a :class:`~leanml.models.mobilenetv2.ConvStage` (the
+    blocks' from their :class:`~leanml.models.mobilenetv2.BlockSpec`); MACs come from the
+    one MAC table and buffer reuse from the one reuse-rule table.
 
     Example:
         >>> cfg = NasNetConfig(stem=4, blocks=[[3, 4, 4, 1]], head=8)
@@ -78,45 +91,36 @@ def subnet_layers(cfg: NasNetConfig, resolution: int) -> list[Layer]:
     """
     layers: list[Layer] = [Layer(TensorNode("x", "x", (), cfg.in_channels * resolution**2, is_input=True))]
 
-    def add(name: str, numel: int, macs: int = 0, params: int = 0, reuse: bool = False,
+    def add(name: str, kind: str, numel: int, macs: int = 0, params: int = 0,
             inputs: tuple[str, ...] | None = None) -> str:  # fmt: skip
         src = inputs if inputs is not None else (layers[-1].node.id,)
+        reuse = len(src) == 1 and reuses_input(kind)  # as the memory model treats a traced op
         layers.append(Layer(TensorNode(name, name, src, numel, reuse), macs, params))
         return name
 
-    size = resolution
-    c0 = cfg.stem
-    add("stem.0", c0 * size**2, c0 * size**2 * cfg.in_channels * 9, c0 * cfg.in_channels * 9)
-    add("stem.1", c0 * size**2, params=2 * c0, reuse=True)
-    add("stem.2", c0 * size**2, reuse=True)
-    for j, spec in enumerate(cfg.plan()):
-        k, cin, hidden, cout, stride = spec.kernel, spec.cin, spec.hidden, spec.cout, spec.stride
-        block_in = layers[-1].node.id
-        i = 0
-        if hidden != cin:
-            n = hidden * size**2
-            add(f"blocks.{j}.conv.0", n, n * cin, hidden * cin)
-            add(f"blocks.{j}.conv.1", n, params=2 * hidden, reuse=True)
-            add(f"blocks.{j}.conv.2", n, reuse=True)
-            i = 3
-        size = _out_size(size, stride)
-        n = hidden * size**2
-        add(f"blocks.{j}.conv.{i}", n, n * k * k, hidden * k * k)
-        add(f"blocks.{j}.conv.{i + 1}", n, params=2 * hidden, reuse=True)
-        add(f"blocks.{j}.conv.{i + 2}", n, reuse=True)
-        n = cout * size**2
-        add(f"blocks.{j}.conv.{i + 3}", n, n * hidden, cout * hidden)
-        out = add(f"blocks.{j}.conv.{i + 4}", n, params=2 * cout, reuse=True)
-        if stride == 1 and cin == cout:
-            add(f"blocks.{j}.add", n, inputs=(block_in, out))
-    cin = cfg.blocks[-1][2]
-    n = cfg.head * size**2
-    add("head.0", n, n * cin, cfg.head * cin)
-    add("head.1", n, params=2 * cfg.head, reuse=True)
-    add("head.2", n, reuse=True)
-    add("pool", cfg.head)
-    add("flatten", cfg.head, reuse=True)
-    add("classifier", cfg.num_classes, cfg.num_classes * cfg.head, cfg.num_classes * (cfg.head + 1))
+    def conv_bn(prefix: str, index: int, stage: ConvStage, size: int) -> tuple[int, int]:
+        """Add the stage's conv, BN (and ReLU6) as modules ``prefix.index`` on; returns (next index, out size)."""
+        size = _out_size(size, stage.stride)
+        n, kind = stage.cout * size**2, _conv_kind(stage)
+        macs = count_macs(kind, n, stage.cin, (stage.kernel, stage.kernel), stage.groups)
+        add(f"{prefix}.{index}", kind, n, macs, stage.cout * (stage.cin // stage.groups) * stage.kernel**2)
+        add(f"{prefix}.{index + 1}", "norm", n, params=2 * stage.cout)
+        if stage.relu:
+            add(f"{prefix}.{index + 2}", "activation", n)
+        return index + (3 if stage.relu else 2), size
+
+    _, size = conv_bn("stem", 0, ConvStage("stem", cfg.in_channels, cfg.stem, 3), resolution)
+    for j, block in enumerate(cfg.plan()):
+        block_in, index = layers[-1].node.id, 0
+        for stage in block.stages():
+            index, size = conv_bn(f"blocks.{j}.conv", index, stage, size)
+        if block.residual:
+            add(f"blocks.{j}.add", "add", block.cout * size**2, inputs=(block_in, layers[-1].node.id))
+    conv_bn("head", 0, ConvStage("head", cfg.blocks[-1][2], cfg.head, 1), size)
+    add("pool", "pool", cfg.head)
+    add("flatten", "view", cfg.head)
+    macs = count_macs("linear", cfg.num_classes, cfg.head)
+    add("classifier", "linear", cfg.num_classes, macs, cfg.num_classes * (cfg.head + 1))
     return layers
 
 
