@@ -3,8 +3,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from leanml.deploy.ir import lower
 from leanml.models import build_model
-from leanml.profile import profile_model
+from leanml.profile import count_macs, profile_model
+from leanml.quant import QuantSim, convert
 
 
 class ConcatGrouped(nn.Module):
@@ -56,3 +58,19 @@ def test_hand_counted_vgg_first_layers():
     assert rows["features.3"].macs == 28 * 28 * 32 * 32 * 9
     assert rows["classifier"].macs == 128 * 10
     assert rows["features.0"].params == 32 * 9 and rows["features.1"].params == 64
+
+
+def test_mac_table_formulas():
+    assert count_macs("conv", out_numel=28 * 28 * 32, in_channels=32, kernel=(3, 3)) == 28 * 28 * 32 * 32 * 9
+    assert count_macs("conv", out_numel=100, in_channels=12, kernel=(3, 3), groups=4) == 100 * 3 * 9
+    assert count_macs("depthwise", out_numel=100, in_channels=12, kernel=(5, 5), groups=12) == 100 * 25
+    assert count_macs("linear", out_numel=10, in_channels=128) == count_macs("matmul", 10, 128) == 1280
+    assert [count_macs(k, 100, 8, (2, 2)) for k in ("pool", "add", "view", "activation", "norm", "other")] == [0] * 6
+
+
+@pytest.mark.parametrize("name", ["vgg", "resnet", "mobilenetv2"])
+def test_deploy_ir_counts_the_macs_profile_counts(name):
+    model = build_model(name).eval()
+    sim = QuantSim.from_model(model)
+    sim.calibrate([torch.randn(4, 1, 28, 28)])
+    assert lower(convert(sim), (1, 28, 28)).macs() == profile_model(model, measure=False).macs
