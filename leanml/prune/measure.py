@@ -19,8 +19,8 @@ from typing import Any
 from torch import nn
 
 from leanml.data import ImageSet
-from leanml.profile.timing import LatencyStats, model_latency
 from leanml.profile.summary import profile_model
+from leanml.profile.timing import LatencyStats, model_latency
 from leanml.train.loop import evaluate
 
 
