@@ -72,6 +72,17 @@ class Config:
     @classmethod
     def load(cls: type[C], path: str | Path) -> C:
         """Load from a ``.json`` or ``.yaml``/``.yml`` file."""
+        return cls.from_dict(cls.read(path))
+
+    @staticmethod
+    def read(path: str | Path) -> dict[str, Any]:
+        """The mapping in a ``.json`` or ``.yaml``/``.yml`` config file, not yet checked against any config (the CLI
+        puts explicit flags over it before it validates).
+
+        Example:
+            >>> Config.read("train.yaml")  # doctest: +SKIP
+            {'model': 'vgg', 'epochs': 2}
+        """
         p = Path(path)
         if not p.is_file():
             raise LeanmlError(f"config file not found: {p}", "check the path")
@@ -81,4 +92,4 @@ class Config:
         except (json.JSONDecodeError, yaml.YAMLError) as e:
             raise LeanmlError(f"cannot parse config {p}: {e}", "fix the file's syntax") from e
         require(isinstance(data, dict), f"config {p} must hold a mapping of field names to values")
-        return cls.from_dict(data)
+        return dict(data)

@@ -13,24 +13,39 @@ from typing import Annotated
 
 import typer
 
-from leanml.cli.options import DataOpt, parse_ints
+from leanml.cli.options import ConfigOpt, DataOpt, JsonOpt, config_from, default_of, parse_ints
+from leanml.deploy.engine import DeployConfig
+
+SHAPE = ",".join(map(str, default_of(DeployConfig, "input_shape")))
 
 app = typer.Typer(add_completion=False)
 
 
 @app.command("deploy")
 def deploy_cmd(
+    context: typer.Context,
     model: Annotated[Path, typer.Argument(help="integer model saved by `leanml quantize linear|mixed`")],
     out: Annotated[Path, typer.Option(help="directory for the standalone C project")],
-    target: Annotated[str, typer.Option(help="host, cortex-m4 or cortex-m7 (sizes from gcc-arm-none-eabi)")] = "host",
-    input_shape: Annotated[str, typer.Option(help="C,H,W of one input")] = "1,28,28",
-    prefix: Annotated[str, typer.Option(help="C name prefix of the generated API")] = "leanml_model",
-    in_place: Annotated[bool, typer.Option(help="run depthwise convs in place when their input dies there")] = True,
-    patch: Annotated[int, typer.Option(help="run the first stage in N x N patches to cut peak SRAM (0 = off)")] = 0,
-    patch_until: Annotated[str | None, typer.Option(help="tensor that ends the patch stage (default: best)")] = None,
+    target: Annotated[
+        str, typer.Option(help="host, cortex-m4 or cortex-m7 (sizes from gcc-arm-none-eabi)")
+    ] = default_of(DeployConfig, "target"),
+    input_shape: Annotated[str, typer.Option(help="C,H,W of one input")] = SHAPE,
+    prefix: Annotated[str, typer.Option(help="C name prefix of the generated API")] = default_of(
+        DeployConfig, "prefix"
+    ),
+    in_place: Annotated[
+        bool, typer.Option(help="run depthwise convs in place when their input dies there")
+    ] = default_of(DeployConfig, "in_place"),
+    patch: Annotated[
+        int, typer.Option(help="run the first stage in N x N patches to cut peak SRAM (0 = off)")
+    ] = default_of(DeployConfig, "patch"),
+    patch_until: Annotated[
+        str | None, typer.Option(help="tensor that ends the patch stage (default: best)")
+    ] = default_of(DeployConfig, "patch_until"),
     verify_images: Annotated[int, typer.Option(help="test images to compare with the integer reference")] = 500,
     force: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
     data: DataOpt = None,
 ) -> None:
     """Generate C (static memory plan, in-place depthwise, fused requantization), compile, verify, report."""
@@ -38,16 +53,17 @@ def deploy_cmd(
 
     from leanml.data import batches, load_split
     from leanml.deploy.build import target_section_sizes
-    from leanml.deploy.engine import DeployConfig, deploy, export_project, verify
+    from leanml.deploy.engine import deploy, export_project, verify
     from leanml.errors import LeanmlError
     from leanml.profile.timing import measure_latency
     from leanml.quant.integer import IntegerModel
 
     if out.exists() and not force:
         raise LeanmlError(f"{out} already exists", "pass --force to replace it, or choose another --out")
-    shape = parse_ints(input_shape, "input shape")
-    cfg = DeployConfig(input_shape=list(shape), prefix=prefix, in_place=in_place, target=target, patch=patch,
-                       patch_until=patch_until)  # fmt: skip
+    flags = {"input_shape": list(parse_ints(input_shape, "input shape")), "prefix": prefix, "in_place": in_place,
+             "target": target, "patch": patch, "patch_until": patch_until}  # fmt: skip
+    cfg = config_from(context, DeployConfig, config, flags)
+    shape, target = tuple(cfg.input_shape), cfg.target
     reference = IntegerModel.load(model)
     dep = deploy(reference, cfg)
     summary = dep.summary()

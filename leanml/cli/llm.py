@@ -16,17 +16,21 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
 from leanml.cli.llm_load import DtypeOpt, ModelArg, load_model_arg, load_on_engine, torch_dtype
-from leanml.cli.options import ProgressOpt, ThreadsOpt
+from leanml.cli.llm_quantize import QuantizeJob, run_quantize
+from leanml.cli.options import ConfigOpt, JsonOpt, ProgressOpt, ThreadsOpt, config_from, default_of
 from leanml.errors import LeanmlError
+from leanml.llm.eval.generate import GenerateConfig
+from leanml.llm.quant.config import LLMQuantConfig
+from leanml.llm.runtime.decoder import DEFAULT_CTX
 from leanml.progress import make_console
 
 if TYPE_CHECKING:
-    from leanml.llm.eval.generate import GenerateConfig, GenerationResult
+    from leanml.llm.eval.generate import GenerationResult
 
 app = typer.Typer(
     help="LLMs (Llama family): RTN/AWQ quantization, perplexity, generation with a KV cache, chat, speed (C runtime).",
@@ -41,45 +45,62 @@ TopKOpt = Annotated[int, typer.Option("--top-k", help="sample among the k most l
 SeedOpt = Annotated[int, typer.Option("--seed", help="sampling seed")]
 PenaltyOpt = Annotated[float, typer.Option("--repetition-penalty", help="CTRL repetition penalty; 1 = off")]
 EosOpt = Annotated[bool, typer.Option("--stop-at-eos/--ignore-eos", help="stop at the end-of-sequence token")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="JSON/YAML GenerateConfig (replaces the flags)")]
 EngineOpt = Annotated[
     str | None, typer.Option("--engine", help="c (leanml's C runtime; default for packed .lmq files) or torch")
 ]
-CtxOpt = Annotated[int | None, typer.Option("--ctx", help="C engine: KV cache positions (default: min(model, 4096))")]
+CtxOpt = Annotated[
+    int | None, typer.Option("--ctx", help=f"C engine: KV cache positions (default: min(model, {DEFAULT_CTX}))")
+]
+CHAT_MAX_NEW_TOKENS: Final = 256
+"""``leanml llm chat``'s default reply length (a chat turn runs longer than :class:`GenerateConfig`'s default)."""
 
 
 @app.command("quantize")
 def quantize_cmd(
+    context: typer.Context,
     model: ModelArg,
     out: Annotated[Path, typer.Option("--out", help="the packed model file to write (.lmq)")],
-    method: Annotated[str, typer.Option("--method", help="rtn or awq")] = "awq",
-    bits: Annotated[int, typer.Option("--bits", help="weight bits (4 or 3; 2..8 work)")] = 4,
-    group_size: Annotated[int, typer.Option("--group-size", help="input channels per scale")] = 128,
+    method: Annotated[str, typer.Option("--method", help="rtn or awq")] = default_of(LLMQuantConfig, "method"),
+    bits: Annotated[int, typer.Option("--bits", help="weight bits (4 or 3; 2..8 work)")] = default_of(
+        LLMQuantConfig, "bits"
+    ),
+    group_size: Annotated[int, typer.Option("--group-size", help="input channels per scale")] = default_of(
+        LLMQuantConfig, "group_size"
+    ),
     calib_text: Annotated[
         Path | None, typer.Option("--calib-text", help="UTF-8 calibration text (default: built-in calibration half)")
     ] = None,
-    calib_samples: Annotated[int, typer.Option("--calib-samples", help="AWQ: calibration blocks")] = 128,
-    calib_seq_len: Annotated[int, typer.Option("--calib-seq-len", help="AWQ: tokens per block")] = 512,
-    duo_scaling: Annotated[bool, typer.Option("--duo-scaling", help="AWQ: AutoAWQ's s = x^a / w^(1-a)")] = False,
-    clip: Annotated[bool, typer.Option("--clip/--no-clip", help="AWQ: weight-clipping search")] = True,
+    calib_samples: Annotated[int, typer.Option("--calib-samples", help="AWQ: calibration blocks")] = default_of(
+        LLMQuantConfig, "calib_samples"
+    ),
+    calib_seq_len: Annotated[int, typer.Option("--calib-seq-len", help="AWQ: tokens per block")] = default_of(
+        LLMQuantConfig, "calib_seq_len"
+    ),
+    duo_scaling: Annotated[bool, typer.Option("--duo-scaling", help="AWQ: AutoAWQ's s = x^a / w^(1-a)")] = default_of(
+        LLMQuantConfig, "duo_scaling"
+    ),
+    clip: Annotated[bool, typer.Option("--clip/--no-clip", help="AWQ: weight-clipping search")] = default_of(
+        LLMQuantConfig, "clip"
+    ),
     search: Annotated[
         Path | None, typer.Option("--search", help="AWQ: reuse this saved search result instead of searching")
     ] = None,
     save_search: Annotated[
         Path | None, typer.Option("--save-search", help="AWQ: write the search result (scales, clips) here")
     ] = None,
-    float_dtype: Annotated[str, typer.Option("--float-dtype", help="unquantized tensors: float16 or float32")] = (
-        "float16"
-    ),
+    float_dtype: Annotated[
+        str, typer.Option("--float-dtype", help="unquantized tensors: float16 or float32")
+    ] = default_of(QuantizeJob, "float_dtype"),
     force: Annotated[bool, typer.Option("--force", help="overwrite --out if it exists")] = False,
+    config: ConfigOpt = None,
     progress: ProgressOpt = True,
     threads: ThreadsOpt = None,
 ) -> None:
     """Quantize the decoder linears (RTN or AWQ, group-wise) and write a packed model file."""
-    from leanml.cli.llm_quantize import run_quantize
-
-    run_quantize(model, out, method, bits, group_size, calib_text, calib_samples, calib_seq_len, duo_scaling, clip,
-                 search, save_search, float_dtype, force, progress, threads)  # fmt: skip
+    flags = {"method": method, "bits": bits, "group_size": group_size, "calib_samples": calib_samples,
+             "calib_seq_len": calib_seq_len, "duo_scaling": duo_scaling, "clip": clip}  # fmt: skip
+    cfg = config_from(context, LLMQuantConfig, config, flags)
+    run_quantize(cfg, QuantizeJob(model, out, calib_text, search, save_search, float_dtype, force, progress, threads))
 
 
 @app.command("eval")
@@ -93,7 +114,7 @@ def eval_cmd(
         int | None, typer.Option("--stride", help="sliding-window stride (default: --ctx, no overlap)")
     ] = None,
     max_chunks: Annotated[int | None, typer.Option("--max-chunks", help="evaluate the first N*ctx tokens only")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
+    as_json: JsonOpt = False,
     dtype: DtypeOpt = "float32",
     progress: ProgressOpt = True,
     threads: ThreadsOpt = None,
@@ -123,13 +144,6 @@ def eval_cmd(
     make_console().print(f"{r.forward_passes} forward passes in {r.seconds:.1f} s", highlight=False, soft_wrap=True)
 
 
-def _generate_config(config: Path | None, **flags: Any) -> GenerateConfig:
-    """The :class:`GenerateConfig` from ``--config`` when given, else from the flags (validated either way)."""
-    from leanml.llm.eval.generate import GenerateConfig
-
-    return GenerateConfig.load(config) if config is not None else GenerateConfig(**flags)
-
-
 def _write(piece: str) -> None:
     """Stream a piece of generated text to stdout, flushed."""
     typer.echo(piece, nl=False)
@@ -149,15 +163,16 @@ def _report(result: GenerationResult) -> None:
 
 @app.command("generate")
 def generate_cmd(
+    context: typer.Context,
     model: ModelArg,
     prompt: Annotated[str, typer.Option("--prompt", help="the prompt text")],
-    max_new_tokens: MaxNewOpt = 128,
-    temperature: TemperatureOpt = 0.0,
-    top_p: TopPOpt = 1.0,
-    top_k: TopKOpt = 0,
-    seed: SeedOpt = 0,
-    repetition_penalty: PenaltyOpt = 1.0,
-    stop_at_eos: EosOpt = True,
+    max_new_tokens: MaxNewOpt = default_of(GenerateConfig, "max_new_tokens"),
+    temperature: TemperatureOpt = default_of(GenerateConfig, "temperature"),
+    top_p: TopPOpt = default_of(GenerateConfig, "top_p"),
+    top_k: TopKOpt = default_of(GenerateConfig, "top_k"),
+    seed: SeedOpt = default_of(GenerateConfig, "seed"),
+    repetition_penalty: PenaltyOpt = default_of(GenerateConfig, "repetition_penalty"),
+    stop_at_eos: EosOpt = default_of(GenerateConfig, "stop_at_eos"),
     chat: Annotated[
         bool | None,
         typer.Option("--chat/--no-chat", help="wrap the prompt in the chat template (default: if the model has one)"),
@@ -175,8 +190,9 @@ def generate_cmd(
     from leanml.llm.eval.generate import generate
     from leanml.threads import torch_threads
 
-    cfg = _generate_config(config, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-                           seed=seed, stop_at_eos=stop_at_eos, repetition_penalty=repetition_penalty)  # fmt: skip
+    flags = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "top_k": top_k,
+             "seed": seed, "stop_at_eos": stop_at_eos, "repetition_penalty": repetition_penalty}  # fmt: skip
+    cfg = config_from(context, GenerateConfig, config, flags)
     if not prompt:
         raise LeanmlError("the prompt is empty", 'pass --prompt "some text"')
     if system is not None and chat is False:
@@ -198,17 +214,18 @@ def generate_cmd(
 
 @app.command("chat")
 def chat_cmd(
+    context: typer.Context,
     model: ModelArg,
     system: Annotated[str | None, typer.Option("--system", help="system message")] = None,
     template: Annotated[
         bool, typer.Option("--template/--no-template", help="use the chat template (else plain 'role: text' lines)")
     ] = True,
-    max_new_tokens: MaxNewOpt = 256,
-    temperature: TemperatureOpt = 0.0,
-    top_p: TopPOpt = 1.0,
-    top_k: TopKOpt = 0,
-    seed: SeedOpt = 0,
-    repetition_penalty: PenaltyOpt = 1.0,
+    max_new_tokens: MaxNewOpt = CHAT_MAX_NEW_TOKENS,
+    temperature: TemperatureOpt = default_of(GenerateConfig, "temperature"),
+    top_p: TopPOpt = default_of(GenerateConfig, "top_p"),
+    top_k: TopKOpt = default_of(GenerateConfig, "top_k"),
+    seed: SeedOpt = default_of(GenerateConfig, "seed"),
+    repetition_penalty: PenaltyOpt = default_of(GenerateConfig, "repetition_penalty"),
     config: ConfigOpt = None,
     engine: EngineOpt = None,
     ctx: CtxOpt = None,
@@ -224,8 +241,9 @@ def chat_cmd(
     from leanml.llm.eval.chat import ChatSession
     from leanml.threads import torch_threads
 
-    cfg = _generate_config(config, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-                           seed=seed, repetition_penalty=repetition_penalty)  # fmt: skip
+    flags = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "top_k": top_k,
+             "seed": seed, "repetition_penalty": repetition_penalty}  # fmt: skip
+    cfg = config_from(context, GenerateConfig, config, flags)
     llm = load_on_engine(model, engine, torch_dtype(dtype), progress, threads, ctx)
     session = ChatSession(llm.model, llm.tokenizer, cfg, system=system, template=template)
     console = make_console()
@@ -264,7 +282,7 @@ def bench_cmd(
     repeats: Annotated[int, typer.Option("--repeats", help="timed repeats (after one warm-up)")] = 5,
     engine: Annotated[str, typer.Option("--engine", help="c or torch")] = "c",
     head: Annotated[str, typer.Option("--head", help="C engine head: int8, int4 or float32")] = "int8",
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Prefill and decode tokens/s (median, min-max over repeats), threads and model size."""
     from leanml.llm.eval.speed_bench import bench_speed

@@ -73,7 +73,7 @@ def load_on_engine(model: str, engine: str | None, dtype: torch.dtype, progress:
                    ctx: int | None) -> LoadedLLM:  # fmt: skip
     """MODEL on the chosen engine: ``c`` runs a packed file in leanml's C runtime (the default for packed files the C
     runtime supports; others fall back to torch, saying why), ``torch`` goes through :func:`load_model_arg`.
-    ``ctx`` KV cache positions (``None``: the runtime's default, at most the model's context).
+    ``ctx`` KV cache positions (``None``: :data:`leanml.llm.runtime.decoder.DEFAULT_CTX`, at most the model's).
 
     Example:
         >>> llm = load_on_engine("model.lmq", None, torch_dtype("float32"), False, 2, None)  # doctest: +SKIP
@@ -95,8 +95,7 @@ def load_on_engine(model: str, engine: str | None, dtype: torch.dtype, progress:
                           "make one with leanml llm quantize, or pass --engine torch")  # fmt: skip
     from leanml.llm.runtime.causal_lm import load_c_engine
 
-    limit = int(read_header(model)[0]["config"].get("max_position_embeddings") or 4096)
-    llm = load_c_engine(model, n_ctx=ctx or min(limit, 4096), threads=threads)
+    llm = load_c_engine(model, n_ctx=ctx, threads=threads)  # None: the runtime's DEFAULT_CTX, at most the model's
     i, rt = llm.info, getattr(llm.model, "runtime", None)
     make_console().print(f"loaded {i.source} into the C runtime ({i.dtype}, {i.params / 1e6:.1f} M params, "
                          f"{getattr(rt, 'threads', '?')} threads) in {llm.load_seconds:.1f} s",

@@ -7,35 +7,49 @@ Example:
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from leanml.errors import LeanmlError
 from leanml.progress import make_console
 
+if TYPE_CHECKING:
+    from leanml.llm.quant.config import LLMQuantConfig
 
-def run_quantize(
-    model: str,
-    out: Path,
-    method: str,
-    bits: int,
-    group_size: int,
-    calib_text: Path | None,
-    calib_samples: int,
-    calib_seq_len: int,
-    duo_scaling: bool,
-    clip: bool,
-    search: Path | None,
-    save_search: Path | None,
-    float_dtype: str,
-    force: bool,
-    progress: bool,
-    threads: int | None,
-) -> None:
-    """Quantize ``model`` and write ``out``; every argument is checked before the model is loaded.
+FLOAT_DTYPES = ("float16", "float32")
+
+
+@dataclass(frozen=True)
+class QuantizeJob:
+    """What ``leanml llm quantize`` reads and writes beside the :class:`LLMQuantConfig`: the MODEL argument, the
+    packed file ``out`` (replaced only with ``force``), the calibration text (``None``: the built-in calibration
+    half), an AWQ ``search`` result to reuse and where to ``save_search``, the dtype of unquantized tensors
+    (one of :data:`FLOAT_DTYPES`), progress bars and torch threads.
 
     Example:
-        >>> run_quantize("smollm2", Path("m.lmq"), "rtn", 4, 64, None, 128, 512, False, True, None, None,
-        ...              "float16", False, False, None)  # doctest: +SKIP
+        >>> QuantizeJob("smollm2", Path("m.lmq")).float_dtype
+        'float16'
+    """
+
+    model: str
+    out: Path
+    calib_text: Path | None = None
+    search: Path | None = None
+    save_search: Path | None = None
+    float_dtype: str = "float16"
+    force: bool = False
+    progress: bool = True
+    threads: int | None = None
+
+
+def run_quantize(cfg: LLMQuantConfig, job: QuantizeJob) -> None:
+    """Quantize ``job.model`` as ``cfg`` says and write ``job.out``; every argument is checked before the model
+    is loaded.
+
+    Example:
+        >>> job = QuantizeJob("smollm2", Path("m.lmq"))
+        >>> run_quantize(LLMQuantConfig(method="rtn", group_size=64), job)  # doctest: +SKIP
     """
     import torch
 
@@ -43,34 +57,32 @@ def run_quantize(
     from leanml.llm.eval.corpus import BUILTIN, load_text
     from leanml.llm.io.packed_model import save_packed
     from leanml.llm.quant.awq import AWQResult, calibration_blocks
-    from leanml.llm.quant.config import LLMQuantConfig
     from leanml.llm.quant.quantize import quantize_llm_
     from leanml.threads import torch_threads
 
-    cfg = LLMQuantConfig(method=method, bits=bits, group_size=group_size, calib_samples=calib_samples,
-                         calib_seq_len=calib_seq_len, duo_scaling=duo_scaling, clip=clip)  # fmt: skip
-    if out.exists() and not force:
-        raise LeanmlError(f"{out} exists", "pass --force to overwrite it, or choose another --out")
-    if float_dtype not in ("float16", "float32"):
-        raise LeanmlError(f"--float-dtype must be float16 or float32, got {float_dtype!r}")
-    if method != "awq" and (search or save_search):
+    if job.out.exists() and not job.force:
+        raise LeanmlError(f"{job.out} exists", "pass --force to overwrite it, or choose another --out")
+    if job.float_dtype not in FLOAT_DTYPES:
+        raise LeanmlError(f"--float-dtype must be float16 or float32, got {job.float_dtype!r}")
+    awq = cfg.method == "awq"
+    if not awq and (job.search or job.save_search):
         raise LeanmlError("--search and --save-search are AWQ options", "pass --method awq")
-    result = AWQResult.load(search) if search is not None else None
-    text = load_text(BUILTIN if calib_text is None else str(calib_text), "calib") if method == "awq" else ""
+    result = AWQResult.load(job.search) if job.search is not None else None
+    text = load_text(BUILTIN if job.calib_text is None else str(job.calib_text), "calib") if awq else ""
     console = make_console()
-    llm = load_model_arg(model, torch.float32, progress)
-    with torch_threads(threads):
+    llm = load_model_arg(job.model, torch.float32, job.progress)
+    with torch_threads(job.threads):
         ids = None
-        if method == "awq" and result is None:
+        if awq and result is None:
             ids = calibration_blocks(llm.tokenizer.encode(text), cfg.calib_samples, cfg.calib_seq_len)
             console.print(f"AWQ calibration: {ids.shape[0]} blocks of {ids.shape[1]} tokens", highlight=False)
         start = time.perf_counter()
-        codes = quantize_llm_(llm.model, cfg, calib_ids=ids, awq_result=result, progress=progress)
+        codes = quantize_llm_(llm.model, cfg, calib_ids=ids, awq_result=result, progress=job.progress)
         seconds = time.perf_counter() - start
-    if save_search is not None and isinstance(codes.search, AWQResult):
-        codes.search.save(save_search)
-        console.print(f"wrote the AWQ search result to {save_search}", highlight=False)
-    size = save_packed(out, llm, codes, float_dtype=float_dtype)
+    if job.save_search is not None and isinstance(codes.search, AWQResult):
+        codes.search.save(job.save_search)
+        console.print(f"wrote the AWQ search result to {job.save_search}", highlight=False)
+    size = save_packed(job.out, llm, codes, float_dtype=job.float_dtype)
     n = codes.n_quantized
     print(f"{cfg.label}: {len(codes.weights)} linears, {n / 1e6:.1f} M weights quantized in {seconds:.1f} s")
-    print(f"wrote {out}: {size / 1e6:.1f} MB (linears {codes.payload_bytes() / 1e6:.1f} MB)")
+    print(f"wrote {job.out}: {size / 1e6:.1f} MB (linears {codes.payload_bytes() / 1e6:.1f} MB)")

@@ -16,24 +16,39 @@ from typing import Annotated
 
 import typer
 
-from leanml.cli.options import DataOpt, ThreadsOpt
+from leanml.cli.options import (
+    ConfigOpt,
+    DataOpt,
+    JsonOpt,
+    ProgressOpt,
+    ReportOpt,
+    ThreadsOpt,
+    config_from,
+    default_of,
+    given,
+)
+from leanml.errors import LeanmlError
+from leanml.nas.export import ExportConfig
+from leanml.nas.predictor import PredictorConfig
+from leanml.nas.sample import SampleConfig
+from leanml.nas.search import SearchConfig
+from leanml.nas.train import NasTrainConfig
 from leanml.progress import make_console
 
 app = typer.Typer(
     help="Neural architecture search: supernet, accuracy predictor, constrained search, export.", add_completion=False
 )
-ProgressOpt = Annotated[bool, typer.Option(help="show progress bars")]
-ReportOpt = Annotated[Path | None, typer.Option(help="HTML report to write")]
 
 
 @app.command("train")
 def train_cmd(
+    context: typer.Context,
     out: Annotated[Path, typer.Option(help="supernet checkpoint to write")] = Path("runs/nas/supernet"),
     schedule: Annotated[str, typer.Option(help="small (minutes), medium (~20 min) or full (hours)")] = "small",
     space: Annotated[Path | None, typer.Option(help="JSON/YAML SpaceConfig (default: the built-in space)")] = None,
-    config: Annotated[Path | None, typer.Option(help="JSON/YAML NasTrainConfig (replaces --schedule/--space)")] = None,
+    config: ConfigOpt = None,
     train_subset: Annotated[int | None, typer.Option(help="override the schedule's training images")] = None,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: Annotated[int, typer.Option(help="random seed")] = default_of(NasTrainConfig, "seed"),
     resume: Annotated[bool, typer.Option(help="continue an interrupted run at --out")] = False,
     overwrite: Annotated[bool, typer.Option(help="replace an existing supernet at --out")] = False,
     report: ReportOpt = None,
@@ -44,18 +59,18 @@ def train_cmd(
     """Train a supernet by progressive shrinking (full → kernel → depth → expand); checkpoint every epoch."""
     from leanml.nas.report import add_training
     from leanml.nas.space import SpaceConfig
-    from leanml.nas.train import NasTrainConfig, train_supernet
+    from leanml.nas.train import train_supernet
     from leanml.report import Report
 
-    if config is not None:
-        cfg = NasTrainConfig.load(config)
-    else:
-        overrides: dict[str, object] = {"seed": seed}
-        if space is not None:
-            overrides["space"] = SpaceConfig.load(space).to_dict()
-        if train_subset is not None:
-            overrides["train_subset"] = train_subset
-        cfg = NasTrainConfig.preset(schedule, **overrides)
+    if config is not None and given(context, "schedule"):
+        raise LeanmlError("--schedule and --config both say how to train", "pass one of them")
+    flags: dict[str, object] = {"seed": seed}
+    if space is not None:
+        flags["space"] = SpaceConfig.load(space).to_dict()
+    if train_subset is not None:
+        flags["train_subset"] = train_subset
+    base = NasTrainConfig.preset(schedule) if config is None else None
+    cfg = config_from(context, NasTrainConfig, config, flags, base=base)
     result = train_supernet(cfg, out, data, resume=resume, overwrite=overwrite, threads=threads, progress=progress)
     if report is not None:
         doc = Report(f"Supernet: {out}")
@@ -71,24 +86,35 @@ def train_cmd(
 
 @app.command("sample")
 def sample_cmd(
+    context: typer.Context,
     supernet: Annotated[Path, typer.Argument(help="supernet checkpoint")],
     out: Annotated[Path, typer.Option(help="sample file to write")] = Path("runs/nas/samples"),
-    count: Annotated[int, typer.Option(help="architectures to measure")] = 1000,
-    val_images: Annotated[int, typer.Option(help="validation images per architecture")] = 5000,
-    calib_images: Annotated[int, typer.Option(help="BN recalibration images per architecture")] = 2000,
-    seed: Annotated[int, typer.Option(help="which architectures are drawn")] = 0,
-    backend: Annotated[str, typer.Option(help="serial, local or ray")] = "local",
-    workers: Annotated[int, typer.Option(help="worker processes (local backend)")] = 2,
-    address: Annotated[str | None, typer.Option(help="ray cluster address (ray backend)")] = None,
+    count: Annotated[int, typer.Option(help="architectures to measure")] = default_of(SampleConfig, "count"),
+    val_images: Annotated[int, typer.Option(help="validation images per architecture")] = default_of(
+        SampleConfig, "val_images"
+    ),
+    calib_images: Annotated[int, typer.Option(help="BN recalibration images per architecture")] = default_of(
+        SampleConfig, "calib_images"
+    ),
+    seed: Annotated[int, typer.Option(help="which architectures are drawn")] = default_of(SampleConfig, "seed"),
+    backend: Annotated[str, typer.Option(help="serial, local or ray")] = default_of(SampleConfig, "backend"),
+    workers: Annotated[int, typer.Option(help="worker processes (local backend)")] = default_of(
+        SampleConfig, "workers"
+    ),
+    address: Annotated[str | None, typer.Option(help="ray cluster address (ray backend)")] = default_of(
+        SampleConfig, "address"
+    ),
     resume: Annotated[bool, typer.Option(help="extend an existing sample file")] = False,
+    config: ConfigOpt = None,
     progress: ProgressOpt = True,
     data: DataOpt = None,
 ) -> None:
     """Measure random subnets (validation accuracy after BN recalibration): the predictor's training data."""
-    from leanml.nas.sample import SampleConfig, sample_architectures
+    from leanml.nas.sample import sample_architectures
 
-    cfg = SampleConfig(count=count, val_images=val_images, calib_images=calib_images, seed=seed, backend=backend,
-                       workers=workers, address=address)  # fmt: skip
+    flags = {"count": count, "val_images": val_images, "calib_images": calib_images, "seed": seed, "backend": backend,
+             "workers": workers, "address": address}  # fmt: skip
+    cfg = config_from(context, SampleConfig, config, flags)
     samples = sample_architectures(supernet, cfg, out, data, resume=resume, progress=progress)
     accs = [r["val_acc"] for r in samples.records]
     print(f"{len(accs)} subnets measured: accuracy {min(accs):.2%} .. {max(accs):.2%}; wrote {out}")
@@ -96,24 +122,29 @@ def sample_cmd(
 
 @app.command("predictor")
 def predictor_cmd(
+    context: typer.Context,
     samples: Annotated[Path, typer.Argument(help="sample file from `leanml nas sample`")],
     out: Annotated[Path, typer.Option(help="predictor to write")] = Path("runs/nas/predictor"),
-    hidden: Annotated[int, typer.Option(help="MLP width")] = 400,
-    layers: Annotated[int, typer.Option(help="MLP hidden layers")] = 3,
-    epochs: Annotated[int, typer.Option(help="training epochs")] = 300,
-    holdout: Annotated[float, typer.Option(help="held-out fraction for the reported error")] = 0.2,
-    seed: Annotated[int, typer.Option(help="split and init seed")] = 0,
+    hidden: Annotated[int, typer.Option(help="MLP width")] = default_of(PredictorConfig, "hidden"),
+    layers: Annotated[int, typer.Option(help="MLP hidden layers")] = default_of(PredictorConfig, "layers"),
+    epochs: Annotated[int, typer.Option(help="training epochs")] = default_of(PredictorConfig, "epochs"),
+    holdout: Annotated[float, typer.Option(help="held-out fraction for the reported error")] = default_of(
+        PredictorConfig, "holdout"
+    ),
+    seed: Annotated[int, typer.Option(help="split and init seed")] = default_of(PredictorConfig, "seed"),
     report: ReportOpt = None,
+    config: ConfigOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Train the accuracy predictor (MLP on the one-hot encoding); print its held-out error."""
-    from leanml.nas.predictor import PredictorConfig, train_predictor
+    from leanml.nas.predictor import train_predictor
     from leanml.nas.report import add_predictor
     from leanml.nas.sample import SampleSet
     from leanml.report import Report
 
     data = SampleSet.load(samples)
-    cfg = PredictorConfig(hidden=hidden, layers=layers, epochs=epochs, holdout=holdout, seed=seed)
+    flags = {"hidden": hidden, "layers": layers, "epochs": epochs, "holdout": holdout, "seed": seed}
+    cfg = config_from(context, PredictorConfig, config, flags)
     model = train_predictor(data.pairs(), data.space, cfg, progress=progress)
     model.save(out)
     if report is not None:
@@ -128,9 +159,10 @@ def predictor_cmd(
 
 @app.command("search")
 def search_cmd(
+    context: typer.Context,
     predictor: Annotated[Path, typer.Argument(help="accuracy predictor from `leanml nas predictor`")],
     out: Annotated[Path, typer.Option(help="search state / result to write")] = Path("runs/nas/search"),
-    method: Annotated[str, typer.Option(help="evolution or random")] = "evolution",
+    method: Annotated[str, typer.Option(help="evolution or random")] = default_of(SearchConfig, "method"),
     max_macs: Annotated[float | None, typer.Option(help="MACs limit, e.g. 5e6")] = None,
     max_params: Annotated[float | None, typer.Option(help="parameter limit")] = None,
     max_sram_kb: Annotated[float | None, typer.Option(help="peak SRAM limit in KiB (int8 activations)")] = None,
@@ -138,15 +170,24 @@ def search_cmd(
     latency_table: Annotated[
         Path | None, typer.Option(help="latency table (built at <out>.latency if missing)")
     ] = None,
-    population: Annotated[int, typer.Option(help="population size")] = 100,
-    generations: Annotated[int, typer.Option(help="generations (random search: same budget)")] = 500,
-    parent_ratio: Annotated[float, typer.Option(help="fraction kept as parents")] = 0.25,
-    mutation_ratio: Annotated[float, typer.Option(help="fraction of children made by mutation")] = 0.5,
-    mutate_prob: Annotated[float, typer.Option(help="per-gene mutation probability")] = 0.1,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    population: Annotated[int, typer.Option(help="population size")] = default_of(SearchConfig, "population"),
+    generations: Annotated[int, typer.Option(help="generations (random search: same budget)")] = default_of(
+        SearchConfig, "generations"
+    ),
+    parent_ratio: Annotated[float, typer.Option(help="fraction kept as parents")] = default_of(
+        SearchConfig, "parent_ratio"
+    ),
+    mutation_ratio: Annotated[float, typer.Option(help="fraction of children made by mutation")] = default_of(
+        SearchConfig, "mutation_ratio"
+    ),
+    mutate_prob: Annotated[float, typer.Option(help="per-gene mutation probability")] = default_of(
+        SearchConfig, "mutate_prob"
+    ),
+    seed: Annotated[int, typer.Option(help="random seed")] = default_of(SearchConfig, "seed"),
     resume: Annotated[bool, typer.Option(help="continue an interrupted search at --out")] = False,
     report: ReportOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
     progress: ProgressOpt = True,
     threads: ThreadsOpt = None,
 ) -> None:
@@ -154,20 +195,22 @@ def search_cmd(
     from leanml.nas.latency import LatencyConfig, LatencyTable, build_table
     from leanml.nas.predictor import AccuracyModel
     from leanml.nas.report import add_search
-    from leanml.nas.search import SearchConfig, format_resource, search
+    from leanml.nas.search import format_resource, search
     from leanml.report import Report
 
     sram = max_sram_kb * 1024 if max_sram_kb is not None else None
-    given = {"macs": max_macs, "params": max_params, "peak_sram": sram, "latency_ms": max_latency_ms}
-    limits = {k: v for k, v in given.items() if v is not None}
-    cfg = SearchConfig(method=method, limits=limits, population=population, generations=generations,
-                       parent_ratio=parent_ratio, mutation_ratio=mutation_ratio, mutate_prob=mutate_prob,
-                       seed=seed)  # fmt: skip
+    asked = {"macs": max_macs, "params": max_params, "peak_sram": sram, "latency_ms": max_latency_ms}
+    flags = {"method": method, "limits": {k: v for k, v in asked.items() if v is not None}, "population": population,
+             "generations": generations, "parent_ratio": parent_ratio, "mutation_ratio": mutation_ratio,
+             "mutate_prob": mutate_prob, "seed": seed}  # fmt: skip
+    explicit = {"limits": ("max_macs", "max_params", "max_sram_kb", "max_latency_ms")}
+    cfg = config_from(context, SearchConfig, config, flags, explicit)
+    method, limits = cfg.method, cfg.limits
     model = AccuracyModel.load(predictor)
     table = None
     if latency_table is not None and latency_table.with_suffix(".json").exists():
         table = LatencyTable.load(latency_table)
-    elif max_latency_ms is not None or latency_table is not None:
+    elif "latency_ms" in limits or latency_table is not None:
         table = build_table(model.space, LatencyConfig(threads=threads or 1), progress=progress)
         table.save(latency_table or out.with_name(out.name + ".latency"))
     result = search(model, cfg, latency=table, out=out, resume=resume, progress=progress)
@@ -186,17 +229,20 @@ def search_cmd(
 
 @app.command("export")
 def export_cmd(
+    context: typer.Context,
     supernet: Annotated[Path, typer.Argument(help="supernet checkpoint")],
     out: Annotated[Path, typer.Option(help="leanml checkpoint to write")],
     search_result: Annotated[Path | None, typer.Option("--search", help="take the best of this search")] = None,
     arch: Annotated[Path | None, typer.Option(help="or an architecture JSON file")] = None,
-    calib_images: Annotated[int, typer.Option(help="BN recalibration images")] = 2000,
+    calib_images: Annotated[int, typer.Option(help="BN recalibration images")] = default_of(
+        ExportConfig, "calib_images"
+    ),
+    config: ConfigOpt = None,
     data: DataOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """Extract a subnet, recalibrate BN, measure it, and save a normal leanml checkpoint."""
-    from leanml.errors import LeanmlError
-    from leanml.nas.export import ExportConfig, export_subnet
+    from leanml.nas.export import export_subnet
     from leanml.nas.search import format_resource, load_search
     from leanml.nas.space import Arch
 
@@ -211,7 +257,8 @@ def export_cmd(
         assert search_result is not None
         found = load_search(search_result)
         chosen, space = found.best.arch, found.space
-    result = export_subnet(supernet, chosen, out, ExportConfig(calib_images=calib_images), data, threads, space)
+    cfg = config_from(context, ExportConfig, config, {"calib_images": calib_images})
+    result = export_subnet(supernet, chosen, out, cfg, data, threads, space)
     e = result.efficiency
     print(f"{chosen}: val {result.metrics['val_acc']:.2%}, test {result.metrics['test_acc']:.2%}; "
           f"{format_resource('macs', e.macs)} MACs, {format_resource('params', e.params)} params, peak SRAM "

@@ -12,6 +12,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -38,7 +40,7 @@ ConfigOpt = Annotated[
 EXPLICIT_SOURCES = frozenset({ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT})
 
 
-def default_of(config: type[Config], name: str) -> Any:
+def default_of(config: type[Any], name: str) -> Any:
     """The default value of field ``name`` of the config dataclass ``config`` (what a flag's default is).
 
     Example:
@@ -56,24 +58,68 @@ def default_of(config: type[Config], name: str) -> Any:
     raise TypeError(f"{config.__name__} has no field {name!r}")
 
 
-def config_from(
-    ctx: typer.Context, config: type[C], path: Path | None, flags: dict[str, Any], params: dict[str, str] | None = None
-) -> C:
-    """The command's config: the file at ``path`` (``--config``) when given, with the flags the user gave
-    explicitly on the command line over it; without a file, the flags alone.
-
-    ``flags`` maps config field names to flag values; ``params`` names the command parameter of a field where the
-    two names differ (e.g. ``{"learn_scale": "lsq"}``). A flag left at its default never overrides the file.
+def given(ctx: typer.Context, param: str) -> bool:
+    """Whether the user gave parameter ``param`` (on the command line, or by environment or prompt), rather than
+    leaving it at its default.
 
     Example:
-        >>> cfg = config_from(ctx, TrainConfig, args.config, {"epochs": epochs, "seed": seed})  # doctest: +SKIP
+        >>> given(ctx, "epochs")  # doctest: +SKIP
+        True
     """
-    if path is None:
-        return config(**flags)
+    return ctx.get_parameter_source(param) in EXPLICIT_SOURCES
+
+
+def config_from(
+    ctx: typer.Context,
+    config: type[C],
+    path: Path | None,
+    flags: dict[str, Any],
+    params: Mapping[str, str | Sequence[str]] | None = None,
+    base: C | None = None,
+) -> C:
+    """The command's config: the file at ``path`` (``--config``) with the flags given explicitly on the command line
+    over it; without a file, ``base`` (default: the config's defaults) with every flag over it.
+
+    ``flags`` maps config field names to flag values, a dotted name for a field of a nested config
+    (``"executor.backend"``); ``params`` names the command parameter(s) behind a field where the names differ
+    (``{"learn_scale": "lsq"}``; a field built from several flags is explicit when any of them is). A flag left at
+    its default never overrides the file. Unknown fields in the file are an error that lists the valid ones.
+
+    Example:
+        >>> cfg = config_from(ctx, TrainConfig, config, {"epochs": epochs, "seed": seed})  # doctest: +SKIP
+    """
     names = params or {}
-    base = config.load(path).to_dict()
-    given = {k: v for k, v in flags.items() if ctx.get_parameter_source(names.get(k, k)) in EXPLICIT_SOURCES}
-    return config.from_dict({**base, **given})
+
+    def explicit(field: str) -> bool:
+        param = names.get(field, field.rsplit(".", 1)[-1])
+        return any(given(ctx, name) for name in ((param,) if isinstance(param, str) else param))
+
+    data = config.read(path) if path is not None else (base.to_dict() if base is not None else {})
+    for field, value in flags.items():
+        if path is None or explicit(field):
+            *outer, last = field.split(".")
+            target = data
+            for part in outer:
+                target = target.setdefault(part, {})
+            target[last] = value
+    return build_config(config, data)
+
+
+def build_config(config: type[C], data: dict[str, Any]) -> C:
+    """``config`` from plain data, nested configs (fields typed as a :class:`Config`) built from their dicts.
+
+    Example:
+        >>> from leanml.prune.sensitivity import SensitivityConfig
+        >>> build_config(SensitivityConfig, {"executor": {"backend": "serial"}}).executor.backend
+        'serial'
+    """
+    hints = typing.get_type_hints(config)
+    nested = {}
+    for field in dataclasses.fields(config):
+        kind = hints[field.name]
+        if isinstance(kind, type) and issubclass(kind, Config) and isinstance(data.get(field.name), dict):
+            nested[field.name] = build_config(kind, data[field.name])
+    return config.from_dict({**data, **nested})
 
 
 def parse_ints(text: str, what: str) -> tuple[int, ...]:

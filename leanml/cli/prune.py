@@ -11,13 +11,20 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from leanml.cli.options import DataOpt, ThreadsOpt
+from leanml.cli.options import ConfigOpt, DataOpt, ReportOpt, ThreadsOpt, config_from, default_of
+from leanml.executor import ExecutorConfig
 from leanml.progress import make_console
+from leanml.prune.channel import ChannelPruneConfig
+from leanml.prune.fine_grained import FineGrainedConfig
+from leanml.prune.sensitivity import SensitivityConfig
 from leanml.threads import torch_threads
+from leanml.train.finetune import FinetuneConfig
+
+GRID = ",".join(map(str, default_of(SensitivityConfig, "sparsities")))
 
 app = typer.Typer(
     help="Prune a checkpoint: sensitivity scan, fine-grained magnitude pruning (+ N:M), channel pruning.",
@@ -27,20 +34,26 @@ app = typer.Typer(
 
 @app.command("scan")
 def scan_cmd(
+    context: typer.Context,
     checkpoint: Annotated[Path, typer.Argument(help="float checkpoint")],
     report: Annotated[Path, typer.Option(help="HTML report to write (curves + table)")],
-    sparsities: Annotated[str, typer.Option(help="comma-separated grid")] = "0.4,0.5,0.6,0.7,0.8,0.9",
-    val_images: Annotated[int, typer.Option(help="validation images per evaluation")] = 2000,
-    backend: Annotated[str, typer.Option(help="serial, local or ray")] = "local",
-    workers: Annotated[int, typer.Option(help="worker processes (local backend)")] = 2,
+    sparsities: Annotated[str, typer.Option(help="comma-separated grid")] = GRID,
+    val_images: Annotated[int, typer.Option(help="validation images per evaluation")] = default_of(
+        SensitivityConfig, "val_images"
+    ),
+    backend: Annotated[str, typer.Option(help="serial, local or ray")] = default_of(ExecutorConfig, "backend"),
+    workers: Annotated[int, typer.Option(help="worker processes (local backend)")] = default_of(
+        ExecutorConfig, "workers"
+    ),
+    config: ConfigOpt = None,
     data: DataOpt = None,
 ) -> None:
     """Accuracy with one layer pruned at a time, for each sparsity on the grid; curves into an HTML report."""
-    from leanml.executor import ExecutorConfig
-    from leanml.prune.sensitivity import SensitivityConfig, scan_sensitivity, sensitivity_report
+    from leanml.prune.sensitivity import scan_sensitivity, sensitivity_report
 
     grid = [float(v) for v in sparsities.split(",") if v.strip()]
-    cfg = SensitivityConfig(grid, val_images, ExecutorConfig(backend=backend, workers=workers))
+    flags = {"sparsities": grid, "val_images": val_images, "executor.backend": backend, "executor.workers": workers}
+    cfg = config_from(context, SensitivityConfig, config, flags)
     base, table = scan_sensitivity(checkpoint, cfg, data_root=data)
     sensitivity_report(base, table, f"Sensitivity scan: {checkpoint}").save(report)
     report.with_suffix(".json").write_text(json.dumps({"base": base, "scan": table}, indent=2))
@@ -51,6 +64,7 @@ def scan_cmd(
 
 @app.command("fine")
 def fine_cmd(
+    context: typer.Context,
     checkpoint: Annotated[Path, typer.Argument(help="float checkpoint")],
     out: Annotated[Path, typer.Option(help="where to save the pruned checkpoint (+ .masks)")],
     sparsity: Annotated[float | None, typer.Option(help="one sparsity for every layer")] = None,
@@ -59,11 +73,14 @@ def fine_cmd(
     target_size: Annotated[
         float | None, typer.Option(help="with --scan: fraction of the dense size to reach (instead of --max-drop)")
     ] = None,
-    scope: Annotated[str, typer.Option(help="layer or global ranking")] = "layer",
+    scope: Annotated[str, typer.Option(help="layer or global ranking")] = default_of(FineGrainedConfig, "scope"),
     nm: Annotated[bool, typer.Option(help="2:4 semi-structured instead of unstructured")] = False,
-    finetune_epochs: Annotated[int, typer.Option(help="masked fine-tuning epochs")] = 0,
-    lr: Annotated[float, typer.Option(help="fine-tuning learning rate")] = 0.01,
+    finetune_epochs: Annotated[int, typer.Option(help="masked fine-tuning epochs")] = default_of(
+        FinetuneConfig, "epochs"
+    ),
+    lr: Annotated[float, typer.Option(help="fine-tuning learning rate")] = default_of(FinetuneConfig, "lr"),
     distill: Annotated[bool, typer.Option(help="distill from the dense model while fine-tuning")] = False,
+    config: ConfigOpt = None,
     data: DataOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
@@ -71,15 +88,16 @@ def fine_cmd(
     from leanml.artifact import save_artifact
     from leanml.data import load_split
     from leanml.errors import LeanmlError
-    from leanml.prune import FineGrainedConfig, prune_fine_grained_
+    from leanml.prune import prune_fine_grained_
     from leanml.prune.sensitivity import choose_sparsities, choose_sparsities_for_size
     from leanml.train import evaluate, load_checkpoint, save_checkpoint
-    from leanml.train.finetune import FinetuneConfig, finetune
+    from leanml.train.finetune import finetune
 
     ckpt = load_checkpoint(checkpoint)
     model = ckpt.model
+    flags: dict[str, Any] = {"scope": scope}
     if nm:
-        cfg = FineGrainedConfig(pattern="n:m")
+        flags["pattern"] = "n:m"
     elif scan is not None:
         doc = json.loads(scan.read_text())
         curves = {layer: {float(s): a for s, a in c.items()} for layer, c in doc["scan"].items()}
@@ -92,11 +110,13 @@ def fine_cmd(
             )
         else:
             chosen = choose_sparsities(curves, doc["base"], max_drop / 100)
-        cfg = FineGrainedConfig(sparsity=chosen)
+        flags["sparsity"] = chosen
     elif sparsity is not None:
-        cfg = FineGrainedConfig(sparsity=sparsity, scope=scope)
-    else:
-        raise LeanmlError("say how much to prune", "pass --sparsity S, --scan SCAN.json, or --nm")
+        flags["sparsity"] = sparsity
+    elif config is None:
+        raise LeanmlError("say how much to prune", "pass --sparsity S, --scan SCAN.json, --nm or --config FILE")
+    explicit = {"pattern": "nm", "sparsity": ("sparsity", "scan", "max_drop", "target_size")}
+    cfg = config_from(context, FineGrainedConfig, config, flags, explicit)
     teacher = copy.deepcopy(model) if distill else None
     test = load_split("test", data)
     with torch_threads(threads):
@@ -136,19 +156,31 @@ def _parse_layer_ratios(items: list[str]) -> dict[str, float]:
 
 @app.command("channel")
 def channel_cmd(
+    context: typer.Context,
     checkpoint: Annotated[Path, typer.Argument(help="float checkpoint")],
     out: Annotated[Path, typer.Option(help="where to save the pruned (smaller, dense) checkpoint")],
-    ratio: Annotated[float, typer.Option(help="fraction of channels to remove from every prunable layer")] = 0.3,
-    target_macs: Annotated[float | None, typer.Option(help="keep this fraction of the MACs (finds the ratio)")] = None,
+    ratio: Annotated[float, typer.Option(help="fraction of channels to remove from every prunable layer")] = default_of(
+        ChannelPruneConfig, "ratio"
+    ),
+    target_macs: Annotated[
+        float | None, typer.Option(help="keep this fraction of the MACs (finds the ratio)")
+    ] = default_of(ChannelPruneConfig, "target_macs"),
     layer_ratio: Annotated[list[str] | None, typer.Option(help="LAYER=RATIO, repeatable; overrides --ratio")] = None,
-    importance: Annotated[str, typer.Option(help="l1, l2, bn or taylor")] = "l2",
-    round_to: Annotated[int, typer.Option(help="keep a multiple of this many channels per layer")] = 1,
+    importance: Annotated[str, typer.Option(help="l1, l2, bn or taylor")] = default_of(
+        ChannelPruneConfig, "importance"
+    ),
+    round_to: Annotated[int, typer.Option(help="keep a multiple of this many channels per layer")] = default_of(
+        ChannelPruneConfig, "round_to"
+    ),
     exclude: Annotated[list[str] | None, typer.Option(help="layer whose channels stay (repeatable)")] = None,
     taylor_batches: Annotated[int, typer.Option(help="training batches of 64 for taylor gradients")] = 8,
-    finetune_epochs: Annotated[int, typer.Option(help="fine-tuning epochs after pruning")] = 0,
-    lr: Annotated[float, typer.Option(help="fine-tuning learning rate")] = 0.01,
+    finetune_epochs: Annotated[int, typer.Option(help="fine-tuning epochs after pruning")] = default_of(
+        FinetuneConfig, "epochs"
+    ),
+    lr: Annotated[float, typer.Option(help="fine-tuning learning rate")] = default_of(FinetuneConfig, "lr"),
     distill: Annotated[bool, typer.Option(help="distill from the unpruned model while fine-tuning")] = False,
-    report: Annotated[Path | None, typer.Option(help="HTML report to write")] = None,
+    report: ReportOpt = None,
+    config: ConfigOpt = None,
     data: DataOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
@@ -156,23 +188,24 @@ def channel_cmd(
     import itertools
 
     from leanml.data import batches, load_split
-    from leanml.prune import ChannelPruneConfig, prune_channels_
+    from leanml.prune import prune_channels_
     from leanml.prune.measure import comparison_table, measure_model
     from leanml.report import Report
     from leanml.train import evaluate, load_checkpoint, save_checkpoint
-    from leanml.train.finetune import FinetuneConfig, finetune
+    from leanml.train.finetune import finetune
 
-    cfg = ChannelPruneConfig(ratio=ratio, layer_ratios=_parse_layer_ratios(layer_ratio or []), target_macs=target_macs,
-                             importance=importance, round_to=round_to, exclude=list(exclude or []))  # fmt: skip
+    flags = {"ratio": ratio, "layer_ratios": _parse_layer_ratios(layer_ratio or []), "target_macs": target_macs,
+             "importance": importance, "round_to": round_to, "exclude": list(exclude or [])}  # fmt: skip
+    cfg = config_from(context, ChannelPruneConfig, config, flags, {"layer_ratios": "layer_ratio"})
     ckpt = load_checkpoint(checkpoint)
     model = ckpt.model
     teacher = copy.deepcopy(model) if distill else None
     test = load_split("test", data)
-    train = load_split("train", data) if finetune_epochs or importance == "taylor" else None
+    train = load_split("train", data) if finetune_epochs or cfg.importance == "taylor" else None
     with torch_threads(threads):
         dense = measure_model(copy.deepcopy(model), test, threads=threads)
         grad_batches = None
-        if train is not None and importance == "taylor":
+        if train is not None and cfg.importance == "taylor":
             grad_batches = list(itertools.islice(batches(train, 64, shuffle=True), taylor_batches))
         kept = prune_channels_(model, cfg, batches=grad_batches)
         _, pruned_acc = evaluate(model, test)

@@ -1,4 +1,4 @@
-"""``leanml quantize linear|kmeans``: quantize a checkpoint, report accuracy and size, save the result.
+"""``leanml quantize linear|kmeans|mixed``: quantize a checkpoint, report accuracy and size, save the result.
 
 Example:
     $ leanml quantize linear runs/vgg --observer entropy --out runs/vgg-int8
@@ -13,9 +13,12 @@ from typing import Annotated
 import torch
 import typer
 
-from leanml.cli.options import DataOpt, ThreadsOpt
+from leanml.cli.options import ConfigOpt, DataOpt, ThreadsOpt, config_from, default_of
 from leanml.data import batches, load_split
 from leanml.progress import make_console
+from leanml.quant.kmeans import KMeansConfig
+from leanml.quant.linear import LinearQuantConfig
+from leanml.quant.mixed import MixedPrecisionConfig
 from leanml.threads import torch_threads
 
 app = typer.Typer(
@@ -33,24 +36,35 @@ def _accuracy(fn: object, images: torch.Tensor, labels: torch.Tensor) -> float:
 
 @app.command("linear")
 def linear_cmd(
+    context: typer.Context,
     checkpoint: Annotated[Path, typer.Argument(help="float checkpoint")],
     out: Annotated[Path, typer.Option(help="where to save the integer model")],
-    observer: Annotated[str, typer.Option(help="minmax, moving_average, percentile, mse or entropy")] = "minmax",
-    calibration_images: Annotated[int, typer.Option(help="training images to calibrate on")] = 512,
-    qat_epochs: Annotated[int, typer.Option(help="quantization-aware fine-tuning epochs")] = 0,
-    qat_lr: Annotated[float, typer.Option(help="QAT learning rate")] = 1e-3,
-    lsq: Annotated[bool, typer.Option(help="learn activation scales during QAT (LSQ)")] = False,
+    observer: Annotated[str, typer.Option(help="minmax, moving_average, percentile, mse or entropy")] = default_of(
+        LinearQuantConfig, "observer"
+    ),
+    calibration_images: Annotated[int, typer.Option(help="training images to calibrate on")] = default_of(
+        LinearQuantConfig, "calibration_images"
+    ),
+    qat_epochs: Annotated[int, typer.Option(help="quantization-aware fine-tuning epochs")] = default_of(
+        LinearQuantConfig, "qat_epochs"
+    ),
+    qat_lr: Annotated[float, typer.Option(help="QAT learning rate")] = default_of(LinearQuantConfig, "qat_lr"),
+    lsq: Annotated[bool, typer.Option(help="learn activation scales during QAT (LSQ)")] = default_of(
+        LinearQuantConfig, "learn_scale"
+    ),
     onnx: Annotated[Path | None, typer.Option(help="also export an ONNX QDQ model here")] = None,
     eval_subset: EvalOpt = 2000,
+    config: ConfigOpt = None,
     data: DataOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """int8 linear quantization: fold BN, calibrate, optional QAT, convert to the integer-only model."""
-    from leanml.quant import LinearQuantConfig, quantize_linear
+    from leanml.quant import quantize_linear
     from leanml.train import load_model
 
-    cfg = LinearQuantConfig(observer=observer, calibration_images=calibration_images, qat_epochs=qat_epochs,
-                            qat_lr=qat_lr, learn_scale=lsq)  # fmt: skip
+    flags = {"observer": observer, "calibration_images": calibration_images, "qat_epochs": qat_epochs,
+             "qat_lr": qat_lr, "learn_scale": lsq}  # fmt: skip
+    cfg = config_from(context, LinearQuantConfig, config, flags, {"learn_scale": "lsq"})
     model = load_model(checkpoint)
     with torch_threads(threads):
         result = quantize_linear(model, cfg, data_root=data)
@@ -69,37 +83,44 @@ def linear_cmd(
 
 @app.command("kmeans")
 def kmeans_cmd(
+    context: typer.Context,
     checkpoint: Annotated[Path, typer.Argument(help="float checkpoint")],
     out: Annotated[Path, typer.Option(help="where to save the quantized checkpoint (+ .codebooks)")],
-    bits: Annotated[int, typer.Option(help="bits per weight index (2^bits centroids per layer)")] = 4,
-    qat_epochs: Annotated[int, typer.Option(help="k-means QAT epochs (centroid updates)")] = 0,
-    qat_lr: Annotated[float, typer.Option(help="QAT learning rate")] = 1e-3,
+    bits: Annotated[int, typer.Option(help="bits per weight index (2^bits centroids per layer)")] = default_of(
+        KMeansConfig, "bits"
+    ),
+    qat_epochs: Annotated[int, typer.Option(help="k-means QAT epochs (centroid updates)")] = default_of(
+        LinearQuantConfig, "qat_epochs"
+    ),
+    qat_lr: Annotated[float, typer.Option(help="QAT learning rate")] = default_of(LinearQuantConfig, "qat_lr"),
     eval_subset: EvalOpt = 10000,
+    config: ConfigOpt = None,
     data: DataOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """k-means weight quantization with optional QAT; size counted as indices + codebooks."""
     from leanml.artifact import save_artifact
-    from leanml.quant import KMeansConfig, kmeans_quantize_
+    from leanml.quant import kmeans_quantize_
     from leanml.train import evaluate, load_checkpoint, save_checkpoint
     from leanml.train.finetune import FinetuneConfig, finetune
 
+    cfg = config_from(context, KMeansConfig, config, {"bits": bits})
     ckpt = load_checkpoint(checkpoint)
     model = ckpt.model
     test = load_split("test", data, eval_subset)
     with torch_threads(threads):
         _, fp32_acc = evaluate(model, test)
-        quantizer = kmeans_quantize_(model, KMeansConfig(bits=bits))
+        quantizer = kmeans_quantize_(model, cfg)
         _, ptq_acc = evaluate(model, test)
         if qat_epochs:
             finetune(model, load_split("train", data), FinetuneConfig(qat_epochs, qat_lr), quantizer.qat_step_)
         _, qat_acc = evaluate(model, test)
     report = quantizer.report(model)
-    meta = {"kmeans": {"bits": bits, "qat_epochs": qat_epochs}, "metrics": {"test_acc": qat_acc}}
+    meta = {"kmeans": {"bits": cfg.bits, "qat_epochs": qat_epochs}, "metrics": {"test_acc": qat_acc}}
     save_checkpoint(out, model, meta)
     save_artifact(Path(f"{out}.codebooks"), *quantizer.state(), kind="kmeans")
     print(
-        f"k-means {bits}-bit: test accuracy fp32 {fp32_acc:.2%}, after quantization {ptq_acc:.2%}, "
+        f"k-means {cfg.bits}-bit: test accuracy fp32 {fp32_acc:.2%}, after quantization {ptq_acc:.2%}, "
         f"after {qat_epochs} QAT epoch(s) {qat_acc:.2%}; size {report.total_bytes / 1024:.1f} KiB "
         f"(fp32 {report.fp32_bytes / 1024:.1f} KiB)"
     )
@@ -107,27 +128,37 @@ def kmeans_cmd(
 
 @app.command("mixed")
 def mixed_cmd(
+    context: typer.Context,
     checkpoint: Annotated[Path, typer.Argument(help="float checkpoint")],
     out: Annotated[Path, typer.Option(help="where to save the integer model")],
     budget_kib: Annotated[
         float | None, typer.Option(help="weight budget in KiB (default: uniform --like bits)")
     ] = None,
-    like: Annotated[int, typer.Option(help="budget = size of uniform weights at this many bits")] = 4,
-    val_images: Annotated[int, typer.Option(help="validation images for the sensitivity scan")] = 2000,
-    calibration_images: Annotated[int, typer.Option(help="training images to calibrate on")] = 512,
+    like: Annotated[int, typer.Option(help="budget = size of uniform weights at this many bits")] = default_of(
+        MixedPrecisionConfig, "like_uniform_bits"
+    ),
+    val_images: Annotated[int, typer.Option(help="validation images for the sensitivity scan")] = default_of(
+        MixedPrecisionConfig, "val_images"
+    ),
+    calibration_images: Annotated[int, typer.Option(help="training images to calibrate on")] = default_of(
+        LinearQuantConfig, "calibration_images"
+    ),
     eval_subset: EvalOpt = 2000,
+    config: ConfigOpt = None,
     data: DataOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """Mixed-precision weights: per-layer widths from measured sensitivity under a size budget, then int8 PTQ."""
-    from leanml.quant import LinearQuantConfig, QuantSim, convert
+    from leanml.quant import QuantSim, convert
     from leanml.quant.linear import calibration_batches
     from leanml.quant.linear import calibration_images as sample_calibration
-    from leanml.quant.mixed import MixedPrecisionConfig, mixed_precision
+    from leanml.quant.mixed import mixed_precision
     from leanml.train import load_model
 
     budget = int(budget_kib * 1024) if budget_kib is not None else None
-    cfg = MixedPrecisionConfig(budget_bytes=budget, like_uniform_bits=None if budget else like, val_images=val_images)
+    flags = {"budget_bytes": budget, "like_uniform_bits": None if budget else like, "val_images": val_images}
+    explicit = {"budget_bytes": "budget_kib", "like_uniform_bits": ("like", "budget_kib")}
+    cfg = config_from(context, MixedPrecisionConfig, config, flags, explicit)
     model = load_model(checkpoint)
     with torch_threads(threads):
         result = mixed_precision(model, cfg, data_root=data)
