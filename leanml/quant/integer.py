@@ -22,8 +22,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -169,7 +170,42 @@ def _requant_constants(in_q: TensorQ, w_scale: np.ndarray, out_q: TensorQ) -> tu
     return np.array([p[0] for p in pairs], dtype=np.int64), np.array([p[1] for p in pairs], dtype=np.int64)
 
 
-def _layer_op(step: Step, sim: QuantSim) -> QConv2d | QLinear:
+# plan step kind -> (step, simulator) -> the integer op
+Converter = Callable[[Step, QuantSim], IntegerOp]
+CONVERTERS: dict[str, Converter] = {}
+
+
+def register_converter(*kinds: str) -> Callable[[Converter], Converter]:
+    """Decorator: ``fn`` converts plan steps of ``kinds`` (:mod:`leanml.quant.plan`) into integer ops."""
+
+    def deco(fn: Converter) -> Converter:
+        for kind in kinds:
+            CONVERTERS[kind] = fn
+        return fn
+
+    return deco
+
+
+@register_converter("input")
+def _input_op(step: Step, sim: QuantSim) -> IntegerOp:
+    return QuantizeInput(step.name, step.output, _tensor_q(sim.fake_quant(step.output)))
+
+
+class _LayerConstants(NamedTuple):
+    """The integer constants of a conv/linear step, in the field order of :class:`QLinear` after the names."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    in_q: TensorQ
+    out_q: TensorQ
+    weight_scale: np.ndarray
+    multiplier: np.ndarray
+    shift: np.ndarray
+    act_min: int
+    act_max: int
+
+
+def _layer_constants(step: Step, sim: QuantSim) -> _LayerConstants:
     layer = sim.layer(step)
     in_q, out_q = _tensor_q(sim.fake_quant(step.inputs[0])), _tensor_q(sim.fake_quant(step.output))
     w, w_scale = _weight_int8(layer.weight, sim.weight_bits(step))
@@ -178,14 +214,26 @@ def _layer_op(step: Step, sim: QuantSim) -> QConv2d | QLinear:
     check_accumulator_bound(w, bias, step.name)
     mult, shift = _requant_constants(in_q, w_scale, out_q)
     act_min, act_max = activation_range(step.act, out_q.scale, out_q.zero_point)
-    if isinstance(layer, nn.Conv2d):
-        assert isinstance(layer.padding, tuple)
-        return QConv2d(step.name, step.inputs[0], step.output, w, bias, _pair(layer.stride), _pair(layer.padding),
-                       layer.groups, in_q, out_q, w_scale, mult, shift, act_min, act_max)  # fmt: skip
-    return QLinear(step.name, step.inputs[0], step.output, w, bias, in_q, out_q, w_scale, mult, shift, act_min, act_max)
+    return _LayerConstants(w, bias, in_q, out_q, w_scale, mult, shift, act_min, act_max)
 
 
-def _add_op(step: Step, sim: QuantSim) -> QAdd:
+@register_converter("conv")
+def _conv_op(step: Step, sim: QuantSim) -> IntegerOp:
+    layer = sim.layer(step)
+    assert isinstance(layer, nn.Conv2d) and isinstance(layer.padding, tuple)
+    k = _layer_constants(step, sim)
+    return QConv2d(step.name, step.inputs[0], step.output, k.weight, k.bias, _pair(layer.stride),
+                   _pair(layer.padding), layer.groups, k.in_q, k.out_q, k.weight_scale, k.multiplier, k.shift,
+                   k.act_min, k.act_max)  # fmt: skip
+
+
+@register_converter("linear")
+def _linear_op(step: Step, sim: QuantSim) -> IntegerOp:
+    return QLinear(step.name, step.inputs[0], step.output, *_layer_constants(step, sim))
+
+
+@register_converter("add")
+def _add_op(step: Step, sim: QuantSim) -> IntegerOp:
     a_q, b_q = (_tensor_q(sim.fake_quant(t)) for t in step.inputs)
     out_q = _tensor_q(sim.fake_quant(step.output))
     twice_max = 2.0 * max(a_q.scale, b_q.scale)
@@ -197,32 +245,42 @@ def _add_op(step: Step, sim: QuantSim) -> QAdd:
                 a_m, a_s, b_m, b_s, o_m, o_s, act_min, act_max)  # fmt: skip
 
 
-def _step_op(step: Step, sim: QuantSim) -> IntegerOp:
+@register_converter("maxpool")
+def _maxpool_op(step: Step, sim: QuantSim) -> IntegerOp:
     m = step.module
-    if step.kind == "input":
-        return QuantizeInput(step.name, step.output, _tensor_q(sim.fake_quant(step.output)))
-    if step.kind in ("conv", "linear"):
-        return _layer_op(step, sim)
-    if step.kind == "add":
-        return _add_op(step, sim)
-    if step.kind == "maxpool":
-        assert isinstance(m, nn.MaxPool2d)
-        stride = m.stride if m.stride is not None else m.kernel_size
-        return QMaxPool(step.name, step.inputs[0], step.output, _pair(m.kernel_size), _pair(stride), _pair(m.padding))
-    if step.kind == "avgpool":
-        if isinstance(m, nn.AdaptiveAvgPool2d):
-            return QAvgPool(step.name, step.inputs[0], step.output, None, None)
-        assert isinstance(m, nn.AvgPool2d)
-        if _pair(m.padding) != (0, 0):
-            raise LeanmlError(f"average pool {step.name!r} has padding", "only unpadded average pooling converts")
-        stride = m.stride if m.stride is not None else m.kernel_size
-        return QAvgPool(step.name, step.inputs[0], step.output, _pair(m.kernel_size), _pair(stride))
-    if step.kind == "flatten":
-        return QFlatten(step.name, step.inputs[0], step.output, step.flatten_start)
-    if step.kind in ("relu", "relu6"):
-        q = _tensor_q(sim.fake_quant(step.output))
-        return QClamp(step.name, step.inputs[0], step.output, *activation_range(step.kind, q.scale, q.zero_point))
-    raise LeanmlError(f"cannot convert plan step {step.kind!r}")
+    assert isinstance(m, nn.MaxPool2d)
+    stride = m.stride if m.stride is not None else m.kernel_size
+    return QMaxPool(step.name, step.inputs[0], step.output, _pair(m.kernel_size), _pair(stride), _pair(m.padding))
+
+
+@register_converter("avgpool")
+def _avgpool_op(step: Step, sim: QuantSim) -> IntegerOp:
+    m = step.module
+    if isinstance(m, nn.AdaptiveAvgPool2d):
+        return QAvgPool(step.name, step.inputs[0], step.output, None, None)
+    assert isinstance(m, nn.AvgPool2d)
+    if _pair(m.padding) != (0, 0):
+        raise LeanmlError(f"average pool {step.name!r} has padding", "only unpadded average pooling converts")
+    stride = m.stride if m.stride is not None else m.kernel_size
+    return QAvgPool(step.name, step.inputs[0], step.output, _pair(m.kernel_size), _pair(stride))
+
+
+@register_converter("flatten")
+def _flatten_op(step: Step, sim: QuantSim) -> IntegerOp:
+    return QFlatten(step.name, step.inputs[0], step.output, step.flatten_start)
+
+
+@register_converter("relu", "relu6")
+def _clamp_op(step: Step, sim: QuantSim) -> IntegerOp:
+    q = _tensor_q(sim.fake_quant(step.output))
+    return QClamp(step.name, step.inputs[0], step.output, *activation_range(step.kind, q.scale, q.zero_point))
+
+
+def _step_op(step: Step, sim: QuantSim) -> IntegerOp:
+    convert_step = CONVERTERS.get(step.kind)
+    if convert_step is None:
+        raise LeanmlError(f"cannot convert plan step {step.kind!r}", f"convertible: {', '.join(CONVERTERS)}")
+    return convert_step(step, sim)
 
 
 def convert(sim: QuantSim) -> IntegerModel:
