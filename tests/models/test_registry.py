@@ -58,3 +58,24 @@ def test_pruned_widths_are_expressible():
     assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
     resnet = build_model("resnet", mid_channels=[4, 5, 6, 7, 8, 9])
     assert resnet.blocks[5].conv1.out_channels == 9
+
+
+def test_checkpoints_of_built_in_providers_load_in_a_fresh_process(tmp_path):
+    """nas_mbv2 (registered by leanml.nas) and channel_prune (leanml.prune) load where neither was imported."""
+    import subprocess
+    import sys
+
+    from leanml.prune import ChannelPruneConfig, prune_channels_
+    from leanml.train import save_checkpoint
+
+    pruned = build_model("vgg")
+    prune_channels_(pruned, ChannelPruneConfig(ratio=0.5))
+    save_checkpoint(tmp_path / "pruned", pruned, {})
+    save_checkpoint(tmp_path / "nas", build_model("nas_mbv2"), {})
+    code = (
+        "import sys\nfrom leanml.train import load_model\n"
+        "assert 'leanml.nas' not in sys.modules and 'leanml.prune' not in sys.modules\n"
+        f"for name in ('pruned', 'nas'):\n    load_model({str(tmp_path)!r} + '/' + name)\nprint('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
