@@ -102,7 +102,7 @@ app = typer.Typer(
 
 @app.callback()
 def root() -> None:
-    """Make neural networks lean and run them fast: profile, prune, quantize, search, deploy."""
+    """The root command: its verbs are :data:`VERBS`, resolved by :class:`LazyVerbs`."""
 
 
 def main(argv: list[str] | None = None) -> None:
