@@ -153,7 +153,6 @@ def measure_latency(
         >>> measure_latency(lambda: None, warmup=0, repeats=3, threads=1, batch_size=1).batch_size
         1
     """
-    _check_protocol(warmup, repeats)
     with torch_threads(threads) as n_threads:
         times = time_calls(fn, warmup, repeats, min_seconds)
     return LatencyStats.from_samples(times, n_threads, batch_size)
@@ -175,7 +174,6 @@ def measure_throughput(
     """
     if items_per_call < 1:
         raise LeanmlError(f"items_per_call must be >= 1, got {items_per_call}")
-    _check_protocol(warmup, repeats)
     with torch_threads(threads):
         times = time_calls(fn, warmup, repeats)
     return Throughput.of([items_per_call / max(t / 1e3, 1e-12) for t in times])
