@@ -1,4 +1,6 @@
-"""A self-contained HTML report: headings, tables and inline SVG line charts (no plotting dependency).
+"""A self-contained HTML report: headings, tables, boxes and inline SVG charts (no plotting dependency).
+
+The file has no external references (inline CSS and SVG), reads in any browser and prints cleanly.
 
 Example:
     >>> report = Report("demo")
@@ -11,70 +13,44 @@ Example:
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
 
 from leanml.artifact import atomic_write
+from leanml.report.svg import PALETTE, Series, line_chart_svg
 
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
-Series = dict[str, list[tuple[float, float]]]
+__all__ = ["PALETTE", "Report", "Series", "line_chart_svg"]
+
+STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1200px;margin:1.5em auto;padding:0 1em;
+ color:#222;font-size:14px;line-height:1.4}
+h1{font-size:1.6em;margin:.2em 0}
+h2{font-size:1.25em;margin:1.4em 0 .5em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+.meta{color:#555;margin:.2em 0 1em}.meta b{color:#222}
+.scroll{overflow-x:auto;max-width:100%}
+table{border-collapse:collapse;margin:.4em 0 1em;font-size:13px;font-variant-numeric:tabular-nums}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}
+th{background:#f3f3f3;vertical-align:bottom}
+td.l,th.l{text-align:left}
+caption{caption-side:bottom;text-align:left;color:#666;font-size:12px;padding-top:4px}
+tr.ref td{background:#f7f7fb;font-style:italic}
+.box{border-radius:6px;padding:.6em 1em;margin:.8em 0;border:1px solid}
+.box.ok{background:#eaf7ea;border-color:#6bb26b}.box.bad{background:#fdecea;border-color:#d9776c}
+.box.info{background:#f4f6fa;border-color:#b8c2d6}
+.box ul{margin:.3em 0;padding-left:1.3em}
+.met{color:#1d7a1d;font-weight:600}.missed{color:#b3261e;font-weight:600}
+.charts{display:flex;flex-wrap:wrap;gap:12px}
+svg.chart{max-width:100%;height:auto;border:1px solid #eee;background:#fff}
+pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:12px}
+.nodata{color:#888}
+@media print{body{max-width:none;margin:0;font-size:11px}.scroll{overflow:visible}
+ h2,svg.chart,table,.box{break-inside:avoid}h2{break-after:avoid}}
+"""
 
 
-def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    if hi <= lo:
-        return [lo]
-    return [lo + (hi - lo) * i / (count - 1) for i in range(count)]
-
-
-def line_chart_svg(series: Series, title: str, x_label: str, y_label: str, width: int = 640, height: int = 360) -> str:
-    """An SVG line chart of named (x, y) series, with axes, ticks and a legend.
-
-    Example:
-        >>> svg = line_chart_svg({"a": [(0, 0), (1, 1)]}, "t", "x", "y")
-        >>> svg.startswith("<svg") and "polyline" in svg
-        True
-    """
-    points = [p for pts in series.values() for p in pts]
-    if not points:
-        return f"<p>{html.escape(title)}: no data</p>"
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-    if x1 == x0:
-        x0, x1 = x0 - 0.5, x1 + 0.5
-    if y1 == y0:
-        y0, y1 = y0 - 0.5, y1 + 0.5
-    left, right, top, bottom = 60, 150, 30, 45
-    pw, ph = width - left - right, height - top - bottom
-
-    def sx(x: float) -> float:
-        return left + (x - x0) / (x1 - x0) * pw
-
-    def sy(y: float) -> float:
-        return top + (1 - (y - y0) / (y1 - y0)) * ph
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-        'font-size="11">',
-        f'<text x="{width / 2:.0f}" y="18" text-anchor="middle" font-size="14">{html.escape(title)}</text>',
-        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>',
-    ]
-    for t in _ticks(x0, x1):
-        parts.append(f'<text x="{sx(t):.1f}" y="{top + ph + 15}" text-anchor="middle">{t:.3g}</text>')
-    for t in _ticks(y0, y1):
-        parts.append(f'<text x="{left - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{t:.3g}</text>')
-        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" stroke="#eee"/>')
-    parts.append(f'<text x="{left + pw / 2:.0f}" y="{height - 8}" text-anchor="middle">{html.escape(x_label)}</text>')
-    parts.append(f'<text x="14" y="{top + ph / 2:.0f}" transform="rotate(-90 14 {top + ph / 2:.0f})" '
-                 f'text-anchor="middle">{html.escape(y_label)}</text>')  # fmt: skip
-    for i, (name, pts) in enumerate(series.items()):
-        color = PALETTE[i % len(PALETTE)]
-        coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in sorted(pts))
-        parts.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="1.5"/>')
-        ly = top + 12 + 14 * i
-        lx = left + pw + 10
-        parts.append(f'<line x1="{lx}" x2="{lx + 16}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"/>')
-        parts.append(f'<text x="{lx + 20}" y="{ly + 4}">{html.escape(name)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+def _cell(value: object, align: str) -> str:
+    cls = ' class="l"' if align == "l" else ""
+    return f"<td{cls}>{html.escape(str(value))}</td>"
 
 
 class Report:
@@ -92,23 +68,72 @@ class Report:
         """A paragraph of plain text."""
         self.parts.append(f"<p>{html.escape(text)}</p>")
 
-    def add_table(self, headers: list[str], rows: list[list[str]]) -> None:
-        """A table of already formatted cells."""
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-        self.parts.append(f"<table><tr>{head}</tr>{body}</table>")
+    def add_html(self, fragment: str) -> None:
+        """A trusted HTML fragment, added as is: the caller escapes any user text in it (``html.escape``).
+
+        Example:
+            >>> r = Report("x")
+            >>> r.add_html('<div class="box info">ok</div>')
+            >>> 'class="box info"' in r.html()
+            True
+        """
+        self.parts.append(fragment)
+
+    def add_table(
+        self,
+        headers: list[str],
+        rows: list[list[str]],
+        *,
+        align: str = "",
+        row_classes: Sequence[str] = (),
+        caption: str = "",
+    ) -> None:
+        """A table of already formatted cells (escaped here).
+
+        ``align`` holds one letter per column, ``l`` left and anything else right (the default); ``row_classes``
+        gives CSS classes per row (``ref`` marks a reference row); ``caption`` is a note under the table.
+
+        Example:
+            >>> r = Report("x")
+            >>> r.add_table(["layer", "MACs"], [["<conv>", "10"]], align="lr", caption="final model")
+            >>> "&lt;conv&gt;" in r.html() and '<td class="l">' in r.html()
+            True
+        """
+        aligns = [align[i] if i < len(align) else "r" for i in range(len(headers))]
+        left = ' class="l"'
+        head = "".join(
+            f"<th{left if a == 'l' else ''}>{html.escape(h)}</th>" for h, a in zip(headers, aligns, strict=True)
+        )
+        body = []
+        for i, r in enumerate(rows):
+            cls = f' class="{html.escape(row_classes[i])}"' if i < len(row_classes) and row_classes[i] else ""
+            cells = "".join(_cell(c, aligns[j] if j < len(aligns) else "r") for j, c in enumerate(r))
+            body.append(f"<tr{cls}>{cells}</tr>")
+        cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+        self.parts.append(f'<div class="scroll"><table>{cap}<tr>{head}</tr>{"".join(body)}</table></div>')
 
     def add_chart(self, title: str, series: Series, x_label: str, y_label: str) -> None:
         """An inline SVG line chart."""
         self.parts.append(line_chart_svg(series, title, x_label, y_label))
 
+    def add_charts(self, svgs: Sequence[str]) -> None:
+        """Charts (SVG strings from :mod:`leanml.report.svg`) side by side, wrapping on narrow pages.
+
+        Example:
+            >>> r = Report("x")
+            >>> r.add_charts([line_chart_svg({"a": [(0, 1), (1, 2)]}, "t", "x", "y")])
+            >>> '<div class="charts">' in r.html()
+            True
+        """
+        if svgs:
+            self.parts.append(f'<div class="charts">{"".join(svgs)}</div>')
+
     def html(self) -> str:
         """The whole document."""
-        style = ("body{font-family:sans-serif;max-width:960px;margin:2em auto}table{border-collapse:collapse}"
-                 "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}")  # fmt: skip
-        return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
-                f"<style>{style}</style></head><body><h1>{html.escape(self.title)}</h1>{''.join(self.parts)}"
-                "</body></html>")  # fmt: skip
+        return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+                "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+                f"<title>{html.escape(self.title)}</title><style>{STYLE}</style></head><body>"
+                f"<h1>{html.escape(self.title)}</h1>{''.join(self.parts)}</body></html>")  # fmt: skip
 
     def save(self, path: str | Path) -> None:
         """Write the report atomically."""
