@@ -49,12 +49,13 @@ def scan_cmd(
     data: DataOpt = None,
 ) -> None:
     """Accuracy with one layer pruned at a time, for each sparsity on the grid; curves into an HTML report."""
+    from leanml.data import load_split
     from leanml.prune.sensitivity import scan_sensitivity, sensitivity_report
 
     grid = [float(v) for v in sparsities.split(",") if v.strip()]
     flags = {"sparsities": grid, "val_images": val_images, "executor.backend": backend, "executor.workers": workers}
     cfg = config_from(context, SensitivityConfig, config, flags)
-    base, table = scan_sensitivity(checkpoint, cfg, data_root=data)
+    base, table = scan_sensitivity(checkpoint, cfg, load_split("val", data))
     sensitivity_report(base, table, f"Sensitivity scan: {checkpoint}").save(report)
     report.with_suffix(".json").write_text(json.dumps({"base": base, "scan": table}, indent=2))
     make_console().print(f"wrote {report}")

@@ -3,8 +3,8 @@
 For every prunable layer and every sparsity on a grid, the validation accuracy
 with only that layer magnitude-pruned. Tasks run through the executor
 interface (serial, local process pool, or Ray); each task loads the
-checkpoint and the validation images itself, so nothing but a path and
-numbers crosses process boundaries.
+checkpoint itself and carries the validation images it is given (the caller
+loads them: this module never fetches data).
 
 Example:
     >>> scan = {"a": {0.5: 0.91, 0.9: 0.80}, "b": {0.5: 0.92, 0.9: 0.91}}
@@ -20,10 +20,11 @@ from pathlib import Path
 import torch
 
 from leanml.config import Config, require
-from leanml.data import load_split
+from leanml.data import ImageSet
 from leanml.errors import LeanmlError
 from leanml.executor import ExecutorConfig, run_tasks
 from leanml.prune.fine_grained import FineGrainedConfig, magnitude_mask, prunable_layers
+from leanml.quant.linear import seeded_subset
 from leanml.report import Report
 from leanml.train.checkpoint import load_model
 from leanml.train.loop import evaluate
@@ -49,8 +50,7 @@ class ScanTask:
     """One (layer, sparsity) evaluation; ``layer`` None measures the dense model."""
 
     checkpoint: str
-    data_root: str | None
-    val_images: int
+    val: ImageSet
     layer: str | None
     sparsity: float
 
@@ -62,17 +62,26 @@ def run_scan_task(task: ScanTask) -> float:
         layer = dict(model.named_modules())[task.layer]
         with torch.no_grad():
             layer.weight.mul_(magnitude_mask(layer.weight, task.sparsity))
-    return evaluate(model, load_split("val", task.data_root, task.val_images))[1]
+    return evaluate(model, task.val)[1]
 
 
 def scan_sensitivity(
-    checkpoint: str | Path, cfg: SensitivityConfig, data_root: str | Path | None = None, progress: bool = True
+    checkpoint: str | Path, cfg: SensitivityConfig, val: ImageSet, progress: bool = True
 ) -> tuple[float, dict[str, dict[float, float]]]:
-    """(dense validation accuracy, {layer: {sparsity: accuracy}}) for a saved checkpoint."""
+    """(dense validation accuracy, {layer: {sparsity: accuracy}}) for a saved checkpoint on ``val``.
+
+    ``val`` is the validation split; a seeded sample of ``cfg.val_images`` of it is scanned.
+
+    Example:
+        >>> val = load_split("val", subset=2000)  # doctest: +SKIP
+        >>> base, table = scan_sensitivity("runs/vgg", SensitivityConfig(), val)  # doctest: +SKIP
+    """
+    if len(val) == 0:
+        raise LeanmlError("the sensitivity scan got an empty validation set", "pass the validation split's images")
     layers = list(prunable_layers(load_model(checkpoint), FineGrainedConfig()))
-    root = str(data_root) if data_root is not None else None
-    tasks = [ScanTask(str(checkpoint), root, cfg.val_images, None, 0.0)]
-    tasks += [ScanTask(str(checkpoint), root, cfg.val_images, n, s) for n in layers for s in cfg.sparsities]
+    sample = seeded_subset(val, cfg.val_images)
+    tasks = [ScanTask(str(checkpoint), sample, None, 0.0)]
+    tasks += [ScanTask(str(checkpoint), sample, n, s) for n in layers for s in cfg.sparsities]
     accs = run_tasks(run_scan_task, tasks, cfg.executor, progress, "sensitivity scan")
     table: dict[str, dict[float, float]] = {}
     for task, acc in zip(tasks[1:], accs[1:], strict=True):

@@ -3,22 +3,21 @@
 Example:
     >>> from leanml.models import build_model
     >>> cfg = LinearQuantConfig(observer="minmax", calibration_images=64)
-    >>> result = quantize_linear(build_model("vgg"), cfg, data_root="/nonexistent")  # doctest: +SKIP
-    >>> result.integer_model(images).shape                                            # doctest: +SKIP
+    >>> result = quantize_linear(build_model("vgg").eval(), cfg, torch.randn(64, 1, 28, 28), progress=False)
+    >>> result.integer_model(torch.randn(8, 1, 28, 28)).shape
     torch.Size([8, 10])
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from leanml.config import Config, require
-from leanml.data import ImageSet, batches, load_split
+from leanml.data import ImageSet, batches
 from leanml.errors import LeanmlError
 from leanml.quant.integer import IntegerModel, convert
 from leanml.quant.observers import OBSERVERS
@@ -61,31 +60,58 @@ class LinearQuantResult:
     integer_model: IntegerModel | None
 
 
-def check_images(images: torch.Tensor, input_shape: tuple[int, ...]) -> None:
-    """Raise a clear error unless ``images`` is a float batch (N, *input_shape).
+def check_images(images: torch.Tensor, input_shape: tuple[int, ...] | None = None) -> None:
+    """Raise a clear error unless ``images`` is a float batch (N, C, H, W) (of ``input_shape`` when given).
 
     Example:
         >>> check_images(torch.zeros(2, 1, 28, 28), (1, 28, 28))
     """
-    shape = ", ".join(map(str, input_shape))
-    if images.dim() != len(input_shape) + 1 or tuple(images.shape[1:]) != tuple(input_shape):
+    if input_shape is not None and tuple(images.shape[1:]) != tuple(input_shape):
+        shape = ", ".join(map(str, input_shape))
         raise LeanmlError(
             f"calibration data has shape {tuple(images.shape)}; the model takes (N, {shape})",
             "pass images of the model's input shape",
+        )
+    if images.dim() != 4 or images.shape[0] < 1:
+        raise LeanmlError(
+            f"calibration data has shape {tuple(images.shape)}; expected a non-empty batch (N, C, H, W)",
+            "pass normalized images as one float tensor (N, C, H, W)",
         )
     if not images.is_floating_point():
         raise LeanmlError("calibration images must be float (normalized), not integers", "normalize them first")
 
 
+def seeded_subset(data: ImageSet, count: int | None, seed: int = 0) -> ImageSet:
+    """A fixed, seeded sample of ``count`` items of ``data`` (all of it when ``count`` is None or larger).
+
+    Other fields of ``data`` (its normalization) are kept.
+
+    Example:
+        >>> ds = ImageSet(torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10))
+        >>> len(seeded_subset(ds, 3)), len(seeded_subset(ds, None))
+        (3, 10)
+    """
+    if count is None or count >= len(data):
+        return data
+    pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:count]
+    return replace(data, images=data.images[pick], labels=data.labels[pick])
+
+
+def calibration_tensor(data: ImageSet, count: int, batch_size: int = 128, seed: int = 0) -> torch.Tensor:
+    """A seeded sample of ``count`` images of ``data``, normalized as training normalizes them: (count, C, H, W).
+
+    Example:
+        >>> ds = ImageSet(torch.zeros(10, 1, 4, 4, dtype=torch.uint8), torch.zeros(10, dtype=torch.long))
+        >>> calibration_tensor(ds, 4).shape
+        torch.Size([4, 1, 4, 4])
+    """
+    sample = seeded_subset(data, count, seed)
+    return torch.cat([x for x, _ in batches(sample, batch_size)])
+
+
 def qat(sim: QuantSim, data: ImageSet, cfg: LinearQuantConfig, progress: bool = True) -> None:
     """Quantization-aware fine-tuning of a calibrated simulator (straight-through gradients)."""
     finetune(sim, data, FinetuneConfig(cfg.qat_epochs, cfg.qat_lr, cfg.batch_size, seed=cfg.seed), progress=progress)
-
-
-def calibration_images(cfg: LinearQuantConfig, data_root: str | Path | None = None) -> torch.Tensor:
-    """A fixed, seeded sample of ``cfg.calibration_images`` normalized training images (N, 1, 28, 28)."""
-    sample = load_split("train", data_root, cfg.calibration_images)
-    return torch.cat([x for x, _ in batches(sample, cfg.batch_size)])
 
 
 def calibration_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
@@ -102,22 +128,40 @@ def calibration_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch
 def quantize_linear(
     model: nn.Module,
     cfg: LinearQuantConfig,
-    data_root: str | Path | None = None,
-    calibration: torch.Tensor | None = None,
-    input_shape: tuple[int, ...] = (1, 28, 28),
+    calibration: torch.Tensor,
+    train: ImageSet | None = None,
     progress: bool = True,
 ) -> LinearQuantResult:
     """Quantize ``model`` (a copy; the original is untouched).
 
-    Calibration images come from ``calibration`` (float, normalized) or a
-    seeded sample of the Fashion-MNIST training split; QAT (if
-    ``cfg.qat_epochs``) trains on the training split.
+    ``calibration`` is float, normalized images (N, C, H, W) (the first
+    ``cfg.calibration_images`` are used); the input shape is read from it.
+    ``train`` is the training split QAT runs on, needed iff ``cfg.qat_epochs``
+    (``cfg.qat_images`` of it, a seeded sample, when set).
+
+    Example:
+        >>> from leanml.models import build_model
+        >>> model = build_model("vgg", layers=[4, "M"]).eval()
+        >>> r = quantize_linear(model, LinearQuantConfig(), torch.randn(8, 1, 28, 28))
+        >>> r.integer_model is not None
+        True
     """
+    check_images(calibration)
+    if cfg.qat_epochs and train is None:
+        raise LeanmlError(
+            f"QAT ({cfg.qat_epochs} epoch(s)) needs training data, and none was passed",
+            "pass train=<the training ImageSet>, or set qat_epochs=0 for PTQ only",
+        )
     sim = QuantSim.from_model(model, cfg.bits, cfg.weight_bits, cfg.observer, cfg.learn_scale)
-    if calibration is None:
-        calibration = calibration_images(cfg, data_root)
-    check_images(calibration, input_shape)
-    sim.calibrate(calibration_batches(calibration[: cfg.calibration_images], cfg.batch_size))
+    try:
+        sim.calibrate(calibration_batches(calibration[: cfg.calibration_images], cfg.batch_size))
+    except RuntimeError as e:
+        raise LeanmlError(
+            f"{type(model).__name__} cannot run calibration data of shape {tuple(calibration.shape)}: "
+            f"{str(e).splitlines()[0]}",
+            "pass images of the model's input shape (N, C, H, W), normalized as in training",
+        ) from e
     if cfg.qat_epochs:
-        qat(sim, load_split("train", data_root, cfg.qat_images), cfg, progress)
+        assert train is not None
+        qat(sim, seeded_subset(train, cfg.qat_images, cfg.seed), cfg, progress)
     return LinearQuantResult(sim, convert(sim) if cfg.bits == 8 else None)

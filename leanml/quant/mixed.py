@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from leanml.config import Config, require
-from leanml.data import ImageSet, load_split
+from leanml.data import ImageSet
 from leanml.errors import LeanmlError
 from leanml.progress import track
 from leanml.quant.fake_quant import weight_fake_quantize
+from leanml.quant.linear import seeded_subset
 from leanml.quant.primitives import MAX_BITS, MIN_BITS
 from leanml.train.loop import evaluate
 
@@ -152,15 +152,26 @@ def allocate_bits(sensitivity: dict[str, dict[int, float]], numel: dict[str, int
 def mixed_precision(
     model: nn.Module,
     cfg: MixedPrecisionConfig,
-    data_root: str | Path | None = None,
-    data: ImageSet | None = None,
+    val: ImageSet,
     progress: bool = True,
 ) -> MixedPrecisionResult:
-    """Measure sensitivity on validation images and choose per-layer weight widths under the budget."""
+    """Measure sensitivity on ``val`` (a seeded sample of ``cfg.val_images``) and choose widths under the budget.
+
+    ``val`` is the validation split (never the test split: the widths are chosen on it).
+
+    Example:
+        >>> from leanml.models import build_model
+        >>> val = ImageSet(torch.zeros(8, 1, 28, 28, dtype=torch.uint8), torch.zeros(8, dtype=torch.long))
+        >>> cfg = MixedPrecisionConfig(candidate_bits=[4, 8], val_images=8)
+        >>> sorted(mixed_precision(build_model("vgg", layers=[4, "M"]).eval(), cfg, val, progress=False).bits)
+        ['classifier', 'features.0']
+    """
     layers = quantizable_layers(model)
     if not layers:
         raise LeanmlError(f"{type(model).__name__} has no conv or linear layers to quantize")
-    val = data if data is not None else load_split("val", data_root, cfg.val_images)
+    if len(val) == 0:
+        raise LeanmlError("mixed precision got an empty validation set", "pass the validation split's images")
+    val = seeded_subset(val, cfg.val_images)
     base, sens = measure_sensitivity(model, val, sorted(set(cfg.candidate_bits)), progress)
     numel = {n: m.weight.numel() for n, m in layers.items()}
     scales_bits = sum(m.weight.shape[0] * 32 for m in layers.values())

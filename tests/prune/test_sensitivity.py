@@ -1,5 +1,6 @@
 import pytest
 
+from leanml.data import load_split
 from leanml.errors import LeanmlError
 from leanml.executor import ExecutorConfig
 from leanml.models import build_model
@@ -18,7 +19,7 @@ def test_scan_covers_every_layer_and_is_backend_independent(tmp_path, fake_data)
     results = []
     for backend in ("serial", "local"):
         cfg = SensitivityConfig([0.5, 0.99], val_images=64, executor=ExecutorConfig(backend=backend, workers=2))
-        results.append(scan_sensitivity(tmp_path / "m", cfg, data_root=fake_data, progress=False))
+        results.append(scan_sensitivity(tmp_path / "m", cfg, load_split("val", fake_data), progress=False))
     (base, table), (base2, table2) = results
     assert set(table) == {"features.0", "features.4", "classifier"}
     assert all(set(curve) == {0.5, 0.99} for curve in table.values())

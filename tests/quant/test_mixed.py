@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from leanml.data import load_split
 from leanml.errors import LeanmlError
 from leanml.models import build_model
 from leanml.quant import QuantSim, convert
@@ -34,7 +35,7 @@ def test_allocation_always_meets_the_budget_or_says_why():
 def test_mixed_precision_end_to_end_on_synthetic_data(fake_data):
     model = build_model("vgg", layers=[8, "M", 16, "M"]).eval()
     cfg = MixedPrecisionConfig(candidate_bits=[2, 4, 8], like_uniform_bits=4, val_images=64)
-    result = mixed_precision(model, cfg, data_root=fake_data, progress=False)
+    result = mixed_precision(model, cfg, load_split("val", fake_data), progress=False)
     layers = quantizable_layers(model)
     assert set(result.bits) == set(layers)
     uniform4 = weight_size_bits(model, dict.fromkeys(layers, 4))
