@@ -18,12 +18,12 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from leanml.data.imageset import ImageSet, Normalization
 from leanml.errors import LeanmlError
 
 DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
@@ -34,6 +34,7 @@ SPLIT_SEED = 20240501
 # Per-pixel statistics of the 60k training images, after scaling to [0, 1].
 MEAN = 0.2860
 STD = 0.3530
+NORM = Normalization((MEAN,), (STD,))
 CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -45,15 +46,14 @@ _FILES = {
 _IDX_DTYPES = {0x08: np.uint8}
 
 
-@dataclass(frozen=True)
-class ImageSet:
-    """Images and labels of one split: images (N, 1, 28, 28) uint8, labels (N,) int64."""
+def input_block() -> dict[str, object]:
+    """The artifact ``input`` block of Fashion-MNIST at 28x28 (what ``ImageData.describe()`` gives for it).
 
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
+    Example:
+        >>> input_block()["shape"], input_block()["dataset"]
+        ([1, 28, 28], 'fashion-mnist')
+    """
+    return {"shape": [1, 28, 28], **NORM.to_dict(), "dataset": "fashion-mnist", "classes": list(CLASSES)}
 
 
 def data_root(root: str | Path | None = None) -> Path:
@@ -115,11 +115,12 @@ def _load_file_pair(root: Path, which: str) -> ImageSet:
     return ImageSet(
         images=torch.from_numpy(images.copy()).unsqueeze(1),
         labels=torch.from_numpy(labels.astype(np.int64)),
+        norm=NORM,
     )
 
 
 def load_split(split: str, root: str | Path | None = None, subset: int | None = None) -> ImageSet:
-    """Load ``train``, ``val`` or ``test``; ``subset`` keeps a fixed, seeded sample of that size.
+    """Load ``train``, ``val`` or ``test`` (normalized with :data:`NORM`); ``subset`` keeps a fixed, seeded sample.
 
     Example:
         >>> len(load_split("test", subset=100))  # doctest: +SKIP
@@ -141,8 +142,8 @@ def load_split(split: str, root: str | Path | None = None, subset: int | None = 
             )
         order = torch.randperm(len(full), generator=torch.Generator().manual_seed(SPLIT_SEED))
         idx = order[:VAL_SIZE] if split == "val" else order[VAL_SIZE:]
-        data = ImageSet(full.images[idx], full.labels[idx])
+        data = full.subset(idx)
     if subset is not None and subset < len(data):
         pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(SPLIT_SEED + 1))[:subset]
-        data = ImageSet(data.images[pick], data.labels[pick])
+        data = data.subset(pick)
     return data

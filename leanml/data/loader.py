@@ -1,10 +1,10 @@
-"""Batches from an in-memory :class:`ImageSet`: normalization and augmentation on whole batches.
+"""Batches from an in-memory :class:`ImageSet`: its normalization and augmentation on whole batches.
 
 Order and augmentation come from a generator seeded by (seed, epoch), so a
 resumed run sees exactly the batches the uninterrupted run would have seen.
 
 Example:
-    >>> from leanml.data.fashion_mnist import ImageSet
+    >>> from leanml.data.imageset import ImageSet
     >>> ds = ImageSet(torch.zeros(10, 1, 28, 28, dtype=torch.uint8), torch.zeros(10, dtype=torch.long))
     >>> [x.shape[0] for x, _ in batches(ds, batch_size=4)]
     [4, 4, 2]
@@ -16,17 +16,17 @@ from collections.abc import Iterator
 
 import torch
 
-from leanml.data.fashion_mnist import MEAN, STD, ImageSet
+from leanml.data.imageset import ImageSet, Normalization
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images (N, C, H, W) → float32 normalized with the Fashion-MNIST mean/std.
+def normalize(images: torch.Tensor, norm: Normalization) -> torch.Tensor:
+    """uint8 images (N, C, H, W) → float32 (N, C, H, W) normalized with ``norm`` (a dataset's per-channel mean/std).
 
     Example:
-        >>> normalize(torch.zeros(1, 1, 2, 2, dtype=torch.uint8)).flatten()[0].item() < 0
-        True
+        >>> normalize(torch.zeros(1, 1, 2, 2, dtype=torch.uint8), Normalization((0.5,), (0.5,))).flatten()[0].item()
+        -1.0
     """
-    return (images.float() / 255.0 - MEAN) / STD
+    return norm.apply(images)
 
 
 def random_shift_flip(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
@@ -61,7 +61,10 @@ def batches(
     seed: int = 0,
     epoch: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (normalized float images (B, 1, 28, 28), labels (B,)) batches."""
+    """Yield (float images (B, C, H, W) normalized with ``data.norm``, labels (B,)) batches.
+
+    ``augment`` shifts each image randomly by up to max(1, H // 14) pixels and flips half of them horizontally.
+    """
     gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
     n = len(data)
     order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
@@ -69,5 +72,5 @@ def batches(
         idx = order[start : start + batch_size]
         x = data.images[idx]
         if augment:
-            x = random_shift_flip(x, pad=2, generator=gen)
-        yield normalize(x), data.labels[idx]
+            x = random_shift_flip(x, pad=max(1, x.shape[2] // 14), generator=gen)
+        yield data.norm.apply(x), data.labels[idx]

@@ -1,6 +1,6 @@
 import torch
 
-from leanml.data import ImageSet, batches, normalize
+from leanml.data import ImageSet, Normalization, batches, normalize
 from leanml.data.loader import random_shift_flip
 
 
@@ -28,4 +28,5 @@ def test_shift_flip_keeps_content():
 
 def test_normalize_matches_dataset_statistics():
     x = torch.full((1, 1, 2, 2), 255, dtype=torch.uint8)
-    assert torch.allclose(normalize(x), torch.full((1, 1, 2, 2), (1 - 0.2860) / 0.3530))
+    norm = Normalization((0.2860,), (0.3530,))
+    assert torch.allclose(normalize(x, norm), torch.full((1, 1, 2, 2), (1 - 0.2860) / 0.3530))
