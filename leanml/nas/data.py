@@ -43,7 +43,7 @@ def resize_images(data: ImageSet, resolution: int) -> ImageSet:
     if data.images.shape[-2:] == (resolution, resolution):
         return data
     images = resize_batch(data.images.float(), resolution).round().clamp(0, 255).to(torch.uint8)  # (N, C, r, r)
-    return ImageSet(images, data.labels)
+    return ImageSet(images, data.labels, data.norm)
 
 
 def input_meta(resolution: int, source: tuple[int, int, int] = (1, 28, 28)) -> dict[str, object]:
