@@ -1,4 +1,4 @@
-"""Reference models for 1x28x28 inputs and a registry to build them by name."""
+"""Reference models (any channels, resolution, classes and width), user factories, and a registry to build them."""
 
 from leanml.models import mobilenetv2, resnet, vgg  # noqa: F401  (registers the models)
 from leanml.models.registry import (
@@ -6,8 +6,19 @@ from leanml.models.registry import (
     available_models,
     build_from_spec,
     build_model,
+    input_shape_of,
+    is_factory_ref,
     model_spec,
     register_model,
 )
 
-__all__ = ["ModelSpec", "available_models", "build_from_spec", "build_model", "model_spec", "register_model"]
+__all__ = [
+    "ModelSpec",
+    "available_models",
+    "build_from_spec",
+    "build_model",
+    "input_shape_of",
+    "is_factory_ref",
+    "model_spec",
+    "register_model",
+]

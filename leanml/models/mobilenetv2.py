@@ -1,4 +1,4 @@
-"""MobileNetV2 for 28x28 inputs: inverted residual blocks, the MCUNet family.
+"""MobileNetV2 (28x28 inputs by default): inverted residual blocks, the MCUNet family.
 
 Each block: 1x1 expand-BN-ReLU6 (skipped at expand ratio 1), 3x3 depthwise-
 BN-ReLU6, 1x1 project-BN, residual add when stride is 1 and widths match.
@@ -22,12 +22,15 @@ import torch
 from torch import nn
 
 from leanml.config import Config, require
-from leanml.models.registry import register_model
+from leanml.models.registry import check_size, register_model, scale_channels
 
 
 @dataclass
 class MobileNetV2Config(Config):
-    """Stem width, block settings [expand t, out c, repeats n, stride s], head width."""
+    """Stem width, block settings [expand t, out c, repeats n, stride s], head width.
+
+    ``resolution`` documents the input size (H = W); ``width`` multiplies every channel count (rounded, at least 1).
+    """
 
     stem: int = 16
     settings: list[list[int]] = field(
@@ -37,8 +40,11 @@ class MobileNetV2Config(Config):
     hidden_channels: list[int] | None = None
     in_channels: int = 1
     num_classes: int = 10
+    resolution: int = 28
+    width: float = 1.0
 
     def validate(self) -> None:
+        check_size(self.resolution, self.width, "mobilenetv2")
         require(bool(self.settings), "mobilenetv2 needs at least one block setting")
         for s in self.settings:
             require(
@@ -66,12 +72,19 @@ class MobileNetV2Config(Config):
         return [(t, c, s if i == 0 else 1) for t, c, n, s in self.settings for i in range(n)]
 
     def block_specs(self) -> list[BlockSpec]:
-        """One 3x3 :class:`BlockSpec` per block; the hidden width is ``hidden_channels[k]`` or input x expand ratio."""
-        specs, cin = [], self.stem
+        """One 3x3 :class:`BlockSpec` per block; the hidden width is ``hidden_channels[k]`` or input x expand ratio.
+
+        Every width is scaled by ``width``.
+        """
+        specs, cin = [], scale_channels(self.stem, self.width)
         for k, (t, c, s) in enumerate(self.block_plan()):
-            hidden = self.hidden_channels[k] if self.hidden_channels is not None else cin * t
-            specs.append(BlockSpec(3, cin, hidden, c, s, expand=t != 1))
-            cin = c
+            if self.hidden_channels is not None:
+                hidden = scale_channels(self.hidden_channels[k], self.width)
+            else:
+                hidden = cin * t
+            cout = scale_channels(c, self.width)
+            specs.append(BlockSpec(3, cin, hidden, cout, s, expand=t != 1))
+            cin = cout
         return specs
 
 
@@ -172,4 +185,5 @@ class MobileNetV2(nn.Module):
 )
 def mobilenetv2(cfg: MobileNetV2Config) -> MobileNetV2:
     """Build a :class:`MobileNetV2` from its config."""
-    return MobileNetV2(cfg.in_channels, cfg.stem, cfg.block_specs(), cfg.head, cfg.num_classes)
+    stem, head = scale_channels(cfg.stem, cfg.width), scale_channels(cfg.head, cfg.width)
+    return MobileNetV2(cfg.in_channels, stem, cfg.block_specs(), head, cfg.num_classes)

@@ -1,4 +1,4 @@
-"""ResNet for 28x28 inputs: basic blocks with residual adds, strided projection shortcuts.
+"""ResNet (28x28 inputs by default): basic blocks with residual adds, strided projection shortcuts.
 
 Stages of basic blocks (conv3x3-BN-ReLU, conv3x3-BN, add, ReLU); the first
 block of each later stage halves the resolution and projects its shortcut
@@ -21,12 +21,15 @@ import torch
 from torch import nn
 
 from leanml.config import Config, require
-from leanml.models.registry import register_model
+from leanml.models.registry import check_size, register_model, scale_channels
 
 
 @dataclass
 class ResNetConfig(Config):
-    """Stem width, per-stage widths and block counts, optional per-block inner widths."""
+    """Stem width, per-stage widths and block counts, optional per-block inner widths.
+
+    ``resolution`` documents the input size (H = W); ``width`` multiplies every channel count.
+    """
 
     stem: int = 16
     widths: list[int] = field(default_factory=lambda: [16, 32, 64])
@@ -34,8 +37,11 @@ class ResNetConfig(Config):
     mid_channels: list[int] | None = None
     in_channels: int = 1
     num_classes: int = 10
+    resolution: int = 28
+    width: float = 1.0
 
     def validate(self) -> None:
+        check_size(self.resolution, self.width, "resnet")
         require(len(self.widths) == len(self.blocks) > 0, "resnet widths and blocks need the same, nonzero length")
         require(all(w > 0 for w in self.widths) and all(b > 0 for b in self.blocks), "resnet widths/blocks must be > 0")
         require(self.stem > 0 and self.in_channels > 0 and self.num_classes > 0, "resnet sizes must be positive")
@@ -72,16 +78,18 @@ class ResNet(nn.Module):
 
     def __init__(self, cfg: ResNetConfig) -> None:
         super().__init__()
+        stem = scale_channels(cfg.stem, cfg.width)
         self.stem = nn.Sequential(
-            nn.Conv2d(cfg.in_channels, cfg.stem, 3, 1, 1, bias=False), nn.BatchNorm2d(cfg.stem), nn.ReLU(inplace=True)
+            nn.Conv2d(cfg.in_channels, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True)
         )
         mids = iter(cfg.mid_channels or [w for w, b in zip(cfg.widths, cfg.blocks, strict=True) for _ in range(b)])
         blocks: list[nn.Module] = []
-        c = cfg.stem
-        for stage, (width, count) in enumerate(zip(cfg.widths, cfg.blocks, strict=True)):
+        c = stem
+        for stage, (stage_width, count) in enumerate(zip(cfg.widths, cfg.blocks, strict=True)):
+            width = scale_channels(stage_width, cfg.width)
             for i in range(count):
                 stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(BasicBlock(c, next(mids), width, stride))
+                blocks.append(BasicBlock(c, scale_channels(next(mids), cfg.width), width, stride))
                 c = width
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -1,4 +1,4 @@
-"""VGG for 28x28 inputs, the shape of the course's Lab 1/2 VGG scaled down.
+"""VGG (28x28 inputs by default), the shape of the course's Lab 1/2 VGG scaled down.
 
 3x3 conv-BN-ReLU blocks, 2x2 max-pool (``"M"``) between stages, global
 average pool, one linear classifier.
@@ -18,16 +18,21 @@ import torch
 from torch import nn
 
 from leanml.config import Config, require
-from leanml.models.registry import register_model
+from leanml.models.registry import check_size, register_model, scale_channels
 
 
 @dataclass
 class VGGConfig(Config):
-    """Layer list: an int is a conv's output channels, ``"M"`` a 2x2 max-pool."""
+    """Layer list: an int is a conv's output channels, ``"M"`` a 2x2 max-pool.
+
+    ``resolution`` documents the input size (H = W); ``width`` multiplies every channel count.
+    """
 
     layers: list[int | str] = field(default_factory=lambda: [32, 32, "M", 64, 64, "M", 128, 128, "M"])
     in_channels: int = 1
     num_classes: int = 10
+    resolution: int = 28
+    width: float = 1.0
 
     def validate(self) -> None:
         require(bool(self.layers), "vgg needs at least one layer")
@@ -35,6 +40,13 @@ class VGGConfig(Config):
             require(v == "M" or (isinstance(v, int) and v > 0), f"vgg layer {v!r} must be a positive int or 'M'")
         require(any(isinstance(v, int) for v in self.layers), "vgg needs at least one conv layer")
         require(self.in_channels > 0 and self.num_classes > 0, "vgg channel and class counts must be positive")
+        check_size(self.resolution, self.width, "vgg")
+        pools = sum(v == "M" for v in self.layers)
+        require(
+            self.resolution >= 2**pools,
+            f"vgg's {pools} max-pools need inputs of at least {2**pools} pixels, got resolution {self.resolution}",
+            "pass a larger --resolution or fewer 'M' layers",
+        )
 
 
 class VGG(nn.Module):
@@ -49,8 +61,9 @@ class VGG(nn.Module):
                 layers.append(nn.MaxPool2d(2))
             else:
                 assert isinstance(v, int)
-                layers += [nn.Conv2d(c, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
-                c = v
+                out = scale_channels(v, cfg.width)
+                layers += [nn.Conv2d(c, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+                c = out
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c, cfg.num_classes)
