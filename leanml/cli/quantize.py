@@ -8,13 +8,12 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import torch
 import typer
 
 from leanml.cli.options import ConfigOpt, DataOpt, ThreadsOpt, config_from, default_of
-from leanml.data import batches, load_split
 from leanml.progress import make_console
 from leanml.quant.kmeans import KMeansConfig
 from leanml.quant.linear import LinearQuantConfig
@@ -28,10 +27,28 @@ app = typer.Typer(
 EvalOpt = Annotated[int, typer.Option(help="test images to evaluate on (the integer executor is slow)")]
 
 
-def _accuracy(fn: object, images: torch.Tensor, labels: torch.Tensor) -> float:
+def _accuracy(fn: object, images: torch.Tensor, labels: torch.Tensor, batch: int = 500) -> float:
     assert callable(fn)
     with torch.no_grad():
-        return float((fn(images).argmax(1) == labels).float().mean())
+        hits = sum(int((fn(images[i : i + batch]).argmax(1) == labels[i : i + batch]).sum())
+                   for i in range(0, len(labels), batch))  # fmt: skip
+    return hits / max(len(labels), 1)
+
+
+def history_of(meta: dict[str, Any], weight_bits: dict[str, int] | None = None) -> dict[str, Any] | None:
+    """What the integer model should remember of a checkpoint's compression: sparsity, per-layer weight widths.
+
+    Example:
+        >>> history_of({"pruning": {"sparsity": 0.6}}, {"fc": 4})
+        {'sparsity': 0.6, 'weight_bits': {'fc': 4}}
+    """
+    out: dict[str, Any] = dict(meta.get("history") or {})
+    pruning = meta.get("pruning")
+    if isinstance(pruning, dict) and isinstance(pruning.get("sparsity"), (int, float)):
+        out["sparsity"] = float(pruning["sparsity"])
+    if weight_bits is not None:
+        out["weight_bits"] = dict(weight_bits)
+    return out or None
 
 
 @app.command("linear")
@@ -59,23 +76,35 @@ def linear_cmd(
     threads: ThreadsOpt = None,
 ) -> None:
     """int8 linear quantization: fold BN, calibrate, optional QAT, convert to the integer-only model."""
+    from leanml.cli.model_data import check_shape, model_batch, model_data
     from leanml.quant import quantize_linear
-    from leanml.train import load_model
+    from leanml.quant.linear import seeded_subset
+    from leanml.train import load_checkpoint
 
     flags = {"observer": observer, "calibration_images": calibration_images, "qat_epochs": qat_epochs,
              "qat_lr": qat_lr, "learn_scale": lsq}  # fmt: skip
     cfg = config_from(context, LinearQuantConfig, config, flags, {"learn_scale": "lsq"})
-    model = load_model(checkpoint)
+    ckpt = load_checkpoint(checkpoint)
+    model, block = ckpt.model, ckpt.meta.get("input")
+    images = model_data(block, data)
+    calib, _ = model_batch(seeded_subset(images.train, cfg.calibration_images, cfg.seed), block)
+    check_shape(calib, block, "calibration")
+    if cfg.qat_epochs and "resize" in (block or {}):
+        from leanml.errors import LeanmlError
+
+        raise LeanmlError("QAT of a NAS subnet (resized inputs) is not supported by this command",
+                          "use PTQ (--qat-epochs 0), or fine-tune the subnet first")  # fmt: skip
     with torch_threads(threads):
-        result = quantize_linear(model, cfg, data_root=data)
+        result = quantize_linear(model, cfg, calib, images.train if cfg.qat_epochs else None)
         assert result.integer_model is not None
-        result.integer_model.save(out)
+        imodel = result.integer_model.with_meta(block, history_of(ckpt.meta))
+        imodel.save(out)
         if onnx is not None:
             from leanml.quant.onnx_export import export_onnx
 
-            export_onnx(result.integer_model, onnx)
-        test = load_split("test", data, eval_subset)
-        x, y = next(batches(test, len(test)))
+            export_onnx(imodel, onnx)
+        test = seeded_subset(images.test, eval_subset)
+        x, y = model_batch(test, block)
         accs = (_accuracy(model, x, y), _accuracy(result.sim, x, y), _accuracy(result.integer_model, x, y))
     make_console().print(f"saved the integer model to {out}")
     print(f"test accuracy on {len(test)} images: fp32 {accs[0]:.2%}  fake-quant {accs[1]:.2%}  integer {accs[2]:.2%}")
@@ -100,23 +129,34 @@ def kmeans_cmd(
 ) -> None:
     """k-means weight quantization with optional QAT; size counted as indices + codebooks."""
     from leanml.artifact import save_artifact
+    from leanml.cli.model_data import model_batch, model_data
     from leanml.quant import kmeans_quantize_
-    from leanml.train import evaluate, load_checkpoint, save_checkpoint
+    from leanml.quant.linear import seeded_subset
+    from leanml.train import load_checkpoint, save_checkpoint
     from leanml.train.finetune import FinetuneConfig, finetune
 
     cfg = config_from(context, KMeansConfig, config, {"bits": bits})
     ckpt = load_checkpoint(checkpoint)
-    model = ckpt.model
-    test = load_split("test", data, eval_subset)
+    model, block = ckpt.model, ckpt.meta.get("input")
+    images = model_data(block, data)
+    if qat_epochs and "resize" in (block or {}):
+        from leanml.errors import LeanmlError
+
+        raise LeanmlError("k-means QAT of a NAS subnet (resized inputs) is not supported by this command",
+                          "pass --qat-epochs 0")  # fmt: skip
+    x, y = model_batch(seeded_subset(images.test, eval_subset), block)
     with torch_threads(threads):
-        _, fp32_acc = evaluate(model, test)
+        fp32_acc = _accuracy(model, x, y)
         quantizer = kmeans_quantize_(model, cfg)
-        _, ptq_acc = evaluate(model, test)
+        ptq_acc = _accuracy(model, x, y)
         if qat_epochs:
-            finetune(model, load_split("train", data), FinetuneConfig(qat_epochs, qat_lr), quantizer.qat_step_)
-        _, qat_acc = evaluate(model, test)
+            finetune(model, images.train, FinetuneConfig(qat_epochs, qat_lr), quantizer.qat_step_)
+        model.eval()
+        qat_acc = _accuracy(model, x, y)
     report = quantizer.report(model)
     meta = {"kmeans": {"bits": cfg.bits, "qat_epochs": qat_epochs}, "metrics": {"test_acc": qat_acc}}
+    if block is not None:
+        meta["input"] = block
     save_checkpoint(out, model, meta)
     save_artifact(Path(f"{out}.codebooks"), *quantizer.state(), kind="kmeans")
     print(
@@ -149,29 +189,37 @@ def mixed_cmd(
     threads: ThreadsOpt = None,
 ) -> None:
     """Mixed-precision weights: per-layer widths from measured sensitivity under a size budget, then int8 PTQ."""
+    from leanml.cli.model_data import check_shape, model_batch, model_data
     from leanml.quant import QuantSim, convert
-    from leanml.quant.linear import calibration_batches
-    from leanml.quant.linear import calibration_images as sample_calibration
+    from leanml.quant.linear import calibration_batches, seeded_subset
     from leanml.quant.mixed import mixed_precision
-    from leanml.train import load_model
+    from leanml.train import load_checkpoint
 
     budget = int(budget_kib * 1024) if budget_kib is not None else None
     flags = {"budget_bytes": budget, "like_uniform_bits": None if budget else like, "val_images": val_images}
     explicit = {"budget_bytes": "budget_kib", "like_uniform_bits": ("like", "budget_kib")}
     cfg = config_from(context, MixedPrecisionConfig, config, flags, explicit)
-    model = load_model(checkpoint)
+    ckpt = load_checkpoint(checkpoint)
+    model, block = ckpt.model, ckpt.meta.get("input")
+    images = model_data(block, data)
+    if "resize" in (block or {}):
+        from leanml.errors import LeanmlError
+
+        raise LeanmlError("mixed precision of a NAS subnet (resized inputs) is not supported by this command",
+                          "quantize it with `leanml quantize linear`")  # fmt: skip
+    calib, _ = model_batch(seeded_subset(images.train, calibration_images), block)
+    check_shape(calib, block, "calibration")
     with torch_threads(threads):
-        result = mixed_precision(model, cfg, data_root=data)
-        calib = sample_calibration(LinearQuantConfig(calibration_images=calibration_images), data)
-        test = load_split("test", data, eval_subset)
-        x, y = next(batches(test, len(test)))
+        result = mixed_precision(model, cfg, images.val)
+        test = seeded_subset(images.test, eval_subset)
+        x, y = model_batch(test, block)
         accs = {}
         for label, bits in (("mixed", result.bits), (f"uniform {like}-bit", like)):
             sim = QuantSim.from_model(model, 8, bits)
             sim.calibrate(calibration_batches(calib, 128))
             accs[label] = _accuracy(sim, x, y)
             if label == "mixed":
-                convert(sim).save(out)
+                convert(sim, block, history_of(ckpt.meta, result.bits)).save(out)
     console = make_console()
     for name, b in result.bits.items():
         console.print(f"  {name:24s} {b} bits")

@@ -7,15 +7,19 @@ Example:
     >>> sim = QuantSim.from_model(build_model("vgg", layers=[4, "M"]).eval())
     >>> sim.calibrate([torch.randn(2, 1, 28, 28)])
     >>> imodel = convert(sim)
-    >>> dep = deploy(imodel, DeployConfig())  # doctest: +SKIP
+    >>> dep = deploy(imodel, DeployConfig(input_shape=[1, 28, 28]))  # doctest: +SKIP
     >>> verify(dep, imodel, torch.randn(4, 1, 28, 28)).identical  # doctest: +SKIP
     True
+
+The input shape is the model's own (its stored ``input`` block) unless
+``DeployConfig.input_shape`` gives one; a given shape that differs from the
+stored one is refused.
 """
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +27,13 @@ import numpy as np
 import torch
 
 from leanml.config import Config, require
-from leanml.deploy.build import CROSS_TARGETS, CSRC, CompiledModel, compile_shared
+from leanml.deploy.build import CROSS_TARGETS, CSRC, CompiledModel, compile_shared, target_section_sizes
 from leanml.deploy.codegen import c_prefix, generate_c
 from leanml.deploy.ir import Graph, lower
 from leanml.deploy.patch import patch_graph, stage_summary
 from leanml.deploy.planner import STRATEGIES, MemoryLayout, MemoryReport, memory_report, plan_memory
 from leanml.errors import LeanmlError
+from leanml.profile.timing import LatencyStats, measure_latency
 from leanml.quant.integer import IntegerModel
 
 TARGETS = ("host", *CROSS_TARGETS)
@@ -36,9 +41,10 @@ TARGETS = ("host", *CROSS_TARGETS)
 
 @dataclass
 class DeployConfig(Config):
-    """How to build: input shape (C, H, W), C prefix, in-place depthwise, placement strategy, target."""
+    """How to build: input shape (C, H, W; None = the model's stored one), C prefix, in-place depthwise, placement
+    strategy, target."""
 
-    input_shape: list[int] = field(default_factory=lambda: [1, 28, 28])
+    input_shape: list[int] | None = None
     prefix: str = "leanml_model"
     in_place: bool = True
     strategy: str = "best"
@@ -47,7 +53,7 @@ class DeployConfig(Config):
     patch_until: str | None = None  # tensor ending the patch stage (default: the cut with the smallest arena)
 
     def validate(self) -> None:
-        require(len(self.input_shape) == 3 and all(d >= 1 for d in self.input_shape),
+        require(self.input_shape is None or (len(self.input_shape) == 3 and all(d >= 1 for d in self.input_shape)),
                 f"input_shape must be (C, H, W), got {self.input_shape}")  # fmt: skip
         require(self.strategy in STRATEGIES, f"unknown strategy {self.strategy!r}", f"choose: {', '.join(STRATEGIES)}")
         require(self.patch >= 0, f"patch grid must be >= 0, got {self.patch}", "0 = off, e.g. 3 for 3x3 patches")
@@ -64,16 +70,72 @@ class Deployment:
     memory: MemoryReport
     sources: dict[str, str]
     model: CompiledModel
+    input_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W) it was built for
+    flash_note: str | None = None  # compression in the model's history that the dense int8 C does not exploit
 
     def summary(self) -> dict[str, Any]:
-        """MACs, flash (constant bytes) and SRAM figures as plain data."""
-        return {"macs": self.graph.macs(), "weight_bytes": self.graph.weight_bytes(), **self.memory.to_dict(),
-                **(stage_summary(self.graph) or {}), "library": str(self.model.library)}  # fmt: skip
+        """MACs, flash (constant bytes) and SRAM figures as plain data (``flash_note`` when the history has one)."""
+        out = {"macs": self.graph.macs(), "weight_bytes": self.graph.weight_bytes(), **self.memory.to_dict(),
+               **(stage_summary(self.graph) or {}), "library": str(self.model.library),
+               "input_shape": list(self.input_shape)}  # fmt: skip
+        if self.flash_note is not None:
+            out["flash_note"] = self.flash_note
+        return out
+
+
+def resolve_input_shape(model: IntegerModel, cfg: DeployConfig) -> tuple[int, int, int]:
+    """The (C, H, W) to build for: ``cfg.input_shape`` or the model's stored shape; a mismatch is refused.
+
+    Example:
+        >>> from leanml.quant.integer_ops import QuantizeInput, TensorQ
+        >>> m = IntegerModel([QuantizeInput("q", "x", TensorQ(0.1, 0))], "x", TensorQ(0.1, 0), {"shape": [1, 24, 24]})
+        >>> resolve_input_shape(m, DeployConfig())
+        (1, 24, 24)
+    """
+    stored = model.input_shape
+    if cfg.input_shape is None:
+        if stored is None:
+            raise LeanmlError("the integer model stores no input shape and none was given",
+                              "pass --input-shape C,H,W (DeployConfig.input_shape), or re-quantize it from its "
+                              "checkpoint so that it carries its input block")  # fmt: skip
+        return stored
+    c, h, w = cfg.input_shape
+    if stored is not None and (c, h, w) != stored:
+        raise LeanmlError(f"deploy refuses a mismatch: input shape {[c, h, w]} given, the model takes {list(stored)}",
+                          "drop --input-shape (the model's own shape is used) or pass the stored one")  # fmt: skip
+    return (c, h, w)
+
+
+def flash_note(history: dict[str, Any] | None) -> str | None:
+    """What the deployed flash does not reflect of the model's history (sparsity, sub-8-bit weights), or None.
+
+    Example:
+        >>> flash_note({"sparsity": 0.628})
+        '62.8% weight sparsity is not exploited by the dense int8 kernels: flash is the dense size'
+    """
+    if not history:
+        return None
+    notes = []
+    sparsity = history.get("sparsity")
+    if isinstance(sparsity, (int, float)) and sparsity > 0:
+        notes.append(f"{sparsity:.1%} weight sparsity is not exploited by the dense int8 kernels")
+    bits = history.get("weight_bits")
+    if isinstance(bits, dict) and bits:
+        widths = sorted({int(b) for b in bits.values()})
+        if widths != [8]:
+            notes.append(f"mixed-precision weights ({'/'.join(map(str, widths))} bits) are stored as int8 "
+                         f"by the dense int8 kernels")  # fmt: skip
+    if not notes:
+        return None
+    return "; ".join(notes) + ": flash is the dense size"
 
 
 def deploy(model: IntegerModel, cfg: DeployConfig) -> Deployment:
-    """Lower, plan, generate and compile ``model``; the result runs through ctypes."""
-    c, h, w = cfg.input_shape
+    """Lower, plan, generate and compile ``model``; the result runs through ctypes.
+
+    The input shape is ``cfg.input_shape`` or, when None, the model's stored one (see :func:`resolve_input_shape`).
+    """
+    c, h, w = resolve_input_shape(model, cfg)
     layer_graph = lower(model, (c, h, w))
     graph = patch_graph(layer_graph, cfg.patch, cfg.patch_until) if cfg.patch else layer_graph
     layout = plan_memory(graph, cfg.in_place, cfg.strategy)
@@ -83,7 +145,7 @@ def deploy(model: IntegerModel, cfg: DeployConfig) -> Deployment:
     out_numel = next(op.out_numel for op in graph.ops if op.output == graph.output)
     compiled = CompiledModel(library, c_prefix(cfg.prefix), (c, h, w), out_numel, graph.output_perm,
                              graph.output_q.scale, graph.output_q.zero_point)  # fmt: skip
-    return Deployment(cfg, graph, layout, report, sources, compiled)
+    return Deployment(cfg, graph, layout, report, sources, compiled, (c, h, w), flash_note(model.history))
 
 
 @dataclass
@@ -156,3 +218,79 @@ def export_project(dep: Deployment, out: str | Path, force: bool = False) -> Pat
         shutil.rmtree(out)
     tmp.rename(out)
     return out
+
+
+def measure_c_latency(dep: Deployment, repeats: int = 50, warmup: int = 5) -> LatencyStats:
+    """Latency of the compiled model at batch 1 (float in, float out, quantization in C), via the timing module.
+
+    Example:
+        >>> measure_c_latency(dep, repeats=10).median_ms  # doctest: +SKIP
+        0.21
+    """
+    x1 = np.zeros((1, *dep.input_shape), dtype=np.float32)  # (1, C, H, W)
+    return measure_latency(lambda: dep.model(x1), warmup=warmup, repeats=repeats, batch_size=1)
+
+
+def deploy_summary_row(dep: Deployment) -> dict[str, Any]:
+    """One row for comparison tables: flash bytes (weights + constants, and the target's sections when cross-built),
+    SRAM bytes (the arena), MACs.
+
+    ``flash_bytes`` is ``graph.weight_bytes()``; with a Cortex-M target the row adds ``text_bytes``,
+    ``rodata_bytes`` and ``flash_section_bytes`` (.text + .rodata + .data) from the cross compiler.
+
+    Example:
+        >>> deploy_summary_row(dep)["sram_bytes"]  # doctest: +SKIP
+        12288
+    """
+    row: dict[str, Any] = {"flash_bytes": dep.graph.weight_bytes(), "sram_bytes": dep.layout.arena_bytes,
+                           "macs": dep.graph.macs(), "target": dep.config.target}  # fmt: skip
+    if dep.config.target in CROSS_TARGETS:
+        sections = target_section_sizes(dep.sources, dep.config.target)
+        row.update(text_bytes=sections["text"], rodata_bytes=sections["rodata"],
+                   flash_section_bytes=sections["text"] + sections["rodata"] + sections["data"])  # fmt: skip
+    if dep.flash_note is not None:
+        row["flash_note"] = dep.flash_note
+    return row
+
+
+def memory_timeline(dep: Deployment) -> dict[str, Any]:
+    """The arena plan over time: op names in order and every buffer's offset, size and live op range (inclusive).
+
+    One entry per tensor (a view or an in-place op's output shares its input's offset) and per op scratch
+    (``<op>.scratch``); ``first_op``/``last_op`` index ``ops``.
+
+    Example:
+        >>> t = memory_timeline(dep)  # doctest: +SKIP
+        >>> max(b["offset"] + b["size"] for b in t["buffers"]) <= t["arena_bytes"]  # doctest: +SKIP
+        True
+    """
+    ops = dep.graph.ops
+    producer = {op.output: i for i, op in enumerate(ops)}
+    last_use = dict(producer)
+    for i, op in enumerate(ops):
+        for t in op.inputs:
+            if t in last_use:
+                last_use[t] = max(last_use[t], i)
+    last_use[dep.graph.output] = len(ops) - 1
+    buffers = [{"tensor": op.output, "offset": int(dep.layout.tensor_offset[op.output]), "size": int(op.out_numel),
+                "first_op": producer[op.output], "last_op": last_use[op.output]}
+               for op in ops if op.output in dep.layout.tensor_offset]  # fmt: skip
+    for i, op in enumerate(ops):
+        if op.name in dep.layout.scratch_offset:
+            # in-place depthwise: one input channel plane; otherwise the op's own scratch
+            size = op.in_shapes[0][0] * op.in_shapes[0][1] if op.name in dep.layout.in_place else op.scratch_bytes()
+            buffers.append({"tensor": f"{op.name}.scratch", "offset": int(dep.layout.scratch_offset[op.name]),
+                            "size": int(size), "first_op": i, "last_op": i})  # fmt: skip
+    return {"arena_bytes": int(dep.layout.arena_bytes), "ops": [op.name for op in ops], "buffers": buffers}
+
+
+def layer_table(dep: Deployment) -> list[dict[str, Any]]:
+    """Per op, in order: name, kind, MACs, flash bytes of its constants, output bytes (int8 activations in SRAM).
+
+    Example:
+        >>> sum(r["macs"] for r in layer_table(dep)) == dep.graph.macs()  # doctest: +SKIP
+        True
+    """
+    return [{"name": op.name, "kind": op.kind, "macs": int(op.macs()), "weight_bytes": int(op.weight_bytes()),
+             "output_bytes": 0 if op.is_view else int(op.out_numel), "output_shape": list(op.out_shape)}
+            for op in dep.graph.ops]  # fmt: skip

@@ -6,7 +6,11 @@ uses integer arithmetic only (after the input is quantized). It is the model
 ``deploy`` consumes: the C engine must reproduce its outputs bit for bit.
 
 Saved as the one artifact format: op arrays in safetensors, op fields in
-JSON (kind ``integer-model``, versioned).
+JSON (kind ``integer-model``, versioned). The sidecar also carries the model's
+``input`` block (shape (C, H, W), per-channel mean/std, dataset, classes: what
+the model eats, copied from the float checkpoint) and its ``history``
+(e.g. ``{"sparsity": 0.63, "weight_bits": {...}}``: compression that the int8
+deploy does not exploit), so later stages need no side channel.
 
 Example:
     >>> import torch
@@ -65,12 +69,44 @@ KIND = "integer-model"
 class IntegerModel:
     """Integer-only model: ``run_int8`` on int8 inputs, or call it on float inputs for float outputs."""
 
-    def __init__(self, ops: list[IntegerOp], output: str, output_q: TensorQ) -> None:
+    def __init__(
+        self,
+        ops: list[IntegerOp],
+        output: str,
+        output_q: TensorQ,
+        input: dict[str, Any] | None = None,
+        history: dict[str, Any] | None = None,
+    ) -> None:
         if not ops or not isinstance(ops[0], QuantizeInput):
             raise LeanmlError("an integer model must start with its input quantization")
         self.ops = ops
         self.output = output
         self.output_q = output_q
+        self.input = check_input_block(input) if input is not None else None
+        self.history = dict(history) if history is not None else None
+
+    def with_meta(
+        self,
+        input: dict[str, Any] | None,
+        history: dict[str, Any] | None = None,
+    ) -> IntegerModel:
+        """The same ops with this ``input`` block and ``history`` (e.g. copied from the float checkpoint).
+
+        Example:
+            >>> from leanml.quant.integer_ops import QuantizeInput, TensorQ
+            >>> m = IntegerModel([QuantizeInput("q", "x", TensorQ(0.1, 0))], "x", TensorQ(0.1, 0))
+            >>> m.with_meta({"shape": [1, 4, 4]}).input_shape
+            (1, 4, 4)
+        """
+        return IntegerModel(self.ops, self.output, self.output_q, input, history)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int] | None:
+        """(C, H, W) from the stored ``input`` block, or None when the model carries none."""
+        if self.input is None or "shape" not in self.input:
+            return None
+        c, h, w = self.input["shape"]
+        return (c, h, w)
 
     @property
     def input_q(self) -> TensorQ:
@@ -115,7 +151,11 @@ class IntegerModel:
                 else:
                     fields[f.name] = list(value) if isinstance(value, tuple) else value
             ops_meta.append({"type": type(op).__name__, "fields": fields})
-        meta = {"ops": ops_meta, "output": self.output, "output_q": dataclasses.asdict(self.output_q)}
+        meta: dict[str, Any] = {"ops": ops_meta, "output": self.output, "output_q": dataclasses.asdict(self.output_q)}
+        if self.input is not None:
+            meta["input"] = self.input
+        if self.history is not None:
+            meta["history"] = self.history
         save_artifact(path, tensors, meta, kind=KIND)
 
     @classmethod
@@ -124,9 +164,35 @@ class IntegerModel:
         tensors, meta = load_artifact(path, kind=KIND)
         try:
             ops = [_op_from_meta(entry, tensors) for entry in meta["ops"]]
-            return cls(ops, str(meta["output"]), TensorQ(**meta["output_q"]))
+            history = meta.get("history")
+            if history is not None and not isinstance(history, dict):
+                raise ValueError(f"history must be a mapping, got {type(history).__name__}")
+            return cls(ops, str(meta["output"]), TensorQ(**meta["output_q"]), meta.get("input"), history)
         except (KeyError, TypeError, ValueError) as e:
             raise LeanmlError(f"malformed integer model {path}: {e!r}", "re-create it with `leanml quantize`") from e
+
+
+def check_input_block(block: Any) -> dict[str, Any]:
+    """Validate an ``input`` block ({"shape": [C, H, W], "mean", "std", "dataset", "classes", ...}); returns a copy.
+
+    Only ``shape`` is checked strictly (three positive integers, when present); the other fields are descriptive.
+
+    Example:
+        >>> check_input_block({"shape": [1, 24, 24], "dataset": "fashion-mnist"})["shape"]
+        [1, 24, 24]
+    """
+    if not isinstance(block, dict):
+        raise LeanmlError(f"the input block must be a mapping, got {type(block).__name__}",
+                          "store {'shape': [C, H, W], 'mean': [...], 'std': [...], ...}")  # fmt: skip
+    out = dict(block)
+    if "shape" in out:
+        shape = out["shape"]
+        ok = isinstance(shape, (list, tuple)) and len(shape) == 3
+        if not ok or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
+            raise LeanmlError(f"the input block's shape must be three positive integers (C, H, W), got {shape!r}",
+                              "re-create the model from its checkpoint")  # fmt: skip
+        out["shape"] = [int(d) for d in shape]
+    return out
 
 
 def _op_from_meta(entry: dict[str, Any], tensors: dict[str, torch.Tensor]) -> IntegerOp:
@@ -283,11 +349,15 @@ def _step_op(step: Step, sim: QuantSim) -> IntegerOp:
     return convert_step(step, sim)
 
 
-def convert(sim: QuantSim) -> IntegerModel:
-    """The integer model of a calibrated (or QAT-trained) simulator."""
+def convert(
+    sim: QuantSim,
+    input: dict[str, Any] | None = None,
+    history: dict[str, Any] | None = None,
+) -> IntegerModel:
+    """The integer model of a calibrated (or QAT-trained) simulator; ``input``/``history`` go into its artifact."""
     if not all(isinstance(fq, FakeQuantize) and fq.calibrated for fq in sim.fq.values()):
         raise LeanmlError("the model is not calibrated", "run calibration (PTQ) or QAT before converting")
     if sim.bits != 8:
         raise LeanmlError(f"integer conversion needs 8-bit activations, got {sim.bits}", "use bits=8")
     ops = [_step_op(step, sim) for step in sim.plan.steps]
-    return IntegerModel(ops, sim.plan.output, _tensor_q(sim.fake_quant(sim.plan.output)))
+    return IntegerModel(ops, sim.plan.output, _tensor_q(sim.fake_quant(sim.plan.output)), input, history)

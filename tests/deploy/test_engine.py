@@ -8,7 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-from leanml.deploy.engine import DeployConfig, deploy, export_project, verify
+from leanml.deploy.engine import (
+    DeployConfig,
+    deploy,
+    deploy_summary_row,
+    export_project,
+    layer_table,
+    measure_c_latency,
+    memory_timeline,
+    verify,
+)
 from leanml.deploy.ir import c_identifier, lower
 from leanml.errors import LeanmlError
 from leanml.models import build_model
@@ -26,7 +35,7 @@ def integer_model(model: nn.Module, shape=(1, 28, 28), seed: int = 0):
     model = randomize_bn(model).eval()
     sim = QuantSim.from_model(model)
     sim.calibrate([torch.randn(16, *shape)])
-    return convert(sim)
+    return convert(sim, {"shape": list(shape)})
 
 
 class Weird(nn.Module):
@@ -141,3 +150,54 @@ def test_cortex_m_cross_compile_reports_flash_and_sram(target, tmp_path):
     proc = subprocess.run(["make", "-s", target], cwd=out, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert ".rodata" in proc.stdout
+
+
+def test_input_shape_comes_from_the_model_and_a_mismatch_is_refused(tmp_path):
+    imodel = integer_model(build_model("vgg", layers=[4, "M"]), shape=(1, 20, 20))
+    imodel.save(tmp_path / "m")
+    from leanml.quant import IntegerModel
+
+    loaded = IntegerModel.load(tmp_path / "m")
+    assert loaded.input_shape == (1, 20, 20) and loaded.input == {"shape": [1, 20, 20]}
+    dep = deploy(loaded, DeployConfig())
+    assert dep.input_shape == (1, 20, 20) and dep.summary()["input_shape"] == [1, 20, 20]
+    assert "flash_note" not in dep.summary()
+    with pytest.raises(LeanmlError, match="deploy refuses a mismatch"):
+        deploy(loaded, DeployConfig(input_shape=[1, 28, 28]))
+    bare = loaded.with_meta(None)
+    with pytest.raises(LeanmlError, match="no input shape") as err:
+        deploy(bare, DeployConfig())
+    assert "--input-shape" in (err.value.hint or "")
+    assert deploy(bare, DeployConfig(input_shape=[1, 20, 20])).input_shape == (1, 20, 20)
+
+
+def test_flash_note_states_unexploited_sparsity_and_bit_widths():
+    imodel = integer_model(build_model("vgg", layers=[4, "M"])).with_meta(
+        {"shape": [1, 28, 28]}, {"sparsity": 0.628, "weight_bits": {"features.0": 4, "classifier": 8}}
+    )
+    note = deploy(imodel, DeployConfig()).summary()["flash_note"]
+    assert note.startswith("62.8% weight sparsity is not exploited by the dense int8 kernels")
+    assert "4/8 bits" in note and note.endswith("flash is the dense size")
+
+
+def test_report_helpers_describe_the_deployment():
+    imodel = integer_model(build_model("vgg", layers=[4, "M", 8, "M"]))
+    dep = deploy(imodel, DeployConfig())
+    row = deploy_summary_row(dep)
+    assert row["flash_bytes"] == dep.graph.weight_bytes() and row["sram_bytes"] == dep.layout.arena_bytes
+    assert row["macs"] == dep.graph.macs() > 0
+    table = layer_table(dep)
+    assert [r["name"] for r in table] == [op.name for op in dep.graph.ops]
+    assert sum(r["macs"] for r in table) == row["macs"]
+    assert sum(r["weight_bytes"] for r in table) == row["flash_bytes"]
+    timeline = memory_timeline(dep)
+    assert timeline["arena_bytes"] == row["sram_bytes"] and timeline["ops"] == [r["name"] for r in table]
+    bufs = timeline["buffers"]
+    assert all(b["offset"] + b["size"] <= timeline["arena_bytes"] and b["first_op"] <= b["last_op"] for b in bufs)
+    for a in bufs:  # two buffers live at a common op never overlap in the arena, unless one reuses the other
+        for b in bufs:
+            live = a["first_op"] < b["last_op"] and b["first_op"] < a["last_op"]
+            apart = a["offset"] + a["size"] <= b["offset"] or b["offset"] + b["size"] <= a["offset"]
+            assert a is b or not live or apart or a["offset"] == b["offset"]
+    lat = measure_c_latency(dep, repeats=3, warmup=1)
+    assert lat.batch_size == 1 and lat.median_ms > 0

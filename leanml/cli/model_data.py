@@ -1,0 +1,94 @@
+"""The data a saved model eats, loaded from the artifact's ``input`` block (for the CLI verbs; algorithms take data).
+
+A checkpoint (and the integer model quantized from it) stores an ``input``
+block: ``{"shape": [C, H, W], "mean": [...], "std": [...], "dataset": spec,
+"classes": [...], "split": {...}}``; a NAS subnet's block also has ``resize``
+(its images are the dataset's, normalized, then resized to the searched
+resolution). :func:`model_data` loads that dataset with the model's own
+normalization; :func:`model_batch` turns a split into the model's float input.
+
+Example:
+    >>> block = {"shape": [1, 24, 24], "mean": [0.286], "std": [0.353], "dataset": "fashion-mnist",
+    ...          "resize": {"from": [1, 28, 28], "mode": "bilinear"}}
+    >>> model_resolution(block)
+    24
+    >>> data = model_data(block, None, limit=100)  # doctest: +SKIP
+    >>> model_batch(data.test, block)[0].shape     # doctest: +SKIP
+    torch.Size([100, 1, 24, 24])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from leanml.data import ImageData, ImageSet, Normalization, batches, load_data
+from leanml.errors import LeanmlError
+
+DEFAULT_DATASET = "fashion-mnist"
+
+
+def _floats(value: Any) -> tuple[float, ...]:
+    return tuple(float(v) for v in value) if isinstance(value, (list, tuple)) else (float(value),)
+
+
+def dataset_of(block: dict[str, Any] | None) -> str | None:
+    """The dataset spec the ``input`` block names, or None.
+
+    Example:
+        >>> dataset_of({"dataset": "npz:x.npz"}), dataset_of(None)
+        ('npz:x.npz', None)
+    """
+    if block is None or not isinstance(block.get("dataset"), str) or not block["dataset"]:
+        return None
+    return str(block["dataset"])
+
+
+def model_resolution(block: dict[str, Any] | None) -> int | None:
+    """The side the model's images are resized to when the block says so (a NAS subnet), else None."""
+    if block is None or "resize" not in block or "shape" not in block:
+        return None
+    return int(block["shape"][-1])
+
+
+def model_data(block: dict[str, Any] | None, root: str | Path | None, limit: int | None = None) -> ImageData:
+    """Load the dataset the ``input`` block names (Fashion-MNIST without one), with the block's normalization.
+
+    ``root`` is Fashion-MNIST's folder (``--data``); ``limit`` keeps at most that many images per split.
+    The split of a dataset that is not pre-split is reproduced from the block's ``split`` record.
+    """
+    spec = dataset_of(block) or DEFAULT_DATASET
+    split = (block or {}).get("split") or {}
+    kwargs: dict[str, Any] = {k: split[k] for k in ("seed", "val_fraction", "test_fraction") if k in split}
+    if block is not None and "shape" in block and "resize" not in block and spec != DEFAULT_DATASET:
+        c, h, w = block["shape"]
+        kwargs["grayscale"] = c == 1
+        if h == w:
+            kwargs["resolution"] = h
+    data = load_data(spec, root=root, limit=limit, **kwargs)
+    if block is not None and "mean" in block and "std" in block:
+        try:
+            data = data.with_norm(Normalization(_floats(block["mean"]), _floats(block["std"])))
+        except (TypeError, ValueError) as e:
+            raise LeanmlError(f"the model's input block has a bad mean/std: {e}", "re-create the checkpoint") from e
+    return data
+
+
+def model_batch(data: ImageSet, block: dict[str, Any] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """All of ``data`` as the model's float input (N, C, H, W) (resized to a subnet's resolution) and labels (N,)."""
+    x, y = next(batches(data, max(len(data), 1)))
+    r = model_resolution(block)
+    if r is not None and x.shape[-1] != r:
+        from leanml.nas.data import resize_batch
+
+        x = resize_batch(x, r)  # (N, C, r, r)
+    return x, y
+
+
+def check_shape(x: torch.Tensor, block: dict[str, Any] | None, what: str) -> None:
+    """Raise when ``x`` (N, C, H, W) is not of the block's shape (the data does not fit the model)."""
+    if block is not None and "shape" in block and list(x.shape[1:]) != list(block["shape"]):
+        raise LeanmlError(f"{what} images are {list(x.shape[1:])}, the model takes {block['shape']}",
+                          "pass --data pointing at the dataset the model was trained on")  # fmt: skip
