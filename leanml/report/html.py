@@ -30,7 +30,7 @@ h2{font-size:1.25em;margin:1.4em 0 .5em;border-bottom:1px solid #ddd;padding-bot
 .scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;margin:.4em 0 1em;font-size:13px;font-variant-numeric:tabular-nums}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}
-th{background:#f3f3f3;vertical-align:bottom}
+th{background:#f3f3f3;vertical-align:bottom;white-space:normal}
 td.l,th.l{text-align:left}
 caption{caption-side:bottom;text-align:left;color:#666;font-size:12px;padding-top:4px}
 tr.ref td{background:#f7f7fb;font-style:italic}

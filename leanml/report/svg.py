@@ -153,6 +153,11 @@ def _open(width: int, height: int, chart_id: str, points: Sequence[Mapping[str, 
             f"{data_attrs(chart_id, points)}>")  # fmt: skip
 
 
+def _legend_width(names: Sequence[str], legend: bool) -> int:
+    """The right margin: room for the legend's longest name (at most 22 characters shown), else a small gap."""
+    return 40 + 6 * min(max((len(n) for n in names), default=0), 22) if legend else 20
+
+
 def _legend(parts: list[str], f: _Frame, i: int, name: str, color: str, marker: bool) -> None:
     lx, ly = f.left + f.pw + 12, f.top + 12 + 16 * i
     short = name if len(name) <= 22 else name[:21] + "…"
@@ -171,6 +176,7 @@ def line_chart_svg(
     height: int = 360,
     *,
     chart_id: str | None = None,
+    legend: bool = True,
 ) -> str:
     """An SVG line chart of named (x, y) series (each sorted by x), with axes, ticks and a legend.
 
@@ -182,7 +188,8 @@ def line_chart_svg(
     points = [p for pts in series.values() for p in pts]
     if not points:
         return _no_data(title)
-    f, x_ticks, y_ticks = _frame([p[0] for p in points], [p[1] for p in points], width, height, right=170)
+    right = _legend_width(list(series), legend)
+    f, x_ticks, y_ticks = _frame([p[0] for p in points], [p[1] for p in points], width, height, right=right)
     data = [{"series": name, "x": x, "y": y} for name, pts in series.items() for x, y in pts]
     parts = [_open(width, height, chart_id or chart_slug(title), data, title)]
     parts += _axes(f, title, x_label, y_label, x_ticks, y_ticks, height)
@@ -194,7 +201,8 @@ def line_chart_svg(
         for x, y in ordered:
             parts.append(f'<circle class="pt" cx="{f.sx(x):.1f}" cy="{f.sy(y):.1f}" r="2" fill="{color}">'
                          f"<title>{html.escape(name)}: ({x:.4g}, {y:.4g})</title></circle>")  # fmt: skip
-        _legend(parts, f, i, name, color, marker=False)
+        if legend:
+            _legend(parts, f, i, name, color, marker=False)
     parts.append("</svg>")
     return "".join(parts)
 
@@ -211,11 +219,13 @@ def scatter_chart_svg(
     guides: Sequence[Guide] = (),
     width: int = 640,
     height: int = 360,
+    legend: bool = True,
 ) -> str:
     """An SVG scatter chart of named series of labelled (x, y, label) points.
 
     ``connect`` joins each series' points in the given order (e.g. stage order), ``highlight`` rings chosen points,
-    ``guides`` draw dashed reference lines (targets), and each point's label is written beside it.
+    ``guides`` draw dashed reference lines (targets), and each point's label is written beside it. ``legend=False``
+    drops the legend (a single series named by the y label needs none).
 
     Example:
         >>> pts = {"prune": [(0.2, 120.0, ""), (0.5, 80.0, "")]}
@@ -229,7 +239,7 @@ def scatter_chart_svg(
         return _no_data(title)
     xs = [p[0] for p in points] + [g.value for g in guides if g.axis == "x"]
     ys = [p[1] for p in points] + [g.value for g in guides if g.axis == "y"]
-    f, x_ticks, y_ticks = _frame(xs, ys, width, height, right=170)
+    f, x_ticks, y_ticks = _frame(xs, ys, width, height, right=_legend_width(list(series), legend))
     data = [{"series": name, "x": x, "y": y, "label": lab} for name, pts in series.items() for x, y, lab in pts]
     parts = [_open(width, height, chart_id or chart_slug(title), data, title)]
     parts += _axes(f, title, x_label, y_label, x_ticks, y_ticks, height)
@@ -264,7 +274,8 @@ def scatter_chart_svg(
                 dx = -6 if anchor == "end" else 6
                 parts.append(f'<text x="{px + dx:.1f}" y="{py + dy:.1f}" text-anchor="{anchor}" fill="#333">'
                              f"{html.escape(label)}</text>")  # fmt: skip
-        _legend(parts, f, i, name, color, marker=True)
+        if legend:
+            _legend(parts, f, i, name, color, marker=True)
     parts.append("</svg>")
     return "".join(parts)
 
@@ -294,7 +305,7 @@ def memory_timeline_svg(
         >>> plan = {"arena_bytes": 2048, "ops": ["conv", "relu"],
         ...         "buffers": [{"tensor": "x", "offset": 0, "size": 1024, "first_op": 0, "last_op": 1}]}
         >>> svg = memory_timeline_svg(plan)
-        >>> svg.count('class="buffer"') == 1 and "arena 2 KiB" in svg
+        >>> svg.count('class="buffer"') == 1 and "arena 2.0 KiB" in svg
         True
     """
     buffers = [_buffer(b, i) for i, b in enumerate(memory.get("buffers") or [])]
@@ -332,8 +343,10 @@ def memory_timeline_svg(
                      f'height="{h:.1f}" fill="{color}" fill-opacity="0.55" stroke="{color}">'
                      f"<title>{html.escape(tip)}</title></rect>")  # fmt: skip
         name = str(b["tensor"])
-        if h >= 13 and w >= 7 * min(len(name), 16) + 6:
-            short = name if len(name) <= 16 else name[:15] + "…"
+        short = name if len(name) <= 16 else name[:15] + "…"
+        if h >= 13 and w >= 6 * (len(short) + 9) + 8:  # room for the name and its size
+            short += f" ({int(b['size']) / kib:.1f} KiB)"
+        if h >= 13 and w >= 6 * len(short) + 8:
             parts.append(f'<text x="{x + 4:.1f}" y="{y_hi + 11:.1f}" font-size="10" pointer-events="none">'
                          f"{html.escape(short)}</text>")  # fmt: skip
     if arena:
@@ -341,6 +354,6 @@ def memory_timeline_svg(
         parts.append(f'<line class="arena" x1="{f.left}" x2="{f.left + f.pw}" y1="{ya:.1f}" y2="{ya:.1f}" '
                      f'stroke="#c00" stroke-dasharray="5 4"><title>arena {arena} B</title></line>')  # fmt: skip
         parts.append(f'<text x="{f.left + f.pw - 4}" y="{ya - 4:.1f}" text-anchor="end" fill="#c00">'
-                     f"arena {arena / kib:.4g} KiB</text>")  # fmt: skip
+                     f"arena {arena / kib:.1f} KiB</text>")  # fmt: skip
     parts.append("</svg>")
     return "".join(parts)
