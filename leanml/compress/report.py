@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,11 +54,11 @@ Row = Mapping[str, Any]
 
 
 def _num(row: Row | None, key: str) -> float | None:
-    """``row[key]`` as a float, or ``None`` when the row or the value is missing."""
-    if row is None:
+    """``row[key]`` as a float, or ``None`` when the row or the value is missing (or NaN: not a measurement)."""
+    if row is None or row.get(key) is None:
         return None
-    value = row.get(key)
-    return None if value is None else float(value)
+    value = float(row[key])
+    return None if math.isnan(value) else value
 
 
 def _fmt(value: float | None, spec: str, scale: float = 1.0, suffix: str = "") -> str:

@@ -78,6 +78,11 @@ def data_attrs(chart_id: str, points: Sequence[Mapping[str, Any]]) -> str:
     return f' data-chart="{html.escape(chart_id)}" data-points="{html.escape(blob)}"'
 
 
+def _finite(*values: float) -> bool:
+    """Whether every value is a finite number (NaN and infinity points are left out of charts)."""
+    return all(math.isfinite(v) for v in values)
+
+
 def _no_data(title: str) -> str:
     return f'<p class="nodata">{html.escape(title)}: no data</p>'
 
@@ -180,11 +185,14 @@ def line_chart_svg(
 ) -> str:
     """An SVG line chart of named (x, y) series (each sorted by x), with axes, ticks and a legend.
 
+    Points that are not finite are left out; with no points left the chart is a "no data" line.
+
     Example:
         >>> svg = line_chart_svg({"a": [(0, 0), (1, 1)]}, "t", "x", "y")
         >>> svg.startswith("<svg") and "polyline" in svg and 'data-chart="t"' in svg
         True
     """
+    series = {name: [p for p in pts if _finite(p[0], p[1])] for name, pts in series.items()}
     points = [p for pts in series.values() for p in pts]
     if not points:
         return _no_data(title)
@@ -234,9 +242,11 @@ def scatter_chart_svg(
         >>> svg.count('class="pt"') == 2 and "flash target" in svg and 'class="chosen"' in svg
         True
     """
+    series = {name: [p for p in pts if _finite(p[0], p[1])] for name, pts in series.items()}
     points = [p for pts in series.values() for p in pts]
     if not points:
         return _no_data(title)
+    guides = [g for g in guides if _finite(g.value)]
     xs = [p[0] for p in points] + [g.value for g in guides if g.axis == "x"]
     ys = [p[1] for p in points] + [g.value for g in guides if g.axis == "y"]
     f, x_ticks, y_ticks = _frame(xs, ys, width, height, right=_legend_width(list(series), legend))

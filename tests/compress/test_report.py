@@ -214,3 +214,17 @@ def test_write_is_atomic_and_returns_the_path(tmp_path: Path) -> None:
     out = write_run_report(make_record(), tmp_path / "run" / "report.html")
     assert out == tmp_path / "run" / "report.html" and out.read_text(encoding="utf-8").startswith("<!doctype html>")
     assert [p.name for p in out.parent.iterdir()] == ["report.html"]
+
+
+def test_target_lines_from_budget_or_fractions_and_nan_is_not_a_number() -> None:
+    record = make_record()
+    record["budget"] = {"flash_bytes": 50 * 1024, "sram_bytes": None, "latency_ms": None}
+    record["targets"] = {"flash_kib": None, "sram_fraction": 0.5, "max_accuracy_drop": 2.0}
+    record["stages"][1]["accuracy"] = float("nan")
+    doc = parse(render_run_report(record))
+    assert "flash target: 50" in doc.titles  # the resolved budget wins
+    assert f"SRAM target: {0.5 * 13_000 / 1024:.4g}" in doc.titles  # half of the int8 model's SRAM
+    assert "accuracy floor: 89" in doc.titles  # 91% baseline - 2 points
+    stages = table_with(doc, "Δ vs baseline")
+    assert stages.rows[1][stages.headers.index("accuracy")] == "—"
+    assert "channel 50%" not in {p["label"] for p in doc.charts["accuracy-vs-flash"]}
