@@ -26,6 +26,7 @@ from leanml.errors import LeanmlError
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 Series = dict[str, list[tuple[float, float]]]
 LabelledSeries = Mapping[str, Sequence[tuple[float, float, str]]]
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
 
 
 class Guide(NamedTuple):
@@ -247,6 +248,7 @@ def scatter_chart_svg(
     if not points:
         return _no_data(title)
     guides = [g for g in guides if _finite(g.value)]
+    taken: list[Box] = []  # label boxes already written: guide labels, then point labels
     xs = [p[0] for p in points] + [g.value for g in guides if g.axis == "x"]
     ys = [p[1] for p in points] + [g.value for g in guides if g.axis == "y"]
     f, x_ticks, y_ticks = _frame(xs, ys, width, height, right=_legend_width(list(series), legend))
@@ -263,6 +265,7 @@ def scatter_chart_svg(
         parts.append(f'<line class="guide" x1="{x1:.1f}" x2="{x2:.1f}" y1="{y1:.1f}" y2="{y2:.1f}" stroke="#c00" '
                      f'stroke-dasharray="5 4"><title>{html.escape(g.label)}: {g.value:.4g}</title></line>')  # fmt: skip
         label = html.escape(g.label)
+        taken.append(_text_box(tx, ty, anchor, 6.2 * len(g.label)))
         parts.append(f'<text x="{tx:.1f}" y="{ty:.1f}" text-anchor="{anchor}" fill="#c00">{label}</text>')
     for x, y in highlight:
         parts.append(f'<circle class="chosen" cx="{f.sx(x):.1f}" cy="{f.sy(y):.1f}" r="8" fill="none" '
@@ -273,21 +276,50 @@ def scatter_chart_svg(
             coords = " ".join(f"{f.sx(x):.1f},{f.sy(y):.1f}" for x, y, _ in pts)
             parts.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="1.2" '
                          'stroke-opacity="0.7"/>')  # fmt: skip
-        for j, (x, y, label) in enumerate(pts):
-            px, py = f.sx(x), f.sy(y)
+        for x, y, label in pts:
             tip = f"{label + ': ' if label else ''}({x:.4g}, {y:.4g})"
-            parts.append(f'<circle class="pt" cx="{px:.1f}" cy="{py:.1f}" r="4" fill="{color}">'
+            parts.append(f'<circle class="pt" cx="{f.sx(x):.1f}" cy="{f.sy(y):.1f}" r="4" fill="{color}">'
                          f"<title>{html.escape(name)} {html.escape(tip)}</title></circle>")  # fmt: skip
-            if label:
-                dy = -8 if j % 2 == 0 else 15  # alternate above/below so neighbours don't collide
-                anchor = "end" if px > f.left + f.pw * 0.8 else "start"
-                dx = -6 if anchor == "end" else 6
-                parts.append(f'<text x="{px + dx:.1f}" y="{py + dy:.1f}" text-anchor="{anchor}" fill="#333">'
-                             f"{html.escape(label)}</text>")  # fmt: skip
         if legend:
             _legend(parts, f, i, name, color, marker=True)
+    dots = [(f.sx(x), f.sy(y)) for x, y, _ in points]
+    for x, y, label in points:
+        if label:
+            tx, ty, anchor = _place_label(f, f.sx(x), f.sy(y), label, dots, taken)
+            parts.append(f'<text x="{tx:.1f}" y="{ty:.1f}" text-anchor="{anchor}" fill="#333">'
+                         f"{html.escape(label)}</text>")  # fmt: skip
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _text_box(tx: float, ty: float, anchor: str, w: float, h: float = 11.0) -> Box:
+    """The pixel box of a ``w`` wide text written at (tx, ty) with ``anchor``."""
+    x0 = tx if anchor == "start" else tx - w if anchor == "end" else tx - w / 2
+    return x0, ty - h + 2, x0 + w, ty + 2
+
+
+def _place_label(
+    f: _Frame, px: float, py: float, text: str, dots: list[tuple[float, float]], taken: list[Box]
+) -> tuple[float, float, str]:
+    """Where to write a point's label: the first spot around it that overlaps no other label or point and stays in
+    the plot (else the least bad one). The spot's box is added to ``taken``."""
+    w, h = 6.2 * len(text), 11.0  # about the size of 11px sans-serif text
+
+    def box(tx: float, ty: float, anchor: str) -> Box:
+        return _text_box(tx, ty, anchor, w, h)
+
+    def cost(b: Box) -> float:
+        x0, y0, x1, y1 = b
+        hits = sum(x0 < bx1 and bx0 < x1 and y0 < by1 and by0 < y1 for bx0, by0, bx1, by1 in taken)
+        near = sum(x0 - 7 < dx < x1 + 7 and y0 - 7 < dy < y1 + 7 for dx, dy in dots)  # r=4 dots
+        outside = x0 < f.left or x1 > f.left + f.pw or y0 < f.top or y1 > f.top + f.ph
+        return 10 * hits + 5 * near + 3 * outside
+
+    spots = [(px + 7, py - 6, "start"), (px + 7, py + 13, "start"), (px - 7, py - 6, "end"), (px - 7, py + 13, "end"),
+             (px, py - 9, "middle"), (px, py + 18, "middle")]  # fmt: skip
+    best = min(spots, key=lambda s: cost(box(*s)))  # min keeps the first of equal costs
+    taken.append(box(*best))
+    return best
 
 
 def _buffer(b: Mapping[str, Any], i: int) -> dict[str, Any]:
