@@ -61,12 +61,13 @@ def channel_groups(net: Supernet) -> list[ChannelGroup]:
             p = f"stages.{s}.{i}"
             groups.append(ChannelGroup(
                 len(groups), b.expand.weight.shape[0], producers=[f"{p}.expand"],
-                norms=[f"{p}.expand_bn", f"{p}.depthwise_bn"], depthwise=[f"{p}.depthwise"],
+                norms=[(f"{p}.expand_bn", 0, 1), (f"{p}.depthwise_bn", 0, 1)], depthwise=[(f"{p}.depthwise", 0, 1)],
                 consumers=[(f"{p}.project", 0, 1)],
             ))  # fmt: skip
     width = ChannelGroup(
         len(groups), net.stem.weight.shape[0], producers=["stem", "first.project"],
-        norms=["stem_bn", "first.depthwise_bn", "first.project_bn"], depthwise=["first.depthwise"],
+        norms=[("stem_bn", 0, 1), ("first.depthwise_bn", 0, 1), ("first.project_bn", 0, 1)],
+        depthwise=[("first.depthwise", 0, 1)],
         consumers=[("first.project", 0, 1)],
     )  # fmt: skip
     groups.append(width)
@@ -76,7 +77,7 @@ def channel_groups(net: Supernet) -> list[ChannelGroup]:
         width.consumers.append((f"{names[0]}.expand", 0, 1))
         width = ChannelGroup(
             len(groups), blocks[0].project.weight.shape[0], producers=[f"{n}.project" for n in names],
-            norms=[f"{n}.project_bn" for n in names], consumers=[(f"{n}.expand", 0, 1) for n in names[1:]],
+            norms=[(f"{n}.project_bn", 0, 1) for n in names], consumers=[(f"{n}.expand", 0, 1) for n in names[1:]],
         )  # fmt: skip
         groups.append(width)
     width.consumers.append(("head", 0, 1))

@@ -27,7 +27,7 @@ Example:
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +39,7 @@ from leanml.errors import LeanmlError
 from leanml.models.registry import ModelSpec, register_transform
 from leanml.profile.graph import trace_ops
 from leanml.profile.traced_ops import op_macs
-from leanml.prune.depgraph import ChannelGroup, trace_channel_groups
+from leanml.prune.depgraph import ChannelGroup, member_index, param_owner, trace_channel_groups
 from leanml.prune.importance import IMPORTANCE, Grads, accumulate_gradients, channel_scores
 
 TRANSFORM = "channel_prune"
@@ -68,6 +68,9 @@ class ChannelPruneConfig(Config):
                 f"choose one of: {', '.join(IMPORTANCE)}")  # fmt: skip
 
 
+Modules = dict[str, nn.Module]
+
+
 def _slice_out(module: nn.Module, idx: torch.Tensor) -> None:
     assert isinstance(module, nn.Conv2d | nn.Linear)
     module.weight = nn.Parameter(module.weight.detach()[idx].clone())
@@ -79,7 +82,8 @@ def _slice_out(module: nn.Module, idx: torch.Tensor) -> None:
         module.out_features = len(idx)
 
 
-def _slice_norm(bn: nn.Module, idx: torch.Tensor) -> None:
+def _slice_norm(modules: Modules, name: str, dim: int, idx: torch.Tensor) -> None:
+    bn = modules[name]
     assert isinstance(bn, nn.modules.batchnorm._BatchNorm)
     for attr in ("weight", "bias"):
         p = getattr(bn, attr)
@@ -92,10 +96,35 @@ def _slice_norm(bn: nn.Module, idx: torch.Tensor) -> None:
     bn.num_features = len(idx)
 
 
-def _slice_depthwise(conv: nn.Module, idx: torch.Tensor) -> None:
+def _slice_depthwise(modules: Modules, name: str, dim: int, idx: torch.Tensor) -> None:
+    conv = modules[name]
     assert isinstance(conv, nn.Conv2d)
     _slice_out(conv, idx)
     conv.in_channels = conv.groups = len(idx)
+
+
+def _slice_in(modules: Modules, name: str, dim: int, idx: torch.Tensor) -> None:
+    layer = modules[name]
+    assert isinstance(layer, nn.Conv2d | nn.Linear)
+    layer.weight = nn.Parameter(layer.weight.detach()[:, idx].clone())
+    if isinstance(layer, nn.Conv2d):
+        layer.in_channels = len(idx)
+    else:
+        layer.in_features = len(idx)
+
+
+def _slice_param(modules: Modules, name: str, dim: int, idx: torch.Tensor) -> None:
+    owner, attr = param_owner(modules, name)
+    t = getattr(owner, attr)
+    assert isinstance(t, torch.Tensor), name
+    sliced = t.detach().index_select(dim, idx).clone()
+    setattr(owner, attr, nn.Parameter(sliced, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else sliced)
+
+
+# how each kind of group member is cut to an index along its channel axis: (modules, name, dim, index)
+SLICERS: dict[str, Callable[[Modules, str, int, torch.Tensor], None]] = {
+    "norms": _slice_norm, "depthwise": _slice_depthwise, "consumers": _slice_in, "params": _slice_param,
+}  # fmt: skip
 
 
 def _group_ratios(groups: list[ChannelGroup], modules: dict[str, nn.Module], cfg: ChannelPruneConfig,
@@ -167,35 +196,21 @@ def apply_channel_keep_(model: nn.Module, kept: dict[str, list[int]], input_shap
         if len(idx) < 1 or len(set(lists[0])) != len(idx) or int(idx.min()) < 0 or int(idx.max()) >= g.size:
             raise LeanmlError(f"invalid kept channel indices for {g.producers[0]!r}", "re-create the checkpoint")
         keep[g.id] = idx
-    inputs: dict[str, list[tuple[int, int, int, int]]] = {}  # consumer -> (offset, group, repeat, size)
+    slots: dict[tuple[str, str, int], list[tuple[int, int, int, int]]] = {}  # (kind, name, dim) -> parts
     for g in groups:
-        for name, offset, repeat in g.consumers:
-            inputs.setdefault(name, []).append((offset, g.id, repeat, g.size))
+        for kind, members in (("norms", g.norms), ("depthwise", g.depthwise), ("consumers", g.consumers)):
+            for name, offset, repeat in members:
+                slots.setdefault((kind, name, 0), []).append((offset, g.id, repeat, g.size))
+        for name, dim, offset, repeat in g.params:
+            slots.setdefault(("params", name, dim), []).append((offset, g.id, repeat, g.size))
     for g in groups:
-        if g.id not in keep:
-            continue
-        idx = keep[g.id]
-        for name in g.producers:
-            _slice_out(modules[name], idx)
-        for name in g.norms:
-            _slice_norm(modules[name], idx)
-        for name in g.depthwise:
-            _slice_depthwise(modules[name], idx)
-    for name, segments in inputs.items():
-        if not any(gid in keep for _, gid, _, _ in segments):
-            continue
-        parts = []
-        for offset, gid, repeat, size in sorted(segments):
-            chans = keep.get(gid, torch.arange(size))
-            parts.append((offset + chans[:, None] * repeat + torch.arange(repeat)[None, :]).flatten())
-        in_idx = torch.cat(parts)
-        layer = modules[name]
-        assert isinstance(layer, nn.Conv2d | nn.Linear)
-        layer.weight = nn.Parameter(layer.weight.detach()[:, in_idx].clone())
-        if isinstance(layer, nn.Conv2d):
-            layer.in_channels = len(in_idx)
-        else:
-            layer.in_features = len(in_idx)
+        for name in g.producers if g.id in keep else ():
+            _slice_out(modules[name], keep[g.id])
+    for (kind, name, dim), parts in slots.items():
+        if any(gid in keep for _, gid, _, _ in parts):
+            index = torch.cat([member_index(offset, repeat, keep.get(gid, torch.arange(size)))
+                               for offset, gid, repeat, size in sorted(parts)])  # fmt: skip
+            SLICERS[kind](modules, name, dim, index)
 
 
 @register_transform(TRANSFORM)

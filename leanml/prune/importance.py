@@ -55,10 +55,17 @@ def _weighted(layer: nn.Module) -> nn.Conv2d | nn.Linear:
     return layer
 
 
+def _rows(t: torch.Tensor, offset: int, repeat: int, size: int, dim: int = 0) -> torch.Tensor:
+    """A member's slice of ``t`` along ``dim``, one row per group channel: (size, -1)."""
+    return t.narrow(dim, offset, size * repeat).movedim(dim, 0).reshape(size, -1)
+
+
 def _norm_score(group: ChannelGroup, modules: Modules, p: int) -> torch.Tensor:
     score = torch.zeros(group.size)
-    for name in group.producers + group.depthwise:
+    for name in group.producers:
         score += _weighted(modules[name]).weight.detach().flatten(1).norm(p=p, dim=1)  # (C_out,)
+    for name, offset, repeat in group.depthwise:
+        score += _rows(_weighted(modules[name]).weight.detach(), offset, repeat, group.size).norm(p=p, dim=1)
     return score
 
 
@@ -92,23 +99,28 @@ def bn_importance(group: ChannelGroup, modules: Modules, grads: Grads | None) ->
     if not group.norms:
         return _norm_score(group, modules, 2)
     score = torch.zeros(group.size)
-    for name in group.norms:
+    for name, offset, repeat in group.norms:
         bn = modules[name]
         assert isinstance(bn, nn.modules.batchnorm._BatchNorm) and bn.weight is not None
-        score += bn.weight.detach().abs()
+        score += _rows(bn.weight.detach(), offset, repeat, group.size).abs().mean(1)
     return score
 
 
 @register_importance("taylor")
 def taylor_importance(group: ChannelGroup, modules: Modules, grads: Grads | None) -> torch.Tensor:
-    """|sum(w * grad)| per output channel, over producers, depthwise convs and batch norms."""
+    """|sum(w * grad)| per channel, over producers, depthwise convs, batch norms and channel-wise parameters."""
     if grads is None:
         raise LeanmlError("taylor importance needs gradients", "pass labelled batches (prune_channels_(..., batches=))")
     score = torch.zeros(group.size)
-    for name in group.producers + group.depthwise + group.norms:
+    slices = [(name, 0, 1) for name in group.producers] + group.depthwise + group.norms  # (module, offset, repeat)
+    for name, offset, repeat in slices:
         for pname, param in modules[name].named_parameters(recurse=False):
             grad = grads[f"{name}.{pname}" if name else pname]
-            score += (param.detach() * grad).flatten(1).sum(1).abs() if param.dim() > 1 else (param * grad).abs()
+            score += _rows(param.detach() * grad, offset, repeat, group.size).sum(1).abs()
+    for name, dim, offset, repeat in group.params:
+        param = dict(modules[""].named_parameters()).get(name)
+        if param is not None and name in grads:
+            score += _rows(param.detach() * grads[name], offset, repeat, group.size, dim).sum(1).abs()
     return score
 
 

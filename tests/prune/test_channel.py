@@ -26,7 +26,7 @@ def masked_reference(original: nn.Module, cfg: ChannelPruneConfig, shape: tuple[
             continue
         mask = torch.zeros(g.size)
         mask[kept_idx] = 1.0
-        for name in g.producers + g.norms + g.depthwise:
+        for name in g.producers + [m[0] for m in g.norms + g.depthwise]:
             view = (1, -1) + (1,) * (2 if isinstance(modules[name], nn.Conv2d | nn.BatchNorm2d) else 0)
             modules[name].register_forward_hook(lambda m, i, o, mask=mask, view=view: o * mask.view(view))
     return ref
@@ -133,7 +133,7 @@ def masked_reference_from(ref: nn.Module, kept: dict[str, list[int]], shape: tup
             continue
         mask = torch.zeros(g.size)
         mask[idx] = 1.0
-        for name in g.producers + g.norms + g.depthwise:
+        for name in g.producers + [m[0] for m in g.norms + g.depthwise]:
             view = (1, -1) + (1,) * (2 if isinstance(modules[name], nn.Conv2d | nn.BatchNorm2d) else 0)
             modules[name].register_forward_hook(lambda m, i, o, mask=mask, view=view: o * mask.view(view))
     return ref
