@@ -289,7 +289,7 @@ def _memory(report: Report, record: Mapping[str, Any]) -> None:
     report.add_text(f"Arena {arena / KIB:.1f} KiB for {len(buffers)} activation buffers over {len(ops)} ops "
                     f"(their sizes add up to {total / KIB:.1f} KiB; reuse saves the difference). "
                     "Hover a buffer for its tensor and size.")  # fmt: skip
-    report.add_charts([memory_timeline_svg(memory, width=1000)])
+    report.add_charts([memory_timeline_svg(memory, width=1160)])
 
 
 def _layers(report: Report, record: Mapping[str, Any]) -> None:

@@ -44,6 +44,7 @@ svg.chart{max-width:100%;height:auto;border:1px solid #eee;background:#fff}
 pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:12px}
 .nodata{color:#888}
 @media print{body{max-width:none;margin:0;font-size:11px}.scroll{overflow:visible}
+ table{font-size:9px}td,th{padding:2px 4px}td.l{white-space:normal}
  h2,svg.chart,table,.box{break-inside:avoid}h2{break-after:avoid}}
 """
 
