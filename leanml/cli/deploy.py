@@ -9,16 +9,64 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from leanml.cli.options import ConfigOpt, DataOpt, JsonOpt, config_from, default_of, parse_ints
 from leanml.deploy.engine import DeployConfig
 
-SHAPE = ",".join(map(str, default_of(DeployConfig, "input_shape")))
-
 app = typer.Typer(add_completion=False)
+
+KMEANS_HINT = "quantize with --method linear (int8) to deploy: `leanml quantize linear CHECKPOINT --out MODEL`"
+
+
+def check_deployable(path: Path) -> None:
+    """Refuse artifacts deploy cannot build, with the right reason: k-means models, float checkpoints.
+
+    k-means models are a size study: their weights are shared through per-layer codebooks, and the dense int8 C
+    engine has no codebook kernels. A float checkpoint must be quantized first.
+    """
+    from leanml.artifact import artifact_paths
+    from leanml.errors import LeanmlError
+
+    sidecar = artifact_paths(path)[1]
+    try:
+        meta = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return  # IntegerModel.load gives the precise error
+    if not isinstance(meta, dict) or meta.get("format") == "leanml.integer-model":
+        return
+    if "kmeans" in meta or artifact_paths(Path(f"{path}.codebooks"))[1].exists():
+        raise LeanmlError(
+            f"{path} is a k-means model: a size study (weights shared through codebooks); the dense int8 C engine "
+            "has no codebook kernels, so it cannot be deployed",
+            KMEANS_HINT,
+        )
+    if meta.get("format") == "leanml.checkpoint":
+        raise LeanmlError(f"{path} is a float checkpoint, not an integer-model",
+                          "quantize it first: `leanml quantize linear CHECKPOINT --out MODEL`")  # fmt: skip
+
+
+def verification_inputs(reference: Any, shape: tuple[int, int, int], count: int, data: Path | None
+                        ) -> tuple[Any, Any, str]:  # fmt: skip
+    """(float inputs (N, C, H, W), labels or None, what they are): the model's own test split when its input
+    block names a dataset, else seeded random data."""
+    import numpy as np
+
+    from leanml.cli.model_data import dataset_of, model_batch, model_data
+    from leanml.quant.linear import seeded_subset
+
+    block = reference.input
+    spec = dataset_of(block)
+    if spec is not None:
+        test = seeded_subset(model_data(block, data, limit=None).test, count)
+        x, y = model_batch(test, block)
+        if tuple(x.shape[1:]) == tuple(shape):
+            return x, y, f"{len(y)} {spec} test images"
+    x = np.random.default_rng(0).standard_normal((count, *shape)).astype(np.float32)
+    why = "the model names no dataset" if spec is None else f"{spec} images do not have the model's shape"
+    return x, None, f"{count} random inputs ({why})"
 
 
 @app.command("deploy")
@@ -29,7 +77,9 @@ def deploy_cmd(
     target: Annotated[
         str, typer.Option(help="host, cortex-m4 or cortex-m7 (sizes from gcc-arm-none-eabi)")
     ] = default_of(DeployConfig, "target"),
-    input_shape: Annotated[str, typer.Option(help="C,H,W of one input")] = SHAPE,
+    input_shape: Annotated[
+        str | None, typer.Option(help="C,H,W of one input (default: the shape stored in the model)")
+    ] = None,
     prefix: Annotated[str, typer.Option(help="C name prefix of the generated API")] = default_of(
         DeployConfig, "prefix"
     ),
@@ -49,39 +99,34 @@ def deploy_cmd(
     data: DataOpt = None,
 ) -> None:
     """Generate C (static memory plan, in-place depthwise, fused requantization), compile, verify, report."""
-    import numpy as np
-
-    from leanml.data import batches, load_split
     from leanml.deploy.build import target_section_sizes
-    from leanml.deploy.engine import deploy, export_project, verify
+    from leanml.deploy.engine import deploy, export_project, measure_c_latency, verify
     from leanml.errors import LeanmlError
-    from leanml.profile.timing import measure_latency
     from leanml.quant.integer import IntegerModel
 
     if out.exists() and not force:
         raise LeanmlError(f"{out} already exists", "pass --force to replace it, or choose another --out")
-    flags = {"input_shape": list(parse_ints(input_shape, "input shape")), "prefix": prefix, "in_place": in_place,
+    shape_flag = list(parse_ints(input_shape, "input shape")) if input_shape is not None else None
+    flags = {"input_shape": shape_flag, "prefix": prefix, "in_place": in_place,
              "target": target, "patch": patch, "patch_until": patch_until}  # fmt: skip
     cfg = config_from(context, DeployConfig, config, flags)
-    shape, target = tuple(cfg.input_shape), cfg.target
+    target = cfg.target
+    check_deployable(model)
     reference = IntegerModel.load(model)
     dep = deploy(reference, cfg)
+    shape = dep.input_shape
     summary = dep.summary()
     summary["target"] = target
     summary.update({f"section_{k}": v for k, v in target_section_sizes(dep.sources, target).items()})
     if verify_images > 0:
-        if tuple(shape) != (1, 28, 28):
-            x_all = np.random.default_rng(0).standard_normal((verify_images, *shape)).astype(np.float32)
-            result = verify(dep, reference, x_all)
-        else:
-            test = load_split("test", data, verify_images)
-            images, labels = next(batches(test, len(test)))
-            result = verify(dep, reference, images)
+        images, labels, what = verification_inputs(reference, shape, verify_images, data)
+        result = verify(dep, reference, images)
+        if labels is not None:
             codes = dep.model.run_int8(reference.quantize_input(images))
             summary["test_accuracy"] = float((codes.argmax(1) == labels.numpy()).mean())
-        summary.update(verify_images=result.images, verify_mismatched=result.mismatched, bit_exact=result.identical)
-    x1 = np.zeros((1, *shape), dtype=np.float32)
-    lat = measure_latency(lambda: dep.model(x1), warmup=10, repeats=100, batch_size=1)
+        summary.update(verify_images=result.images, verify_mismatched=result.mismatched, bit_exact=result.identical,
+                       verify_data=what)  # fmt: skip
+    lat = measure_c_latency(dep, repeats=100, warmup=10)
     summary["latency_ms_b1"] = lat.median_ms
     summary["latency"] = lat.to_dict()
     export_project(dep, out, force=force)
@@ -90,7 +135,10 @@ def deploy_cmd(
         print(json.dumps(summary, indent=2))
         return
     flash = summary["section_text"] + summary["section_rodata"] + summary["section_data"]
-    print(f"MACs {summary['macs']:,}; weights + quantization constants {summary['weight_bytes'] / 1024:.1f} KiB")
+    print(f"input {'x'.join(map(str, shape))}; MACs {summary['macs']:,}; weights + quantization constants "
+          f"{summary['weight_bytes'] / 1024:.1f} KiB")  # fmt: skip
+    if "flash_note" in summary:
+        print(f"note: {summary['flash_note']}")
     static_sram = summary["section_data"] + summary["section_bss"]
     print(f"{target}: flash {flash / 1024:.1f} KiB (.text {summary['section_text']:,} B, .rodata "
           f"{summary['section_rodata']:,} B, .data {summary['section_data']:,} B); "
@@ -107,7 +155,7 @@ def deploy_cmd(
     if verify_images > 0:
         verdict = "bit-exact" if summary["bit_exact"] else f"{summary['verify_mismatched']} output codes differ"
         acc = f", test accuracy {summary['test_accuracy']:.2%}" if "test_accuracy" in summary else ""
-        print(f"verified on {summary['verify_images']} inputs against the integer reference: {verdict}{acc}")
+        print(f"verified on {summary['verify_data']} against the integer reference: {verdict}{acc}")
     print(f"wrote {out} (run `make -C {out}`)")
     if verify_images > 0 and not summary["bit_exact"]:
         raise LeanmlError("the C engine does not match the integer reference", "this is a leanml bug: please report")

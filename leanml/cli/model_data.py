@@ -3,9 +3,12 @@
 A checkpoint (and the integer model quantized from it) stores an ``input``
 block: ``{"shape": [C, H, W], "mean": [...], "std": [...], "dataset": spec,
 "classes": [...], "split": {...}}``; a NAS subnet's block also has ``resize``
-(its images are the dataset's, normalized, then resized to the searched
-resolution). :func:`model_data` loads that dataset with the model's own
-normalization; :func:`model_batch` turns a split into the model's float input.
+(its images are the dataset's resized to the searched resolution).
+:func:`model_data` loads that dataset with the model's own normalization, at
+the model's resolution (a subnet's splits are resized, bilinear with
+antialiasing, as NAS resizes; rounded back to uint8, which NAS's float path
+does not do), so every split is ready for evaluation, fine-tuning and
+calibration; :func:`model_batch` turns a split into the model's float input.
 
 Example:
     >>> block = {"shape": [1, 24, 24], "mean": [0.286], "std": [0.353], "dataset": "fashion-mnist",
@@ -19,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +77,12 @@ def model_data(block: dict[str, Any] | None, root: str | Path | None, limit: int
             data = data.with_norm(Normalization(_floats(block["mean"]), _floats(block["std"])))
         except (TypeError, ValueError) as e:
             raise LeanmlError(f"the model's input block has a bad mean/std: {e}", "re-create the checkpoint") from e
+    r = model_resolution(block)
+    if r is not None and data.input_shape[-1] != r:
+        from leanml.nas.data import resize_images
+
+        data = replace(data, train=resize_images(data.train, r), val=resize_images(data.val, r),
+                       test=resize_images(data.test, r))  # fmt: skip
     return data
 
 

@@ -49,13 +49,15 @@ def scan_cmd(
     data: DataOpt = None,
 ) -> None:
     """Accuracy with one layer pruned at a time, for each sparsity on the grid; curves into an HTML report."""
-    from leanml.data import load_split
+    from leanml.cli.model_data import model_data
     from leanml.prune.sensitivity import scan_sensitivity, sensitivity_report
+    from leanml.train import load_checkpoint
 
     grid = [float(v) for v in sparsities.split(",") if v.strip()]
     flags = {"sparsities": grid, "val_images": val_images, "executor.backend": backend, "executor.workers": workers}
     cfg = config_from(context, SensitivityConfig, config, flags)
-    base, table = scan_sensitivity(checkpoint, cfg, load_split("val", data))
+    val = model_data(load_checkpoint(checkpoint).meta.get("input"), data).val
+    base, table = scan_sensitivity(checkpoint, cfg, val)
     sensitivity_report(base, table, f"Sensitivity scan: {checkpoint}").save(report)
     report.with_suffix(".json").write_text(json.dumps({"base": base, "scan": table}, indent=2))
     make_console().print(f"wrote {report}")
@@ -87,7 +89,7 @@ def fine_cmd(
 ) -> None:
     """Magnitude pruning with masks kept through fine-tuning; prints achieved sparsity and honest sizes."""
     from leanml.artifact import save_artifact
-    from leanml.data import load_split
+    from leanml.cli.model_data import model_data
     from leanml.errors import LeanmlError
     from leanml.prune import prune_fine_grained_
     from leanml.prune.sensitivity import choose_sparsities, choose_sparsities_for_size
@@ -119,19 +121,19 @@ def fine_cmd(
     explicit = {"pattern": "nm", "sparsity": ("sparsity", "scan", "max_drop", "target_size")}
     cfg = config_from(context, FineGrainedConfig, config, flags, explicit)
     teacher = copy.deepcopy(model) if distill else None
-    test = load_split("test", data)
+    block = ckpt.meta.get("input")
+    images = model_data(block, data)
+    test = images.test
     with torch_threads(threads):
         _, dense_acc = evaluate(model, test)
         masks = prune_fine_grained_(model, cfg)
         _, pruned_acc = evaluate(model, test)
         if finetune_epochs:
-            finetune(
-                model, load_split("train", data), FinetuneConfig(finetune_epochs, lr), masks.apply_, teacher=teacher
-            )
+            finetune(model, images.train, FinetuneConfig(finetune_epochs, lr), masks.apply_, teacher=teacher)
         _, final_acc = evaluate(model, test)
     report = masks.report(model)
-    save_checkpoint(out, model, {"pruning": {"config": cfg.to_dict(), **report.to_dict()},
-                                 "metrics": {"test_acc": final_acc}})  # fmt: skip
+    meta = {"pruning": {"config": cfg.to_dict(), **report.to_dict()}, "metrics": {"test_acc": final_acc}}
+    save_checkpoint(out, model, {**meta, "input": block} if block is not None else meta)
     save_artifact(Path(f"{out}.masks"), masks.state(), {"layers": list(masks.masks)}, kind="masks")
     print(
         f"sparsity {report.sparsity:.1%}: test accuracy dense {dense_acc:.2%}, pruned {pruned_acc:.2%}, "
@@ -188,7 +190,8 @@ def channel_cmd(
     """Physically remove channels (coupled through residuals, concat, depthwise); print measured gains."""
     import itertools
 
-    from leanml.data import batches, load_split
+    from leanml.cli.model_data import model_data
+    from leanml.data import batches
     from leanml.prune import prune_channels_
     from leanml.prune.measure import comparison_table, measure_model
     from leanml.report import Report
@@ -201,8 +204,10 @@ def channel_cmd(
     ckpt = load_checkpoint(checkpoint)
     model = ckpt.model
     teacher = copy.deepcopy(model) if distill else None
-    test = load_split("test", data)
-    train = load_split("train", data) if finetune_epochs or cfg.importance == "taylor" else None
+    block = ckpt.meta.get("input")
+    images = model_data(block, data)
+    test = images.test
+    train = images.train if finetune_epochs or cfg.importance == "taylor" else None
     with torch_threads(threads):
         dense = measure_model(copy.deepcopy(model), test, threads=threads)
         grad_batches = None
@@ -216,6 +221,8 @@ def channel_cmd(
     meta = {"pruning": {"channel": cfg.to_dict(), "kept_channels": {k: len(v) for k, v in kept.items()}},
             "metrics": {"test_acc": pruned.test_acc, "test_acc_before_finetune": pruned_acc},
             "baseline": dense.to_dict(), "pruned": pruned.to_dict()}  # fmt: skip
+    if block is not None:
+        meta["input"] = block
     save_checkpoint(out, model, meta)
     headers, rows = comparison_table(dense, pruned)
     rows.insert(3, ["accuracy before fine-tuning", "", f"{pruned_acc:.2%}", ""])

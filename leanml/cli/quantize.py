@@ -42,7 +42,7 @@ def history_of(meta: dict[str, Any], weight_bits: dict[str, int] | None = None) 
         >>> history_of({"pruning": {"sparsity": 0.6}}, {"fc": 4})
         {'sparsity': 0.6, 'weight_bits': {'fc': 4}}
     """
-    out: dict[str, Any] = dict(meta.get("history") or {})
+    out: dict[str, Any] = {}
     pruning = meta.get("pruning")
     if isinstance(pruning, dict) and isinstance(pruning.get("sparsity"), (int, float)):
         out["sparsity"] = float(pruning["sparsity"])
@@ -89,11 +89,6 @@ def linear_cmd(
     images = model_data(block, data)
     calib, _ = model_batch(seeded_subset(images.train, cfg.calibration_images, cfg.seed), block)
     check_shape(calib, block, "calibration")
-    if cfg.qat_epochs and "resize" in (block or {}):
-        from leanml.errors import LeanmlError
-
-        raise LeanmlError("QAT of a NAS subnet (resized inputs) is not supported by this command",
-                          "use PTQ (--qat-epochs 0), or fine-tune the subnet first")  # fmt: skip
     with torch_threads(threads):
         result = quantize_linear(model, cfg, calib, images.train if cfg.qat_epochs else None)
         assert result.integer_model is not None
@@ -139,11 +134,6 @@ def kmeans_cmd(
     ckpt = load_checkpoint(checkpoint)
     model, block = ckpt.model, ckpt.meta.get("input")
     images = model_data(block, data)
-    if qat_epochs and "resize" in (block or {}):
-        from leanml.errors import LeanmlError
-
-        raise LeanmlError("k-means QAT of a NAS subnet (resized inputs) is not supported by this command",
-                          "pass --qat-epochs 0")  # fmt: skip
     x, y = model_batch(seeded_subset(images.test, eval_subset), block)
     with torch_threads(threads):
         fp32_acc = _accuracy(model, x, y)
@@ -202,11 +192,6 @@ def mixed_cmd(
     ckpt = load_checkpoint(checkpoint)
     model, block = ckpt.model, ckpt.meta.get("input")
     images = model_data(block, data)
-    if "resize" in (block or {}):
-        from leanml.errors import LeanmlError
-
-        raise LeanmlError("mixed precision of a NAS subnet (resized inputs) is not supported by this command",
-                          "quantize it with `leanml quantize linear`")  # fmt: skip
     calib, _ = model_batch(seeded_subset(images.train, calibration_images), block)
     check_shape(calib, block, "calibration")
     with torch_threads(threads):
