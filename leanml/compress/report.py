@@ -175,8 +175,11 @@ def _stage_table(report: Report, stages: Sequence[Row], int8: Row | None) -> Non
         ref[0], ref[1] = "int8 baseline", _label(int8) if int8.get("label") else "unpruned, int8"
         rows.append(ref)
         classes.append("ref")
+    seconds = [t for s in stages if (t := _num(s, "seconds")) is not None]
+    cached = sum(bool(s.get("cached")) for s in stages)
     caption = ("Δ in percentage points against the float baseline; ratios against the unpruned model quantized to "
-               "int8 (the comparison point for the flash and SRAM goals); latency on the host, batch 1.")  # fmt: skip
+               "int8 (the comparison point for the flash and SRAM goals); latency on the host, batch 1. "
+               f"Total time {sum(seconds):.1f} s; {cached} of {len(stages)} stages reused a cached artifact.")  # fmt: skip
     report.add_table(headers, rows, align="ll", row_classes=classes, caption=caption)
 
 

@@ -144,6 +144,7 @@ def test_tables_have_one_row_per_stage_and_layer() -> None:
     assert stages.rows[4][col("accuracy")] == "—"  # not measured
     assert stages.rows[3][col("flash ÷ int8")] == f"{42_000 / 122_000:.2f}×"
     assert stages.rows[0][col("cached")] == "yes"
+    assert "Total time 7.5 s; 1 of 5 stages reused a cached artifact." in "".join(doc.text)
     layers = table_with(doc, "share of latency")
     assert [r[0] for r in layers.rows] == [layer["name"] for layer in record["layers"]]
     assert [r[-1] for r in layers.rows] == ["50.0%", "—", "10.0%"]
