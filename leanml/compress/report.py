@@ -179,7 +179,8 @@ def _stage_table(report: Report, stages: Sequence[Row], int8: Row | None) -> Non
     cached = sum(bool(s.get("cached")) for s in stages)
     caption = ("Δ in percentage points against the float baseline; ratios against the unpruned model quantized to "
                "int8 (the comparison point for the flash and SRAM goals); latency on the host, batch 1. "
-               f"Total time {sum(seconds):.1f} s; {cached} of {len(stages)} stages reused a cached artifact.")  # fmt: skip
+               f"Total time {sum(seconds):.1f} s; {cached} of {len(stages)} stages reused a cached artifact."
+               )  # fmt: skip
     report.add_table(headers, rows, align="ll", row_classes=classes, caption=caption)
 
 
