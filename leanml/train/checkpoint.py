@@ -2,8 +2,9 @@
 
 Layout inside the safetensors file: ``model/<state-dict key>`` for the model,
 ``optim/<param index>/<state key>`` for optimizer tensors. The sidecar holds
-the model spec, the input description, the optimizer's param groups and any
-metadata the caller adds (training config, metrics, history).
+the model spec, the input description (``ImageData.describe()``: shape,
+per-channel mean/std, dataset spec, classes), the optimizer's param groups and
+any metadata the caller adds (training config, metrics, history).
 
 Example:
     >>> import tempfile
@@ -25,12 +26,29 @@ import torch
 from torch import nn
 
 from leanml.artifact import load_artifact, save_artifact
-from leanml.data.fashion_mnist import MEAN, STD
 from leanml.errors import LeanmlError
 from leanml.models.registry import ModelSpec, build_from_spec, model_spec
 
 KIND = "checkpoint"
-INPUT = {"shape": [1, 28, 28], "mean": MEAN, "std": STD, "dataset": "fashion-mnist"}
+
+
+def default_input() -> dict[str, Any]:
+    """The input block of a model trained on Fashion-MNIST at 28x28 (what checkpoints get without an ``input``).
+
+    Example:
+        >>> default_input()["dataset"], default_input()["shape"]
+        ('fashion-mnist', [1, 28, 28])
+    """
+    from leanml.data.fashion_mnist import input_block  # lazily: only this default needs Fashion-MNIST
+
+    return input_block()
+
+
+def __getattr__(name: str) -> Any:
+    """``INPUT`` (deprecated: use :func:`default_input` or ``ImageData.describe()``), built on first use."""
+    if name == "INPUT":
+        return default_input()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -67,10 +85,17 @@ def save_checkpoint(
     model: nn.Module,
     meta: dict[str, Any] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
+    input: dict[str, Any] | None = None,
 ) -> None:
-    """Atomically save ``model`` (built by the registry) with ``meta`` and optional optimizer state."""
+    """Atomically save ``model`` (built by the registry) with ``meta``, optional optimizer state, and the
+    ``input`` block it eats (default: :func:`default_input`, Fashion-MNIST at 28x28).
+
+    Example:
+        >>> save_checkpoint("runs/net", model, {"epoch": 1}, input=data.describe())  # doctest: +SKIP
+    """
     tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
-    doc: dict[str, Any] = {"model": model_spec(model).to_dict(), "input": INPUT, **(meta or {})}
+    block = input if input is not None else default_input()
+    doc: dict[str, Any] = {"model": model_spec(model).to_dict(), "input": block, **(meta or {})}
     if optimizer is not None:
         opt_tensors, groups = optimizer_tensors(optimizer.state_dict())
         tensors.update(opt_tensors)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leanml.config import Config, require
-from leanml.models.registry import get_entry
+from leanml.models.registry import check_model_name
 
 OPTIMIZERS = ("sgd", "adamw")
 DEFAULT_LR = {"sgd": 0.05, "adamw": 2e-3}
@@ -19,10 +19,16 @@ DEFAULT_LR = {"sgd": 0.05, "adamw": 2e-3}
 
 @dataclass
 class TrainConfig(Config):
-    """Everything that determines a training run (and so must match on ``--resume``)."""
+    """Everything that determines a training run (and so must match on ``--resume``).
+
+    ``model`` is a registered name or a user factory ``"pkg.module:factory"`` (``model_overrides`` are its
+    keyword arguments); ``data`` is a :func:`leanml.data.load_data` spec, resized to ``resolution`` if given.
+    """
 
     model: str = "vgg"
     model_overrides: dict[str, Any] = field(default_factory=dict)
+    data: str = "fashion-mnist"
+    resolution: int | None = None
     epochs: int = 10
     batch_size: int = 128
     optimizer: str = "sgd"
@@ -41,7 +47,9 @@ class TrainConfig(Config):
     channels_last: bool = True
 
     def validate(self) -> None:
-        get_entry(self.model)  # unknown names list the choices
+        check_model_name(self.model)  # unknown names list the choices; a "pkg.module:factory" must import
+        require(bool(self.data), "data must name a dataset", "e.g. fashion-mnist, imagefolder:DIR or npz:FILE")
+        require(self.resolution is None or self.resolution >= 1, f"resolution must be >= 1, got {self.resolution}")
         require(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}", "pass --epochs 1 or more")
         require(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
         require(

@@ -26,10 +26,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from leanml.artifact import artifact_paths
-from leanml.data.fashion_mnist import ImageSet, load_split
-from leanml.data.loader import batches
+from leanml.data import ImageData, ImageSet, batches, load_data
 from leanml.errors import LeanmlError
-from leanml.models.registry import build_model
+from leanml.models.registry import build_model, get_entry, is_factory_ref
 from leanml.progress import make_console, track
 from leanml.threads import torch_threads
 from leanml.train.checkpoint import load_checkpoint, load_model, save_checkpoint
@@ -37,6 +36,8 @@ from leanml.train.config import TrainConfig
 from leanml.train.epoch import Distillation, cosine_schedule, run_epoch
 
 EpochHook = Callable[[int, dict[str, Any]], None]
+SUBSET_SEED = 20240502
+"""Seed of the fixed sample ``*_subset`` keeps (Fashion-MNIST's split seed + 1, so subsets match ``load_split``'s)."""
 
 
 @dataclass
@@ -74,6 +75,45 @@ def evaluate(
     return total_loss / n, correct / n
 
 
+def subset_of(data: ImageSet, n: int | None) -> ImageSet:
+    """A fixed, seeded sample of ``n`` images of ``data`` (all of it when ``n`` is None or not smaller).
+
+    Example:
+        >>> ds = ImageSet(torch.zeros(10, 1, 4, 4, dtype=torch.uint8), torch.arange(10))
+        >>> len(subset_of(ds, 3)), subset_of(ds, None) is ds
+        (3, True)
+    """
+    if n is None or n >= len(data):
+        return data
+    return data.subset(torch.randperm(len(data), generator=torch.Generator().manual_seed(SUBSET_SEED))[:n])
+
+
+def model_for_data(cfg: TrainConfig, data: ImageData) -> nn.Module:
+    """Build ``cfg.model`` for ``data``: a zoo model gets the data's in_channels, num_classes and resolution
+    (where its config has those fields); a user factory gets ``cfg.model_overrides`` only.
+
+    Example:
+        >>> from leanml.data import from_tensors
+        >>> data = from_tensors(torch.zeros(30, 3, 16, 16, dtype=torch.uint8), torch.arange(30) % 3)
+        >>> model_for_data(TrainConfig(model="resnet"), data).fc.out_features
+        3
+    """
+    if is_factory_ref(cfg.model):
+        return build_model(cfg.model, **cfg.model_overrides)
+    c, h, w = data.input_shape
+    fitted: dict[str, Any] = {"in_channels": c, "num_classes": data.num_classes}
+    if h == w:
+        fitted["resolution"] = h
+    fields = set(get_entry(cfg.model).config_cls.__dataclass_fields__)
+    fitted = {k: v for k, v in fitted.items() if k in fields}
+    clash = sorted(k for k, v in fitted.items() if k in cfg.model_overrides and cfg.model_overrides[k] != v)
+    if clash:
+        given = ", ".join(f"{k}={cfg.model_overrides[k]} (data: {fitted[k]})" for k in clash)
+        raise LeanmlError(f"model override(s) {given} contradict the data {data.source}",
+                          "drop them: the model is built for the data's channels, classes and resolution")  # fmt: skip
+    return build_model(cfg.model, **{**cfg.model_overrides, **fitted})
+
+
 def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]  # BN and biases
@@ -91,7 +131,8 @@ def _resume_state(
     if saved is None or ckpt.optimizer_state is None:
         raise LeanmlError(f"{out} is not a resumable training checkpoint", "train without --resume")
     mine = cfg.to_dict()
-    diffs = sorted(k for k in mine if k != "epochs" and saved.get(k) != mine[k])
+    defaults = TrainConfig().to_dict()  # fields added since the checkpoint was written had their default
+    diffs = sorted(k for k in mine if k != "epochs" and saved.get(k, defaults.get(k)) != mine[k])
     if diffs:
         raise LeanmlError(
             f"cannot resume {out}: its config differs in {', '.join(diffs)}",
@@ -106,13 +147,18 @@ def train(
     cfg: TrainConfig,
     out: str | Path,
     data_root: str | Path | None = None,
+    data: ImageData | None = None,
     resume: bool = False,
     overwrite: bool = False,
     threads: int | None = None,
     progress: bool = True,
     on_epoch_end: EpochHook | None = None,
 ) -> TrainResult:
-    """Train ``cfg.model`` on Fashion-MNIST, checkpointing to ``out`` every epoch.
+    """Train ``cfg.model`` on ``data`` (None: ``load_data(cfg.data, cfg.resolution, root=data_root)``,
+    Fashion-MNIST by default), checkpointing to ``out`` every epoch with ``data.describe()`` as its input block.
+
+    A zoo model is built for the data (its channels, classes and resolution); ``cfg.*_subset`` keep fixed,
+    seeded samples of the splits.
 
     An existing checkpoint at ``out`` is an error unless ``resume`` (continue
     it) or ``overwrite`` (replace it) is set. ``on_epoch_end(epoch, meta)`` is
@@ -130,8 +176,10 @@ def train(
         raise LeanmlError(f"nothing to resume: {weights_file} does not exist", "train without --resume first")
     console = make_console()
     with torch_threads(threads) as n_threads:
+        if data is None:
+            data = load_data(cfg.data, cfg.resolution, root=data_root)
         torch.manual_seed(cfg.seed)
-        model = build_model(cfg.model, **cfg.model_overrides)
+        model = model_for_data(cfg, data)
         opt = _make_optimizer(model, cfg)
         start_epoch, history = _resume_state(out, cfg, model, opt) if resume else (0, [])
         if start_epoch >= cfg.epochs:
@@ -139,8 +187,8 @@ def train(
                 f"{out} already finished {start_epoch} epochs", f"pass --epochs larger than {start_epoch} to train on"
             )
         teacher = load_model(cfg.teacher) if cfg.teacher else None
-        train_set = load_split("train", data_root, cfg.train_subset)
-        val_set = load_split("val", data_root, cfg.val_subset)
+        train_set = subset_of(data.train, cfg.train_subset)
+        val_set = subset_of(data.val, cfg.val_subset)
         memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         model = model.to(memory_format=memory_format)  # type: ignore[call-overload]
         if teacher is not None:
@@ -177,11 +225,11 @@ def train(
             done = epoch + 1 == cfg.epochs
             metrics: dict[str, float] = {"val_acc": val_acc, "train_seconds": sum(r["seconds"] for r in history)}
             if done:
-                test_set = load_split("test", data_root, cfg.test_subset)
+                test_set = subset_of(data.test, cfg.test_subset)
                 metrics["test_loss"], metrics["test_acc"] = evaluate(model, test_set, channels_last=cfg.channels_last)
             meta = {"train_config": cfg.to_dict(), "epoch": epoch + 1, "complete": done, "history": history,
                     "metrics": metrics, "threads": n_threads}  # fmt: skip
-            save_checkpoint(out, model, meta, opt)
+            save_checkpoint(out, model, meta, opt, input=data.describe())
             console.print(
                 f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  train {row['train_acc']:.2%}  "
                 f"val {val_acc:.2%}  {row['seconds']:.0f}s"
