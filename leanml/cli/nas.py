@@ -27,6 +27,7 @@ from leanml.cli.options import (
     default_of,
     given,
 )
+from leanml.data import load_data
 from leanml.errors import LeanmlError
 from leanml.nas.export import ExportConfig
 from leanml.nas.predictor import PredictorConfig
@@ -71,7 +72,9 @@ def train_cmd(
         flags["train_subset"] = train_subset
     base = NasTrainConfig.preset(schedule) if config is None else None
     cfg = config_from(context, NasTrainConfig, config, flags, base=base)
-    result = train_supernet(cfg, out, data, resume=resume, overwrite=overwrite, threads=threads, progress=progress)
+    images = load_data("fashion-mnist", root=data)
+    result = train_supernet(cfg, out, images.train, images.val, resume=resume, overwrite=overwrite, threads=threads,
+                            progress=progress)  # fmt: skip
     if report is not None:
         doc = Report(f"Supernet: {out}")
         doc.add_text(f"config: {cfg.to_json()}")
@@ -115,7 +118,8 @@ def sample_cmd(
     flags = {"count": count, "val_images": val_images, "calib_images": calib_images, "seed": seed, "backend": backend,
              "workers": workers, "address": address}  # fmt: skip
     cfg = config_from(context, SampleConfig, config, flags)
-    samples = sample_architectures(supernet, cfg, out, data, resume=resume, progress=progress)
+    images = load_data("fashion-mnist", root=data)
+    samples = sample_architectures(supernet, cfg, out, images.train, images.val, resume=resume, progress=progress)
     accs = [r["val_acc"] for r in samples.records]
     print(f"{len(accs)} subnets measured: accuracy {min(accs):.2%} .. {max(accs):.2%}; wrote {out}")
 
@@ -258,7 +262,7 @@ def export_cmd(
         found = load_search(search_result)
         chosen, space = found.best.arch, found.space
     cfg = config_from(context, ExportConfig, config, {"calib_images": calib_images})
-    result = export_subnet(supernet, chosen, out, cfg, data, threads, space)
+    result = export_subnet(supernet, chosen, out, load_data("fashion-mnist", root=data), cfg, threads, space)
     e = result.efficiency
     print(f"{chosen}: val {result.metrics['val_acc']:.2%}, test {result.metrics['test_acc']:.2%}; "
           f"{format_resource('macs', e.macs)} MACs, {format_resource('params', e.params)} params, peak SRAM "

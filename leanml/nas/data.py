@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,15 +47,19 @@ def resize_images(data: ImageSet, resolution: int) -> ImageSet:
     return ImageSet(images, data.labels, data.norm)
 
 
-def input_meta(resolution: int, source: tuple[int, int, int] = (1, 28, 28)) -> dict[str, object]:
-    """The checkpoint ``input`` entry of a subnet: its shape, and how images are resized to it.
+def input_meta(resolution: int, data_block: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint ``input`` entry of a subnet: the data's block (``ImageData.describe()``; Fashion-MNIST's
+    when None) at the subnet's resolution, and how the data's images are resized to it.
 
     Example:
         >>> input_meta(24)["shape"]
         [1, 24, 24]
+        >>> input_meta(24, {"shape": [3, 32, 32], "dataset": "npz:x.npz"})["resize"]["from"]
+        [3, 32, 32]
     """
-    return {**INPUT, "shape": [source[0], resolution, resolution],
-            "resize": {"from": list(source), **RESIZE}}  # fmt: skip
+    base = dict(data_block) if data_block is not None else dict(INPUT)
+    source = list(base.get("shape", [1, 28, 28]))
+    return {**base, "shape": [source[0], resolution, resolution], "resize": {"from": source, **RESIZE}}
 
 
 def image_batches(data: ImageSet, resolution: int, batch_size: int = 500) -> Iterable[torch.Tensor]:

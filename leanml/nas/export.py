@@ -2,14 +2,15 @@
 
 The checkpoint's model is ``nas_mbv2`` (rebuilt from its spec on load, like any
 reference model), ready for ``leanml eval``, fine-tuning, quantization and
-deploy. Its ``input`` entry states the subnet's resolution and how 28x28
-images are resized to it; ``nas`` holds the architecture, the space, the
+deploy. Its ``input`` entry is the data's own block (dataset, classes,
+normalization) with the subnet's resolution and how the dataset's images are
+resized to it; ``nas`` holds the architecture, the space, the
 supernet path and the efficiency figures (MACs, params, int8 peak SRAM from
 the one memory model).
 
 Example:
     >>> arch = load_search("runs/nas/search").best.arch        # doctest: +SKIP
-    >>> export_subnet("runs/nas/supernet", arch, "runs/nas/best")  # doctest: +SKIP
+    >>> export_subnet("runs/nas/supernet", arch, "runs/nas/best", load_data("fashion-mnist"))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from typing import Any
 
 from leanml.artifact import artifact_paths
 from leanml.config import Config, require
-from leanml.data import load_split
+from leanml.data import ImageData
 from leanml.nas.checkpoint import load_supernet
 from leanml.nas.data import evaluate_at, image_batches, input_meta, recalibrate_bn
 from leanml.nas.efficiency import Efficiency, EfficiencyModel
 from leanml.nas.space import Arch, SpaceConfig
 from leanml.nas.supernet import get_subnet
+from leanml.quant.linear import seeded_subset
 from leanml.threads import torch_threads
 from leanml.train.checkpoint import save_checkpoint
 
@@ -64,18 +66,20 @@ def export_subnet(
     supernet: str | Path,
     arch: Arch,
     out: str | Path,
+    data: ImageData,
     cfg: ExportConfig | None = None,
-    data_root: str | Path | None = None,
     threads: int | None = None,
     expect_space: SpaceConfig | None = None,
 ) -> ExportResult:
     """Extract ``arch`` from the supernet, recalibrate BN, measure val and test accuracy, save a checkpoint.
 
-    ``expect_space`` (the space ``arch`` was searched in) must be the supernet's.
+    BN is recalibrated on a seeded sample of ``cfg.calib_images`` of ``data.train``; accuracies are on
+    ``data.val`` and ``data.test`` (seeded samples when ``cfg`` limits them). ``expect_space`` (the space
+    ``arch`` was searched in) must be the supernet's.
 
     Example:
         >>> result = export_subnet("runs/nas/supernet", Arch.from_json(open("arch.json").read()),
-        ...                        "runs/nas/best")  # doctest: +SKIP
+        ...                        "runs/nas/best", load_data("fashion-mnist"))  # doctest: +SKIP
         >>> result.metrics["test_acc"]  # doctest: +SKIP
         0.9
     """
@@ -85,11 +89,11 @@ def export_subnet(
     r = arch.resolution
     with torch_threads(threads):
         sub = get_subnet(ckpt.supernet, arch)
-        recalibrate_bn(sub, image_batches(load_split("train", data_root, cfg.calib_images), r, 250))
-        metrics = {"val_acc": evaluate_at(sub, load_split("val", data_root, cfg.val_images), r),
-                   "test_acc": evaluate_at(sub, load_split("test", data_root, cfg.test_images), r)}  # fmt: skip
+        recalibrate_bn(sub, image_batches(seeded_subset(data.train, cfg.calib_images), r, 250))
+        metrics = {"val_acc": evaluate_at(sub, seeded_subset(data.val, cfg.val_images), r),
+                   "test_acc": evaluate_at(sub, seeded_subset(data.test, cfg.test_images), r)}  # fmt: skip
     eff = EfficiencyModel(ckpt.space)(arch)
     nas = {"arch": arch.to_dict(), "space": ckpt.space.to_dict(), "supernet": str(supernet),
            "efficiency": eff.to_dict(), "export_config": cfg.to_dict()}  # fmt: skip
-    save_checkpoint(out, sub, {"input": input_meta(r), "nas": nas, "metrics": metrics})
+    save_checkpoint(out, sub, {"input": input_meta(r, data.describe()), "nas": nas, "metrics": metrics})
     return ExportResult(artifact_paths(out)[0], arch, metrics, eff)

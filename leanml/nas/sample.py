@@ -1,15 +1,18 @@
 """Predictor data: sample architectures, measure each subnet's validation accuracy (after BN recalibration).
 
 Measuring runs through the executor interface (serial, local process pool,
-Ray): each task receives the supernet path and a chunk of architectures as
-JSON, loads the supernet and the images itself, and returns accuracies, so
-only paths and numbers cross process boundaries. The sample file is saved
+Ray): each task receives the supernet path, a chunk of architectures as
+JSON and the (calibration, evaluation) images it was given (the caller loads
+them: this module never fetches data); it loads the supernet itself and
+returns accuracies. The sample file is saved
 after every round of tasks; ``resume=True`` keeps what was measured and
 continues (the architecture list is derived from the seed, so it is the same).
 
 Example:
     >>> cfg = SampleConfig(count=8, val_images=100, calib_images=100, backend="serial")
-    >>> samples = sample_architectures("runs/nas/supernet", cfg, "runs/nas/samples")  # doctest: +SKIP
+    >>> data = load_data("fashion-mnist")  # doctest: +SKIP
+    >>> samples = sample_architectures("runs/nas/supernet", cfg, "runs/nas/samples",
+    ...                                data.train, data.val)  # doctest: +SKIP
     >>> len(samples.records)  # doctest: +SKIP
     8
 """
@@ -23,7 +26,7 @@ from typing import Any
 
 from leanml.artifact import artifact_paths, load_artifact, save_artifact
 from leanml.config import Config, require
-from leanml.data import load_split
+from leanml.data import ImageSet
 from leanml.errors import LeanmlError
 from leanml.executor import ExecutorConfig, run_tasks
 from leanml.nas.checkpoint import load_supernet, space_difference
@@ -31,6 +34,7 @@ from leanml.nas.data import subnet_accuracy
 from leanml.nas.efficiency import EfficiencyModel
 from leanml.nas.space import Arch, SpaceConfig
 from leanml.progress import make_console
+from leanml.quant.linear import seeded_subset
 from leanml.threads import torch_threads
 
 KIND = "nas_samples"
@@ -67,50 +71,53 @@ class SampleConfig(Config):
 
 @dataclass(frozen=True)
 class MeasureTask:
-    """One chunk of architectures (JSON) to measure on one supernet."""
+    """One chunk of architectures (JSON) to measure on one supernet, with the images to measure on."""
 
     supernet: str
     archs: tuple[str, ...]
-    data_root: str | None
-    val_images: int
-    calib_images: int
+    calib: ImageSet
+    evaluation: ImageSet
     threads: int
-    split: str = "val"
 
 
 def measure_task(task: MeasureTask) -> list[float]:
     """Accuracy of each architecture of the task (module level, so process pools and Ray can run it).
 
     Example:
-        >>> task = MeasureTask("runs/nas/supernet", (SpaceConfig().smallest().to_json(),), None, 500, 500, 1)
+        >>> arch = SpaceConfig().smallest().to_json()
+        >>> task = MeasureTask("runs/nas/supernet", (arch,), calib, val, 1)  # doctest: +SKIP
         >>> measure_task(task)  # doctest: +SKIP
         [0.81]
     """
     with torch_threads(task.threads):
         net = load_supernet(task.supernet).supernet
-        evaluation = load_split(task.split, task.data_root, task.val_images)
-        calib = load_split("train", task.data_root, task.calib_images)
-        return [subnet_accuracy(net, Arch.from_json(a), calib, evaluation) for a in task.archs]
+        return [subnet_accuracy(net, Arch.from_json(a), task.calib, task.evaluation) for a in task.archs]
 
 
 def measure_archs(
     supernet: str | Path,
     archs: list[Arch],
     cfg: SampleConfig,
-    data_root: str | Path | None = None,
+    train: ImageSet,
+    evaluation: ImageSet,
     progress: bool = True,
-    split: str = "val",
 ) -> list[float]:
     """Accuracy (after BN recalibration) of each architecture, measured in chunks through the executor.
 
+    BN is recalibrated on a seeded sample of ``cfg.calib_images`` of ``train``; accuracy is measured on a
+    seeded sample of ``cfg.val_images`` of ``evaluation`` (the validation split, or the test split for a
+    final check).
+
     Example:
-        >>> measure_archs("runs/nas/supernet", [SpaceConfig().largest()], SampleConfig())  # doctest: +SKIP
+        >>> measure_archs("runs/nas/supernet", [SpaceConfig().largest()], SampleConfig(),
+        ...               data.train, data.val)  # doctest: +SKIP
         [0.91]
     """
-    root = str(data_root) if data_root is not None else None
+    calib = seeded_subset(train, cfg.calib_images, cfg.seed)
+    sample = seeded_subset(evaluation, cfg.val_images, cfg.seed)
     chunks = [archs[i : i + cfg.chunk] for i in range(0, len(archs), cfg.chunk)]
-    tasks = [MeasureTask(str(supernet), tuple(a.to_json() for a in c), root, cfg.val_images, cfg.calib_images,
-                         cfg.threads, split) for c in chunks]  # fmt: skip
+    tasks = [MeasureTask(str(supernet), tuple(a.to_json() for a in c), calib, sample, cfg.threads)
+             for c in chunks]  # fmt: skip
     results = run_tasks(measure_task, tasks, cfg.executor(), progress, f"measuring {len(archs)} subnets")
     return [acc for chunk in results for acc in chunk]
 
@@ -163,11 +170,15 @@ def sample_architectures(
     supernet: str | Path,
     cfg: SampleConfig,
     out: str | Path,
-    data_root: str | Path | None = None,
+    train: ImageSet,
+    val: ImageSet,
     resume: bool = False,
     progress: bool = True,
 ) -> SampleSet:
-    """Measure ``cfg.count`` random architectures of the supernet's space; save to ``out`` after every round."""
+    """Measure ``cfg.count`` random architectures of the supernet's space; save to ``out`` after every round.
+
+    BN recalibration uses ``train`` and accuracy ``val`` (seeded samples, see :func:`measure_archs`).
+    """
     space = load_supernet(supernet).space
     efficiency = EfficiencyModel(space)
     exists = artifact_paths(out)[0].exists()
@@ -188,7 +199,7 @@ def sample_architectures(
     console = make_console()
     for start in range(0, len(todo), per_round):
         batch = todo[start : start + per_round]
-        accs = measure_archs(supernet, batch, cfg, data_root, progress)
+        accs = measure_archs(supernet, batch, cfg, train, val, progress)
         for arch, acc in zip(batch, accs, strict=True):
             done.records.append({"arch": arch.to_dict(), "val_acc": acc, **efficiency(arch).to_dict()})
         done.save(out)

@@ -20,7 +20,8 @@ Example:
     >>> cfg = NasTrainConfig.preset("small")
     >>> cfg.phase_epochs
     [3, 1, 1, 2]
-    >>> train_supernet(cfg, "runs/nas/supernet")  # doctest: +SKIP
+    >>> data = load_data("fashion-mnist")  # doctest: +SKIP
+    >>> train_supernet(cfg, "runs/nas/supernet", data.train, data.val)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from torch import nn
 
 from leanml.artifact import artifact_paths
 from leanml.config import Config, require
-from leanml.data import ImageSet, batches, load_split
+from leanml.data import ImageSet, batches
 from leanml.errors import LeanmlError
 from leanml.nas.channel_sort import sort_channels_
 from leanml.nas.checkpoint import load_supernet, save_supernet
@@ -47,6 +48,7 @@ from leanml.nas.data import resize_batch, subnet_accuracy
 from leanml.nas.space import Arch, SpaceConfig
 from leanml.nas.supernet import Supernet
 from leanml.progress import make_console, track
+from leanml.quant.linear import seeded_subset
 from leanml.threads import torch_threads
 from leanml.train.epoch import Distillation, cosine_schedule, run_epoch
 
@@ -221,19 +223,23 @@ def _check_output(out: Path, resume: bool, overwrite: bool) -> None:
 def train_supernet(
     cfg: NasTrainConfig,
     out: str | Path,
-    data_root: str | Path | None = None,
+    train: ImageSet,
+    val: ImageSet,
     resume: bool = False,
     overwrite: bool = False,
     threads: int | None = None,
     progress: bool = True,
     on_epoch_end: EpochHook | None = None,
 ) -> SupernetResult:
-    """Train a supernet by progressive shrinking, checkpointing to ``out`` after every epoch.
+    """Train a supernet by progressive shrinking on ``train``, checkpointing to ``out`` after every epoch.
 
+    Seeded samples of ``cfg.train_subset`` training images (all when None), of ``cfg.calib_images`` of them
+    for BN recalibration, and of ``cfg.val_subset`` of ``val`` for the per-epoch check are used.
     ``on_epoch_end(epochs_done, meta)`` runs after each checkpoint is written.
 
     Example:
-        >>> train_supernet(NasTrainConfig.preset("small"), "runs/nas/supernet", threads=2)  # doctest: +SKIP
+        >>> train_supernet(NasTrainConfig.preset("small"), "runs/nas/supernet", data.train, data.val,
+        ...                threads=2)  # doctest: +SKIP
     """
     out = artifact_paths(out)[0].with_suffix("")
     _check_output(out, resume, overwrite)
@@ -245,9 +251,9 @@ def train_supernet(
         state, teacher, opt_state = _resume(out, cfg, net) if resume else (_Progress(), None, None)
         if resume and state.phase == len(PHASES) - 1 and state.phase_epoch >= cfg.phase_epochs[-1]:
             raise LeanmlError(f"{out} already finished progressive shrinking", "train a new one with another --out")
-        train_set = load_split("train", data_root, cfg.train_subset)
-        val_set = load_split("val", data_root, cfg.val_subset)
-        calib_set = load_split("train", data_root, cfg.calib_images)
+        train_set = seeded_subset(train, cfg.train_subset)
+        val_set = seeded_subset(val, cfg.val_subset)
+        calib_set = seeded_subset(train, cfg.calib_images, seed=1)
         for phase in range(state.phase, len(PHASES)):
             name, epochs = PHASES[phase], cfg.phase_epochs[phase]
             first_epoch = state.phase_epoch if phase == state.phase else 0

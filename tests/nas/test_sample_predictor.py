@@ -6,31 +6,34 @@ from leanml.errors import LeanmlError
 from leanml.nas.predictor import AccuracyModel, PredictorConfig, train_predictor
 from leanml.nas.sample import SampleConfig, SampleSet, measure_archs, sample_architectures, sample_list
 from leanml.nas.space import SpaceConfig
+from tests.nas.conftest import splits
 
 SMALL = dict(val_images=64, calib_images=32, chunk=2, threads=1)
 
 
 def test_samples_are_measured_through_the_executor_and_resume(tmp_path, tiny_supernet, fake_data):
     cfg = SampleConfig(count=4, backend="serial", **SMALL)
-    first = sample_architectures(tiny_supernet, cfg, tmp_path / "s", data_root=fake_data, progress=False)
+    first = sample_architectures(tiny_supernet, cfg, tmp_path / "s", *splits(fake_data), progress=False)
     assert len(first.records) == 4 and all(0.0 <= r["val_acc"] <= 1.0 and r["macs"] > 0 for r in first.records)
     with pytest.raises(LeanmlError, match="already exists"):
-        sample_architectures(tiny_supernet, cfg, tmp_path / "s", data_root=fake_data, progress=False)
+        sample_architectures(tiny_supernet, cfg, tmp_path / "s", *splits(fake_data), progress=False)
     more = SampleConfig(count=6, backend="serial", **SMALL)
-    resumed = sample_architectures(tiny_supernet, more, tmp_path / "s", data_root=fake_data, resume=True,
+    resumed = sample_architectures(tiny_supernet, more, tmp_path / "s", *splits(fake_data), resume=True,
                                    progress=False)  # fmt: skip
-    at_once = sample_architectures(tiny_supernet, more, tmp_path / "t", data_root=fake_data, progress=False)
+    at_once = sample_architectures(tiny_supernet, more, tmp_path / "t", *splits(fake_data), progress=False)
     assert resumed.records == at_once.records and resumed.records[:4] == first.records
     assert SampleSet.load(tmp_path / "s").records == resumed.records
     with pytest.raises(LeanmlError, match="measured differently"):
         sample_architectures(tiny_supernet, SampleConfig(count=6, backend="serial", **{**SMALL, "val_images": 32}),
-                             tmp_path / "s", data_root=fake_data, resume=True, progress=False)  # fmt: skip
+                             tmp_path / "s", *splits(fake_data), resume=True, progress=False)  # fmt: skip
 
 
 def test_local_process_pool_gives_the_serial_results(tiny_supernet, fake_data, space):
     archs = sample_list(space, 4, seed=1)
-    serial = measure_archs(tiny_supernet, archs, SampleConfig(backend="serial", **SMALL), fake_data, progress=False)
-    pooled = measure_archs(tiny_supernet, archs, SampleConfig(backend="local", workers=2, **SMALL), fake_data,
+    serial = measure_archs(
+        tiny_supernet, archs, SampleConfig(backend="serial", **SMALL), *splits(fake_data), progress=False
+    )
+    pooled = measure_archs(tiny_supernet, archs, SampleConfig(backend="local", workers=2, **SMALL), *splits(fake_data),
                            progress=False)  # fmt: skip
     assert pooled == serial
 

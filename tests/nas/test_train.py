@@ -5,7 +5,7 @@ from leanml.errors import LeanmlError
 from leanml.nas.checkpoint import load_supernet
 from leanml.nas.space import SpaceConfig
 from leanml.nas.train import NasTrainConfig, step_archs, train_supernet
-from tests.nas.conftest import tiny_space
+from tests.nas.conftest import splits, tiny_space
 
 
 def tiny_train_cfg(**kw):
@@ -35,7 +35,7 @@ def test_progressive_shrinking_samples_the_right_dimensions():
 
 def test_train_writes_a_checkpoint_per_epoch(tmp_path, fake_data):
     epochs = []
-    result = train_supernet(tiny_train_cfg(), tmp_path / "sn", data_root=fake_data, progress=False, threads=1,
+    result = train_supernet(tiny_train_cfg(), tmp_path / "sn", *splits(fake_data), progress=False, threads=1,
                             on_epoch_end=lambda n, meta: epochs.append((n, meta["progress"]["phase"])))  # fmt: skip
     assert epochs == [(1, 0), (2, 1), (3, 2), (4, 3)]
     ckpt = load_supernet(result.checkpoint)
@@ -43,9 +43,9 @@ def test_train_writes_a_checkpoint_per_epoch(tmp_path, fake_data):
     assert [r["phase"] for r in result.history] == ["full", "kernel", "depth", "expand"]
     assert all(0.0 <= r["val_acc_smallest"] <= 1.0 for r in result.history)
     with pytest.raises(LeanmlError, match="already exists"):
-        train_supernet(tiny_train_cfg(), tmp_path / "sn", data_root=fake_data, progress=False, threads=1)
+        train_supernet(tiny_train_cfg(), tmp_path / "sn", *splits(fake_data), progress=False, threads=1)
     with pytest.raises(LeanmlError, match="already finished"):
-        train_supernet(tiny_train_cfg(), tmp_path / "sn", data_root=fake_data, progress=False, threads=1, resume=True)
+        train_supernet(tiny_train_cfg(), tmp_path / "sn", *splits(fake_data), progress=False, threads=1, resume=True)
     with pytest.raises(LeanmlError, match="another search space"):
         load_supernet(result.checkpoint, expect_space=SpaceConfig())
 
@@ -53,24 +53,24 @@ def test_train_writes_a_checkpoint_per_epoch(tmp_path, fake_data):
 @pytest.mark.parametrize("cut_after", [1, 3])
 def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, fake_data, cut_after):
     cfg = tiny_train_cfg(phase_epochs=[1, 1, 1, 2] if cut_after == 1 else [1, 1, 1, 1])
-    full = train_supernet(cfg, tmp_path / "full", data_root=fake_data, progress=False, threads=1)
+    full = train_supernet(cfg, tmp_path / "full", *splits(fake_data), progress=False, threads=1)
 
     def interrupt(epochs_done, meta):
         if epochs_done == cut_after:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_supernet(cfg, tmp_path / "cut", data_root=fake_data, progress=False, threads=1, on_epoch_end=interrupt)
+        train_supernet(cfg, tmp_path / "cut", *splits(fake_data), progress=False, threads=1, on_epoch_end=interrupt)
     with pytest.raises(LeanmlError, match="differs in seed"):
         train_supernet(
             NasTrainConfig.from_dict({**cfg.to_dict(), "seed": 1}),
             tmp_path / "cut",
-            data_root=fake_data,
+            *splits(fake_data),
             progress=False,
             threads=1,
             resume=True,
         )
-    resumed = train_supernet(cfg, tmp_path / "cut", data_root=fake_data, progress=False, threads=1, resume=True)
+    resumed = train_supernet(cfg, tmp_path / "cut", *splits(fake_data), progress=False, threads=1, resume=True)
     a, b = load_supernet(full.checkpoint), load_supernet(resumed.checkpoint)
     for (k, v), w in zip(a.supernet.state_dict().items(), b.supernet.state_dict().values(), strict=True):
         assert torch.equal(v, w), k
