@@ -49,7 +49,16 @@ PASS_FUNCTIONS = (
     F.hardtanh, F.dropout, F.interpolate, operator.neg, torch.neg, torch.clamp, torch.abs,
 )  # fmt: skip
 PASS_METHODS = frozenset({"relu", "relu_", "sigmoid", "tanh", "contiguous", "clone", "float", "neg", "clamp", "abs"})
-BINARY_FUNCTIONS = (operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub, torch.mul, torch.div)
+BINARY_FUNCTIONS = (
+    operator.add,
+    operator.sub,
+    operator.mul,
+    operator.truediv,
+    torch.add,
+    torch.sub,
+    torch.mul,
+    torch.div,
+)
 BINARY_METHODS = frozenset({"add", "sub", "mul", "div", "add_", "mul_"})
 REDUCE_FUNCTIONS = (torch.mean, torch.sum, torch.amax)
 REDUCE_METHODS = frozenset({"mean", "sum", "amax"})
@@ -192,7 +201,7 @@ class _Tracer:
 
     def refuse(self, node: fx.Node, why: str) -> LeanmlError:
         return LeanmlError(f"channel pruning cannot follow fx node {node.name!r} ({_describe(node)}): {why}",
-                           "exclude the layers around it, rewrite that op, or prune with fine-grained masks")  # fmt: skip
+                           "exclude the layers around it, rewrite that op, or use fine-grained masks")  # fmt: skip
 
     def input(self, node: fx.Node, arg: Any) -> list[Segment]:
         if not isinstance(arg, fx.Node) or arg.name not in self.seg:
@@ -372,7 +381,9 @@ class _Tracer:
         if dim < 0 or shape[dim] == 1:
             return
         if shape[dim] != out[1]:
-            raise self.refuse(node, f"parameter {p.target!s} has {shape[dim]} entries on the channel axis, not {out[1]}")
+            raise self.refuse(
+                node, f"parameter {p.target!s} has {shape[dim]} entries on the channel axis, not {out[1]}"
+            )
         name = str(p.target)
         if name in self.first_use:
             self.unify(node, self.first_use[name][0], x)
@@ -398,19 +409,21 @@ class _Tracer:
         """Keeps dims 0 and 1 (pass through), or flattens (N, C, *S) to (N, C*S); anything else mixes channels."""
         x = self.input(node, node.args[0])
         before, after = self.shape(node.args[0]), self.shapes[node.name]
+        keeps = len(after) >= 2 and after[:2] == before[:2]
+        flattens = len(after) == 2 and after[0] == before[0]
+        if not (keeps or flattens):
+            raise self.refuse(node, f"it reshapes {before} to {after}, mixing the channel axis with others "
+                              "(a channel shuffle or a flatten of the batch)")  # fmt: skip
         sizes = _size_args(node)
         if sizes is not None and len(sizes) > 1 and isinstance(sizes[1], int) and sizes[1] != -1:
             raise self.refuse(node, f"its size argument hard-codes {sizes[1]} at the channel axis, which pruning "
                               "changes; compute it from the tensor (x.size(1)) or pass -1")  # fmt: skip
-        if len(after) >= 2 and after[:2] == before[:2]:
+        if keeps:
             return x
-        if len(after) == 2 and after[0] == before[0]:
-            spatial = 1
-            for d in before[2:]:
-                spatial *= d
-            return [Segment(s.group, s.length, s.repeat * spatial) for s in x]
-        raise self.refuse(node, f"it reshapes {before} to {after}, mixing the channel axis with others "
-                          "(a channel shuffle or a flatten of the batch)")  # fmt: skip
+        spatial = 1
+        for d in before[2:]:
+            spatial *= d
+        return [Segment(s.group, s.length, s.repeat * spatial) for s in x]
 
     def merge(self) -> list[ChannelGroup]:
         merged: dict[int, ChannelGroup] = {}

@@ -118,9 +118,9 @@ def taylor_importance(group: ChannelGroup, modules: Modules, grads: Grads | None
             grad = grads[f"{name}.{pname}" if name else pname]
             score += _rows(param.detach() * grad, offset, repeat, group.size).sum(1).abs()
     for name, dim, offset, repeat in group.params:
-        param = dict(modules[""].named_parameters()).get(name)
-        if param is not None and name in grads:
-            score += _rows(param.detach() * grads[name], offset, repeat, group.size, dim).sum(1).abs()
+        value = dict(modules[""].named_parameters()).get(name)  # a buffer has no gradient
+        if value is not None and name in grads:
+            score += _rows(value.detach() * grads[name], offset, repeat, group.size, dim).sum(1).abs()
     return score
 
 
