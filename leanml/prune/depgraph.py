@@ -15,8 +15,9 @@ A group lists its members: producers (conv/linear output channels), and, as
 (conv/linear input columns), batch norms and depthwise convs; ``params`` are
 channel-wise tensors of element-wise ops (``x * self.gamma``) as
 ``(name, dim, offset, repeat)``. Groups that reach the model input or output,
-a grouped (not depthwise) convolution, or broadcast a single channel are
-fixed: their channels are never removed.
+a grouped (not depthwise) convolution, broadcast a single channel, or meet a
+barrier (a softmax or reduction over the channels: every output reads every
+channel) are fixed: their channels are never removed.
 
 Example:
     >>> from leanml.models import build_model
@@ -62,6 +63,8 @@ BINARY_FUNCTIONS = (
 BINARY_METHODS = frozenset({"add", "sub", "mul", "div", "add_", "mul_"})
 REDUCE_FUNCTIONS = (torch.mean, torch.sum, torch.amax)
 REDUCE_METHODS = frozenset({"mean", "sum", "amax"})
+SOFTMAX_FUNCTIONS = (torch.softmax, F.softmax, torch.log_softmax, F.log_softmax)
+SOFTMAX_METHODS = frozenset({"softmax", "log_softmax"})
 RESHAPE_FUNCTIONS = (torch.flatten, torch.reshape)
 RESHAPE_METHODS = frozenset({"flatten", "view", "reshape"})
 CAT_FUNCTIONS = (torch.cat, torch.concat)
@@ -158,10 +161,6 @@ def _permute(module: nn.Module, names: tuple[str, ...], dim: int, order: torch.T
             t.copy_(t.index_select(dim, index))
 
 
-def _describe(node: fx.Node) -> str:
-    return f"{node.op} {getattr(node.target, '__name__', node.target)!s}"
-
-
 class _Tracer:
     """Walks the fx graph once, giving every tensor node its channel segments and merging coupled groups."""
 
@@ -200,8 +199,9 @@ class _Tracer:
                 self.parent[rb] = ra
 
     def refuse(self, node: fx.Node, why: str) -> LeanmlError:
-        return LeanmlError(f"channel pruning cannot follow fx node {node.name!r} ({_describe(node)}): {why}",
-                           "exclude the layers around it, rewrite that op, or use fine-grained masks")  # fmt: skip
+        what = f"{node.op} {getattr(node.target, '__name__', node.target)!s}"
+        return LeanmlError(f"channel pruning cannot follow fx node {node.name!r} ({what}): {why}",
+                           "rewrite that op as said, or use fine-grained pruning for this model")  # fmt: skip
 
     def input(self, node: fx.Node, arg: Any) -> list[Segment]:
         if not isinstance(arg, fx.Node) or arg.name not in self.seg:
@@ -234,7 +234,7 @@ class _Tracer:
             out = self.rule(node)
         shape = self.shapes[node.name]
         total = sum(s.length * s.repeat for s in out)
-        if len(shape) < 2 or shape[1] != total:
+        if (len(shape) < 2 or shape[1] != total) and not (len(shape) < 2 and not out):
             raise self.refuse(node, f"its output {shape} does not carry the {total} channels of its input on dim 1")
         self.seg[node.name] = out
 
@@ -251,6 +251,8 @@ class _Tracer:
             return self.binary(node)
         if (fn and target in REDUCE_FUNCTIONS) or (method and target in REDUCE_METHODS):
             return self.reduce(node)
+        if (fn and target in SOFTMAX_FUNCTIONS) or (method and target in SOFTMAX_METHODS):
+            return self.softmax(node)
         if (fn and target in RESHAPE_FUNCTIONS) or (method and target in RESHAPE_METHODS):
             return self.reshape(node)
         if (fn and target in PASS_FUNCTIONS) or (method and target in PASS_METHODS):
@@ -258,8 +260,8 @@ class _Tracer:
         raise self.refuse(node, "it is not an op whose channel axis is known")
 
     def passthrough(self, node: fx.Node) -> list[Segment]:
-        x = self.input(node, node.args[0])
-        before, after = self.shape(node.args[0]), self.shapes[node.name]
+        x = self.input(node, _first(node))
+        before, after = self.shape(_first(node)), self.shapes[node.name]
         if len(before) != len(after) or before[:2] != after[:2]:
             raise self.refuse(node, f"it changes the batch or channel axis ({before} -> {after})")
         return x
@@ -267,7 +269,7 @@ class _Tracer:
     def module(self, node: fx.Node) -> list[Segment]:
         name = str(node.target)
         m = self.modules[name]
-        x = self.input(node, node.args[0])
+        x = self.input(node, _first(node))
         if isinstance(m, nn.Conv2d):
             if m.groups == 1:
                 return self.weighted(node, name, x, m.out_channels)
@@ -276,9 +278,9 @@ class _Tracer:
             self.fix(x)  # grouped conv: channels stay (pruning whole groups is not supported yet)
             return self.weighted(node, name, x, m.out_channels, fixed=True)
         if isinstance(m, nn.Linear):
-            if len(self.shape(node.args[0])) != 2:
+            if len(self.shape(_first(node))) != 2:
                 raise self.refuse(node, f"Linear {name!r} reads the last axis of a "
-                                  f"{len(self.shape(node.args[0]))}-d tensor, not the channel axis")  # fmt: skip
+                                  f"{len(self.shape(_first(node)))}-d tensor, not the channel axis")  # fmt: skip
             return self.weighted(node, name, x, m.out_features)
         if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
             return self.channelwise(node, name, x, "norms")
@@ -335,7 +337,7 @@ class _Tracer:
         return x
 
     def cat(self, node: fx.Node) -> list[Segment]:
-        tensors = node.args[0]
+        tensors = _first(node, "tensors")
         dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
         if not isinstance(tensors, list | tuple) or not isinstance(dim, int):
             raise self.refuse(node, "its tensors or dim are not plain values")
@@ -359,6 +361,8 @@ class _Tracer:
                 params.append(a)
                 continue
             shape, x = self.shapes[a.name], self.input(node, a)
+            if not x:
+                continue  # channel-less (a barrier's scalar): broadcasts like a number
             if len(shape) != len(out):
                 raise self.refuse(node, f"it broadcasts a {len(shape)}-d tensor {a.name!r} against {len(out)}-d")
             if shape[1] == out[1]:
@@ -395,20 +399,39 @@ class _Tracer:
         self.first_use[name] = (x, x)
 
     def reduce(self, node: fx.Node) -> list[Segment]:
-        x = self.input(node, node.args[0])
+        """Over spatial axes: pass through; over the channel (or batch) axis: a barrier."""
+        x = self.input(node, _first(node))
         dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
         dims = [dims] if isinstance(dims, int) else dims
-        ndim = len(self.shape(node.args[0]))
-        if not isinstance(dims, list | tuple) or not all(isinstance(d, int) for d in dims):
-            raise self.refuse(node, "it reduces over every axis (give the spatial dims, e.g. dim=(2, 3))")
-        if {d % ndim for d in dims} & {0, 1}:
-            raise self.refuse(node, "it reduces over the batch or channel axis")
+        ndim = len(self.shape(_first(node)))
+        listed = list(dims) if isinstance(dims, list | tuple) else []
+        axes = [d % ndim for d in listed if isinstance(d, int)]
+        if not listed or len(axes) != len(listed) or {0, 1} & set(axes):  # all axes, traced dims, batch or channels
+            return self.barrier(x, node)
         return x
+
+    def softmax(self, node: fx.Node) -> list[Segment]:
+        """Over a spatial axis: pass through; over the channels (a classifier's probabilities): a barrier."""
+        x = self.input(node, _first(node))
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        if isinstance(dim, int) and dim % len(self.shape(_first(node))) >= 2:
+            return x
+        return self.barrier(x, node)
+
+    def barrier(self, x: list[Segment], node: fx.Node) -> list[Segment]:
+        """An op whose every output depends on every input channel: both sides keep all their channels."""
+        self.fix(x)
+        shape = self.shapes[node.name]
+        if len(shape) < 2:
+            return []  # channel-less (a scalar or a vector per sample): broadcasts like a number
+        g = self.new(shape[1])
+        self.members[g].fixed = True
+        return [Segment(g, shape[1])]
 
     def reshape(self, node: fx.Node) -> list[Segment]:
         """Keeps dims 0 and 1 (pass through), or flattens (N, C, *S) to (N, C*S); anything else mixes channels."""
-        x = self.input(node, node.args[0])
-        before, after = self.shape(node.args[0]), self.shapes[node.name]
+        x = self.input(node, _first(node))
+        before, after = self.shape(_first(node)), self.shapes[node.name]
         keeps = len(after) >= 2 and after[:2] == before[:2]
         flattens = len(after) == 2 and after[0] == before[0]
         if not (keeps or flattens):
@@ -437,6 +460,11 @@ class _Tracer:
             target.params += members.params
             target.fixed = target.fixed or members.fixed
         return list(merged.values())
+
+
+def _first(node: fx.Node, keyword: str = "input") -> Any:
+    """The first argument of a call, given by position or by keyword."""
+    return node.args[0] if node.args else node.kwargs.get(keyword)
 
 
 def _size_args(node: fx.Node) -> tuple[Any, ...] | None:

@@ -95,14 +95,15 @@ def l1_input_importance(group: ChannelGroup, modules: Modules, grads: Grads | No
 
 @register_importance("bn")
 def bn_importance(group: ChannelGroup, modules: Modules, grads: Grads | None) -> torch.Tensor:
-    """|gamma| of the group's batch norms; groups without a batch norm use ``l2``."""
-    if not group.norms:
+    """|gamma| of the group's batch norms; groups without an affine batch norm use ``l2``."""
+    gammas = [(modules[name].weight, offset, repeat) for name, offset, repeat in group.norms]
+    gammas = [g for g in gammas if isinstance(g[0], torch.Tensor)]  # affine=False norms have none
+    if not gammas:
         return _norm_score(group, modules, 2)
     score = torch.zeros(group.size)
-    for name, offset, repeat in group.norms:
-        bn = modules[name]
-        assert isinstance(bn, nn.modules.batchnorm._BatchNorm) and bn.weight is not None
-        score += _rows(bn.weight.detach(), offset, repeat, group.size).abs().mean(1)
+    for weight, offset, repeat in gammas:
+        assert isinstance(weight, torch.Tensor)
+        score += _rows(weight.detach(), offset, repeat, group.size).abs().mean(1)
     return score
 
 

@@ -237,7 +237,18 @@ class HardCoded(Shuffle):
 class ChannelSum(Shuffle):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.c(x)
-        return self.head(y * y.sum(1, keepdim=True))
+        y = y * y.sum(1, keepdim=True) / y.mean() + y.softmax(1) + y.softmax(dim=-1)
+        return self.head(y).log_softmax(-1)
+
+
+def test_channel_mixing_reductions_and_softmax_keep_their_inputs() -> None:
+    original = randomize_bn(ChannelSum())
+    pruned = copy.deepcopy(original)
+    kept = prune_channels_(pruned, ChannelPruneConfig(ratio=0.5, importance="l1", input_shape=list(SHAPE)))
+    assert "c.0" not in kept and pruned.head.conv.out_channels == 3
+    x = torch.randn(3, *SHAPE)
+    with torch.no_grad():
+        assert (pruned(x) - zeroed_reference(original, kept, SHAPE)(x)).abs().max() < 1e-4
 
 
 class AddMismatch(Shuffle):
@@ -254,10 +265,83 @@ class AddMismatch(Shuffle):
     [
         (Shuffle, r"fx node 'view'.*mixing the channel axis"),
         (HardCoded, r"fx node 'view'.*hard-codes 8"),
-        (ChannelSum, r"fx node 'sum(_1)?'.*channel axis"),
         (AddMismatch, r"fx node 'add'.*split differently"),
     ],
 )
 def test_graphs_that_mix_channels_are_refused_naming_the_node(net: type[nn.Module], match: str) -> None:
+    with pytest.raises(LeanmlError, match=match):
+        prune_channels_(net(), ChannelPruneConfig(ratio=0.5, input_shape=list(SHAPE)))
+
+
+class FlatBN1d(nn.Module):
+    """BN1d over flattened C x H x W features (each channel repeated H*W times), an affine-free BN on a concat,
+    keyword arguments, and a tuple output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = conv_bn(3, 4, stride=4), conv_bn(3, 4, stride=4)
+        self.bn, self.bn1d, self.fc = nn.BatchNorm2d(8), nn.BatchNorm1d(8 * 16), nn.Linear(8 * 16, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = F.relu(input=self.bn(torch.cat(tensors=[self.a(x), self.b(x)], dim=1)))
+        out = self.fc(self.bn1d(torch.flatten(y, 1)))
+        return out, out.softmax(-1)
+
+
+@pytest.mark.parametrize("importance", ["l1", "bn"])
+def test_repeated_features_affine_free_norms_and_keyword_calls(importance: str) -> None:
+    original = randomize_bn(FlatBN1d())
+    original.bn = nn.BatchNorm2d(8, affine=False).eval()
+    with torch.no_grad():
+        original.bn.running_mean.uniform_(-0.5, 0.5)
+        original.bn.running_var.uniform_(0.3, 3.0)
+    pruned = copy.deepcopy(original)
+    kept = prune_channels_(pruned, ChannelPruneConfig(ratio=0.5, importance=importance, input_shape=list(SHAPE)))
+    assert pruned.bn1d.num_features == 4 * 16 and pruned.fc.out_features == 4
+    x = torch.randn(3, *SHAPE)
+    with torch.no_grad():
+        assert (pruned(x)[0] - zeroed_reference(original, kept, SHAPE)(x)[0]).abs().max() < 1e-4
+
+
+class Chunk(Shuffle):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.c(x).chunk(2, dim=1)
+        return self.head(torch.cat([b, a], 1))
+
+
+class ChannelSlice(Shuffle):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.c(x)
+        return self.head(torch.cat([y[:, :4], y[:, 4:]], 1))
+
+
+class LeNetView(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c, self.fc = conv_bn(3, 8, stride=4), nn.Linear(8 * 16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.c(x).view(-1, 8 * 16))
+
+
+class LinearOnMaps(Shuffle):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.fc(self.c(x)))
+
+
+@pytest.mark.parametrize(
+    ("net", "match"),
+    [
+        (Chunk, r"fx node 'getitem'.*'chunk' is not a single tensor"),
+        (ChannelSlice, r"fx node 'getitem'.*batch or channel axis"),
+        (LeNetView, r"fx node 'view'.*hard-codes 128"),
+        (LinearOnMaps, r"fx node 'fc'.*last axis of a 4-d tensor"),
+    ],
+)
+def test_unsupported_ops_are_refused_naming_the_node(net: type[nn.Module], match: str) -> None:
     with pytest.raises(LeanmlError, match=match):
         prune_channels_(net(), ChannelPruneConfig(ratio=0.5, input_shape=list(SHAPE)))
