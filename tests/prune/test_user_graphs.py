@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from leanml.errors import LeanmlError
 from leanml.prune.channel import ChannelPruneConfig, prune_channels_
-from leanml.prune.depgraph import member_index, trace_channel_groups
+from leanml.prune.depgraph import member_index, permute_channels_, trace_channel_groups
 from tests.conftest import randomize_bn
 
 SHAPE = (3, 16, 16)
@@ -195,6 +195,20 @@ def test_pruned_user_graph_equals_original_with_removed_channels_zeroed(net: typ
     with torch.no_grad():
         diff = (pruned(x) - zeroed_reference(original, kept, SHAPE)(x)).abs().max().item()
     assert diff < 1e-4, diff
+
+
+@pytest.mark.parametrize("net", [CatBN, CatDepthwise, Shared, Gamma, SELinear, SEConv, UpsampleSkip])
+def test_permuting_every_group_of_a_user_graph_keeps_the_function(net: type[nn.Module]) -> None:
+    model = randomize_bn(net())
+    x = torch.randn(2, *SHAPE)
+    with torch.no_grad():
+        before = model(x)
+    modules = dict(model.named_modules())
+    for group in trace_channel_groups(model, SHAPE):
+        if not group.fixed:
+            permute_channels_(group, modules, torch.randperm(group.size))
+    with torch.no_grad():
+        assert (model(x) - before).abs().max() < 1e-4
 
 
 @pytest.mark.parametrize("importance", ["l2", "bn", "taylor", "l1_input"])
