@@ -133,7 +133,7 @@ def fine_cmd(
         _, final_acc = evaluate(model, test)
     report = masks.report(model)
     meta = {"pruning": {"config": cfg.to_dict(), **report.to_dict()}, "metrics": {"test_acc": final_acc}}
-    save_checkpoint(out, model, {**meta, "input": block} if block is not None else meta)
+    save_checkpoint(out, model, meta, input=block)
     save_artifact(Path(f"{out}.masks"), masks.state(), {"layers": list(masks.masks)}, kind="masks")
     print(
         f"sparsity {report.sparsity:.1%}: test accuracy dense {dense_acc:.2%}, pruned {pruned_acc:.2%}, "
@@ -221,9 +221,7 @@ def channel_cmd(
     meta = {"pruning": {"channel": cfg.to_dict(), "kept_channels": {k: len(v) for k, v in kept.items()}},
             "metrics": {"test_acc": pruned.test_acc, "test_acc_before_finetune": pruned_acc},
             "baseline": dense.to_dict(), "pruned": pruned.to_dict()}  # fmt: skip
-    if block is not None:
-        meta["input"] = block
-    save_checkpoint(out, model, meta)
+    save_checkpoint(out, model, meta, input=block)
     headers, rows = comparison_table(dense, pruned)
     rows.insert(3, ["accuracy before fine-tuning", "", f"{pruned_acc:.2%}", ""])
     width = max(len(r[0]) for r in rows)

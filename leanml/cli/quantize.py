@@ -145,9 +145,7 @@ def kmeans_cmd(
         qat_acc = _accuracy(model, x, y)
     report = quantizer.report(model)
     meta = {"kmeans": {"bits": cfg.bits, "qat_epochs": qat_epochs}, "metrics": {"test_acc": qat_acc}}
-    if block is not None:
-        meta["input"] = block
-    save_checkpoint(out, model, meta)
+    save_checkpoint(out, model, meta, input=block)
     save_artifact(Path(f"{out}.codebooks"), *quantizer.state(), kind="kmeans")
     print(
         f"k-means {cfg.bits}-bit: test accuracy fp32 {fp32_acc:.2%}, after quantization {ptq_acc:.2%}, "

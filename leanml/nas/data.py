@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from leanml.data import ImageSet, batches
 from leanml.nas.space import Arch
 from leanml.nas.supernet import Supernet, get_subnet
-from leanml.train.checkpoint import INPUT
+from leanml.train.checkpoint import default_input
 
 RESIZE = {"mode": "bilinear", "antialias": True, "align_corners": False}
 
@@ -57,7 +57,7 @@ def input_meta(resolution: int, data_block: dict[str, Any] | None = None) -> dic
         >>> input_meta(24, {"shape": [3, 32, 32], "dataset": "npz:x.npz"})["resize"]["from"]
         [3, 32, 32]
     """
-    base = dict(data_block) if data_block is not None else dict(INPUT)
+    base = dict(data_block) if data_block is not None else default_input()
     source = list(base.get("shape", [1, 28, 28]))
     return {**base, "shape": [source[0], resolution, resolution], "resize": {"from": source, **RESIZE}}
 

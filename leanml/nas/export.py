@@ -95,5 +95,5 @@ def export_subnet(
     eff = EfficiencyModel(ckpt.space)(arch)
     nas = {"arch": arch.to_dict(), "space": ckpt.space.to_dict(), "supernet": str(supernet),
            "efficiency": eff.to_dict(), "export_config": cfg.to_dict()}  # fmt: skip
-    save_checkpoint(out, sub, {"input": input_meta(r, data.describe()), "nas": nas, "metrics": metrics})
+    save_checkpoint(out, sub, {"nas": nas, "metrics": metrics}, input=input_meta(r, data.describe()))
     return ExportResult(artifact_paths(out)[0], arch, metrics, eff)
