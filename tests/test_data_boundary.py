@@ -47,7 +47,7 @@ def offending_names(tree: ast.AST) -> list[tuple[int, str]]:
     return found
 
 
-def test_the_sources_never_import_fashion_mnist_or_call_load_split():
+def test_the_sources_never_import_fashion_mnist_or_call_load_split() -> None:
     offenders = []
     for pkg in PACKAGES:
         for path in sorted((ROOT / pkg).rglob("*.py")):
@@ -56,7 +56,7 @@ def test_the_sources_never_import_fashion_mnist_or_call_load_split():
     assert not offenders, "algorithms must take data as arguments:\n" + "\n".join(offenders)
 
 
-def test_the_scan_sees_every_form():
+def test_the_scan_sees_every_form() -> None:
     src = (
         "import leanml.data.fashion_mnist\nfrom leanml.data.fashion_mnist import MEAN\n"
         "from leanml.data import load_split\nimport leanml.data as d\nd.load_split('val')\n"
@@ -79,7 +79,7 @@ print("OK")
 """
 
 
-def test_importing_every_module_never_loads_fashion_mnist():
+def test_importing_every_module_never_loads_fashion_mnist() -> None:
     code = IMPORT_ALL.format(packages=PACKAGES)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), proc.stdout + proc.stderr[-3000:]

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from leanml.cli.options import ConfigOpt, DataOpt, JsonOpt, config_from, default_of, parse_ints
 from leanml.deploy.engine import DeployConfig
 
+if TYPE_CHECKING:
+    import torch
+
+    from leanml.quant.integer import IntegerModel
+
 app = typer.Typer(add_completion=False)
 
-KMEANS_HINT = "quantize with --method linear (int8) to deploy: `leanml quantize linear CHECKPOINT --out MODEL`"
+KMEANS_HINT = "quantize with linear (int8) to deploy: `leanml quantize linear CHECKPOINT --out MODEL`"
 
 
 def check_deployable(path: Path) -> None:
@@ -48,11 +53,12 @@ def check_deployable(path: Path) -> None:
                           "quantize it first: `leanml quantize linear CHECKPOINT --out MODEL`")  # fmt: skip
 
 
-def verification_inputs(reference: Any, shape: tuple[int, int, int], count: int, data: Path | None
-                        ) -> tuple[Any, Any, str]:  # fmt: skip
-    """(float inputs (N, C, H, W), labels or None, what they are): the model's own test split when its input
-    block names a dataset, else seeded random data."""
+def verification_inputs(reference: IntegerModel, shape: tuple[int, int, int], count: int, data: Path | None
+                        ) -> tuple[torch.Tensor, torch.Tensor | None, str]:  # fmt: skip
+    """(float inputs (N, C, H, W), labels (N,) or None, what they are): the model's own test split when its input
+    block names a dataset (loaded from ``data`` for Fashion-MNIST), else seeded random data."""
     import numpy as np
+    import torch
 
     from leanml.cli.model_data import dataset_of, model_batch, model_data
     from leanml.quant.linear import seeded_subset
@@ -64,9 +70,9 @@ def verification_inputs(reference: Any, shape: tuple[int, int, int], count: int,
         x, y = model_batch(test, block)
         if tuple(x.shape[1:]) == tuple(shape):
             return x, y, f"{len(y)} {spec} test images"
-    x = np.random.default_rng(0).standard_normal((count, *shape)).astype(np.float32)
+    noise = torch.from_numpy(np.random.default_rng(0).standard_normal((count, *shape)).astype(np.float32))
     why = "the model names no dataset" if spec is None else f"{spec} images do not have the model's shape"
-    return x, None, f"{count} random inputs ({why})"
+    return noise, None, f"{count} random inputs ({why})"
 
 
 @app.command("deploy")
