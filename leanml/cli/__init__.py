@@ -33,8 +33,11 @@ class Verb:
 
 VERBS: Final[dict[str, Verb]] = {
     "models": Verb("leanml.cli.models", "List the reference models."),
-    "train": Verb("leanml.cli.train", "Train a reference model on Fashion-MNIST; checkpoint every epoch (resumable)."),
-    "eval": Verb("leanml.cli.eval", "Accuracy of a checkpoint on a Fashion-MNIST split."),
+    "train": Verb(
+        "leanml.cli.train",
+        "Train a model on image data (Fashion-MNIST by default); checkpoint every epoch (resumable).",
+    ),
+    "eval": Verb("leanml.cli.eval", "Accuracy of a checkpoint on a split of its own dataset (or of --data)."),
     "profile": Verb(
         "leanml.cli.profile",
         "Per-layer table and totals: params, MACs, size per bit width, peak activation memory, latency.",

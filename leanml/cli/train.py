@@ -1,7 +1,9 @@
-"""``leanml train``: train a reference model on Fashion-MNIST, flags (or ``--config``) read as a TrainConfig.
+"""``leanml train``: train a zoo model or your own (``pkg.module:factory``) on any image data, flags (or
+``--config``) read as a TrainConfig.
 
 Example:
     $ leanml train --model vgg --epochs 1 --out runs/vgg
+    $ leanml train --model resnet --data imagefolder:photos --resolution 32 --out runs/photos
 """
 
 from __future__ import annotations
@@ -11,17 +13,23 @@ from typing import Annotated
 
 import typer
 
-from leanml.cli.options import ConfigOpt, DataOpt, ThreadsOpt, config_from, default_of
+from leanml.cli.options import ConfigOpt, ThreadsOpt, config_from, default_of
 from leanml.progress import make_console
 from leanml.train.config import TrainConfig
 
 app = typer.Typer(add_completion=False)
 
+DATA_HELP = (
+    "data: fashion-mnist | imagefolder:DIR (a sub-folder per class) | npz:FILE; "
+    "a bare folder is the Fashion-MNIST folder (default: $LEANML_DATA or Debian's path)"
+)
+DataSpecOpt = Annotated[str | None, typer.Option("--data", help=DATA_HELP)]
+
 
 @app.command("train")
 def train_cmd(
     ctx: typer.Context,
-    model: Annotated[str, typer.Option(help="reference model name (see `leanml models`)")] = default_of(
+    model: Annotated[str, typer.Option(help="zoo model name (see `leanml models`) or pkg.module:factory")] = default_of(
         TrainConfig, "model"
     ),
     epochs: Annotated[int, typer.Option(help="training epochs")] = default_of(TrainConfig, "epochs"),
@@ -46,18 +54,23 @@ def train_cmd(
     resume: Annotated[bool, typer.Option(help="continue an interrupted run at --out")] = False,
     overwrite: Annotated[bool, typer.Option(help="replace an existing checkpoint at --out")] = False,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
-    data: DataOpt = None,
+    data: DataSpecOpt = None,
+    resolution: Annotated[int | None, typer.Option(help="resize images to N x N (default: as stored)")] = default_of(
+        TrainConfig, "resolution"
+    ),
     threads: ThreadsOpt = None,
 ) -> None:
-    """Train a reference model on Fashion-MNIST; checkpoint every epoch (resumable)."""
+    """Train a model on image data (Fashion-MNIST by default); checkpoint every epoch (resumable)."""
+    from leanml.data import data_argument
     from leanml.train import train
 
-    flags = {"model": model, "epochs": epochs, "optimizer": optimizer, "lr": lr, "batch_size": batch_size,
-             "seed": seed, "teacher": str(teacher) if teacher else None, "train_subset": train_subset,
-             "val_subset": val_subset, "test_subset": test_subset}  # fmt: skip
+    spec, root = data_argument(data)
+    flags = {"data": spec, "resolution": resolution, "model": model, "epochs": epochs, "optimizer": optimizer,
+             "lr": lr, "batch_size": batch_size, "seed": seed, "teacher": str(teacher) if teacher else None,
+             "train_subset": train_subset, "val_subset": val_subset, "test_subset": test_subset}  # fmt: skip
     cfg = config_from(ctx, TrainConfig, config, flags)
-    target = out or Path("runs") / cfg.model
-    result = train(cfg, target, data_root=data, resume=resume, overwrite=overwrite, threads=threads, progress=progress)
+    target = out or Path("runs") / cfg.model.replace(":", "_")
+    result = train(cfg, target, data_root=root, resume=resume, overwrite=overwrite, threads=threads, progress=progress)
     m = result.metrics
     make_console().print(f"saved {result.checkpoint}")
     print(

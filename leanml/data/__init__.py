@@ -18,7 +18,15 @@ from typing import Any
 from leanml.data.assemble import DataOptions
 from leanml.data.imageset import ImageData, ImageSet, Normalization
 from leanml.data.loader import batches, normalize
-from leanml.data.sources import DATA_SOURCES, from_dataset, from_tensors, load_data, register_source
+from leanml.data.sources import (
+    DATA_SOURCES,
+    data_argument,
+    from_dataset,
+    from_tensors,
+    load_data,
+    load_input_data,
+    register_source,
+)
 
 _LAZY = {
     "CLASSES": "leanml.data.fashion_mnist",
@@ -34,10 +42,12 @@ __all__ = [
     "ImageSet",
     "Normalization",
     "batches",
+    "data_argument",
     "data_root",
     "from_dataset",
     "from_tensors",
     "load_data",
+    "load_input_data",
     "load_split",
     "normalize",
     "register_source",

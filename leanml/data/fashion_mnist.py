@@ -103,7 +103,8 @@ def _load_file_pair(root: Path, which: str) -> ImageSet:
             raise LeanmlError(
                 f"Fashion-MNIST file not found: {p}",
                 "install it with `apt-get install dataset-fashion-mnist` (or `make data`), "
-                f"or point {ENV_VAR} / --data at a folder holding the four IDX .gz files",
+                f"or point {ENV_VAR} / --data at a folder holding the four IDX .gz files "
+                "(your own images: --data imagefolder:DIR or npz:FILE)",
             )
     images = read_idx(image_file)
     labels = read_idx(label_file)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from leanml.data.assemble import DataOptions, assemble, resize_images, stratified_split, take, to_channels
-from leanml.data.imageset import ImageData
+from leanml.data.imageset import ImageData, Normalization
 from leanml.errors import LeanmlError
 
 Loader = Callable[[str, DataOptions], ImageData]
@@ -79,6 +79,22 @@ def parse_spec(spec: str) -> tuple[DataSource, str]:
     return source, arg
 
 
+def data_argument(value: str | Path | None) -> tuple[str, str | None]:
+    """A ``--data`` value → (spec, Fashion-MNIST root): a source spec is itself; a bare path is the
+    Fashion-MNIST folder (as ``--data`` meant before specs), so ``--data /data/fmnist`` keeps working.
+
+    Example:
+        >>> data_argument("npz:x.npz"), data_argument("/data/fmnist"), data_argument(None)
+        (('npz:x.npz', None), ('fashion-mnist', '/data/fmnist'), ('fashion-mnist', None))
+    """
+    if value is None:
+        return DEFAULT_SPEC, None
+    text = str(value)
+    if text.partition(":")[0] in DATA_SOURCES:
+        return text, None
+    return DEFAULT_SPEC, text
+
+
 def load_data(
     spec: str = DEFAULT_SPEC,
     resolution: int | None = None,
@@ -106,6 +122,47 @@ def load_data(
     )
     source, arg = parse_spec(spec)
     return source.load(arg, opts)
+
+
+def load_input_data(
+    block: dict[str, Any] | None,
+    data: str | Path | None = None,
+    resolution: int | None = None,
+    limit: int | None = None,
+) -> ImageData:
+    """The data an artifact's ``input`` block names, shaped and normalized as the model was trained.
+
+    ``data`` (a ``--data`` value) replaces the block's dataset; without either, Fashion-MNIST. The block's
+    channel count, square resolution (unless it records a ``resize``) and split record are reproduced, and
+    its mean/std replace the freshly computed normalization. ``resolution`` overrides the block's.
+
+    Example:
+        >>> load_input_data({"shape": [3, 32, 32], "dataset": "imagefolder:photos"}).input_shape  # doctest: +SKIP
+        (3, 32, 32)
+    """
+    block = block or {}
+    stored = block.get("dataset") if isinstance(block.get("dataset"), str) else None
+    spec, root = data_argument(data) if data is not None else (stored or DEFAULT_SPEC, None)
+    if spec.partition(":")[0] not in DATA_SOURCES:
+        raise LeanmlError(f"the model's data {spec!r} was given in Python, not as a loadable spec",
+                          "pass --data fashion-mnist | imagefolder:DIR | npz:FILE")  # fmt: skip
+    kwargs: dict[str, Any] = {}
+    split = block.get("split")
+    if spec == stored and isinstance(split, dict):
+        kwargs = {k: split[k] for k in ("seed", "val_fraction", "test_fraction") if k in split}
+    shape = block.get("shape")
+    if isinstance(shape, list) and len(shape) == 3 and "resize" not in block:
+        kwargs["grayscale"] = shape[0] == 1
+        if shape[1] == shape[2]:
+            kwargs["resolution"] = int(shape[1])
+    if resolution is not None:
+        kwargs["resolution"] = resolution
+    loaded = load_data(spec, root=root, limit=limit, **kwargs)
+    if "mean" in block and "std" in block:
+        norm = Normalization.from_dict({"mean": block["mean"], "std": block["std"]})
+        if norm.fits(loaded.input_shape[0]):
+            loaded = loaded.with_norm(norm)
+    return loaded
 
 
 @register_source("fashion-mnist", "Fashion-MNIST from IDX files (root / $LEANML_DATA / Debian's path)", False)
