@@ -46,10 +46,11 @@ toolchain:
 		echo "optional: sudo apt-get install -y gcc-arm-none-eabi (for --target cortex-m4|cortex-m7)"; \
 	fi
 
-# Train a reference model on a short schedule, then print its accuracy and profile.
+# The main job on built-in defaults: the `mcu` recipe on Fashion-MNIST with a short schedule (train, prune to the
+# budget, fine-tune with distillation, int8, C with a static arena, verify bit-exact), then the stage table and report.
 demo: $(VENV)/.stamp-core data
-	$(BIN)/leanml train --model vgg --epochs 1 --out runs/demo/vgg --overwrite --threads 2
-	$(BIN)/leanml profile runs/demo/vgg --threads 1
+	$(BIN)/leanml compress mcu --model mobilenetv2 --out runs/demo --threads 2 \
+		--set train.epochs=1 --set train.subset=20000 --set finetune.epochs=1 --set finetune.subset=20000
 
 test: $(VENV)/.stamp-dev data toolchain
 	$(BIN)/pytest

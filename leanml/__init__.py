@@ -21,6 +21,8 @@ __version__ = "0.1.0"
 
 EXPORTS: Final[dict[str, str]] = {
     "ChannelPruneConfig": "leanml.prune",
+    "Recipe": "leanml.compress",
+    "compress": "leanml.compress",
     "LeanmlError": "leanml.errors",
     "ModelProfile": "leanml.profile",
     "ModelSpec": "leanml.models",
@@ -43,7 +45,7 @@ EXPORTS: Final[dict[str, str]] = {
 
 __all__ = sorted(EXPORTS)
 
-SHADOWED: Final = frozenset({"train"})
+SHADOWED: Final = frozenset({"train", "compress"})
 """Public names that are also sub-packages: ``leanml.train`` is the function, as ``leanml.train(cfg, out)``."""
 
 

@@ -32,6 +32,10 @@ class Verb:
 
 
 VERBS: Final[dict[str, Verb]] = {
+    "compress": Verb(
+        "leanml.cli.compress",
+        "The main job: your model and images → prune → fine-tune → int8 → verified C, resumable, one HTML report.",
+    ),
     "models": Verb("leanml.cli.models", "List the reference models."),
     "train": Verb(
         "leanml.cli.train",

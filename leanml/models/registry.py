@@ -25,7 +25,7 @@ import importlib
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
@@ -317,15 +317,24 @@ def build_from_spec(spec: ModelSpec) -> nn.Module:
         >>> build_from_spec(model_spec(build_model("vgg"))).features[0].out_channels
         32
     """
-    import_providers()  # the transforms' kinds
     model = build_model(spec.name, **spec.config)
-    for step in spec.transforms:
+    replay_transforms(model, spec.transforms)
+    model.leanml_spec = spec  # type: ignore[assignment]
+    return model
+
+
+def replay_transforms(model: nn.Module, transforms: Sequence[dict[str, Any]]) -> None:
+    """Replay recorded structural transforms (e.g. ``channel_prune``) on ``model`` in place, through the registry.
+
+    Example:
+        >>> replay_transforms(build_model("vgg"), [])
+    """
+    import_providers()  # the transforms' kinds
+    for step in transforms:
         kind = step["kind"]
         if kind not in _TRANSFORMS:
             raise LeanmlError(f"unknown model transform {kind!r} in the spec", f"known: {', '.join(_TRANSFORMS)}")
         _TRANSFORMS[kind](model, step)
-    model.leanml_spec = spec  # type: ignore[assignment]
-    return model
 
 
 def model_spec(model: nn.Module) -> ModelSpec:

@@ -200,7 +200,7 @@ static inline void dk_simd_gemm(const dk_act_t *const *x, int np, int32_t nk, co
             DK_UNROLL
             for (int r = 0; r < 4; ++r) wr[r] = w + (int32_t)(r0 + (r0 + r < nco ? r : 0)) * ws;
             const __m256i s = dk_x86_dot2x4(x[p], x[p + 1], wr, nk);
-            __m128i *d0 = (__m128i *)(acc + p * accs + r0), *d1 = (__m128i *)(acc + (p + 1) * accs + r0);
+            __m128i *d0 = (__m128i *)(acc + (ptrdiff_t)p * accs + r0), *d1 = (__m128i *)(acc + (ptrdiff_t)(p + 1) * accs + r0);
             const __m128i lo = _mm256_castsi256_si128(s), hi = _mm256_extracti128_si256(s, 1);
             _mm_storeu_si128(d0, accumulate ? _mm_add_epi32(lo, _mm_loadu_si128(d0)) : lo);
             _mm_storeu_si128(d1, accumulate ? _mm_add_epi32(hi, _mm_loadu_si128(d1)) : hi);
@@ -211,7 +211,7 @@ static inline void dk_simd_gemm(const dk_act_t *const *x, int np, int32_t nk, co
             DK_UNROLL
             for (int r = 0; r < 8; ++r) wr[r] = w + (int32_t)(r0 + (r0 + r < nco ? r : 0)) * ws;
             const __m256i s = dk_x86_dot1x8(x[p], wr, nk);
-            __m256i *dst = (__m256i *)(acc + p * accs + r0);
+            __m256i *dst = (__m256i *)(acc + (ptrdiff_t)p * accs + r0);
             _mm256_storeu_si256(dst, accumulate ? _mm256_add_epi32(s, _mm256_loadu_si256(dst)) : s);
         }
     }

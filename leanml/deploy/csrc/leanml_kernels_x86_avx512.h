@@ -291,7 +291,7 @@ static inline __attribute__((always_inline)) void dk_x86_bcast4(const uint8_t *c
     DK_UNROLL
     for (int p = 0; p < 4; ++p)
         DK_UNROLL
-        for (int r = 0; r < r_n; ++r) _mm512_storeu_si512(acc + p * accs + 16 * r, c[p][r]);
+        for (int r = 0; r < r_n; ++r) _mm512_storeu_si512(acc + (ptrdiff_t)p * accs + 16 * r, c[p][r]);
 }
 
 #define DK_X86_BCAST(R)                                                                                            \
@@ -331,7 +331,7 @@ static inline void dk_simd_gemm(const dk_act_t *const *x, int np, int32_t nk, co
                             _mm512_extracti32x4_epi32(s, 2), _mm512_extracti32x4_epi32(s, 3)};
             DK_UNROLL
             for (int p = 0; p < 4; ++p) {
-                __m128i *dst = (__m128i *)(acc + p * accs + r0);
+                __m128i *dst = (__m128i *)(acc + (ptrdiff_t)p * accs + r0);
                 _mm_storeu_si128(dst, accumulate ? _mm_add_epi32(v[p], _mm_loadu_si128(dst)) : v[p]);
             }
         }
@@ -340,7 +340,7 @@ static inline void dk_simd_gemm(const dk_act_t *const *x, int np, int32_t nk, co
     for (int p = 0; p < np; ++p) {
         for (int r0 = 0; r0 < nco; r0 += 16) {
             const __m512i s = dk_x86_dot1x16(rows[p], w + (int32_t)r0 * ws, ws, nco - r0, nk);
-            int32_t *dst = acc + p * accs + r0;
+            int32_t *dst = acc + (ptrdiff_t)p * accs + r0;
             _mm512_storeu_si512(dst, accumulate ? _mm512_add_epi32(s, _mm512_loadu_si512(dst)) : s);
         }
     }
