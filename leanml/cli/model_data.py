@@ -28,14 +28,8 @@ from typing import Any
 
 import torch
 
-from leanml.data import ImageData, ImageSet, Normalization, batches, load_data
+from leanml.data import ImageData, ImageSet, batches, load_input_data
 from leanml.errors import LeanmlError
-
-DEFAULT_DATASET = "fashion-mnist"
-
-
-def _floats(value: Any) -> tuple[float, ...]:
-    return tuple(float(v) for v in value) if isinstance(value, (list, tuple)) else (float(value),)
 
 
 def dataset_of(block: dict[str, Any] | None) -> str | None:
@@ -57,33 +51,21 @@ def model_resolution(block: dict[str, Any] | None) -> int | None:
     return int(block["shape"][-1])
 
 
-def model_data(block: dict[str, Any] | None, root: str | Path | None, limit: int | None = None) -> ImageData:
-    """Load the dataset the ``input`` block names (Fashion-MNIST without one), with the block's normalization.
+def model_data(block: dict[str, Any] | None, data: str | Path | None, limit: int | None = None) -> ImageData:
+    """The data the ``input`` block names (see :func:`leanml.data.load_input_data`), at the model's resolution.
 
-    ``root`` is Fashion-MNIST's folder (``--data``); ``limit`` keeps at most that many images per split.
-    The split of a dataset that is not pre-split is reproduced from the block's ``split`` record.
+    ``data`` is the ``--data`` value (a spec replaces the block's dataset; a bare path is Fashion-MNIST's
+    folder); ``limit`` keeps at most that many images per split. A NAS subnet's splits are resized to its
+    searched resolution.
     """
-    spec = dataset_of(block) or DEFAULT_DATASET
-    split = (block or {}).get("split") or {}
-    kwargs: dict[str, Any] = {k: split[k] for k in ("seed", "val_fraction", "test_fraction") if k in split}
-    if block is not None and "shape" in block and "resize" not in block and spec != DEFAULT_DATASET:
-        c, h, w = block["shape"]
-        kwargs["grayscale"] = c == 1
-        if h == w:
-            kwargs["resolution"] = h
-    data = load_data(spec, root=root, limit=limit, **kwargs)
-    if block is not None and "mean" in block and "std" in block:
-        try:
-            data = data.with_norm(Normalization(_floats(block["mean"]), _floats(block["std"])))
-        except (TypeError, ValueError) as e:
-            raise LeanmlError(f"the model's input block has a bad mean/std: {e}", "re-create the checkpoint") from e
+    loaded = load_input_data(block, data, limit=limit)
     r = model_resolution(block)
-    if r is not None and data.input_shape[-1] != r:
+    if r is not None and loaded.input_shape[-1] != r:
         from leanml.nas.data import resize_images
 
-        data = replace(data, train=resize_images(data.train, r), val=resize_images(data.val, r),
-                       test=resize_images(data.test, r))  # fmt: skip
-    return data
+        loaded = replace(loaded, train=resize_images(loaded.train, r), val=resize_images(loaded.val, r),
+                         test=resize_images(loaded.test, r))  # fmt: skip
+    return loaded
 
 
 def model_batch(data: ImageSet, block: dict[str, Any] | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,7 +27,7 @@ from leanml.cli.options import (
     default_of,
     given,
 )
-from leanml.data import load_data
+from leanml.data import ImageData, data_argument, load_data
 from leanml.errors import LeanmlError
 from leanml.nas.export import ExportConfig
 from leanml.nas.predictor import PredictorConfig
@@ -39,6 +39,12 @@ from leanml.progress import make_console
 app = typer.Typer(
     help="Neural architecture search: supernet, accuracy predictor, constrained search, export.", add_completion=False
 )
+
+
+def nas_data(data: Path | None) -> ImageData:
+    """The data NAS trains and measures on: ``--data`` (a spec, or Fashion-MNIST's folder); Fashion-MNIST by default."""
+    spec, root = data_argument(data)
+    return load_data(spec, root=root)
 
 
 @app.command("train")
@@ -72,7 +78,7 @@ def train_cmd(
         flags["train_subset"] = train_subset
     base = NasTrainConfig.preset(schedule) if config is None else None
     cfg = config_from(context, NasTrainConfig, config, flags, base=base)
-    images = load_data("fashion-mnist", root=data)
+    images = nas_data(data)
     result = train_supernet(cfg, out, images.train, images.val, resume=resume, overwrite=overwrite, threads=threads,
                             progress=progress)  # fmt: skip
     if report is not None:
@@ -118,7 +124,7 @@ def sample_cmd(
     flags = {"count": count, "val_images": val_images, "calib_images": calib_images, "seed": seed, "backend": backend,
              "workers": workers, "address": address}  # fmt: skip
     cfg = config_from(context, SampleConfig, config, flags)
-    images = load_data("fashion-mnist", root=data)
+    images = nas_data(data)
     samples = sample_architectures(supernet, cfg, out, images.train, images.val, resume=resume, progress=progress)
     accs = [r["val_acc"] for r in samples.records]
     print(f"{len(accs)} subnets measured: accuracy {min(accs):.2%} .. {max(accs):.2%}; wrote {out}")
@@ -262,7 +268,7 @@ def export_cmd(
         found = load_search(search_result)
         chosen, space = found.best.arch, found.space
     cfg = config_from(context, ExportConfig, config, {"calib_images": calib_images})
-    result = export_subnet(supernet, chosen, out, load_data("fashion-mnist", root=data), cfg, threads, space)
+    result = export_subnet(supernet, chosen, out, nas_data(data), cfg, threads, space)
     e = result.efficiency
     print(f"{chosen}: val {result.metrics['val_acc']:.2%}, test {result.metrics['test_acc']:.2%}; "
           f"{format_resource('macs', e.macs)} MACs, {format_resource('params', e.params)} params, peak SRAM "
