@@ -51,7 +51,7 @@ def test_bad_inputs():
         quantize_linear(build_model("vgg"), LinearQuantConfig(), calibration=torch.zeros(4, 3, 32, 32))
     with pytest.raises(LeanmlError, match="must be float"):
         quantize_linear(build_model("vgg"), LinearQuantConfig(), torch.zeros(4, 1, 28, 28, dtype=torch.uint8))
-    with pytest.raises(LeanmlError, match="QAT .* needs training data"):
+    with pytest.raises(LeanmlError, match=r"QAT .* needs training data"):
         quantize_linear(build_model("vgg"), LinearQuantConfig(qat_epochs=1), torch.zeros(4, 1, 28, 28))
 
 
