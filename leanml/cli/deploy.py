@@ -61,12 +61,11 @@ def verification_inputs(reference: IntegerModel, shape: tuple[int, int, int], co
     import torch
 
     from leanml.cli.model_data import dataset_of, model_batch, model_data
-    from leanml.quant.linear import seeded_subset
 
     block = reference.input
     spec = dataset_of(block)
     if spec is not None:
-        test = seeded_subset(model_data(block, data, limit=None).test, count)
+        test = model_data(block, data, limit=None).test.sample(count)
         x, y = model_batch(test, block)
         if tuple(x.shape[1:]) == tuple(shape):
             return x, y, f"{len(y)} {spec} test images"

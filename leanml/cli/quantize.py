@@ -78,7 +78,6 @@ def linear_cmd(
     """int8 linear quantization: fold BN, calibrate, optional QAT, convert to the integer-only model."""
     from leanml.cli.model_data import check_shape, model_batch, model_data
     from leanml.quant import quantize_linear
-    from leanml.quant.linear import seeded_subset
     from leanml.train import load_checkpoint
 
     flags = {"observer": observer, "calibration_images": calibration_images, "qat_epochs": qat_epochs,
@@ -87,7 +86,7 @@ def linear_cmd(
     ckpt = load_checkpoint(checkpoint)
     model, block = ckpt.model, ckpt.meta.get("input")
     images = model_data(block, data)
-    calib, _ = model_batch(seeded_subset(images.train, cfg.calibration_images, cfg.seed), block)
+    calib, _ = model_batch(images.train.sample(cfg.calibration_images, cfg.seed), block)
     check_shape(calib, block, "calibration")
     with torch_threads(threads):
         result = quantize_linear(model, cfg, calib, images.train if cfg.qat_epochs else None)
@@ -98,7 +97,7 @@ def linear_cmd(
             from leanml.quant.onnx_export import export_onnx
 
             export_onnx(imodel, onnx)
-        test = seeded_subset(images.test, eval_subset)
+        test = images.test.sample(eval_subset)
         x, y = model_batch(test, block)
         accs = (_accuracy(model, x, y), _accuracy(result.sim, x, y), _accuracy(result.integer_model, x, y))
     make_console().print(f"saved the integer model to {out}")
@@ -126,7 +125,6 @@ def kmeans_cmd(
     from leanml.artifact import save_artifact
     from leanml.cli.model_data import model_batch, model_data
     from leanml.quant import kmeans_quantize_
-    from leanml.quant.linear import seeded_subset
     from leanml.train import load_checkpoint, save_checkpoint
     from leanml.train.finetune import FinetuneConfig, finetune
 
@@ -134,7 +132,7 @@ def kmeans_cmd(
     ckpt = load_checkpoint(checkpoint)
     model, block = ckpt.model, ckpt.meta.get("input")
     images = model_data(block, data)
-    x, y = model_batch(seeded_subset(images.test, eval_subset), block)
+    x, y = model_batch(images.test.sample(eval_subset), block)
     with torch_threads(threads):
         fp32_acc = _accuracy(model, x, y)
         quantizer = kmeans_quantize_(model, cfg)
@@ -179,7 +177,7 @@ def mixed_cmd(
     """Mixed-precision weights: per-layer widths from measured sensitivity under a size budget, then int8 PTQ."""
     from leanml.cli.model_data import check_shape, model_batch, model_data
     from leanml.quant import QuantSim, convert
-    from leanml.quant.linear import calibration_batches, seeded_subset
+    from leanml.quant.linear import calibration_batches
     from leanml.quant.mixed import mixed_precision
     from leanml.train import load_checkpoint
 
@@ -190,11 +188,11 @@ def mixed_cmd(
     ckpt = load_checkpoint(checkpoint)
     model, block = ckpt.model, ckpt.meta.get("input")
     images = model_data(block, data)
-    calib, _ = model_batch(seeded_subset(images.train, calibration_images), block)
+    calib, _ = model_batch(images.train.sample(calibration_images), block)
     check_shape(calib, block, "calibration")
     with torch_threads(threads):
         result = mixed_precision(model, cfg, images.val)
-        test = seeded_subset(images.test, eval_subset)
+        test = images.test.sample(eval_subset)
         x, y = model_batch(test, block)
         accs = {}
         for label, bits in (("mixed", result.bits), (f"uniform {like}-bit", like)):

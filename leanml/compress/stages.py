@@ -27,29 +27,20 @@ from leanml.train.finetune import FinetuneConfig, finetune
 
 
 def seeded_subset(data: ImageSet, count: int | None, seed: int) -> ImageSet:
-    """A fixed, seeded sample of ``count`` items of ``data`` (all of it when ``count`` is None or larger).
-
-    Example:
-        >>> ds = ImageSet(torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10))
-        >>> len(seeded_subset(ds, 4, 0))
-        4
-    """
-    if count is None or count >= len(data):
-        return data
-    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:count]
-    return data.subset(idx)
+    """``data.sample(count, seed)``: kept only for :mod:`leanml.compress.pipeline`; use :meth:`ImageSet.sample`."""
+    return data.sample(count, seed)
 
 
 def calibration_tensor(data: ImageData, count: int, seed: int) -> torch.Tensor:
     """``count`` normalized training images (N, C, H, W), a fixed seeded sample."""
-    sample = seeded_subset(data.train, count, seed + 1)
+    sample = data.train.sample(count, seed + 1)
     return torch.cat([x for x, _ in batches(sample, 256)])
 
 
 def train_model(model: nn.Module, data: ImageData, cfg: TrainStage, seed: int, progress: bool) -> None:
     """Train ``model`` in place: SGD with momentum, cosine schedule, augmentation (the one epoch loop)."""
     torch.manual_seed(seed)
-    train = seeded_subset(data.train, cfg.subset, seed)
+    train = data.train.sample(cfg.subset, seed)
     finetune(
         model, train, FinetuneConfig(cfg.epochs, cfg.lr, cfg.batch_size, augment=True, seed=seed), progress=progress
     )
@@ -86,7 +77,7 @@ def prune_model(
         )
     batches_for_taylor = None
     if cfg.importance == "taylor":
-        sample = seeded_subset(data.train, 512, seed)
+        sample = data.train.sample(512, seed)
         batches_for_taylor = list(batches(sample, 128))
     kept = prune_channels_(
         model,
@@ -121,7 +112,7 @@ def finetune_model(
 ) -> None:
     """Fine-tune in place, distilled from ``teacher`` when given; pruned zeros stay zero."""
     torch.manual_seed(seed)
-    train = seeded_subset(data.train, cfg.subset, seed)
+    train = data.train.sample(cfg.subset, seed)
     finetune(
         model,
         train,

@@ -197,6 +197,23 @@ class ImageSet:
         index = idx if isinstance(idx, (slice, torch.Tensor)) else torch.as_tensor(list(idx), dtype=torch.long)
         return ImageSet(self.images[index], self.labels[index], self.norm)
 
+    def sample(self, count: int | None, seed: int = 0) -> ImageSet:
+        """A fixed, seeded sample of ``count`` images (all of them when ``count`` is None or >= len), same norm.
+
+        The pick is ``torch.randperm(len, seed)[:count]``: the same seed and count give the same images.
+
+        Example:
+            >>> ds = ImageSet(torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10))
+            >>> len(ds.sample(3)), len(ds.sample(None)), torch.equal(ds.sample(4, 1).labels, ds.sample(4, 1).labels)
+            (3, 10, True)
+        """
+        if count is None or count >= len(self):
+            return self
+        if count < 0:
+            raise LeanmlError(f"cannot sample {count} images", "pass a count >= 0, or None for all of them")
+        pick = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:count]  # (count,)
+        return self.subset(pick)
+
 
 @dataclass(frozen=True)
 class ImageData:

@@ -27,7 +27,6 @@ from leanml.nas.data import evaluate_at, image_batches, input_meta, recalibrate_
 from leanml.nas.efficiency import Efficiency, EfficiencyModel
 from leanml.nas.space import Arch, SpaceConfig
 from leanml.nas.supernet import get_subnet
-from leanml.quant.linear import seeded_subset
 from leanml.threads import torch_threads
 from leanml.train.checkpoint import save_checkpoint
 
@@ -89,9 +88,9 @@ def export_subnet(
     r = arch.resolution
     with torch_threads(threads):
         sub = get_subnet(ckpt.supernet, arch)
-        recalibrate_bn(sub, image_batches(seeded_subset(data.train, cfg.calib_images), r, 250))
-        metrics = {"val_acc": evaluate_at(sub, seeded_subset(data.val, cfg.val_images), r),
-                   "test_acc": evaluate_at(sub, seeded_subset(data.test, cfg.test_images), r)}  # fmt: skip
+        recalibrate_bn(sub, image_batches(data.train.sample(cfg.calib_images), r, 250))
+        metrics = {"val_acc": evaluate_at(sub, data.val.sample(cfg.val_images), r),
+                   "test_acc": evaluate_at(sub, data.test.sample(cfg.test_images), r)}  # fmt: skip
     eff = EfficiencyModel(ckpt.space)(arch)
     nas = {"arch": arch.to_dict(), "space": ckpt.space.to_dict(), "supernet": str(supernet),
            "efficiency": eff.to_dict(), "export_config": cfg.to_dict()}  # fmt: skip

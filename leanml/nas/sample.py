@@ -34,7 +34,6 @@ from leanml.nas.data import subnet_accuracy
 from leanml.nas.efficiency import EfficiencyModel
 from leanml.nas.space import Arch, SpaceConfig
 from leanml.progress import make_console
-from leanml.quant.linear import seeded_subset
 from leanml.threads import torch_threads
 
 KIND = "nas_samples"
@@ -113,8 +112,8 @@ def measure_archs(
         ...               data.train, data.val)  # doctest: +SKIP
         [0.91]
     """
-    calib = seeded_subset(train, cfg.calib_images, cfg.seed)
-    sample = seeded_subset(evaluation, cfg.val_images, cfg.seed)
+    calib = train.sample(cfg.calib_images, cfg.seed)
+    sample = evaluation.sample(cfg.val_images, cfg.seed)
     chunks = [archs[i : i + cfg.chunk] for i in range(0, len(archs), cfg.chunk)]
     tasks = [MeasureTask(str(supernet), tuple(a.to_json() for a in c), calib, sample, cfg.threads)
              for c in chunks]  # fmt: skip

@@ -48,7 +48,6 @@ from leanml.nas.data import resize_batch, subnet_accuracy
 from leanml.nas.space import Arch, SpaceConfig
 from leanml.nas.supernet import Supernet
 from leanml.progress import make_console, track
-from leanml.quant.linear import seeded_subset
 from leanml.threads import torch_threads
 from leanml.train.epoch import Distillation, cosine_schedule, run_epoch
 
@@ -251,9 +250,9 @@ def train_supernet(
         state, teacher, opt_state = _resume(out, cfg, net) if resume else (_Progress(), None, None)
         if resume and state.phase == len(PHASES) - 1 and state.phase_epoch >= cfg.phase_epochs[-1]:
             raise LeanmlError(f"{out} already finished progressive shrinking", "train a new one with another --out")
-        train_set = seeded_subset(train, cfg.train_subset)
-        val_set = seeded_subset(val, cfg.val_subset)
-        calib_set = seeded_subset(train, cfg.calib_images, seed=1)
+        train_set = train.sample(cfg.train_subset)
+        val_set = val.sample(cfg.val_subset)
+        calib_set = train.sample(cfg.calib_images, 1)
         for phase in range(state.phase, len(PHASES)):
             name, epochs = PHASES[phase], cfg.phase_epochs[phase]
             first_epoch = state.phase_epoch if phase == state.phase else 0

@@ -24,7 +24,6 @@ from leanml.data import ImageSet
 from leanml.errors import LeanmlError
 from leanml.executor import ExecutorConfig, run_tasks
 from leanml.prune.fine_grained import FineGrainedConfig, magnitude_mask, prunable_layers
-from leanml.quant.linear import seeded_subset
 from leanml.report import Report
 from leanml.train.checkpoint import load_model
 from leanml.train.loop import evaluate
@@ -79,7 +78,7 @@ def scan_sensitivity(
     if len(val) == 0:
         raise LeanmlError("the sensitivity scan got an empty validation set", "pass the validation split's images")
     layers = list(prunable_layers(load_model(checkpoint), FineGrainedConfig()))
-    sample = seeded_subset(val, cfg.val_images)
+    sample = val.sample(cfg.val_images)
     tasks = [ScanTask(str(checkpoint), sample, None, 0.0)]
     tasks += [ScanTask(str(checkpoint), sample, n, s) for n in layers for s in cfg.sparsities]
     accs = run_tasks(run_scan_task, tasks, cfg.executor, progress, "sensitivity scan")

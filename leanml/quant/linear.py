@@ -11,7 +11,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -81,22 +81,6 @@ def check_images(images: torch.Tensor, input_shape: tuple[int, ...] | None = Non
         raise LeanmlError("calibration images must be float (normalized), not integers", "normalize them first")
 
 
-def seeded_subset(data: ImageSet, count: int | None, seed: int = 0) -> ImageSet:
-    """A fixed, seeded sample of ``count`` items of ``data`` (all of it when ``count`` is None or larger).
-
-    Other fields of ``data`` (its normalization) are kept.
-
-    Example:
-        >>> ds = ImageSet(torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10))
-        >>> len(seeded_subset(ds, 3)), len(seeded_subset(ds, None))
-        (3, 10)
-    """
-    if count is None or count >= len(data):
-        return data
-    pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:count]
-    return replace(data, images=data.images[pick], labels=data.labels[pick])
-
-
 def calibration_tensor(data: ImageSet, count: int, batch_size: int = 128, seed: int = 0) -> torch.Tensor:
     """A seeded sample of ``count`` images of ``data``, normalized as training normalizes them: (count, C, H, W).
 
@@ -105,7 +89,7 @@ def calibration_tensor(data: ImageSet, count: int, batch_size: int = 128, seed: 
         >>> calibration_tensor(ds, 4).shape
         torch.Size([4, 1, 4, 4])
     """
-    sample = seeded_subset(data, count, seed)
+    sample = data.sample(count, seed)
     return torch.cat([x for x, _ in batches(sample, batch_size)])
 
 
@@ -163,5 +147,5 @@ def quantize_linear(
         ) from e
     if cfg.qat_epochs:
         assert train is not None
-        qat(sim, seeded_subset(train, cfg.qat_images, cfg.seed), cfg, progress)
+        qat(sim, train.sample(cfg.qat_images, cfg.seed), cfg, progress)
     return LinearQuantResult(sim, convert(sim) if cfg.bits == 8 else None)

@@ -33,7 +33,6 @@ from leanml.data import ImageSet
 from leanml.errors import LeanmlError
 from leanml.progress import track
 from leanml.quant.fake_quant import weight_fake_quantize
-from leanml.quant.linear import seeded_subset
 from leanml.quant.primitives import MAX_BITS, MIN_BITS
 from leanml.train.loop import evaluate
 
@@ -171,7 +170,7 @@ def mixed_precision(
         raise LeanmlError(f"{type(model).__name__} has no conv or linear layers to quantize")
     if len(val) == 0:
         raise LeanmlError("mixed precision got an empty validation set", "pass the validation split's images")
-    val = seeded_subset(val, cfg.val_images)
+    val = val.sample(cfg.val_images)
     base, sens = measure_sensitivity(model, val, sorted(set(cfg.candidate_bits)), progress)
     numel = {n: m.weight.numel() for n, m in layers.items()}
     scales_bits = sum(m.weight.shape[0] * 32 for m in layers.values())

@@ -10,7 +10,6 @@ from leanml.nas.data import evaluate_at
 from leanml.nas.export import ExportConfig, export_subnet
 from leanml.nas.space import SpaceConfig
 from leanml.profile import profile_model
-from leanml.quant.linear import seeded_subset
 from leanml.train import load_checkpoint
 from tests.nas.conftest import fmnist
 
@@ -30,7 +29,7 @@ def test_export_is_a_normal_checkpoint_with_the_searched_figures(tmp_path, tiny_
         result.efficiency.params,
         result.efficiency.peak_sram,
     )
-    assert evaluate_at(ckpt.model, seeded_subset(fmnist(fake_data).test, 64), r) == result.metrics["test_acc"]
+    assert evaluate_at(ckpt.model, fmnist(fake_data).test.sample(64), r) == result.metrics["test_acc"]
     assert ckpt.meta["input"]["dataset"] == "fashion-mnist" and len(ckpt.meta["input"]["classes"]) == 10
     assert ckpt.model(torch.zeros(1, 1, r, r)).shape == (1, 10)
 
