@@ -241,7 +241,8 @@ def render(rows: dict[str, dict], planned: list[str], models: list[str], args: a
         "`num_threads` 1 and 2; onnxruntime intra-op 1 and 2 (inter-op 1); torch intra-op 1 and 2; "
         f"accuracy runs use {args.threads} thread(s)",
         f"- leanml: `quantize_linear` with `LinearQuantConfig(observer='minmax', batch_size={CALIB_BATCH})` on the "
-        "512 seeded calibration images of `calibration_images()` (per-channel int8 weights, BN folded), then "
+        "512 seeded calibration images of `calibration_images()` (per-channel int8 weights, BN folded; the integer "
+        "model carries its checkpoint's input block), then "
         f"`deploy(imodel, DeployConfig())`, host C compiled with `{find_compiler()} {host_flags}` "
         f"({tool_version(find_compiler())}); cross compiler {tool_version(CROSS_CC)}",
         f"- leanml engine measured (last commit touching leanml/deploy or leanml/quant): accuracy rows "

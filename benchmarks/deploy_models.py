@@ -42,7 +42,7 @@ from leanml.profile import measure_latency
 from leanml.profile.machine import load_averages
 from leanml.quant import IntegerModel, LinearQuantConfig, quantize_linear
 from leanml.threads import torch_threads
-from leanml.train import evaluate, load_model
+from leanml.train import evaluate, load_checkpoint, load_model
 
 ROOT = Path(__file__).resolve().parent
 BASELINES = ROOT / "baselines"
@@ -57,9 +57,12 @@ VARIANTS = {"default": DeployConfig(), "patch3": DeployConfig(patch=3)}
 
 
 def int8_model(name: str, calib: torch.Tensor) -> IntegerModel:
-    result = quantize_linear(load_model(BASELINES / name), QUANT_CFG, calibration=calib)
+    """PTQ of baseline ``name``; the integer model carries the checkpoint's input block, so ``DeployConfig()``
+    (input_shape None = the model's stored shape) builds for the shape the model was trained at."""
+    ckpt = load_checkpoint(BASELINES / name)
+    result = quantize_linear(ckpt.model, QUANT_CFG, calibration=calib)
     assert result.integer_model is not None  # 8-bit activations always convert
-    return result.integer_model
+    return result.integer_model.with_meta(ckpt.meta.get("input"))
 
 
 def leanml_engines(name: str, calib: torch.Tensor) -> tuple[IntegerModel, dict[str, Deployment]]:
@@ -125,8 +128,9 @@ def row_leanml(name: str, calib: torch.Tensor, test: ImageSet) -> dict[str, Any]
         st = stats[v]
         summary = dep.summary()
         library = Path(summary.pop("library")).name
+        config = {**VARIANTS[v].to_dict(), "input_shape": list(dep.input_shape)}  # the shape it was built for
         variants[v] = {
-            "config": VARIANTS[v].to_dict(), "c_acc": st.pop("c_ok") / n, "c_float_acc": st.pop("cf_ok") / n, **st,
+            "config": config, "c_acc": st.pop("c_ok") / n, "c_float_acc": st.pop("cf_ok") / n, **st,
             "summary": summary, "library": library,
             "sections": target_section_sizes(dep.sources, target),
         }  # fmt: skip

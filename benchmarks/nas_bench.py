@@ -32,7 +32,7 @@ import torch
 from _rows import log, write_text
 
 from leanml.artifact import artifact_paths
-from leanml.data import load_split
+from leanml.data import ImageSet, load_split
 from leanml.models import build_model
 from leanml.nas import (
     AccuracyModel,
@@ -133,7 +133,11 @@ def stage_train(s: Settings, cache: Cache, threads: int) -> None:
     if artifact_paths(out)[0].exists() and load_supernet(out).meta.get("complete"):
         log(f"train: done: {out}")
     else:
-        train_supernet(s.train, out, resume=artifact_paths(out)[0].exists(), threads=threads)
+        # The seeded train/val samples train_supernet loaded itself before issue 17 (its BN-recalibration sample
+        # for the per-epoch check is now drawn from this train sample, so that check's figures can move slightly).
+        train = load_split("train", subset=s.train.train_subset)
+        val = load_split("val", subset=s.train.val_subset)
+        train_supernet(s.train, out, train, val, resume=artifact_paths(out)[0].exists(), threads=threads)
     meta = load_supernet(out).meta
     cache.put("train", {"seconds": meta["train_seconds"], "history": meta["history"], "config": s.train.to_dict(),
                         "threads": threads})  # fmt: skip
@@ -144,10 +148,17 @@ def sample_config(s: Settings, workers: int) -> SampleConfig:
                         backend="local" if workers > 1 else "serial")  # fmt: skip
 
 
+def measure_sets(s: Settings) -> tuple[ImageSet, ImageSet]:
+    """(BN-recalibration, validation) images of subnet measurements: the seeded samples
+    sample_architectures/measure_archs loaded themselves before issue 17, so the figures are unchanged."""
+    return load_split("train", subset=s.calib_images), load_split("val", subset=s.val_images)
+
+
 def stage_sample(s: Settings, cache: Cache, workers: int) -> None:
     out = s.work / "samples"
     t0 = time.perf_counter()
-    samples = sample_architectures(s.work / "supernet", sample_config(s, workers), out, resume=True)
+    calib, val = measure_sets(s)
+    samples = sample_architectures(s.work / "supernet", sample_config(s, workers), out, calib, val, resume=True)
     cache.put("sample", {"count": len(samples.records), "seconds": time.perf_counter() - t0, "workers": workers})
 
 
@@ -194,7 +205,7 @@ def run_search(s: Settings, predictor: AccuracyModel, name: str, method: str, li
     result = search(predictor, cfg, out=out, resume=True)
     seconds = time.perf_counter() - t0
     top = result.population[: s.top_k]
-    accs = measure_archs(s.work / "supernet", [c.arch for c in top], sample_config(s, workers))
+    accs = measure_archs(s.work / "supernet", [c.arch for c in top], sample_config(s, workers), *measure_sets(s))
     best = max(range(len(top)), key=lambda i: accs[i])
     return {"seconds": seconds, "evaluated": result.evaluated, "predicted_best": result.best.accuracy,
             "measured": accs, "best_measured": accs[best], "best_arch": top[best].arch.to_dict(),
