@@ -26,7 +26,12 @@ from leanml.errors import LeanmlError
 C = TypeVar("C", bound=Config)
 
 DataOpt = Annotated[
-    Path | None, typer.Option("--data", help="Fashion-MNIST folder (default: $LEANML_DATA or Debian's path)")
+    Path | None,
+    typer.Option(
+        "--data",
+        help="the images: fashion-mnist | imagefolder:DIR | npz:FILE, or a Fashion-MNIST IDX folder "
+        "(default: fashion-mnist from $LEANML_DATA or Debian's path)",
+    ),
 ]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch threads (default: all)")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="show progress bars")]
