@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "compress.md"
 FMNIST_ROWS = ("vgg", "resnet", "mobilenetv2")
 RGB_ROW = "mobilenetv2-rgb64"
-RGB_PER_CLASS = 500
+RGB_PER_CLASS = 400
 
 
 def build_rgb_folder(root: Path, per_class: int = RGB_PER_CLASS, size: int = 64) -> Path:
@@ -64,7 +64,7 @@ def run_row(name: str, cache: Path, finetune_epochs: int, threads: int) -> dict[
     recipe = builtin_recipe("mcu").with_overrides(finetune={"epochs": finetune_epochs}, threads=threads)
     if name == RGB_ROW:
         folder = build_rgb_folder(cache / "rgb64-images")
-        recipe = recipe.with_overrides(train={"epochs": 8, "lr": 0.05})
+        recipe = recipe.with_overrides(train={"epochs": 6, "lr": 0.05})
         result = compress("mobilenetv2", f"imagefolder:{folder}", recipe, cache / name, resolution=64)
     else:
         recipe = recipe.with_overrides(stages=["prune", "finetune", "quantize", "deploy", "verify"])

@@ -34,7 +34,7 @@ class Verb:
 VERBS: Final[dict[str, Verb]] = {
     "compress": Verb(
         "leanml.cli.compress",
-        "The main job: your model and images → prune → fine-tune → int8 → verified C, resumable, one HTML report.",
+        "Train or load → prune → fine-tune → quantize → deploy → verify → report, resumable, to the recipe's budget.",
     ),
     "models": Verb("leanml.cli.models", "List the reference models."),
     "train": Verb(

@@ -34,12 +34,10 @@ from leanml.compress.model_io import attach_spec, restore_model, save_model
 from leanml.compress.recipe import QuantizeStage, Recipe, load_recipe
 from leanml.compress.rows import StageRow, float_row, integer_accuracy
 from leanml.compress.stages import (
-    calibration_tensor,
     finetune_model,
     prune_label,
     prune_model,
     quantize_model,
-    seeded_subset,
     train_model,
 )
 from leanml.compress.store import RunStore, StageDone, stage_key
@@ -60,6 +58,7 @@ from leanml.models.registry import build_model, get_entry
 from leanml.profile.machine import load_averages, machine_summary
 from leanml.progress import make_console
 from leanml.quant.integer import IntegerModel
+from leanml.quant.linear import calibration_tensor
 from leanml.threads import torch_threads
 
 MODEL_FILE = "model"
@@ -125,7 +124,7 @@ class _Run:
         self.input_desc = data.describe()
         c, h, w = data.input_shape
         self.shape = (int(c), int(h), int(w))
-        self.test = seeded_subset(data.test, recipe.eval_images, recipe.seed)
+        self.test = data.test.sample(recipe.eval_images, recipe.seed)
         self.rows: list[StageRow] = []
         self.extra: dict[str, Any] = {}
 
@@ -249,7 +248,7 @@ def _run_stages(run: _Run, threads: int) -> CompressResult:
         )
     run.rows[-1].label = "float baseline"
     baseline, baseline_key = current, key
-    calib = calibration_tensor(data, min(rec.quantize.calibration_images, 64), rec.seed)
+    calib = calibration_tensor(data.train, min(rec.quantize.calibration_images, 64), seed=rec.seed + 1)
     reference = _int8_reference(run, baseline, baseline_key)
     budget = Budget.resolve(rec.targets, reference)
     misses: list[str] = []
@@ -335,14 +334,12 @@ def _int8_reference(run: _Run, baseline: nn.Module, baseline_key: str) -> Candid
         )
         graph = lower(imodel, run.shape)
         arena = arena_by_patch(graph, (0,), rec.deploy.in_place)[0]
-        latency = None
-        if timed:
-            dep = deploy(imodel, DeployConfig(input_shape=list(run.shape), in_place=rec.deploy.in_place))
-            latency = measure_c_latency(dep).median_ms
+        dep = deploy(imodel, DeployConfig(input_shape=list(run.shape), in_place=rec.deploy.in_place))
+        latency = measure_c_latency(dep).median_ms if timed else None
         row = StageRow(
             "int8",
             "unpruned int8 (PTQ)",
-            integer_accuracy(imodel, run.test),
+            integer_accuracy(imodel, run.test, dep.model.run_int8),
             None,
             graph.macs(),
             graph.weight_bytes(),
@@ -369,16 +366,17 @@ def _quantize(run: _Run, model: nn.Module, key: str) -> tuple[IntegerModel, str]
         graph = lower(imodel, run.shape)
         arena = arena_by_patch(graph, (0,), rec.deploy.in_place)[0]
         made["m"] = imodel
+        engine = deploy(imodel, DeployConfig(input_shape=list(run.shape), in_place=rec.deploy.in_place))
         row = StageRow(
             "quantize",
             label,
-            integer_accuracy(imodel, run.test),
+            integer_accuracy(imodel, run.test, engine.model.run_int8),
             None,
             graph.macs(),
             graph.weight_bytes(),
             arena,
             None,
-            note="accuracy of the integer reference",
+            note="accuracy: the integer model run by the C engine (bit-exact with the reference: see verify)",
         )
         return {"row": row.to_dict()}
 
@@ -409,13 +407,13 @@ def _deploy(run: _Run, imodel: IntegerModel, key: str) -> tuple[dict[str, Any], 
         row = StageRow(
             "deploy",
             label,
-            None,
+            integer_accuracy(imodel, run.test, dep.model.run_int8),
             None,
             dep.graph.macs(),
             dep.graph.weight_bytes(),
             dep.memory.to_dict()["arena_bytes"],
             latency,
-            note="latency: the C engine at batch 1",
+            note="accuracy and latency (batch 1): the generated C",
         )
         search = [{"knob": "patch grid", "value": g, "sram_bytes": a, "chosen": g == patch} for g, a in arenas.items()]
         return {
@@ -433,7 +431,7 @@ def _deploy(run: _Run, imodel: IntegerModel, key: str) -> tuple[dict[str, Any], 
 
 def _verify(run: _Run, imodel: IntegerModel, dep_record: dict[str, Any], key: str) -> None:
     rec = run.recipe
-    test = seeded_subset(run.data.test, rec.verify.images, rec.seed)
+    test = run.data.test.sample(rec.verify.images, rec.seed)
 
     def fill(folder: Path) -> dict[str, Any]:
         dep: Deployment = deploy(imodel, _deploy_config(run, int(dep_record.get("patch", 0))))

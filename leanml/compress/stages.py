@@ -17,24 +17,13 @@ import torch
 from torch import nn
 
 from leanml.compress.recipe import FinetuneStage, PruneStage, QuantizeStage, TrainStage
-from leanml.data import ImageData, ImageSet, batches
+from leanml.data import ImageData, batches
 from leanml.errors import LeanmlError
 from leanml.prune.channel import ChannelPruneConfig, prune_channels_
 from leanml.prune.fine_grained import FineGrainedConfig, prune_fine_grained_
 from leanml.quant.integer import IntegerModel
-from leanml.quant.linear import LinearQuantConfig, quantize_linear
+from leanml.quant.linear import LinearQuantConfig, calibration_tensor, quantize_linear
 from leanml.train.finetune import FinetuneConfig, finetune
-
-
-def seeded_subset(data: ImageSet, count: int | None, seed: int) -> ImageSet:
-    """``data.sample(count, seed)``: kept only for :mod:`leanml.compress.pipeline`; use :meth:`ImageSet.sample`."""
-    return data.sample(count, seed)
-
-
-def calibration_tensor(data: ImageData, count: int, seed: int) -> torch.Tensor:
-    """``count`` normalized training images (N, C, H, W), a fixed seeded sample."""
-    sample = data.train.sample(count, seed + 1)
-    return torch.cat([x for x, _ in batches(sample, 256)])
 
 
 def train_model(model: nn.Module, data: ImageData, cfg: TrainStage, seed: int, progress: bool) -> None:
@@ -135,7 +124,7 @@ def quantize_model(model: nn.Module, data: ImageData, cfg: QuantizeStage, seed: 
         qat_lr=cfg.qat_lr,
         seed=seed,
     )
-    calibration = calibration_tensor(data, cfg.calibration_images, seed)
+    calibration = calibration_tensor(data.train, cfg.calibration_images, seed=seed + 1)
     result = quantize_linear(
         copy.deepcopy(model).eval(),
         lq,

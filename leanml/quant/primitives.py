@@ -339,6 +339,24 @@ def saturating_rounding_doubling_high_mul(a: npt.ArrayLike, b: npt.ArrayLike) ->
         >>> saturating_rounding_doubling_high_mul(a, [1, 1, 2, INT32_MIN]).tolist()
         [1, 0, -1, 2147483647]
     """
+    return _srdhm(_int32_values(a, "a"), _int32_values(b, "b"))
+
+
+def _srdhm(a64: IntArray, b64: IntArray) -> IntArray:
+    high = (a64 * b64 + (1 << 30)) >> 31  # floor((ab + 2^30) / 2^31): the C expression's value (see above)
+    if bool((a64 == INT32_MIN).any()) and bool((b64 == INT32_MIN).any()):
+        high = np.where((a64 == INT32_MIN) & (b64 == INT32_MIN), INT32_MAX, high)
+    return np.asarray(high, dtype=np.int64)
+
+
+def saturating_rounding_doubling_high_mul_ref(a: npt.ArrayLike, b: npt.ArrayLike) -> IntArray:
+    """The C expression spelled out (nudge by sign, then truncating division): the twin of
+    :func:`saturating_rounding_doubling_high_mul`.
+
+    Example:
+        >>> saturating_rounding_doubling_high_mul_ref([-(3 << 29)], [2]).tolist()
+        [-1]
+    """
     a64, b64 = _int32_values(a, "a"), _int32_values(b, "b")
     ab = a64 * b64
     s = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
@@ -360,6 +378,10 @@ def rounding_divide_by_pot(x: npt.ArrayLike, exponent: npt.ArrayLike) -> IntArra
     e = np.asarray(exponent, dtype=np.int64)
     if np.any((e < 0) | (e > 31)):
         raise LeanmlError(f"rounding_divide_by_pot exponent {e.tolist()} is outside 0..31", "check the shifts")
+    return _rdbp(x64, e)
+
+
+def _rdbp(x64: IntArray, e: IntArray) -> IntArray:
     mask = (np.int64(1) << e) - 1
     threshold = (mask >> 1) + (x64 < 0)
     return ((x64 >> e) + ((x64 & mask) > threshold)).astype(np.int64)
@@ -389,7 +411,7 @@ def multiply_by_quantized_multiplier(x: npt.ArrayLike, multiplier: npt.ArrayLike
         raise LeanmlError(f"requantization shift {s.tolist()} is outside -31..30", "use quantize_multiplier")
     left, right = np.maximum(s, 0), np.maximum(-s, 0)
     shifted = _int32_values(_int32_values(x, "x") * (np.int64(1) << left), "x * 2^shift")
-    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
+    return _rdbp(_srdhm(shifted, _int32_values(multiplier, "multiplier")), right)  # srdhm's result is int32
 
 
 def requantize(

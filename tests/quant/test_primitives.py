@@ -404,3 +404,15 @@ def test_bad_multipliers_and_requantize_arguments_raise():
         requantize(acc, 1 << 30, 0, 0, 5, -5)
     with pytest.raises(LeanmlError, match="2 multipliers, 2 shifts for 3 channels"):
         requantize(acc, [1 << 30, 1 << 30], [0, 0], 0, -128, 127, axis=1)
+
+
+def test_srdhm_matches_its_ref_twin_on_edges_and_random_values() -> None:
+    from leanml.quant.primitives import saturating_rounding_doubling_high_mul_ref
+
+    rng = np.random.default_rng(0)
+    edges = np.array([0, 1, -1, 1 << 30, -(1 << 30), INT32_MIN, INT32_MAX, -(3 << 29), 3 << 29], dtype=np.int64)
+    a = np.concatenate([np.repeat(edges, len(edges)), rng.integers(INT32_MIN, INT32_MAX, 20000, endpoint=True)])
+    b = np.concatenate([np.tile(edges, len(edges)), rng.integers(INT32_MIN, INT32_MAX, 20000, endpoint=True)])
+    np.testing.assert_array_equal(
+        saturating_rounding_doubling_high_mul(a, b), saturating_rounding_doubling_high_mul_ref(a, b)
+    )
