@@ -35,6 +35,9 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "compress.md"
 FMNIST_ROWS = ("vgg", "resnet", "mobilenetv2")
 RGB_ROW = "mobilenetv2-rgb64"
+LONGER_ROWS = {"resnet-ft6": ("resnet", 6), "mobilenetv2-ft6": ("mobilenetv2", 6), f"{RGB_ROW}-ft10": (RGB_ROW, 10)}
+"""The same run with a longer fine-tuning (6 epochs); stages before fine-tuning are shared with the base row."""
+ALL_ROWS = (*FMNIST_ROWS, RGB_ROW, *LONGER_ROWS)
 RGB_PER_CLASS = 400
 
 
@@ -61,15 +64,16 @@ def build_rgb_folder(root: Path, per_class: int = RGB_PER_CLASS, size: int = 64)
 
 
 def run_row(name: str, cache: Path, finetune_epochs: int, threads: int) -> dict[str, Any]:
+    model_name, finetune_epochs = LONGER_ROWS.get(name, (name, finetune_epochs))
     recipe = builtin_recipe("mcu").with_overrides(finetune={"epochs": finetune_epochs}, threads=threads)
-    if name == RGB_ROW:
+    if model_name == RGB_ROW:
         folder = build_rgb_folder(cache / "rgb64-images")
         recipe = recipe.with_overrides(train={"epochs": 6, "lr": 0.05})
-        result = compress("mobilenetv2", f"imagefolder:{folder}", recipe, cache / name, resolution=64)
+        result = compress("mobilenetv2", f"imagefolder:{folder}", recipe, cache / RGB_ROW, resolution=64)
     else:
         recipe = recipe.with_overrides(stages=["prune", "finetune", "quantize", "deploy", "verify"])
-        model = load_model(ROOT / "baselines" / name)
-        result = compress(model, "fashion-mnist", recipe, cache / name)
+        model = load_model(ROOT / "baselines" / model_name)
+        result = compress(model, "fashion-mnist", recipe, cache / model_name)
     rec = result.record
     return {
         "stages": rec["stages"],
@@ -102,6 +106,17 @@ def render(rows: dict[str, dict[str, Any]], threads: int) -> str:
         "planned arena; latency = the C engine at batch 1 on this host.",
         "",
         f"- machine: {machine_summary()}; threads {threads}; batch 1 for latency",
+        "- the float baselines of the Fashion-MNIST rows are the committed `benchmarks/baselines/` checkpoints; the "
+        f"RGB row trains mobilenetv2 from scratch (6 epochs) on {10 * RGB_PER_CLASS} Fashion-MNIST test images "
+        "tinted with a random colour on a random background and upscaled to 64x64 (70/10/20 stratified split)",
+        "- budget (the `mcu` recipe): flash <= 0.33 and peak SRAM <= 0.5 of the plain int8 model, accuracy drop "
+        "<= 1 pt; the prune ratio is the least that meets flash and SRAM, found by bisection on measured "
+        "candidates; the patch grid (0, 2, 3 or 4) is the one with the smallest arena",
+        "- `-ftN` rows: the same run with N fine-tuning epochs (the stages before fine-tuning are shared)",
+        "- load: the 1-minute load average when the row's record was written (the benchmark's own 2 threads; "
+        "nothing else ran)",
+        "- patch-based inference trades latency for SRAM: halos are recomputed (see the MACs of the deploy "
+        "stage), so a patched model can be slower than the layer-by-layer int8 model even when pruned",
         "",
     ]
     lines += [
@@ -111,7 +126,7 @@ def render(rows: dict[str, dict[str, Any]], threads: int) -> str:
     ]
     for name, r in rows.items():
         if "error" in r:
-            lines.append(f"| {name} | error: {r['error']} |" + " |" * 12)
+            lines.append(f"| {name} | error: {r['error']} |" + " |" * 13)
             continue
         st = {s["stage"]: s for s in r["stages"]}
         base = r["stages"][0]
@@ -120,14 +135,16 @@ def render(rows: dict[str, dict[str, Any]], threads: int) -> str:
         fr = dep["flash_bytes"] / int8["flash_bytes"]
         sr = dep["sram_bytes"] / int8["sram_bytes"]
         goals = {
-            "acc": drop is not None and drop <= 0.01,
+            "acc": drop is not None and drop <= 0.01 + 1e-9,  # float slack: 8 of 800 images is exactly 1 pt
             "flash": fr <= 1 / 3,
             "sram": sr <= 0.5,
             "exact": r["verify"]["mismatched"] == 0,
         }
+        epochs = LONGER_ROWS[name][1] if name in LONGER_ROWS else r.get("finetune_epochs", "—")
         verdict = ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in goals.items())
         lines.append(
-            f"| {name} | {'×'.join(map(str, r['input']['shape']))} | {_pct(base['accuracy'])} | "
+            f"| {name} | {'×'.join(map(str, r['input']['shape']))} | {epochs} | "
+            f"{_pct(base['accuracy'])} | "
             f"{_pct(int8['accuracy'])} | {_pct(ver.get('accuracy'))} | "
             f"{'—' if drop is None else f'{100 * drop:.2f} pt'} | {_kib(int8['flash_bytes'])} → "
             f"{_kib(dep['flash_bytes'])} KiB | {fr:.2f} | {_kib(int8['sram_bytes'])} → {_kib(dep['sram_bytes'])} KiB | "
@@ -164,13 +181,13 @@ def render(rows: dict[str, dict[str, Any]], threads: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", default=",".join((*FMNIST_ROWS, RGB_ROW)))
+    parser.add_argument("--rows", default=",".join(ALL_ROWS))
     parser.add_argument("--cache", type=Path, default=Path("runs/compress_bench"))
     parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    wanted = names(args.rows, (*FMNIST_ROWS, RGB_ROW), "row")
+    wanted = names(args.rows, ALL_ROWS, "row")
     runner = RowRunner(
         args.cache / "rows",
         RESULTS,

@@ -322,7 +322,6 @@ def _publish(source: Path, target: Path) -> None:
 def _int8_reference(run: _Run, baseline: nn.Module, baseline_key: str) -> Candidate:
     """The unpruned model as plain int8 (PTQ, layer by layer): the comparison point for the budget fractions."""
     rec = run.recipe
-    timed = rec.targets.needs_latency()
 
     def fill(folder: Path) -> dict[str, Any]:
         imodel = quantize_model(
@@ -335,7 +334,7 @@ def _int8_reference(run: _Run, baseline: nn.Module, baseline_key: str) -> Candid
         graph = lower(imodel, run.shape)
         arena = arena_by_patch(graph, (0,), rec.deploy.in_place)[0]
         dep = deploy(imodel, DeployConfig(input_shape=list(run.shape), in_place=rec.deploy.in_place))
-        latency = measure_c_latency(dep).median_ms if timed else None
+        latency = measure_c_latency(dep).median_ms
         row = StageRow(
             "int8",
             "unpruned int8 (PTQ)",
@@ -348,7 +347,7 @@ def _int8_reference(run: _Run, baseline: nn.Module, baseline_key: str) -> Candid
         )
         return {"row": row.to_dict()}
 
-    config = {"quantize": rec.quantize.to_dict(), "in_place": rec.deploy.in_place, "timed": timed}
+    config = {"quantize": rec.quantize.to_dict(), "in_place": rec.deploy.in_place, "timed": True}
     run.stage("int8-reference", "the unpruned model as plain int8", config, [baseline_key], fill)
     row = run.rows.pop()
     run.extra["int8_baseline"] = row

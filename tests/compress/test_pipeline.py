@@ -143,3 +143,26 @@ def test_bad_factory_is_a_clear_error(user_setup: tuple[Path, str], tmp_path: Pa
             resolution=16,
             progress=False,
         )
+
+
+class DataDependent(torch.nn.Module):
+    """A forward the tracer cannot follow (branching on a tensor's value)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if y.mean() > 0:
+            y = -y
+        return self.fc(y.mean((2, 3)))
+
+
+def test_untraceable_model_fails_before_any_stage(user_setup: tuple[Path, str], tmp_path: Path) -> None:
+    images, _ = user_setup
+    with pytest.raises(LeanmlError, match="DataDependent"):
+        compress(DataDependent(), f"imagefolder:{images}", Recipe.from_dict(RECIPE), tmp_path / "r", resolution=16,
+                 progress=False)  # fmt: skip
+    assert not (tmp_path / "r").exists()
