@@ -25,12 +25,12 @@ from typing import Any
 
 from torch import nn
 
-from leanml.artifact import load_artifact, save_artifact
+from leanml.artifact import load_artifact
 from leanml.errors import LeanmlError
 from leanml.models.registry import ModelSpec, build_from_spec, replay_transforms
+from leanml.train.checkpoint import KIND, load_model_weights_, save_checkpoint
 
 PYTHON_PREFIX = "python:"
-KIND = "checkpoint"
 
 
 def attach_spec(model: nn.Module) -> ModelSpec:
@@ -47,10 +47,9 @@ def attach_spec(model: nn.Module) -> ModelSpec:
 def save_model(
     path: str | Path, model: nn.Module, input_desc: dict[str, Any], meta: dict[str, Any] | None = None
 ) -> None:
-    """Atomically save ``model``'s weights, spec and input description as a leanml checkpoint."""
-    spec = attach_spec(model)
-    tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
-    save_artifact(path, tensors, {"model": spec.to_dict(), "input": input_desc, **(meta or {})}, kind=KIND)
+    """Atomically save ``model`` (any module: see :func:`attach_spec`) as a leanml checkpoint with its input block."""
+    attach_spec(model)
+    save_checkpoint(path, model, meta, input=input_desc)
 
 
 def restore_model(path: str | Path, source: nn.Module) -> nn.Module:
@@ -70,10 +69,4 @@ def restore_model(path: str | Path, source: nn.Module) -> nn.Module:
         model.leanml_spec = spec  # type: ignore[assignment]
     else:
         model = build_from_spec(spec)
-    weights = {k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")}
-    try:
-        model.load_state_dict(weights, strict=True)
-    except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise LeanmlError(f"{path} does not fit its model: {first}", "delete the stage folder and re-run") from e
-    return model.eval()
+    return load_model_weights_(model, tensors, path)

@@ -103,17 +103,29 @@ def save_checkpoint(
     save_artifact(path, tensors, doc, kind=KIND)
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Load a checkpoint and rebuild its model; bad files raise :class:`LeanmlError`."""
-    tensors, meta = load_artifact(path, kind=KIND)
-    model = build_from_spec(ModelSpec.from_dict(meta.get("model", {})))
+def load_model_weights_(model: nn.Module, tensors: dict[str, torch.Tensor], path: str | Path) -> nn.Module:
+    """Load a checkpoint's ``model/...`` tensors into ``model`` (strict) and put it in eval mode.
+
+    Example:
+        >>> from leanml.models import build_model
+        >>> m = build_model("vgg")
+        >>> load_model_weights_(m, {f"model/{k}": v for k, v in m.state_dict().items()}, "inline").training
+        False
+    """
     weights = {k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")}
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as e:
         first = str(e).splitlines()[0]
         raise LeanmlError(f"checkpoint {path} does not fit its model spec: {first}", "re-create the checkpoint") from e
-    model.eval()
+    return model.eval()
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load a checkpoint and rebuild its model; bad files raise :class:`LeanmlError`."""
+    tensors, meta = load_artifact(path, kind=KIND)
+    model = build_from_spec(ModelSpec.from_dict(meta.get("model", {})))
+    load_model_weights_(model, tensors, path)
     opt = None
     if "optimizer" in meta:
         opt = optimizer_state(
