@@ -282,7 +282,9 @@ def _run_stages(run: _Run, threads: int) -> CompressResult:
 
         def tune() -> tuple[nn.Module, dict[str, Any]]:
             m = copy.deepcopy(student)
-            finetune_model(m, teacher if teacher is not student else None, data, rec.finetune, rec.seed, run.progress)
+            fine = "prune" in rec.stages and rec.prune.method == "fine"
+            distill_from = teacher if teacher is not student else None
+            finetune_model(m, distill_from, data, rec.finetune, rec.seed, run.progress, keep_zeros=fine)
             return m, {"note": "distilled from the float baseline" if rec.finetune.distill else ""}
 
         key, current = run.float_stage(

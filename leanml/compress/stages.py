@@ -97,16 +97,23 @@ def zero_mask_keeper(model: nn.Module) -> Callable[[nn.Module], None]:
 
 
 def finetune_model(
-    model: nn.Module, teacher: nn.Module | None, data: ImageData, cfg: FinetuneStage, seed: int, progress: bool
+    model: nn.Module,
+    teacher: nn.Module | None,
+    data: ImageData,
+    cfg: FinetuneStage,
+    seed: int,
+    progress: bool,
+    keep_zeros: bool = False,
 ) -> None:
-    """Fine-tune in place, distilled from ``teacher`` when given; pruned zeros stay zero."""
+    """Fine-tune in place, distilled from ``teacher`` when given; with ``keep_zeros`` (after fine-grained pruning)
+    the pruned zeros stay zero."""
     torch.manual_seed(seed)
     train = data.train.sample(cfg.subset, seed)
     finetune(
         model,
         train,
         FinetuneConfig(cfg.epochs, cfg.lr, cfg.batch_size, augment=True, seed=seed),
-        after_step=zero_mask_keeper(model),
+        after_step=zero_mask_keeper(model) if keep_zeros else None,
         progress=progress,
         teacher=copy.deepcopy(teacher) if cfg.distill and teacher is not None else None,
     )

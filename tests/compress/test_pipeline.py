@@ -166,3 +166,16 @@ def test_untraceable_model_fails_before_any_stage(user_setup: tuple[Path, str], 
         compress(DataDependent(), f"imagefolder:{images}", Recipe.from_dict(RECIPE), tmp_path / "r", resolution=16,
                  progress=False)  # fmt: skip
     assert not (tmp_path / "r").exists()
+
+
+def test_fine_grained_zeros_survive_finetuning_and_the_report_says_flash_is_dense(
+    user_setup: tuple[Path, str], tmp_path: Path
+) -> None:
+    images, factory = user_setup
+    recipe = Recipe.from_dict({**RECIPE, "prune": {"method": "fine", "sparsity": 0.5}})
+    result = compress(factory, f"imagefolder:{images}", recipe, tmp_path / "fine", {"width": 8}, 16, progress=False)
+    weights = [p for p in result.model.parameters() if p.dim() > 1]
+    zeros = sum(int((p == 0).sum()) for p in weights) / sum(p.numel() for p in weights)
+    assert zeros >= 0.45
+    assert any("flash does not shrink" in n for n in result.record["notes"])
+    assert result.record["verify"]["mismatched"] == 0
