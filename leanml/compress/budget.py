@@ -137,7 +137,6 @@ def measure_candidate(
     deploy_cfg: DeployStage,
     calibration: torch.Tensor,
     timed: bool,
-    threads: int | None = None,
 ) -> Candidate:
     """Prune a copy of ``model`` by ``ratio`` and measure it as deployed (see the module docstring)."""
     c, h, w = calibration.shape[1:]
@@ -188,7 +187,6 @@ def choose_ratio(
     prune: PruneStage,
     deploy_cfg: DeployStage,
     calibration: torch.Tensor,
-    threads: int | None = None,
     progress: bool = True,
 ) -> RatioChoice:
     """The smallest channel-pruning ratio whose deployed model meets ``budget`` (bisection on measured candidates).
@@ -199,7 +197,7 @@ def choose_ratio(
     seen: list[Candidate] = []
 
     def measure(r: float) -> Candidate:
-        c = measure_candidate(model, r, prune, deploy_cfg, calibration, timed, threads)
+        c = measure_candidate(model, r, prune, deploy_cfg, calibration, timed)
         seen.append(c)
         return c
 

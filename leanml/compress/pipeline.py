@@ -196,7 +196,7 @@ def compress(
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     images = data if isinstance(data, ImageData) else load_data(data, resolution=resolution, seed=rec.seed)
     console = make_console()
-    with torch_threads(rec.threads) as threads:
+    with torch_threads(rec.threads):
         source = resolve_model(model, images, model_args, rec.seed)
         attach_spec(source)
         preflight(source, tuple(images.input_shape), rec)
@@ -204,7 +204,7 @@ def compress(
         existed = out.exists()
         run = _Run(out, images, rec, source, progress, console)
         try:
-            return _run_stages(run, threads)
+            return _run_stages(run)
         except BaseException:
             if not existed and not any(run.store.stages.iterdir()):  # failed before any stage finished
                 shutil.rmtree(out, ignore_errors=True)
@@ -230,7 +230,7 @@ def preflight(model: nn.Module, input_shape: tuple[int, ...], recipe: Recipe) ->
         build_plan(fold_bn(copy.deepcopy(model).eval()))
 
 
-def _run_stages(run: _Run, threads: int) -> CompressResult:
+def _run_stages(run: _Run) -> CompressResult:
     rec, data, shape = run.recipe, run.data, run.shape
     key = stage_key("input", {"model": fingerprint_model(run.source)}, [fingerprint_data(data)])
     current = run.source
@@ -262,7 +262,7 @@ def _run_stages(run: _Run, threads: int) -> CompressResult:
                     "the prune stage has no amount and the recipe no flash/SRAM/latency target",
                     "set prune.ratio or prune.target_macs, or add targets",
                 )
-            choice = choose_ratio(baseline, budget, rec.prune, rec.deploy, calib, threads, run.progress)
+            choice = choose_ratio(baseline, budget, rec.prune, rec.deploy, calib, run.progress)
             ratio, misses = choice.ratio, choice.misses
         chosen_ratio = ratio
 
