@@ -63,7 +63,13 @@ def compress_cmd(
     recipe: Annotated[str, typer.Argument(help="recipe: a YAML/JSON file or a built-in name (mcu, cpu)")] = "mcu",
     model: Annotated[str, typer.Option(help="zoo model name, or your own: package.module:factory")] = "vgg",
     model_arg: Annotated[list[str] | None, typer.Option(help="factory/zoo keyword, NAME=VALUE (repeatable)")] = None,
-    data: Annotated[str, typer.Option(help="fashion-mnist | imagefolder:DIR | npz:FILE")] = "fashion-mnist",
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="start from this trained checkpoint (skips the train stage; its data by default)"),
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option(help="fashion-mnist | imagefolder:DIR | npz:FILE (default: fashion-mnist)")
+    ] = None,
     resolution: Annotated[int | None, typer.Option(help="resize images to this size (square)")] = None,
     out: Annotated[Path, typer.Option(help="run directory (re-running resumes it)")] = Path("runs/compress"),
     set_: Annotated[
@@ -77,6 +83,7 @@ def compress_cmd(
     from leanml.compress.pipeline import compress
     from leanml.compress.recipe import load_recipe
     from leanml.compress.summary import print_run
+    from leanml.data import ImageData, load_input_data
 
     rec = load_recipe(recipe)
     overrides = nest(parse_assignments(set_ or [], "--set"))
@@ -84,7 +91,18 @@ def compress_cmd(
         overrides["threads"] = threads
     if overrides:
         rec = rec.with_overrides(**overrides)
-    result = compress(model, data, rec, out, parse_assignments(model_arg or [], "--model-arg"), resolution, progress)
+    source: str | Any = model
+    images: str | ImageData = data or "fashion-mnist"
+    if checkpoint is not None:
+        from leanml.train.checkpoint import load_checkpoint
+
+        loaded = load_checkpoint(checkpoint)
+        source = loaded.model
+        images = load_input_data(loaded.meta.get("input"), data, resolution)
+        if "train" in rec.stages:  # the checkpoint is the float baseline
+            rec = rec.with_overrides(stages=[s for s in rec.stages if s != "train"])
+    args = parse_assignments(model_arg or [], "--model-arg")
+    result = compress(source, images, rec, out, args, resolution, progress)
     if as_json:
         print(json.dumps(result.record, indent=2, sort_keys=True))
         return

@@ -247,7 +247,7 @@ class Recipe(Config):
                 built[key] = value
         return cls(**built)
 
-    def with_overrides(self, **sections: dict[str, Any]) -> Recipe:
+    def with_overrides(self, **sections: Any) -> Recipe:
         """A copy with some sections' fields replaced, e.g. ``with_overrides(train={"epochs": 1})``."""
         data = self.to_dict()
         for key, value in sections.items():

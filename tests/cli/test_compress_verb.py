@@ -64,3 +64,21 @@ def test_bad_set_and_missing_folder(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "leanml", "compress", "mcu", "--data", f"imagefolder:{tmp_path}/none",
                           "--out", str(tmp_path / "r")], capture_output=True, text=True)  # fmt: skip
     assert res.returncode == 2 and "none" in res.stderr and not (tmp_path / "r").exists()
+
+
+def test_start_from_a_checkpoint_uses_its_data_and_skips_training(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    from leanml.data import load_data
+    from leanml.models import build_model
+    from leanml.train import save_checkpoint
+
+    images, recipe = setup
+    data = load_data(f"imagefolder:{images}", resolution=16)
+    ckpt = tmp_path / "ckpt"
+    save_checkpoint(ckpt, build_model("user_nets:small_cnn", width=8), input=data.describe())
+    args = [str(recipe), "--checkpoint", str(ckpt), "--out", str(tmp_path / "run"), "--threads", "1", "--no-progress",
+            "--json"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    record = json.loads(res.output[res.output.index("{") :])
+    assert record["stages"][0]["stage"] == "baseline" and "train" not in record["recipe"]["stages"]
+    assert record["input"]["shape"] == [3, 16, 16] and record["verify"]["mismatched"] == 0
