@@ -130,6 +130,21 @@ def arena_by_patch(graph: Graph, grids: Sequence[int], in_place: bool) -> dict[i
     return out
 
 
+def choose_patch(graph: Graph, deploy_cfg: DeployStage) -> tuple[int, dict[int, int]]:
+    """The patch grid with the smallest arena (``deploy.patch: auto`` tries :data:`PATCH_GRIDS`, else the one given),
+    and the arena of every grid tried.
+
+    Example:
+        >>> choose_patch(graph, DeployStage(patch="auto"))  # doctest: +SKIP
+        (4, {0: 62720, 2: 14336, 3: 11776, 4: 11184})
+    """
+    grids = PATCH_GRIDS if deploy_cfg.patch == "auto" else (int(deploy_cfg.patch),)
+    arenas = arena_by_patch(graph, grids, deploy_cfg.in_place)
+    if not arenas:
+        raise LeanmlError(f"patch grid {deploy_cfg.patch} does not apply to this model", "use deploy.patch: 0 or auto")
+    return min(arenas, key=lambda g: (arenas[g], g)), arenas
+
+
 def measure_candidate(
     model: nn.Module,
     ratio: float,
@@ -155,11 +170,7 @@ def measure_candidate(
         )
     imodel = quick_integer_model(trial, calibration)
     graph = lower(imodel, shape)
-    grids = PATCH_GRIDS if deploy_cfg.patch == "auto" else (int(deploy_cfg.patch),)
-    arenas = arena_by_patch(graph, grids, deploy_cfg.in_place)
-    if not arenas:
-        raise LeanmlError(f"patch grid {deploy_cfg.patch} does not apply to this model", "use deploy.patch: 0 or auto")
-    patch = min(arenas, key=lambda g: (arenas[g], g))
+    patch, arenas = choose_patch(graph, deploy_cfg)
     latency = None
     if timed:
         dep = deploy(imodel, DeployConfig(input_shape=list(shape), patch=patch, in_place=deploy_cfg.in_place))

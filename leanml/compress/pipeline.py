@@ -29,7 +29,7 @@ from rich.console import Console
 from torch import nn
 
 from leanml.artifact import atomic_write
-from leanml.compress.budget import Budget, Candidate, arena_by_patch, choose_ratio
+from leanml.compress.budget import Budget, Candidate, choose_patch, choose_ratio
 from leanml.compress.model_io import attach_spec, restore_model, save_model
 from leanml.compress.recipe import QuantizeStage, Recipe, load_recipe
 from leanml.compress.rows import StageRow, float_row, integer_accuracy
@@ -333,19 +333,16 @@ def _int8_reference(run: _Run, baseline: nn.Module, baseline_key: str) -> Candid
             rec.seed,
             run.progress,
         )
-        graph = lower(imodel, run.shape)
-        arena = arena_by_patch(graph, (0,), rec.deploy.in_place)[0]
         dep = deploy(imodel, DeployConfig(input_shape=list(run.shape), in_place=rec.deploy.in_place))
-        latency = measure_c_latency(dep).median_ms
         row = StageRow(
             "int8",
             "unpruned int8 (PTQ)",
             integer_accuracy(imodel, run.test, dep.model.run_int8),
             None,
-            graph.macs(),
-            graph.weight_bytes(),
-            arena,
-            latency,
+            dep.graph.macs(),
+            dep.graph.weight_bytes(),
+            dep.layout.arena_bytes,
+            measure_c_latency(dep).median_ms,
         )
         return {"row": row.to_dict()}
 
@@ -364,8 +361,6 @@ def _quantize(run: _Run, model: nn.Module, key: str) -> tuple[IntegerModel, str]
     def fill(folder: Path) -> dict[str, Any]:
         imodel = quantize_model(model, run.data, rec.quantize, rec.seed, run.progress)
         imodel.save(folder / "integer_model")
-        graph = lower(imodel, run.shape)
-        arena = arena_by_patch(graph, (0,), rec.deploy.in_place)[0]
         made["m"] = imodel
         engine = deploy(imodel, DeployConfig(input_shape=list(run.shape), in_place=rec.deploy.in_place))
         row = StageRow(
@@ -373,9 +368,9 @@ def _quantize(run: _Run, model: nn.Module, key: str) -> tuple[IntegerModel, str]
             label,
             integer_accuracy(imodel, run.test, engine.model.run_int8),
             None,
-            graph.macs(),
-            graph.weight_bytes(),
-            arena,
+            engine.graph.macs(),
+            engine.graph.weight_bytes(),
+            engine.layout.arena_bytes,
             None,
             note="accuracy: the integer model run by the C engine (bit-exact with the reference: see verify)",
         )
@@ -394,12 +389,7 @@ def _deploy(run: _Run, imodel: IntegerModel, key: str) -> tuple[dict[str, Any], 
     rec = run.recipe
 
     def fill(folder: Path) -> dict[str, Any]:
-        graph = lower(imodel, run.shape)
-        grids = (0, 2, 3, 4) if rec.deploy.patch == "auto" else (int(rec.deploy.patch),)
-        arenas = arena_by_patch(graph, grids, rec.deploy.in_place)
-        if not arenas:
-            raise LeanmlError(f"patch grid {rec.deploy.patch} does not apply to this model", "use deploy.patch: 0")
-        patch = min(arenas, key=lambda g: (arenas[g], g))
+        patch, arenas = choose_patch(lower(imodel, run.shape), rec.deploy)
         dep = deploy(imodel, _deploy_config(run, patch))
         export_project(dep, folder / "c")
         latency = measure_c_latency(dep).median_ms
