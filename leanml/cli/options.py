@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,7 +36,14 @@ DataOpt = Annotated[
 ]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch threads (default: all)")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="show progress bars")]
-ReportOpt = Annotated[Path | None, typer.Option("--report", help="HTML report to write")]
+ReportOpt = Annotated[
+    Path | None, typer.Option("--report", help="HTML report to write (a view: replaced if it exists)")
+]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="replace existing outputs (--out) instead of refusing")]
+TrainSubsetOpt = Annotated[
+    int | None,
+    typer.Option("--train-subset", help="train (fine-tune) on this many training images only (a fixed, seeded sample)"),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of text")]
 ConfigOpt = Annotated[
     Path | None,
@@ -141,3 +149,98 @@ def parse_ints(text: str, what: str) -> tuple[int, ...]:
     if not values or any(v <= 0 for v in values):
         raise LeanmlError(f"bad {what} {text!r}", "give positive integers separated by commas, e.g. 1,28,28")
     return values
+
+
+def parse_floats(text: str, what: str) -> list[float]:
+    """Parse ``"0.5,0.9"`` into floats; a bad entry is a :class:`LeanmlError` naming it.
+
+    Example:
+        >>> parse_floats("0.5, 0.9", "--sparsities")
+        [0.5, 0.9]
+    """
+    values = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        try:
+            values.append(float(item))
+        except ValueError:
+            raise LeanmlError(f"bad {what} entry {item.strip()!r} in {text!r}",
+                              "give numbers separated by commas, e.g. 0.5,0.7,0.9") from None  # fmt: skip
+    if not values:
+        raise LeanmlError(f"{what} is empty", "give numbers separated by commas, e.g. 0.5,0.7,0.9")
+    return values
+
+
+def check_range(value: int, lo: int, hi: int, flag: str) -> None:
+    """Refuse ``value`` outside ``lo..hi`` (inclusive), saying which values are allowed.
+
+    Example:
+        >>> check_range(4, 2, 8, "--like")
+    """
+    if not lo <= value <= hi:
+        raise LeanmlError(f"{flag} {value} is out of range", f"allowed: {lo}..{hi}")
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_writable(*paths: Path | str | None) -> None:
+    """Refuse, before any work starts, output paths that cannot be written: a parent that is a file, a folder
+    without write permission, a read-only file system. Missing parent folders are fine (outputs create them).
+
+    Example:
+        >>> import tempfile
+        >>> check_writable(Path(tempfile.mkdtemp()) / "new" / "model", None)
+    """
+    import tempfile
+
+    for raw in paths:
+        if raw is None:
+            continue
+        path = Path(raw)
+        target = path if path.is_dir() else path.parent
+        folder = _nearest_existing(target)
+        if not folder.is_dir():
+            raise LeanmlError(f"cannot write {path}: {folder} is a file, not a folder", "choose another output path")
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".leanml-probe-", dir=folder)
+        except OSError as e:
+            raise LeanmlError(f"cannot write {path}: {e.strerror} ({folder})", "choose a writable output path") from e
+        os.close(fd)
+        os.unlink(probe)
+
+
+def existing_output(path: Path | str) -> Path | None:
+    """``path`` or one of its artifact files (``PATH.safetensors``, ``PATH.json``) when it exists, else None.
+
+    Example:
+        >>> existing_output("/nonexistent/model") is None
+        True
+    """
+    p = Path(path)
+    for candidate in (p, p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def check_outputs(*paths: Path | str | None, overwrite: bool) -> None:
+    """Validate a command's outputs before it starts working: each must be writable (:func:`check_writable`) and,
+    unless ``overwrite`` (``--overwrite``), must not exist yet (as a file, a folder, or an artifact's files).
+
+    Example:
+        >>> import tempfile
+        >>> check_outputs(Path(tempfile.mkdtemp()) / "model", None, overwrite=False)
+    """
+    check_writable(*paths)
+    if overwrite:
+        return
+    for raw in paths:
+        found = existing_output(raw) if raw is not None else None
+        if found is not None:
+            raise LeanmlError(f"{found} already exists", "pass --overwrite to replace it, or choose another path")

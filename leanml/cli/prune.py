@@ -15,7 +15,19 @@ from typing import Annotated, Any
 
 import typer
 
-from leanml.cli.options import ConfigOpt, DataOpt, ReportOpt, ThreadsOpt, config_from, default_of
+from leanml.cli.options import (
+    ConfigOpt,
+    DataOpt,
+    OverwriteOpt,
+    ReportOpt,
+    ThreadsOpt,
+    TrainSubsetOpt,
+    check_outputs,
+    check_writable,
+    config_from,
+    default_of,
+    parse_floats,
+)
 from leanml.executor import ExecutorConfig
 from leanml.progress import make_console
 from leanml.prune.channel import ChannelPruneConfig
@@ -45,21 +57,25 @@ def scan_cmd(
     workers: Annotated[int, typer.Option(help="worker processes (local backend)")] = default_of(
         ExecutorConfig, "workers"
     ),
+    overwrite: Annotated[bool, typer.Option(help="replace an existing scan (the report's .json)")] = False,
     config: ConfigOpt = None,
     data: DataOpt = None,
 ) -> None:
-    """Accuracy with one layer pruned at a time, for each sparsity on the grid; curves into an HTML report."""
+    """Accuracy with one layer pruned at a time, for each sparsity on the grid; curves into an HTML report, the
+    numbers into the .json beside it (what `prune fine --scan` reads)."""
     from leanml.cli.model_data import model_data
-    from leanml.prune.sensitivity import scan_sensitivity, sensitivity_report
+    from leanml.prune.sensitivity import save_scan, scan_sensitivity, sensitivity_report
     from leanml.train import load_checkpoint
 
-    grid = [float(v) for v in sparsities.split(",") if v.strip()]
+    grid = parse_floats(sparsities, "--sparsities")
+    check_writable(report)
+    check_outputs(report.with_suffix(".json"), overwrite=overwrite)
     flags = {"sparsities": grid, "val_images": val_images, "executor.backend": backend, "executor.workers": workers}
     cfg = config_from(context, SensitivityConfig, config, flags)
     val = model_data(load_checkpoint(checkpoint).meta.get("input"), data).val
     base, table = scan_sensitivity(checkpoint, cfg, val)
     sensitivity_report(base, table, f"Sensitivity scan: {checkpoint}").save(report)
-    report.with_suffix(".json").write_text(json.dumps({"base": base, "scan": table}, indent=2))
+    save_scan(report.with_suffix(".json"), base, table)
     make_console().print(f"wrote {report}")
     for layer, curve in table.items():
         print(f"{layer:20s} " + "  ".join(f"{s:.0%}:{a:.2%}" for s, a in sorted(curve.items())))
@@ -77,12 +93,21 @@ def fine_cmd(
         float | None, typer.Option(help="with --scan: fraction of the dense size to reach (instead of --max-drop)")
     ] = None,
     scope: Annotated[str, typer.Option(help="layer or global ranking")] = default_of(FineGrainedConfig, "scope"),
-    nm: Annotated[bool, typer.Option(help="2:4 semi-structured instead of unstructured")] = False,
+    nm: Annotated[
+        bool,
+        typer.Option(
+            help="2:4 semi-structured, not unstructured (layers whose input size is not a multiple of 4 "
+            "stay dense, with a note)"
+        ),
+    ] = False,
+    exclude: Annotated[list[str] | None, typer.Option(help="layer to leave dense (repeatable)")] = None,
     finetune_epochs: Annotated[int, typer.Option(help="masked fine-tuning epochs")] = default_of(
         FinetuneConfig, "epochs"
     ),
     lr: Annotated[float, typer.Option(help="fine-tuning learning rate")] = default_of(FinetuneConfig, "lr"),
     distill: Annotated[bool, typer.Option(help="distill from the dense model while fine-tuning")] = False,
+    train_subset: TrainSubsetOpt = None,
+    overwrite: OverwriteOpt = False,
     config: ConfigOpt = None,
     data: DataOpt = None,
     threads: ThreadsOpt = None,
@@ -92,27 +117,29 @@ def fine_cmd(
     from leanml.cli.model_data import model_data
     from leanml.errors import LeanmlError
     from leanml.prune import prune_fine_grained_
-    from leanml.prune.sensitivity import choose_sparsities, choose_sparsities_for_size
+    from leanml.prune.sensitivity import choose_sparsities, choose_sparsities_for_size, load_scan
     from leanml.train import evaluate, load_checkpoint, save_checkpoint
     from leanml.train.finetune import finetune
+    from leanml.train.loop import subset_of
 
+    check_outputs(out, f"{out}.masks", overwrite=overwrite)
+    check_finetune(finetune_epochs, train_subset)
     ckpt = load_checkpoint(checkpoint)
     model = ckpt.model
-    flags: dict[str, Any] = {"scope": scope}
+    flags: dict[str, Any] = {"scope": scope, "exclude": list(exclude or [])}
     if nm:
         flags["pattern"] = "n:m"
     elif scan is not None:
-        doc = json.loads(scan.read_text())
-        curves = {layer: {float(s): a for s, a in c.items()} for layer, c in doc["scan"].items()}
+        base_acc, curves = load_scan(scan)
         if target_size is not None:
             numels = {name: p.numel() for name, p in model.named_parameters() if name.endswith(".weight")}
             numels = {name.removesuffix(".weight"): n for name, n in numels.items()}
             other = 32 * sum(p.numel() for p in model.parameters()) - 32 * sum(numels.get(k, 0) for k in curves)
             chosen = choose_sparsities_for_size(
-                curves, doc["base"], {k: numels[k] for k in curves if k in numels}, other, target_size
+                curves, base_acc, {k: numels[k] for k in curves if k in numels}, other, target_size
             )
         else:
-            chosen = choose_sparsities(curves, doc["base"], max_drop / 100)
+            chosen = choose_sparsities(curves, base_acc, max_drop / 100)
         flags["sparsity"] = chosen
     elif sparsity is not None:
         flags["sparsity"] = sparsity
@@ -127,9 +154,14 @@ def fine_cmd(
     with torch_threads(threads):
         _, dense_acc = evaluate(model, test)
         masks = prune_fine_grained_(model, cfg)
+        if masks.skipped:
+            note = (f"note: N:M leaves {', '.join(masks.skipped)} dense (input size not a multiple of {cfg.m}); "
+                    "--exclude NAME leaves other layers dense too")  # fmt: skip
+            make_console().print(note, highlight=False, soft_wrap=True)
         _, pruned_acc = evaluate(model, test)
         if finetune_epochs:
-            finetune(model, images.train, FinetuneConfig(finetune_epochs, lr), masks.apply_, teacher=teacher)
+            train = subset_of(images.train, train_subset)
+            finetune(model, train, FinetuneConfig(finetune_epochs, lr), masks.apply_, teacher=teacher)
         _, final_acc = evaluate(model, test)
     report = masks.report(model)
     meta = {"pruning": {"config": cfg.to_dict(), **report.to_dict()}, "metrics": {"test_acc": final_acc}}
@@ -140,6 +172,16 @@ def fine_cmd(
         f"after {finetune_epochs} fine-tuning epoch(s) {final_acc:.2%}; size {report.sparse_bytes / 1024:.1f} KiB "
         f"sparse vs {report.dense_bytes / 1024:.1f} KiB dense ({report.sparse_bytes / report.dense_bytes:.1%})"
     )
+
+
+def check_finetune(epochs: int, train_subset: int | None) -> None:
+    """Refuse a bad fine-tuning schedule before any work: negative epochs, a subset that is not a positive count."""
+    from leanml.errors import LeanmlError
+
+    if epochs < 0:
+        raise LeanmlError(f"--finetune-epochs must be >= 0, got {epochs}", "pass 0 (no fine-tuning) or more")
+    if train_subset is not None and train_subset < 1:
+        raise LeanmlError(f"--train-subset must be a positive count, got {train_subset}", "e.g. --train-subset 2000")
 
 
 def _parse_layer_ratios(items: list[str]) -> dict[str, float]:
@@ -182,6 +224,8 @@ def channel_cmd(
     ),
     lr: Annotated[float, typer.Option(help="fine-tuning learning rate")] = default_of(FinetuneConfig, "lr"),
     distill: Annotated[bool, typer.Option(help="distill from the unpruned model while fine-tuning")] = False,
+    train_subset: TrainSubsetOpt = None,
+    overwrite: OverwriteOpt = False,
     report: ReportOpt = None,
     config: ConfigOpt = None,
     data: DataOpt = None,
@@ -197,7 +241,11 @@ def channel_cmd(
     from leanml.report import Report
     from leanml.train import evaluate, load_checkpoint, save_checkpoint
     from leanml.train.finetune import finetune
+    from leanml.train.loop import subset_of
 
+    check_outputs(out, overwrite=overwrite)
+    check_writable(report)
+    check_finetune(finetune_epochs, train_subset)
     flags = {"ratio": ratio, "layer_ratios": _parse_layer_ratios(layer_ratio or []), "target_macs": target_macs,
              "importance": importance, "round_to": round_to, "exclude": list(exclude or [])}  # fmt: skip
     cfg = config_from(context, ChannelPruneConfig, config, flags, {"layer_ratios": "layer_ratio"})
@@ -216,7 +264,7 @@ def channel_cmd(
         kept = prune_channels_(model, cfg, batches=grad_batches)
         _, pruned_acc = evaluate(model, test)
         if finetune_epochs and train is not None:
-            finetune(model, train, FinetuneConfig(finetune_epochs, lr), teacher=teacher)
+            finetune(model, subset_of(train, train_subset), FinetuneConfig(finetune_epochs, lr), teacher=teacher)
         pruned = measure_model(model, test, threads=threads)
     meta = {"pruning": {"channel": cfg.to_dict(), "kept_channels": {k: len(v) for k, v in kept.items()}},
             "metrics": {"test_acc": pruned.test_acc, "test_acc_before_finetune": pruned_acc},
@@ -224,9 +272,9 @@ def channel_cmd(
     save_checkpoint(out, model, meta, input=block)
     headers, rows = comparison_table(dense, pruned)
     rows.insert(3, ["accuracy before fine-tuning", "", f"{pruned_acc:.2%}", ""])
-    width = max(len(r[0]) for r in rows)
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(4)]
     for r in [headers, *rows]:
-        print(f"{r[0]:{width}s}  {r[1]:>14s}  {r[2]:>14s}  {r[3]:>14s}")
+        print(f"{r[0]:{widths[0]}s}  {r[1]:>{widths[1]}s}  {r[2]:>{widths[2]}s}  {r[3]:>{widths[3]}s}")
     if report is not None:
         doc = Report(f"Channel pruning: {checkpoint}")
         doc.add_text(f"config: {json.dumps(cfg.to_dict())}; fine-tuning: {finetune_epochs} epoch(s) at lr {lr}")

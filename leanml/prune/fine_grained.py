@@ -178,10 +178,17 @@ class SparsityReport:
 class PruneMasks:
     """Masks by layer name; re-apply after every optimizer step to keep pruned weights at zero."""
 
-    def __init__(self, masks: dict[str, torch.Tensor], pattern: str = "unstructured", m: int = 4) -> None:
+    def __init__(
+        self,
+        masks: dict[str, torch.Tensor],
+        pattern: str = "unstructured",
+        m: int = 4,
+        skipped: list[str] | None = None,
+    ) -> None:
         self.masks = masks
         self.pattern = pattern
         self.m = m
+        self.skipped = list(skipped or [])  # N:M: selected layers left dense (input size not a multiple of M)
 
     @torch.no_grad()
     def apply_(self, model: nn.Module) -> nn.Module:
@@ -227,18 +234,37 @@ def prunable_layers(model: nn.Module, cfg: FineGrainedConfig) -> dict[str, nn.Co
     return {n: m for n, m in candidates.items() if n not in cfg.exclude}
 
 
+def nm_incompatible(layers: dict[str, nn.Conv2d | nn.Linear], m: int) -> list[str]:
+    """Names of ``layers`` whose input size (a weight row: C_in/groups * kh * kw) is not a multiple of ``m``.
+
+    Example:
+        >>> nm_incompatible({"stem": nn.Conv2d(1, 8, 3), "fc": nn.Linear(16, 4)}, 4)
+        ['stem']
+    """
+    return [n for n, layer in layers.items() if layer.weight[0].numel() % m]
+
+
 def prune_fine_grained_(model: nn.Module, cfg: FineGrainedConfig) -> PruneMasks:
-    """Prune ``model`` in place per ``cfg``; returns the masks (re-apply them after each optimizer step)."""
+    """Prune ``model`` in place per ``cfg``; returns the masks (re-apply them after each optimizer step).
+
+    With N:M, layers whose input size is not a multiple of M (e.g. a 3x3 stem on one channel: 9) stay dense;
+    they are listed in the result's ``skipped``.
+    """
     layers = prunable_layers(model, cfg)
     weights = {n: m.weight for n, m in layers.items()}
+    skipped: list[str] = []
     if cfg.pattern == "n:m":
-        masks = {n: nm_mask(w, cfg.n, cfg.m) for n, w in weights.items()}
+        skipped = nm_incompatible(layers, cfg.m)
+        if skipped and len(skipped) == len(weights):
+            raise LeanmlError(f"no selected layer has an input size that is a multiple of M={cfg.m}: "
+                              f"{', '.join(skipped)}", "choose another M, or another pattern")  # fmt: skip
+        masks = {n: nm_mask(w, cfg.n, cfg.m) for n, w in weights.items() if n not in skipped}
     elif cfg.scope == "global":
         assert isinstance(cfg.sparsity, float | int)
         masks = global_threshold_masks(weights, float(cfg.sparsity))
     else:
         per_layer = cfg.sparsity if isinstance(cfg.sparsity, dict) else dict.fromkeys(weights, cfg.sparsity)
         masks = {n: magnitude_mask(w, per_layer[n]) for n, w in weights.items()}
-    result = PruneMasks(masks, cfg.pattern, cfg.m)
+    result = PruneMasks(masks, cfg.pattern, cfg.m, skipped)
     result.apply_(model)
     return result

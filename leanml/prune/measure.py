@@ -72,6 +72,32 @@ def comparison_table(base: ModelMeasure, other: ModelMeasure) -> tuple[list[str]
     for b, s in base.latency.items():
         if b in other.latency:
             o = other.latency[b]
-            rows.append([f"latency b={b} ({s.threads} thr)", f"{s.median_ms:.3f} ms", f"{o.median_ms:.3f} ms",
-                         f"{s.median_ms / o.median_ms:.2f}x faster"])  # fmt: skip
+            rows.append([f"latency b={b} ({s.threads} thr)", spread(s), spread(o), speedup(s, o)])
     return ["", "baseline", "pruned", "ratio"], rows
+
+
+def spread(stats: LatencyStats) -> str:
+    """Median latency with its p10–p90 range.
+
+    Example:
+        >>> spread(LatencyStats(2.0, 1.5, 2.5, 2.0, 0.3, 30, 1))
+        '2.000 ms (p10–p90 1.500–2.500)'
+    """
+    return f"{stats.median_ms:.3f} ms (p10–p90 {stats.p10_ms:.3f}–{stats.p90_ms:.3f})"
+
+
+def speedup(base: LatencyStats, other: LatencyStats) -> str:
+    """The median ratio base/other with its range (p10/p90 .. p90/p10); "within noise" when the two p10–p90 ranges
+    overlap, so a busy machine's jitter is never quoted as a speedup.
+
+    Example:
+        >>> speedup(LatencyStats(2.0, 1.9, 2.1, 2.0, 0.1, 30, 1), LatencyStats(1.0, 0.9, 1.1, 1.0, 0.1, 30, 1))
+        '2.00x faster (1.73–2.33x)'
+        >>> speedup(LatencyStats(2.0, 1.0, 3.0, 2.0, 1.0, 30, 1), LatencyStats(1.9, 1.0, 3.0, 1.9, 1.0, 30, 1))
+        'within noise: 1.05x (0.33–3.00x)'
+    """
+    ratio = base.median_ms / other.median_ms
+    lo, hi = base.p10_ms / other.p90_ms, base.p90_ms / other.p10_ms
+    if base.p10_ms <= other.p90_ms and other.p10_ms <= base.p90_ms:
+        return f"within noise: {ratio:.2f}x ({lo:.2f}–{hi:.2f}x)"
+    return f"{ratio:.2f}x {'faster' if ratio >= 1 else 'slower'} ({lo:.2f}–{hi:.2f}x)"

@@ -167,3 +167,49 @@ def sensitivity_report(base_accuracy: float, scan: dict[str, dict[float, float]]
     rows = [[layer, *(f"{curve.get(s, float('nan')):.2%}" for s in grid)] for layer, curve in scan.items()]
     report.add_table(["layer", *(f"{s:.0%}" for s in grid)], rows)
     return report
+
+
+def save_scan(path: str | Path, base_accuracy: float, scan: dict[str, dict[float, float]]) -> None:
+    """Write a scan as JSON (``{"base": accuracy, "scan": {layer: {sparsity: accuracy}}}``), what ``--scan`` reads.
+
+    Example:
+        >>> save_scan("/tmp/scan.json", 0.9, {"fc": {0.5: 0.88}})
+        >>> load_scan("/tmp/scan.json")
+        (0.9, {'fc': {0.5: 0.88}})
+    """
+    import json
+
+    from leanml.artifact import atomic_write
+
+    text = json.dumps({"base": base_accuracy, "scan": scan}, indent=2)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def load_scan(path: str | Path) -> tuple[float, dict[str, dict[float, float]]]:
+    """(base accuracy, {layer: {sparsity: accuracy}}) from a scan's JSON; a missing, non-JSON or non-scan file is a
+    :class:`LeanmlError` naming it.
+
+    Example:
+        >>> load_scan("/nonexistent.json")  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        leanml.errors.LeanmlError: scan file not found: /nonexistent.json
+    """
+    import json
+
+    hint = "pass the .json that `leanml prune scan --report R.html` wrote next to R.html"
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise LeanmlError(f"scan file not found: {p}", hint) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise LeanmlError(f"{p} is not a scan (not readable JSON: {e})", hint) from None
+    try:
+        base = float(doc["base"])
+        curves = {str(layer): {float(s): float(a) for s, a in c.items()} for layer, c in doc["scan"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise LeanmlError(f"{p} is not a scan (needs 'base' and 'scan': {{layer: {{sparsity: accuracy}}}}; "
+                          f"{type(e).__name__}: {e})", hint) from None  # fmt: skip
+    if not curves:
+        raise LeanmlError(f"{p} is not a scan: its 'scan' has no layers", hint)
+    return base, curves
