@@ -286,9 +286,9 @@ class Fields:
 
     Example:
         >>> f = Fields({"stride": [1, 2], "name": "conv"}, "m.json", "ops[1]", "re-create it")
-        >>> f.ints("stride", 2, lo=1), f.str("name")
+        >>> f.integers("stride", 2, lo=1), f.string("name")
         ([1, 2], 'conv')
-        >>> f.int("groups", lo=1)  # doctest: +IGNORE_EXCEPTION_DETAIL
+        >>> f.integer("groups", lo=1)  # doctest: +IGNORE_EXCEPTION_DETAIL
         Traceback (most recent call last):
         LeanmlError: m.json: field ops[1].groups is missing (re-create it)
     """
@@ -345,23 +345,23 @@ class Fields:
             raise self.fail(where, "a finite number" + (" > 0" if positive else ""), value)
         return float(value)
 
-    def int(self, key: str, lo: int | None = None, hi: int | None = None, default: Any = _MISSING) -> Any:
+    def integer(self, key: str, lo: int | None = None, hi: int | None = None, default: Any = _MISSING) -> Any:
         """Integer field ``key`` in ``lo..hi`` (or ``default`` when absent)."""
         value = self.get(key, default)
         return value if key not in self.data else self.check_int(value, self.where(key), lo, hi)
 
-    def float(self, key: str, positive: bool = False) -> float:
+    def number(self, key: str, positive: bool = False) -> float:
         """Finite number field ``key`` (> 0 when ``positive``)."""
         return self.check_float(self.get(key), self.where(key), positive)
 
-    def str(self, key: str, default: Any = _MISSING, max_len: int = 4096) -> Any:
+    def string(self, key: str, default: Any = _MISSING, max_len: int = 4096) -> Any:
         """String field ``key`` (or ``default`` when absent)."""
         value = self.get(key, default)
         if key in self.data and not (isinstance(value, str) and len(value) <= max_len):
             raise self.fail(self.where(key), "a string", value)
         return value
 
-    def list(self, key: str, max_len: int = 1 << 20, length: int | None = None) -> list[Any]:
+    def array(self, key: str, max_len: int = 1 << 20, length: int | None = None) -> list[Any]:
         """List field ``key`` of at most ``max_len`` (or exactly ``length``) items."""
         value = self.get(key)
         ok = isinstance(value, list) and len(value) <= max_len and (length is None or len(value) == length)
@@ -369,9 +369,9 @@ class Fields:
             raise self.fail(self.where(key), f"a list of {length if length is not None else 'items'}", value)
         return value
 
-    def ints(self, key: str, length: int | None = None, lo: int | None = None, hi: int | None = None) -> list[int]:
+    def integers(self, key: str, length: int | None = None, lo: int | None = None, hi: int | None = None) -> list[int]:
         """List-of-integers field ``key``, each in ``lo..hi``."""
-        items = self.list(key, length=length)
+        items = self.array(key, length=length)
         return [self.check_int(v, f"{self.where(key)}[{i}]", lo, hi) for i, v in enumerate(items)]
 
 

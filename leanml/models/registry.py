@@ -25,10 +25,13 @@ import importlib
 import json
 import math
 import re
+import types
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
+import torch
 from torch import nn
 
 from leanml.config import Config
@@ -68,19 +71,40 @@ class ModelSpec:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
-        """Inverse of :meth:`to_dict`; malformed data is a :class:`LeanmlError`."""
-        if not isinstance(data, dict) or "name" not in data or not isinstance(data.get("config"), dict):
-            raise LeanmlError(f"malformed model spec: {str(data)[:200]}", "re-create the checkpoint")
+    def from_dict(cls, data: Any, where: str = "the model spec") -> ModelSpec:
+        """Inverse of :meth:`to_dict`; malformed data is a :class:`LeanmlError` naming ``where`` and the field.
+
+        Example:
+            >>> ModelSpec.from_dict({"name": "vgg", "config": {"width": 0.5}}).config
+            {'width': 0.5}
+        """
+        hint = "re-create the checkpoint"
+        if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+            raise LeanmlError(f"malformed model spec in {where}: {str(data)[:200]}", hint)
+        name = data.get("name")
+        if not isinstance(name, str) or not name or len(name) > 300:
+            raise LeanmlError(f"malformed model spec in {where}: field model.name must be a model name, "
+                              f"got {str(name)[:80]!r}", hint)  # fmt: skip
+        check_json_safe(data["config"], f"field model.config of {where}")
         transforms = data.get("transforms", [])
-        if not isinstance(transforms, list) or not all(isinstance(t, dict) and "kind" in t for t in transforms):
-            raise LeanmlError("malformed model spec: bad 'transforms' list", "re-create the checkpoint")
-        return cls(str(data["name"]), dict(data["config"]), tuple(transforms))
+        if not isinstance(transforms, list) or len(transforms) > MAX_TRANSFORMS:
+            raise LeanmlError(f"malformed model spec in {where}: field model.transforms must be a list", hint)
+        for i, t in enumerate(transforms):
+            if not isinstance(t, dict) or not isinstance(t.get("kind"), str):
+                raise LeanmlError(f"malformed model spec in {where}: field model.transforms[{i}] must be a mapping "
+                                  "with a 'kind'", hint)  # fmt: skip
+            check_json_safe(t, f"field model.transforms[{i}] of {where}")
+        return cls(name, dict(data["config"]), tuple(transforms))
 
     def with_transform(self, step: dict[str, Any]) -> ModelSpec:
         """This spec with one more transform appended."""
         return ModelSpec(self.name, self.config, (*self.transforms, step))
 
+
+MAX_TRANSFORMS = 1024  # recorded transforms a spec may hold
+MAX_CONFIG_ITEMS = 4096  # items in any one list or mapping of a stored model config
+MAX_PARAMS = 1 << 30  # parameters (and buffers) a spec may build, checked on the meta device first
+MAX_TRACE_NUMEL = 1 << 24  # C * H * W of a transform's recorded input shape (it is traced with a real input)
 
 _REGISTRY: dict[str, ModelEntry[Any]] = {}
 Transform = Callable[[nn.Module, dict[str, Any]], None]
@@ -310,31 +334,117 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
     return model
 
 
-def build_from_spec(spec: ModelSpec) -> nn.Module:
+def _matches(value: Any, tp: Any) -> bool:
+    """Whether JSON ``value`` fits annotation ``tp`` (int, float, bool, str, None, lists, str-keyed dicts, unions);
+    annotations it does not know accept anything."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return True
+    if tp is type(None) or tp is None:
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if tp is str:
+        return isinstance(value, str)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if origin is list:
+        ok = isinstance(value, list) and len(value) <= MAX_CONFIG_ITEMS
+        return ok and (not args or all(_matches(v, args[0]) for v in value))
+    if origin is dict:
+        ok = isinstance(value, dict) and len(value) <= MAX_CONFIG_ITEMS
+        return ok and (len(args) < 2 or all(_matches(v, args[1]) for v in value.values()))
+    return True
+
+
+def check_config_types(config_cls: type[Config], config: dict[str, Any], where: str) -> None:
+    """LeanmlError unless every value of a stored ``config`` has its field's type (before anything is built).
+
+    Example:
+        >>> check_config_types(get_entry("vgg").config_cls, {"width": 0.5, "layers": [8, "M"]}, "spec")
+    """
+    hints = typing.get_type_hints(config_cls)
+    for key, value in config.items():
+        if key in hints and not _matches(value, hints[key]):
+            raise LeanmlError(f"field model.config.{key} of {where} must be {hints[key]}, got {str(value)[:60]!r}",
+                              "re-create the checkpoint")  # fmt: skip
+
+
+def spec_param_count(spec: ModelSpec) -> int:
+    """Parameters and buffers of the spec's model before its transforms, counted on the meta device (nothing is
+    allocated); a config that cannot build is a :class:`LeanmlError`.
+
+    Example:
+        >>> spec_param_count(ModelSpec("vgg", {"layers": [4]}))
+        103
+    """
+    try:
+        with torch.device("meta"):
+            model = build_model(spec.name, **spec.config)
+    except (RuntimeError, ValueError, TypeError, OverflowError, ZeroDivisionError, IndexError) as e:
+        raise LeanmlError(f"the config of model {spec.name!r} cannot build: {str(e)[:200]}",
+                          "re-create the checkpoint") from e  # fmt: skip
+    return sum(t.numel() for t in model.state_dict().values())
+
+
+def build_from_spec(spec: ModelSpec, max_params: int = MAX_PARAMS) -> nn.Module:
     """Rebuild a model from its spec (as stored in checkpoints), replaying its transforms.
+
+    A registered model's config is type-checked and the model is first built on the meta device, so a spec of more
+    than ``max_params`` values is refused before anything is allocated.
 
     Example:
         >>> build_from_spec(model_spec(build_model("vgg"))).features[0].out_channels
         32
     """
+    if not is_factory_ref(spec.name):
+        check_config_types(get_entry(spec.name).config_cls, spec.config, "the model spec")
+        count = spec_param_count(spec)
+        if count > max_params:
+            raise LeanmlError(f"the model spec describes {count} parameters, more than the {max_params} allowed",
+                              "re-create the checkpoint")  # fmt: skip
     model = build_model(spec.name, **spec.config)
     replay_transforms(model, spec.transforms)
     model.leanml_spec = spec  # type: ignore[assignment]
     return model
 
 
+def _check_step(step: dict[str, Any], i: int) -> None:
+    shape = step.get("input_shape")
+    if shape is None:
+        return
+    ok = isinstance(shape, list) and 1 <= len(shape) <= 4
+    ok = ok and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)
+    if not ok or math.prod(shape) > MAX_TRACE_NUMEL:
+        raise LeanmlError(f"field model.transforms[{i}].input_shape must be 1 to 4 positive integers of at most "
+                          f"{MAX_TRACE_NUMEL} values, got {str(shape)[:60]}", "re-create the checkpoint")  # fmt: skip
+
+
 def replay_transforms(model: nn.Module, transforms: Sequence[dict[str, Any]]) -> None:
     """Replay recorded structural transforms (e.g. ``channel_prune``) on ``model`` in place, through the registry.
+
+    A step whose fields do not fit its kind is a :class:`LeanmlError` naming the step.
 
     Example:
         >>> replay_transforms(build_model("vgg"), [])
     """
     import_providers()  # the transforms' kinds
-    for step in transforms:
-        kind = step["kind"]
-        if kind not in _TRANSFORMS:
-            raise LeanmlError(f"unknown model transform {kind!r} in the spec", f"known: {', '.join(_TRANSFORMS)}")
-        _TRANSFORMS[kind](model, step)
+    for i, step in enumerate(transforms):
+        kind = step.get("kind") if isinstance(step, dict) else None
+        if not isinstance(kind, str) or kind not in _TRANSFORMS:
+            raise LeanmlError(
+                f"unknown model transform {str(kind)[:60]!r} in the spec", f"known: {', '.join(_TRANSFORMS)}"
+            )
+        _check_step(step, i)
+        try:
+            _TRANSFORMS[kind](model, step)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as e:
+            raise LeanmlError(f"model transform {kind!r} (model.transforms[{i}]) in the spec is malformed: {e!r:.200}",
+                              "re-create the checkpoint") from e  # fmt: skip
 
 
 def model_spec(model: nn.Module) -> ModelSpec:

@@ -25,11 +25,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from leanml.artifact import load_artifact, save_artifact
+from leanml.artifact import Fields, artifact_paths, check_input_block, load_artifact, save_artifact
 from leanml.errors import LeanmlError
-from leanml.models.registry import ModelSpec, build_from_spec, model_spec
+from leanml.models.registry import ModelSpec, build_from_spec, check_json_safe, model_spec
 
 KIND = "checkpoint"
+RECREATE = "re-create the checkpoint"
+MIN_PARAM_BOUND = 1 << 24  # a spec may always build this many values...
+PRUNE_HEADROOM = 64  # ...or this many times what the file holds (its unpruned base model is built first)
 
 
 def default_input() -> dict[str, Any]:
@@ -71,13 +74,40 @@ def optimizer_tensors(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], l
     return tensors, groups
 
 
-def optimizer_state(tensors: dict[str, torch.Tensor], groups: list[dict[str, Any]]) -> dict[str, Any]:
-    """Inverse of :func:`optimizer_tensors`."""
+def optimizer_state(
+    tensors: dict[str, torch.Tensor], groups: Any, where: str | Path = "the checkpoint"
+) -> dict[str, Any]:
+    """Inverse of :func:`optimizer_tensors`; checks the groups (lists of distinct parameter indices, JSON values) and
+    that every tensor is ``optim/<index>/<key>`` for a listed index, raising a :class:`LeanmlError` naming ``where``.
+
+    Example:
+        >>> optimizer_state({"optim/0/step": torch.tensor(1.0)}, [{"params": [0], "lr": 0.1}])["state"][0]["step"]
+        tensor(1.)
+    """
+    hint = "re-create the checkpoint (or train without --resume)"
+    top = Fields({"param_groups": groups}, where, "optimizer", hint)
+    items = top.array("param_groups", max_len=1 << 16)
+    listed: set[int] = set()
+    for i, group in enumerate(items):
+        g = Fields(group, where, f"optimizer.param_groups[{i}]", hint)
+        for p in g.integers("params", lo=0, hi=1 << 40):
+            if p in listed:
+                raise g.fail(g.where("params"), "distinct parameter indices", p)
+            listed.add(p)
+        check_json_safe(group, f"field optimizer.param_groups[{i}] of {where}")
     state: dict[int, dict[str, torch.Tensor]] = {}
     for name, t in tensors.items():
-        _, idx, key = name.split("/", 2)
-        state.setdefault(int(idx), {})[key] = t
-    return {"state": dict(sorted(state.items())), "param_groups": groups}
+        parts = name.split("/", 2)
+        if (
+            len(parts) != 3
+            or parts[0] != "optim"
+            or not parts[1].isdigit()
+            or int(parts[1]) not in listed
+            or not parts[2]
+        ):
+            raise LeanmlError(f"{where}: tensor {name[:80]!r} is not optimizer state of a listed parameter", hint)
+        state.setdefault(int(parts[1]), {})[parts[2]] = t
+    return {"state": dict(sorted(state.items())), "param_groups": items}
 
 
 def save_checkpoint(
@@ -104,7 +134,8 @@ def save_checkpoint(
 
 
 def load_model_weights_(model: nn.Module, tensors: dict[str, torch.Tensor], path: str | Path) -> nn.Module:
-    """Load a checkpoint's ``model/...`` tensors into ``model`` (strict) and put it in eval mode.
+    """Load a checkpoint's ``model/...`` tensors into ``model`` (strict: the same names, shapes and dtypes) and put it
+    in eval mode.
 
     Example:
         >>> from leanml.models import build_model
@@ -113,24 +144,54 @@ def load_model_weights_(model: nn.Module, tensors: dict[str, torch.Tensor], path
         False
     """
     weights = {k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")}
+    expected = model.state_dict()
+    hint = "re-create the checkpoint"
+    for key in sorted(set(expected) ^ set(weights)):
+        what = "lacks" if key in expected else "has the unexpected tensor"
+        raise LeanmlError(f"checkpoint {path} does not fit its model spec: it {what} model/{key[:100]}", hint)
+    for key, t in weights.items():
+        want = expected[key]
+        if t.dtype != want.dtype or t.shape != want.shape:
+            raise LeanmlError(f"checkpoint {path} does not fit its model spec: model/{key} is {t.dtype} "
+                              f"{tuple(t.shape)}, the model needs {want.dtype} {tuple(want.shape)}", hint)  # fmt: skip
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as e:
         first = str(e).splitlines()[0]
-        raise LeanmlError(f"checkpoint {path} does not fit its model spec: {first}", "re-create the checkpoint") from e
+        raise LeanmlError(f"checkpoint {path} does not fit its model spec: {first}", hint) from e
     return model.eval()
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Load a checkpoint and rebuild its model; bad files raise :class:`LeanmlError`."""
+    """Load a checkpoint and rebuild its model; bad files raise :class:`LeanmlError` naming the file and the field.
+
+    Every sidecar field the loader uses is checked (the model spec, the input block, the optimizer's groups) and the
+    model is sized on the meta device before it is built, so a damaged file never allocates more than it holds.
+
+    Example:
+        >>> load_checkpoint("runs/vgg").model  # doctest: +SKIP
+    """
     tensors, meta = load_artifact(path, kind=KIND)
-    model = build_from_spec(ModelSpec.from_dict(meta.get("model", {})))
+    _, sidecar = artifact_paths(path)
+    spec = ModelSpec.from_dict(meta.get("model"), str(sidecar))
+    if "input" in meta:
+        check_input_block(meta["input"], sidecar, "re-create the checkpoint")
+    unknown = [k for k in tensors if not k.startswith(("model/", "optim/"))]
+    if unknown:
+        raise LeanmlError(f"checkpoint {path} holds the unknown tensor {unknown[0][:80]!r}", RECREATE)
+    if "optimizer" not in meta and any(k.startswith("optim/") for k in tensors):
+        raise LeanmlError(
+            f"checkpoint {path} holds optimizer tensors but no optimizer field", "re-create the checkpoint"
+        )
+    held = sum(t.numel() for k, t in tensors.items() if k.startswith("model/"))
+    model = build_from_spec(spec, max_params=max(MIN_PARAM_BOUND, PRUNE_HEADROOM * held))
     load_model_weights_(model, tensors, path)
     opt = None
     if "optimizer" in meta:
-        opt = optimizer_state(
-            {k: v for k, v in tensors.items() if k.startswith("optim/")}, meta["optimizer"]["param_groups"]
-        )
+        block = Fields(meta, sidecar, "", "re-create the checkpoint").sub("optimizer")
+        block.string("type")
+        opt = optimizer_state({k: v for k, v in tensors.items() if k.startswith("optim/")},
+                              block.get("param_groups"), sidecar)  # fmt: skip
     return Checkpoint(model, meta, opt)
 
 
