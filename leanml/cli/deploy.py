@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from leanml.cli.options import ConfigOpt, DataOpt, JsonOpt, config_from, default_of, parse_ints
+from leanml.cli.options import (
+    ConfigOpt,
+    DataOpt,
+    JsonOpt,
+    OverwriteOpt,
+    check_outputs,
+    config_from,
+    default_of,
+    parse_ints,
+)
 from leanml.deploy.engine import DeployConfig
 
 if TYPE_CHECKING:
@@ -51,6 +60,24 @@ def check_deployable(path: Path) -> None:
     if meta.get("format") == "leanml.checkpoint":
         raise LeanmlError(f"{path} is a float checkpoint, not an integer-model",
                           "quantize it first: `leanml quantize linear CHECKPOINT --out MODEL`")  # fmt: skip
+
+
+def check_runs_on(reference: IntegerModel, shape: tuple[int, int, int]) -> None:
+    """Refuse an input shape the integer model cannot run (e.g. 3 channels into a 1-channel stem), before deploying.
+
+    Example:
+        >>> check_runs_on(IntegerModel.load("runs/vgg-int8"), (1, 28, 28))  # doctest: +SKIP
+    """
+    import torch
+
+    from leanml.errors import LeanmlError
+
+    try:
+        reference(torch.zeros(1, *shape))  # (1, C, H, W)
+    except (RuntimeError, ValueError) as e:
+        raise LeanmlError(f"the integer model cannot run inputs of shape {'x'.join(map(str, shape))}: "
+                          f"{str(e).splitlines()[0]}", "pass --input-shape C,H,W matching the model's first "
+                          "layer (e.g. 1,28,28 for a one-channel model)") from e  # fmt: skip
 
 
 def verification_inputs(reference: IntegerModel, shape: tuple[int, int, int], count: int, data: Path | None
@@ -98,19 +125,18 @@ def deploy_cmd(
         str | None, typer.Option(help="tensor that ends the patch stage (default: best)")
     ] = default_of(DeployConfig, "patch_until"),
     verify_images: Annotated[int, typer.Option(help="test images to compare with the integer reference")] = 500,
-    force: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+    overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
     data: DataOpt = None,
 ) -> None:
     """Generate C (static memory plan, in-place depthwise, fused requantization), compile, verify, report."""
     from leanml.deploy.build import target_section_sizes
-    from leanml.deploy.engine import deploy, export_project, measure_c_latency, verify
+    from leanml.deploy.engine import deploy, export_project, measure_c_latency, resolve_input_shape, verify
     from leanml.errors import LeanmlError
     from leanml.quant.integer import IntegerModel
 
-    if out.exists() and not force:
-        raise LeanmlError(f"{out} already exists", "pass --force to replace it, or choose another --out")
+    check_outputs(out, overwrite=overwrite)
     shape_flag = list(parse_ints(input_shape, "input shape")) if input_shape is not None else None
     flags = {"input_shape": shape_flag, "prefix": prefix, "in_place": in_place,
              "target": target, "patch": patch, "patch_until": patch_until}  # fmt: skip
@@ -118,6 +144,7 @@ def deploy_cmd(
     target = cfg.target
     check_deployable(model)
     reference = IntegerModel.load(model)
+    check_runs_on(reference, resolve_input_shape(reference, cfg))
     dep = deploy(reference, cfg)
     shape = dep.input_shape
     summary = dep.summary()
@@ -134,7 +161,7 @@ def deploy_cmd(
     lat = measure_c_latency(dep, repeats=100, warmup=10)
     summary["latency_ms_b1"] = lat.median_ms
     summary["latency"] = lat.to_dict()
-    export_project(dep, out, force=force)
+    export_project(dep, out, force=overwrite)
     summary["project"] = str(out)
     if as_json:
         print(json.dumps(summary, indent=2))

@@ -182,6 +182,19 @@ def check_range(value: int, lo: int, hi: int, flag: str) -> None:
         raise LeanmlError(f"{flag} {value} is out of range", f"allowed: {lo}..{hi}")
 
 
+def check_finetune(epochs: int, train_subset: int | None, flag: str = "--finetune-epochs") -> None:
+    """Refuse a bad fine-tuning schedule before any work: negative epochs (``flag``), a ``--train-subset`` that is
+    not a positive count.
+
+    Example:
+        >>> check_finetune(1, 2000)
+    """
+    if epochs < 0:
+        raise LeanmlError(f"{flag} must be >= 0, got {epochs}", "pass 0 (no fine-tuning) or more")
+    if train_subset is not None and train_subset < 1:
+        raise LeanmlError(f"--train-subset must be a positive count, got {train_subset}", "e.g. --train-subset 2000")
+
+
 def _nearest_existing(path: Path) -> Path:
     p = path.absolute()
     while not p.exists() and p != p.parent:

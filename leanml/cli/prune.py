@@ -22,6 +22,7 @@ from leanml.cli.options import (
     ReportOpt,
     ThreadsOpt,
     TrainSubsetOpt,
+    check_finetune,
     check_outputs,
     check_writable,
     config_from,
@@ -172,16 +173,6 @@ def fine_cmd(
         f"after {finetune_epochs} fine-tuning epoch(s) {final_acc:.2%}; size {report.sparse_bytes / 1024:.1f} KiB "
         f"sparse vs {report.dense_bytes / 1024:.1f} KiB dense ({report.sparse_bytes / report.dense_bytes:.1%})"
     )
-
-
-def check_finetune(epochs: int, train_subset: int | None) -> None:
-    """Refuse a bad fine-tuning schedule before any work: negative epochs, a subset that is not a positive count."""
-    from leanml.errors import LeanmlError
-
-    if epochs < 0:
-        raise LeanmlError(f"--finetune-epochs must be >= 0, got {epochs}", "pass 0 (no fine-tuning) or more")
-    if train_subset is not None and train_subset < 1:
-        raise LeanmlError(f"--train-subset must be a positive count, got {train_subset}", "e.g. --train-subset 2000")
 
 
 def _parse_layer_ratios(items: list[str]) -> dict[str, float]:

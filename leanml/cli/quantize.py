@@ -13,11 +13,23 @@ from typing import Annotated, Any
 import torch
 import typer
 
-from leanml.cli.options import ConfigOpt, DataOpt, ThreadsOpt, config_from, default_of
-from leanml.progress import make_console
+from leanml.cli.options import (
+    ConfigOpt,
+    DataOpt,
+    OverwriteOpt,
+    ThreadsOpt,
+    TrainSubsetOpt,
+    check_finetune,
+    check_outputs,
+    check_range,
+    config_from,
+    default_of,
+)
+from leanml.progress import make_console, track
 from leanml.quant.kmeans import KMeansConfig
 from leanml.quant.linear import LinearQuantConfig
 from leanml.quant.mixed import MixedPrecisionConfig
+from leanml.quant.primitives import MAX_BITS, MIN_BITS
 from leanml.threads import torch_threads
 
 app = typer.Typer(
@@ -27,11 +39,13 @@ app = typer.Typer(
 EvalOpt = Annotated[int, typer.Option(help="test images to evaluate on (the integer executor is slow)")]
 
 
-def _accuracy(fn: object, images: torch.Tensor, labels: torch.Tensor, batch: int = 500) -> float:
+def _accuracy(fn: object, images: torch.Tensor, labels: torch.Tensor, what: str = "", batch: int = 500) -> float:
+    """Top-1 accuracy of ``fn`` on float ``images`` (N, C, H, W); with ``what``, progress per batch on stderr."""
     assert callable(fn)
+    starts = range(0, len(labels), batch)
     with torch.no_grad():
         hits = sum(int((fn(images[i : i + batch]).argmax(1) == labels[i : i + batch]).sum())
-                   for i in range(0, len(labels), batch))  # fmt: skip
+                   for i in track(starts, len(starts), f"evaluating {what}", enabled=bool(what)))  # fmt: skip
     return hits / max(len(labels), 1)
 
 
@@ -71,6 +85,8 @@ def linear_cmd(
     ),
     onnx: Annotated[Path | None, typer.Option(help="also export an ONNX QDQ model here")] = None,
     eval_subset: EvalOpt = 2000,
+    train_subset: TrainSubsetOpt = default_of(LinearQuantConfig, "qat_images"),
+    overwrite: OverwriteOpt = False,
     config: ConfigOpt = None,
     data: DataOpt = None,
     threads: ThreadsOpt = None,
@@ -80,9 +96,10 @@ def linear_cmd(
     from leanml.quant import quantize_linear
     from leanml.train import load_checkpoint
 
+    check_outputs(out, onnx, overwrite=overwrite)
     flags = {"observer": observer, "calibration_images": calibration_images, "qat_epochs": qat_epochs,
-             "qat_lr": qat_lr, "learn_scale": lsq}  # fmt: skip
-    cfg = config_from(context, LinearQuantConfig, config, flags, {"learn_scale": "lsq"})
+             "qat_lr": qat_lr, "learn_scale": lsq, "qat_images": train_subset}  # fmt: skip
+    cfg = config_from(context, LinearQuantConfig, config, flags, {"learn_scale": "lsq", "qat_images": "train_subset"})
     ckpt = load_checkpoint(checkpoint)
     model, block = ckpt.model, ckpt.meta.get("input")
     images = model_data(block, data)
@@ -99,7 +116,8 @@ def linear_cmd(
             export_onnx(imodel, onnx)
         test = images.test.sample(eval_subset)
         x, y = model_batch(test, block)
-        accs = (_accuracy(model, x, y), _accuracy(result.sim, x, y), _accuracy(result.integer_model, x, y))
+        accs = (_accuracy(model, x, y), _accuracy(result.sim, x, y),
+                _accuracy(result.integer_model, x, y, "the integer model"))  # fmt: skip
     make_console().print(f"saved the integer model to {out}")
     print(f"test accuracy on {len(test)} images: fp32 {accs[0]:.2%}  fake-quant {accs[1]:.2%}  integer {accs[2]:.2%}")
 
@@ -117,6 +135,8 @@ def kmeans_cmd(
     ),
     qat_lr: Annotated[float, typer.Option(help="QAT learning rate")] = default_of(LinearQuantConfig, "qat_lr"),
     eval_subset: EvalOpt = 10000,
+    train_subset: TrainSubsetOpt = None,
+    overwrite: OverwriteOpt = False,
     config: ConfigOpt = None,
     data: DataOpt = None,
     threads: ThreadsOpt = None,
@@ -127,7 +147,10 @@ def kmeans_cmd(
     from leanml.quant import kmeans_quantize_
     from leanml.train import load_checkpoint, save_checkpoint
     from leanml.train.finetune import FinetuneConfig, finetune
+    from leanml.train.loop import subset_of
 
+    check_outputs(out, f"{out}.codebooks", overwrite=overwrite)
+    check_finetune(qat_epochs, train_subset, "--qat-epochs")
     cfg = config_from(context, KMeansConfig, config, {"bits": bits})
     ckpt = load_checkpoint(checkpoint)
     model, block = ckpt.model, ckpt.meta.get("input")
@@ -138,7 +161,8 @@ def kmeans_cmd(
         quantizer = kmeans_quantize_(model, cfg)
         ptq_acc = _accuracy(model, x, y)
         if qat_epochs:
-            finetune(model, images.train, FinetuneConfig(qat_epochs, qat_lr), quantizer.qat_step_)
+            finetune(model, subset_of(images.train, train_subset), FinetuneConfig(qat_epochs, qat_lr),
+                     quantizer.qat_step_)  # fmt: skip
         model.eval()
         qat_acc = _accuracy(model, x, y)
     report = quantizer.report(model)
@@ -160,9 +184,9 @@ def mixed_cmd(
     budget_kib: Annotated[
         float | None, typer.Option(help="weight budget in KiB (default: uniform --like bits)")
     ] = None,
-    like: Annotated[int, typer.Option(help="budget = size of uniform weights at this many bits")] = default_of(
-        MixedPrecisionConfig, "like_uniform_bits"
-    ),
+    like: Annotated[
+        int, typer.Option(help=f"budget = size of uniform weights at this many bits ({MIN_BITS}..{MAX_BITS})")
+    ] = default_of(MixedPrecisionConfig, "like_uniform_bits"),
     val_images: Annotated[int, typer.Option(help="validation images for the sensitivity scan")] = default_of(
         MixedPrecisionConfig, "val_images"
     ),
@@ -170,6 +194,7 @@ def mixed_cmd(
         LinearQuantConfig, "calibration_images"
     ),
     eval_subset: EvalOpt = 2000,
+    overwrite: OverwriteOpt = False,
     config: ConfigOpt = None,
     data: DataOpt = None,
     threads: ThreadsOpt = None,
@@ -181,10 +206,14 @@ def mixed_cmd(
     from leanml.quant.mixed import mixed_precision
     from leanml.train import load_checkpoint
 
+    check_outputs(out, overwrite=overwrite)
+    check_range(like, MIN_BITS, MAX_BITS, "--like")
     budget = int(budget_kib * 1024) if budget_kib is not None else None
     flags = {"budget_bytes": budget, "like_uniform_bits": None if budget else like, "val_images": val_images}
     explicit = {"budget_bytes": "budget_kib", "like_uniform_bits": ("like", "budget_kib")}
     cfg = config_from(context, MixedPrecisionConfig, config, flags, explicit)
+    if cfg.like_uniform_bits is not None:
+        check_range(cfg.like_uniform_bits, MIN_BITS, MAX_BITS, "like_uniform_bits")
     ckpt = load_checkpoint(checkpoint)
     model, block = ckpt.model, ckpt.meta.get("input")
     images = model_data(block, data)

@@ -19,6 +19,7 @@ from torch import nn
 from leanml.config import Config, require
 from leanml.data import ImageSet, batches
 from leanml.errors import LeanmlError
+from leanml.progress import track
 from leanml.quant.integer import IntegerModel, convert
 from leanml.quant.observers import OBSERVERS
 from leanml.quant.primitives import MAX_BITS, MIN_BITS
@@ -137,8 +138,11 @@ def quantize_linear(
             "pass train=<the training ImageSet>, or set qat_epochs=0 for PTQ only",
         )
     sim = QuantSim.from_model(model, cfg.bits, cfg.weight_bits, cfg.observer, cfg.learn_scale)
+    images = calibration[: cfg.calibration_images]
+    steps = -(-images.shape[0] // cfg.batch_size)
+    stream = track(calibration_batches(images, cfg.batch_size), steps, f"calibrating ({cfg.observer})", progress)
     try:
-        sim.calibrate(calibration_batches(calibration[: cfg.calibration_images], cfg.batch_size))
+        sim.calibrate(stream)
     except RuntimeError as e:
         raise LeanmlError(
             f"{type(model).__name__} cannot run calibration data of shape {tuple(calibration.shape)}: "
