@@ -71,3 +71,52 @@ def tiny_folder(tmp_path: Path) -> Path:
     """An HF model folder holding a tiny Llama and its tokenizer."""
     pytest.importorskip("transformers")
     return save_hf_folder(tiny_llama(), tmp_path / "tiny-llama")
+
+
+GGUF_NAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+              "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+              "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm",
+              "post_attention_layernorm": "ffn_norm"}  # fmt: skip
+
+
+def write_tiny_gguf(path: Path, model: Any = None, skip: tuple[str, ...] = (), **kv: int) -> Path:
+    """The tiny Llama (default: :func:`tiny_llama`) as an F32 GGUF with the character tokenizer (gpt2-style, no
+    merges), loadable by :func:`leanml.llm.load_llm`. ``skip`` leaves out tensors by GGUF name; ``kv`` overrides
+    ``llama.<key>`` integers (e.g. ``block_count=2**31``)."""
+    import gguf
+    import numpy as np
+
+    model = tiny_llama() if model is None else model
+    c = model.config
+    ints = {"block_count": c.num_hidden_layers, "context_length": c.max_position_embeddings,
+            "embedding_length": c.hidden_size, "feed_forward_length": c.intermediate_size,
+            "attention.head_count": c.num_attention_heads, "attention.head_count_kv": c.num_key_value_heads,
+            "rope.dimension_count": c.hidden_size // c.num_attention_heads, "vocab_size": c.vocab_size} | kv  # fmt: skip
+    w = gguf.GGUFWriter(str(path), arch="llama")
+    w.add_name("tiny llama")
+    for key, value in ints.items():
+        w.add_uint32(f"llama.{key}", value) if value < 2**32 else w.add_uint64(f"llama.{key}", value)
+    w.add_float32("llama.attention.layer_norm_rms_epsilon", float(c.rms_norm_eps))
+    w.add_float32("llama.rope.freq_base", 10000.0)
+    tokens = ["<unk>", "<s>", "</s>", *CHARS] + [f"<extra_{i}>" for i in range(VOCAB - 3 - len(CHARS))]
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(tokens)
+    w.add_token_types([3, 3, 3] + [1] * len(CHARS) + [4] * (VOCAB - 3 - len(CHARS)))
+    w.add_token_scores([0.0] * VOCAB)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight"}
+    for name in model.state_dict():
+        if name.startswith("model.layers."):
+            _, _, i, rest = name.split(".", 3)
+            module = rest.rsplit(".", 1)[0]
+            names[name] = f"blk.{i}.{GGUF_NAMES[module]}.weight"
+    for name, gname in names.items():
+        if gname not in skip:
+            w.add_tensor(gname, model.state_dict()[name].detach().numpy().astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path

@@ -29,11 +29,20 @@ from pathlib import Path
 from typing import Any
 
 from leanml.errors import LeanmlError
-from leanml.llm.io.model_info import require_llm_extra
+from leanml.llm.io.model_info import LIMITS, check_llm_config, missing_names, require_llm_extra
 
 GGUF_ARCHITECTURES = ("llama",)  # llama.cpp stores Llama and Mistral models as "llama"
 GGUF_TYPES = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
 GGUF_MAGIC = b"GGUF"
+GGUF_CONFIG = {"block_count": "num_hidden_layers", "embedding_length": "hidden_size",
+               "feed_forward_length": "intermediate_size", "attention.head_count": "num_attention_heads",
+               "attention.head_count_kv": "num_key_value_heads", "rope.dimension_count": "head_dim",
+               "context_length": "max_position_embeddings", "vocab_size": "vocab_size"}  # fmt: skip
+"""GGUF keys (after ``<arch>.``) → the HF config fields they become (as transformers maps them)."""
+GGUF_LAYER = {"attn_norm": "h", "attn_q": ("q", "h"), "attn_k": ("kv", "h"), "attn_v": ("kv", "h"),
+              "attn_output": ("h", "q"), "ffn_norm": "h", "ffn_gate": ("i", "h"), "ffn_up": ("i", "h"),
+              "ffn_down": ("h", "i")}  # fmt: skip
+"""Each layer's GGUF tensors ``blk.N.<name>.weight`` and their (rows, columns) in config sizes."""
 
 
 def has_gguf_magic(path: Path) -> bool:
@@ -76,7 +85,8 @@ def supported_gguf_types() -> tuple[str, ...]:
 
 def inspect_gguf(path: str | Path) -> GGUFSummary:
     """Check a GGUF file before loading: magic, parsable header, every tensor inside the file (not truncated),
-    a supported architecture and supported tensor types. Raises :class:`LeanmlError` naming the problem.
+    a supported architecture and supported tensor types, the config's sizes in range and every weight of the model
+    present with its shape (:func:`check_gguf_model`). Raises :class:`LeanmlError` naming the problem.
 
     Example:
         >>> import tempfile
@@ -119,7 +129,79 @@ def inspect_gguf(path: str | Path) -> GGUFSummary:
     if bad:
         hint = f"supported: {', '.join(allowed)}"
         raise LeanmlError(f"unsupported GGUF tensor type(s) {', '.join(bad)} in {p}", hint)
+    check_gguf_model(reader, p, arch)
     return GGUFSummary(p, arch, _gguf_string(reader, "general.name"), types, len(reader.tensors))
+
+
+def _gguf_int(reader: Any, key: str, p: Path) -> int | None:
+    """The integer value of GGUF key ``key`` (None when absent); a string, array or float is refused."""
+    field = reader.fields.get(key)
+    if field is None:
+        return None
+    from gguf import GGUFValueType
+
+    ints = {GGUFValueType.UINT8, GGUFValueType.INT8, GGUFValueType.UINT16, GGUFValueType.INT16, GGUFValueType.UINT32,
+            GGUFValueType.INT32, GGUFValueType.UINT64, GGUFValueType.INT64}  # fmt: skip
+    if len(field.types) != 1 or field.types[0] not in ints or len(field.data) != 1:
+        raise LeanmlError(f"{p}: GGUF key {key} is not an integer", "the file is corrupt: re-download or re-convert it")
+    return int(field.parts[field.data[0]][0])
+
+
+def gguf_config(reader: Any, p: Path, arch: str = "llama") -> dict[str, Any]:
+    """The HF config sizes a GGUF header declares (as transformers reads them), each checked against
+    :data:`~leanml.llm.io.model_info.LIMITS` and named by its GGUF key when wrong.
+
+    Example:
+        >>> gguf_config(GGUFReader("SmolLM2.gguf"), Path("SmolLM2.gguf"))["num_hidden_layers"]  # doctest: +SKIP
+        30
+    """
+    cfg: dict[str, Any] = {}
+    for key, hf in GGUF_CONFIG.items():
+        value = _gguf_int(reader, f"{arch}.{key}", p)
+        if value is None:
+            continue
+        if not 1 <= value <= LIMITS[hf]:
+            raise LeanmlError(f"{p}: GGUF key {arch}.{key} = {value} is out of range 1..{LIMITS[hf]}",
+                              "the file is corrupt: re-download or re-convert it")  # fmt: skip
+        cfg[hf] = value
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    if "vocab_size" not in cfg and tokens is not None:
+        cfg["vocab_size"] = len(tokens.data)
+    cfg["tie_word_embeddings"] = all(t.name != "output.weight" for t in reader.tensors)
+    for hf in ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size"):
+        if hf not in cfg:
+            key = next(k for k, v in GGUF_CONFIG.items() if v == hf)
+            raise LeanmlError(f"{p}: GGUF key {arch}.{key} is missing", "the file is corrupt: re-download it")
+    return cfg
+
+
+def check_gguf_model(reader: Any, p: Path, arch: str = "llama") -> None:
+    """Refuse a GGUF whose tensors are not exactly the weights its header's config needs (each present, each shape
+    right): transformers would fill a missing one with random values. Extra tensors (e.g. ``rope_freqs``) pass.
+
+    Example:
+        >>> check_gguf_model(GGUFReader("SmolLM2.gguf"), Path("SmolLM2.gguf"))  # doctest: +SKIP
+    """
+    cfg = check_llm_config(gguf_config(reader, p, arch), str(p))
+    h, i, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    dims = {"h": h, "i": i, "q": cfg["num_attention_heads"] * cfg["head_dim"],
+            "kv": cfg["num_key_value_heads"] * cfg["head_dim"]}  # fmt: skip
+    want: dict[str, tuple[int, ...]] = {"token_embd.weight": (v, h), "output_norm.weight": (h,)}
+    if not cfg.get("tie_word_embeddings", True):
+        want["output.weight"] = (v, h)
+    for n in range(cfg["num_hidden_layers"]):
+        for name, shape in GGUF_LAYER.items():
+            want[f"blk.{n}.{name}.weight"] = tuple(dims[d] for d in ((shape,) if isinstance(shape, str) else shape))
+    have = {t.name: tuple(int(d) for d in reversed(list(t.shape))) for t in reader.tensors}  # GGUF lists ne: reversed
+    missing = [name for name in want if name not in have]
+    if missing:
+        layers = cfg["num_hidden_layers"]
+        raise LeanmlError(f"{p}: the GGUF lacks tensors of its {layers}-layer model: {missing_names(missing)}",
+                          "the file is incomplete: re-download or re-convert it")  # fmt: skip
+    wrong = [f"{name} is {list(have[name])}, expected {list(s)}" for name, s in want.items() if have[name] != s]
+    if wrong:
+        raise LeanmlError(f"{p}: GGUF tensors do not match its header: {'; '.join(wrong[:3])}"
+                          f"{f' ({len(wrong)} wrong)' if len(wrong) > 3 else ''}", "the file is corrupt")  # fmt: skip
 
 
 def _gguf_string(reader: Any, key: str) -> str:

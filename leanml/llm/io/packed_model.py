@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import torch
 from leanml.artifact import atomic_write
 from leanml.errors import LeanmlError
 from leanml.llm.io.model_info import LoadedLLM, require_llm_extra
-from leanml.llm.io.packed_file import MAGIC, PREFIX, VERSION, PackedFile, align
+from leanml.llm.io.packed_file import MAGIC, PREFIX, VERSION, PackedFile, align, recreate_hint
 from leanml.llm.quant.bit_packing import PackedLinear
 from leanml.llm.quant.rtn import QuantizedWeights
 
@@ -32,6 +33,10 @@ def _tokenizer_files(tokenizer: Any) -> dict[str, bytes]:
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer.save_pretrained(tmp)
         return {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
+
+
+def _raw_bytes(t: torch.Tensor) -> bytes:
+    return t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b""
 
 
 def save_packed(path: str | Path, llm: LoadedLLM, codes: QuantizedWeights, float_dtype: str = "float16") -> int:
@@ -68,13 +73,17 @@ def save_packed(path: str | Path, llm: LoadedLLM, codes: QuantizedWeights, float
     for fname, blob in _tokenizer_files(llm.tokenizer).items():
         tensors[f"tokenizer/{fname}"] = torch.frombuffer(bytearray(blob), dtype=torch.uint8)
     table: list[dict[str, Any]] = []
-    offset = 0
+    offset, crc = 0, 0
     for name, t in tensors.items():
         dtype = next(k for k, v in TORCH_DTYPES.items() if v == t.dtype)
         nbytes = t.numel() * t.element_size()
         table.append({"name": name, "dtype": dtype, "shape": list(t.shape), "offset": offset, "nbytes": nbytes})
+        crc = zlib.crc32(_raw_bytes(t), crc)
+        crc = zlib.crc32(bytes(align(offset + nbytes) - offset - nbytes), crc)  # the padding is covered too
         offset = align(offset + nbytes)
     header = {
+        "data_bytes": offset,
+        "data_crc32": crc,
         "config": model.config.to_dict(),
         "quant": codes.config.to_dict(),
         "float_dtype": float_dtype,
@@ -87,12 +96,12 @@ def save_packed(path: str | Path, llm: LoadedLLM, codes: QuantizedWeights, float
 
     def write(tmp: Path) -> None:
         with tmp.open("wb") as f:
-            f.write(PREFIX.pack(MAGIC, VERSION, 0, len(head)))
+            f.write(PREFIX.pack(MAGIC, VERSION, zlib.crc32(head), len(head)))
             f.write(head)
             f.write(b"\0" * (data_start - PREFIX.size - len(head)))
             for entry, t in zip(table, tensors.values(), strict=True):
                 f.seek(data_start + entry["offset"])
-                f.write(t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+                f.write(_raw_bytes(t))
             f.truncate(data_start + offset)
 
     atomic_write(path, write)
@@ -116,8 +125,12 @@ def load_packed(path: str | Path, dtype: torch.dtype = torch.float32) -> LoadedL
     tokenizer = packed.tokenizer()
     packed.close()
     cfg = dict(header["config"])
-    config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
-    model: Any = AutoModelForCausalLM.from_config(config, dtype=dtype).eval()  # type: ignore[no-untyped-call]
+    try:
+        config = AutoConfig.for_model(str(cfg.pop("model_type", "")), **cfg)
+        model: Any = AutoModelForCausalLM.from_config(config, dtype=dtype).eval()  # type: ignore[no-untyped-call]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:  # transformers' reactions to a bad config
+        raise LeanmlError(f"{path}: the model config is not usable: {type(e).__name__}: {e}",
+                          recreate_hint(Path(path))) from e  # fmt: skip
     for name, lin in header["linears"].items():
         linear = PackedLinear(lin["in"], lin["out"], lin["bits"], lin["group_size"], bias=lin["bias"])
         linear.qweight.copy_(tensors.pop(f"{name}.qweight"))
@@ -137,5 +150,5 @@ def load_packed(path: str | Path, dtype: torch.dtype = torch.float32) -> LoadedL
     if config.tie_word_embeddings:
         model.tie_weights()
     dtype_name = str(next(model.parameters()).dtype).removeprefix("torch.")
-    info = packed.info("leanml-packed", dtype_name, params=sum(p.numel() for p in model.parameters()))
+    info = packed.info("leanml-packed", dtype_name)
     return LoadedLLM(model, tokenizer, info, 0.0)

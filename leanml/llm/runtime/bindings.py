@@ -1,5 +1,6 @@
 """The one ctypes binding table of the LLM runtime library (``leanml/llm/runtime/csrc``): its build, the structs
-C and Python share, and every entry point's signature (kernels, thread pool, timing harnesses, the model).
+C and Python share, and every entry point's signature (kernels, thread pool, timing harnesses, the model, the
+packed-file check).
 
 The library is compiled on first use by :func:`leanml.native_build.load_library` from the ``csrc`` sources alone
 (content-hash cache, ``-O3 -march=native``: the SIMD path, AVX-512 VNNI or AVX2, is chosen at compile time; the
@@ -94,6 +95,10 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "lmq_reset": (None, [_vp]),
     "lmq_position": (_i32, [_vp]),
     "lmq_forward": (_int, [_vp, _vp, _i32, _vp, _i32, _cp, _sz]),
+    # the packed file
+    "lmq_crc32": (ctypes.c_uint32, [ctypes.c_uint32, _vp, _i64]),
+    "lmq_crc32_ref": (ctypes.c_uint32, [ctypes.c_uint32, _vp, _i64]),
+    "lmq_check_file": (_int, [_vp, _i64, _i64, _i64, _vp, _i32, ctypes.c_uint32, _i32, _cp, _sz]),
 }
 STRUCTS: tuple[tuple[str, type[ctypes.Structure]], ...] = (
     ("lmq_qmat", QMat),

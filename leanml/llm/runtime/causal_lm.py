@@ -86,7 +86,9 @@ def load_c_engine(path: str | Path, n_ctx: int | None = None, threads: int | Non
     """
     start = time.perf_counter()
     rt = CRuntime(path, n_ctx=n_ctx, threads=threads, head=head)
-    info = rt.file.info("leanml-packed-c", f"w{rt.header['quant'].get('bits', '?')}a8")
+    quant = rt.header.get("quant")
+    bits = quant.get("bits", "?") if isinstance(quant, dict) else "?"
+    info = rt.file.info("leanml-packed-c", f"w{bits}a8")
     with rt.file:
         tokenizer = rt.file.tokenizer()
     return LoadedLLM(CRuntimeLM(rt), tokenizer, info, time.perf_counter() - start)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from leanml.errors import LeanmlError
-from leanml.llm.io.packed_file import PackedFile
+from leanml.llm.io.packed_file import PackedFile, recreate_hint, verify_default
 from leanml.llm.quant.groupquant import quantize_linear_weight
 from leanml.llm.runtime import kernels as ck
 from leanml.llm.runtime.bindings import ERR_LEN, LayerDesc, ModelDesc, QMat, load_library
@@ -141,7 +141,8 @@ class CRuntime:
     and :data:`DEFAULT_CTX`), ``threads`` >= 1 (the pool is created once; default: every core), ``head`` one of
     :data:`HEADS` (``int8``: symmetric per group of 128; ``int4``: leanml's asymmetric group quantizer, group 128;
     ``float32``),
-    ``library`` a loaded build (default: the optimized one).
+    ``library`` a loaded build (default: the optimized one), ``verify`` whether C checks the data CRC (default:
+    :func:`~leanml.llm.io.packed_file.verify_default`; the table is always checked, in Python and in C).
 
     Example:
         >>> rt = CRuntime("model.lmq", n_ctx=256, threads=1)  # doctest: +SKIP
@@ -150,10 +151,10 @@ class CRuntime:
     """
 
     def __init__(self, path: str | Path, n_ctx: int | None = None, threads: int | None = None, head: str = "int8",
-                 library: ctypes.CDLL | None = None) -> None:  # fmt: skip
+                 library: ctypes.CDLL | None = None, verify: bool | None = None) -> None:  # fmt: skip
         self._model: int | None = None
         self.path = Path(path)
-        self.file = PackedFile(self.path)
+        self.file = PackedFile(self.path, verify=False)  # the header and table checked in Python; the CRC in C
         self.header = self.file.header
         cfg = self.header["config"]
         limit = int(cfg.get("max_position_embeddings") or DEFAULT_CTX)
@@ -170,6 +171,7 @@ class CRuntime:
         self.n_ctx, self.threads, self.head = n_ctx, threads, head
         self.lib = library if library is not None else load_library()
         self._keep: list[Any] = []  # every array C points into
+        self._check_in_c(verify_default() if verify is None else verify)
         with self.file:
             desc = self._describe(self.file, cfg)  # copies out of the file
         err = ctypes.create_string_buffer(ERR_LEN)
@@ -180,6 +182,19 @@ class CRuntime:
         self.vocab = int(desc.vocab)
 
     # ---------------------------------------------------------------- loading
+    def _check_in_c(self, verify: bool) -> None:
+        """The C loader's own check of the mapped file: table against the file, alignment, overlap, data CRC."""
+        header, table = self.header, self.file.table
+        spans = np.array(sorted((t["offset"], t["nbytes"]) for t in table.values()), np.int64).reshape(-1, 2)
+        raw = np.memmap(self.path, dtype=np.uint8, mode="r")
+        err = ctypes.create_string_buffer(ERR_LEN)
+        rc = self.lib.lmq_check_file(raw.ctypes.data, raw.size, self.file.data_start, header["data_bytes"],
+                                     spans.ctypes.data, len(spans), header["data_crc32"], int(verify), err,
+                                     ERR_LEN)  # fmt: skip
+        del raw
+        if rc:
+            raise LeanmlError(f"the C runtime refused {self.path}: {err.value.decode()}", recreate_hint(self.path))
+
     def _keep_f32(self, a: np.ndarray) -> tuple[int, int]:
         a = np.ascontiguousarray(a, dtype=np.float32)
         self._keep.append(a)

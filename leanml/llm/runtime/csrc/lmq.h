@@ -100,4 +100,14 @@ int lmq_simd_level(void);      /* 0 scalar, 1 AVX2, 2 AVX-512 VNNI */
 void *lmq_alloc(size_t bytes); /* 64-byte aligned (free with free); NULL when out of memory */
 const char *lmq_simd_name(void);
 
+/* ------------------------------------------------------------------ packed file (lmq_file.c) */
+/* zlib's CRC32 of n bytes continuing crc (0 to start): slice-by-8, and its bytewise reference. */
+uint32_t lmq_crc32(uint32_t crc, const uint8_t *p, int64_t n);
+uint32_t lmq_crc32_ref(uint32_t crc, const uint8_t *p, int64_t n);
+/* Check a mapped .lmq file: the data region [data_start, data_start + data_bytes) ends the file, the n tensors
+ * (spans: offset, nbytes pairs relative to the data region, sorted by offset) are 64-byte aligned, inside it and do
+ * not overlap; with verify, the region's CRC32 equals crc. 0, or -1 with a message in err. */
+int lmq_check_file(const uint8_t *file, int64_t file_bytes, int64_t data_start, int64_t data_bytes,
+                   const int64_t *spans, int32_t n, uint32_t crc, int32_t verify, char *err, size_t err_len);
+
 #endif /* LMQ_H */
