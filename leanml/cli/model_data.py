@@ -84,3 +84,41 @@ def check_shape(x: torch.Tensor, block: dict[str, Any] | None, what: str) -> Non
     if block is not None and "shape" in block and list(x.shape[1:]) != list(block["shape"]):
         raise LeanmlError(f"{what} images are {list(x.shape[1:])}, the model takes {block['shape']}",
                           "pass --data pointing at the dataset the model was trained on")  # fmt: skip
+
+
+def artifact_format(path: str | Path) -> str | None:
+    """The ``format`` field of an artifact's sidecar (``"leanml.checkpoint"``, ``"leanml.integer-model"``, ...), or
+    None when it cannot be read (the artifact's loader then reports the precise problem).
+
+    Example:
+        >>> artifact_format("/nonexistent/model") is None
+        True
+    """
+    import json
+
+    from leanml.artifact import artifact_paths
+
+    try:
+        meta = json.loads(artifact_paths(path)[1].read_text())
+    except (OSError, ValueError):
+        return None
+    found = meta.get("format") if isinstance(meta, dict) else None
+    return found if isinstance(found, str) else None
+
+
+def batch_accuracy(fn: object, images: torch.Tensor, labels: torch.Tensor, what: str = "", batch: int = 500) -> float:
+    """Top-1 accuracy of ``fn`` (a model, or an integer model called on floats) on ``images`` (N, C, H, W) with
+    ``labels`` (N,); with ``what``, progress per batch on stderr (the integer executor is slow).
+
+    Example:
+        >>> batch_accuracy(lambda x: x.flatten(1), torch.eye(2).view(2, 2, 1, 1), torch.tensor([0, 1]))
+        1.0
+    """
+    from leanml.progress import track
+
+    assert callable(fn)
+    starts = range(0, len(labels), batch)
+    with torch.no_grad():
+        hits = sum(int((fn(images[i : i + batch]).argmax(1) == labels[i : i + batch]).sum())
+                   for i in track(starts, len(starts), f"evaluating {what}", enabled=bool(what)))  # fmt: skip
+    return hits / max(len(labels), 1)

@@ -22,7 +22,9 @@ app = typer.Typer(add_completion=False)
 
 @app.command("profile")
 def profile_cmd(
-    checkpoint: Annotated[Path | None, typer.Argument(help="checkpoint to profile")] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Argument(help="checkpoint or integer model (`leanml quantize` output) to profile")
+    ] = None,
     model: Annotated[str | None, typer.Option(help="profile a fresh reference model instead")] = None,
     input_shape: Annotated[
         str | None, typer.Option(help="input shape C,H,W (default: the checkpoint's, or 1,28,28)")
@@ -34,6 +36,7 @@ def profile_cmd(
     threads: ThreadsOpt = None,
 ) -> None:
     """Per-layer table and totals: params, MACs, size per bit width, peak activation memory, latency."""
+    from leanml.cli.model_data import artifact_format
     from leanml.models import build_model
     from leanml.profile import profile_model
     from leanml.train import load_checkpoint
@@ -43,6 +46,9 @@ def profile_cmd(
             "profile needs exactly one of CHECKPOINT or --model NAME", "e.g. `leanml profile --model vgg`"
         )
     meta: dict[str, Any] = {}
+    if checkpoint is not None and artifact_format(checkpoint) == "leanml.integer-model":
+        profile_integer_model(checkpoint, input_shape, as_json)
+        return
     if checkpoint is not None:
         ckpt = load_checkpoint(checkpoint)
         net, meta = ckpt.model, ckpt.meta
@@ -64,3 +70,25 @@ def profile_cmd(
     console.print(prof.totals_table())
     if "test_acc" in meta.get("metrics", {}):
         console.print(f"test accuracy (from the checkpoint): {meta['metrics']['test_acc']:.2%}")
+
+
+def profile_integer_model(path: Path, input_shape: str | None, as_json: bool) -> None:
+    """Params, flash, MACs and peak int8 activation of the integer model at ``path``, from its deploy lowering.
+
+    Example:
+        >>> profile_integer_model(Path("runs/vgg-int8"), None, as_json=True)  # doctest: +SKIP
+    """
+    from leanml.profile.integer import profile_integer
+    from leanml.quant.integer import IntegerModel
+
+    model = IntegerModel.load(path)
+    shape = parse_ints(input_shape, "input shape") if input_shape is not None else None
+    if shape is not None and len(shape) != 3:
+        raise LeanmlError(f"bad input shape {input_shape!r} for an integer model", "give C,H,W, e.g. 1,28,28")
+    prof = profile_integer(model, (shape[0], shape[1], shape[2]) if shape is not None else None)
+    if as_json:
+        print(json.dumps(prof.to_dict(), indent=2))
+        return
+    console = make_console()
+    console.print(prof.layer_table())
+    console.print(prof.totals_table())

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import torch
 import typer
 
+from leanml.cli.model_data import batch_accuracy
 from leanml.cli.options import (
     ConfigOpt,
     DataOpt,
@@ -25,7 +25,7 @@ from leanml.cli.options import (
     config_from,
     default_of,
 )
-from leanml.progress import make_console, track
+from leanml.progress import make_console
 from leanml.quant.kmeans import KMeansConfig
 from leanml.quant.linear import LinearQuantConfig
 from leanml.quant.mixed import MixedPrecisionConfig
@@ -37,16 +37,6 @@ app = typer.Typer(
 )
 
 EvalOpt = Annotated[int, typer.Option(help="test images to evaluate on (the integer executor is slow)")]
-
-
-def _accuracy(fn: object, images: torch.Tensor, labels: torch.Tensor, what: str = "", batch: int = 500) -> float:
-    """Top-1 accuracy of ``fn`` on float ``images`` (N, C, H, W); with ``what``, progress per batch on stderr."""
-    assert callable(fn)
-    starts = range(0, len(labels), batch)
-    with torch.no_grad():
-        hits = sum(int((fn(images[i : i + batch]).argmax(1) == labels[i : i + batch]).sum())
-                   for i in track(starts, len(starts), f"evaluating {what}", enabled=bool(what)))  # fmt: skip
-    return hits / max(len(labels), 1)
 
 
 def history_of(meta: dict[str, Any], weight_bits: dict[str, int] | None = None) -> dict[str, Any] | None:
@@ -116,8 +106,8 @@ def linear_cmd(
             export_onnx(imodel, onnx)
         test = images.test.sample(eval_subset)
         x, y = model_batch(test, block)
-        accs = (_accuracy(model, x, y), _accuracy(result.sim, x, y),
-                _accuracy(result.integer_model, x, y, "the integer model"))  # fmt: skip
+        accs = (batch_accuracy(model, x, y), batch_accuracy(result.sim, x, y),
+                batch_accuracy(result.integer_model, x, y, "the integer model"))  # fmt: skip
     make_console().print(f"saved the integer model to {out}")
     print(f"test accuracy on {len(test)} images: fp32 {accs[0]:.2%}  fake-quant {accs[1]:.2%}  integer {accs[2]:.2%}")
 
@@ -157,14 +147,14 @@ def kmeans_cmd(
     images = model_data(block, data)
     x, y = model_batch(images.test.sample(eval_subset), block)
     with torch_threads(threads):
-        fp32_acc = _accuracy(model, x, y)
+        fp32_acc = batch_accuracy(model, x, y)
         quantizer = kmeans_quantize_(model, cfg)
-        ptq_acc = _accuracy(model, x, y)
+        ptq_acc = batch_accuracy(model, x, y)
         if qat_epochs:
             finetune(model, subset_of(images.train, train_subset), FinetuneConfig(qat_epochs, qat_lr),
                      quantizer.qat_step_)  # fmt: skip
         model.eval()
-        qat_acc = _accuracy(model, x, y)
+        qat_acc = batch_accuracy(model, x, y)
     report = quantizer.report(model)
     meta = {"kmeans": {"bits": cfg.bits, "qat_epochs": qat_epochs}, "metrics": {"test_acc": qat_acc}}
     save_checkpoint(out, model, meta, input=block)
@@ -227,7 +217,7 @@ def mixed_cmd(
         for label, bits in (("mixed", result.bits), (f"uniform {like}-bit", like)):
             sim = QuantSim.from_model(model, 8, bits)
             sim.calibrate(calibration_batches(calib, 128))
-            accs[label] = _accuracy(sim, x, y)
+            accs[label] = batch_accuracy(sim, x, y)
             if label == "mixed":
                 convert(sim, block, history_of(ckpt.meta, result.bits)).save(out)
     console = make_console()
@@ -235,6 +225,6 @@ def mixed_cmd(
         console.print(f"  {name:24s} {b} bits")
     print(
         f"weights {result.weight_bits_total / 8 / 1024:.1f} KiB (budget {result.budget_bits / 8 / 1024:.1f} KiB); "
-        f"test accuracy on {len(test)} images: fp32 {_accuracy(model, x, y):.2%}, "
+        f"test accuracy on {len(test)} images: fp32 {batch_accuracy(model, x, y):.2%}, "
         + ", ".join(f"{k} {v:.2%}" for k, v in accs.items())
     )
