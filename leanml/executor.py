@@ -89,7 +89,7 @@ def _local(fn: Callable[[Any], Any], tasks: Sequence[Any], cfg: ExecutorConfig, 
     pool = ProcessPoolExecutor(
         max_workers=cfg.workers,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=die_with_parent,
+        initializer=init_worker,
         initargs=(os.getpid(),),
     )
     try:
@@ -122,6 +122,16 @@ def abandon(pool: ProcessPoolExecutor, grace: float = 1.0) -> None:
         if worker.is_alive():
             worker.kill()
             worker.join(grace)
+
+
+def init_worker(parent: int) -> None:
+    """Pool initializer: die with ``parent`` (:func:`die_with_parent`) and leave Ctrl-C to it.
+
+    A terminal's Ctrl-C reaches every process of the foreground group; the parent alone handles it, cancelling
+    the tasks and terminating the workers (no traceback from each worker).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent)
 
 
 def die_with_parent(parent: int) -> None:

@@ -1,3 +1,4 @@
+import os
 import signal
 import subprocess
 import sys
@@ -64,13 +65,14 @@ def alive(pid: int) -> bool:
     return fields[0] != "Z"
 
 
-def start_parent(tmp_path: Path) -> tuple[subprocess.Popen[bytes], list[int]]:
+def start_parent(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
     """A parent process running 4 sleeping tasks on 2 local workers, and its workers' PIDs once both started."""
     script = tmp_path / "parent.py"
     script.write_text(PARENT)
     pids = tmp_path / "pids"
     pids.mkdir()
-    parent = subprocess.Popen([sys.executable, str(script), str(pids)])
+    parent = subprocess.Popen([sys.executable, str(script), str(pids)], stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 120
     while len(list(pids.iterdir())) < 2:
         assert parent.poll() is None, "the parent exited early"
@@ -98,8 +100,10 @@ def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_ctrl_c_stops_the_pool_promptly(tmp_path: Path) -> None:
     parent, workers = start_parent(tmp_path)
-    parent.send_signal(signal.SIGINT)  # the parent only: the sleeping workers do not see it
-    assert parent.wait(timeout=15) != 0  # not after the 2 x 60 s the queued tasks would take
+    os.killpg(parent.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the parent and its workers
+    _, err = parent.communicate(timeout=15)  # not after the 2 x 60 s the queued tasks would take
+    assert parent.returncode != 0 and err.rstrip().endswith("KeyboardInterrupt"), err
+    assert "SpawnProcess" not in err  # the workers left Ctrl-C to the parent
     assert wait_gone(workers, 5.0) == []
 
 
