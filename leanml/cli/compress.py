@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from leanml.cli.options import JsonOpt, ProgressOpt, ThreadsOpt
+from leanml.cli.options import JsonOpt, ProgressOpt, ThreadsOpt, check_writable
 from leanml.errors import LeanmlError
 
 app = typer.Typer(add_completion=False)
@@ -71,7 +71,13 @@ def compress_cmd(
         str | None, typer.Option(help="fashion-mnist | imagefolder:DIR | npz:FILE (default: fashion-mnist)")
     ] = None,
     resolution: Annotated[int | None, typer.Option(help="resize images to this size (square)")] = None,
-    out: Annotated[Path, typer.Option(help="run directory (re-running resumes it)")] = Path("runs/compress"),
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="run folder; re-running with the same --out resumes it (finished stages are reused, a "
+            "changed setting re-runs only the stages it affects); choose a new --out to start over"
+        ),
+    ] = Path("runs/compress"),
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="override a recipe field, e.g. train.epochs=1")
     ] = None,
@@ -85,6 +91,7 @@ def compress_cmd(
     from leanml.compress.summary import print_run
     from leanml.data import ImageData, load_input_data
 
+    check_writable(out)
     rec = load_recipe(recipe)
     overrides = nest(parse_assignments(set_ or [], "--set"))
     if threads is not None:

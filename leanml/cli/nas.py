@@ -20,9 +20,12 @@ from leanml.cli.options import (
     ConfigOpt,
     DataOpt,
     JsonOpt,
+    OverwriteOpt,
     ProgressOpt,
     ReportOpt,
     ThreadsOpt,
+    check_outputs,
+    check_writable,
     config_from,
     default_of,
     given,
@@ -71,6 +74,7 @@ def train_cmd(
 
     if config is not None and given(context, "schedule"):
         raise LeanmlError("--schedule and --config both say how to train", "pass one of them")
+    check_writable(out, report)
     flags: dict[str, object] = {"seed": seed}
     if space is not None:
         flags["space"] = SpaceConfig.load(space).to_dict()
@@ -124,6 +128,7 @@ def sample_cmd(
     flags = {"count": count, "val_images": val_images, "calib_images": calib_images, "seed": seed, "backend": backend,
              "workers": workers, "address": address}  # fmt: skip
     cfg = config_from(context, SampleConfig, config, flags)
+    check_writable(out)
     images = nas_data(data)
     samples = sample_architectures(supernet, cfg, out, images.train, images.val, resume=resume, progress=progress)
     accs = [r["val_acc"] for r in samples.records]
@@ -142,6 +147,7 @@ def predictor_cmd(
         PredictorConfig, "holdout"
     ),
     seed: Annotated[int, typer.Option(help="split and init seed")] = default_of(PredictorConfig, "seed"),
+    overwrite: OverwriteOpt = False,
     report: ReportOpt = None,
     config: ConfigOpt = None,
     progress: ProgressOpt = True,
@@ -152,6 +158,8 @@ def predictor_cmd(
     from leanml.nas.sample import SampleSet
     from leanml.report import Report
 
+    check_outputs(out, overwrite=overwrite)
+    check_writable(report)
     data = SampleSet.load(samples)
     flags = {"hidden": hidden, "layers": layers, "epochs": epochs, "holdout": holdout, "seed": seed}
     cfg = config_from(context, PredictorConfig, config, flags)
@@ -208,6 +216,7 @@ def search_cmd(
     from leanml.nas.search import format_resource, search
     from leanml.report import Report
 
+    check_writable(out, report, latency_table)
     sram = max_sram_kb * 1024 if max_sram_kb is not None else None
     asked = {"macs": max_macs, "params": max_params, "peak_sram": sram, "latency_ms": max_latency_ms}
     flags = {"method": method, "limits": {k: v for k, v in asked.items() if v is not None}, "population": population,
@@ -247,6 +256,7 @@ def export_cmd(
     calib_images: Annotated[int, typer.Option(help="BN recalibration images")] = default_of(
         ExportConfig, "calib_images"
     ),
+    overwrite: OverwriteOpt = False,
     config: ConfigOpt = None,
     data: DataOpt = None,
     threads: ThreadsOpt = None,
@@ -258,6 +268,7 @@ def export_cmd(
 
     if (search_result is None) == (arch is None):
         raise LeanmlError("export needs exactly one of --search SEARCH or --arch ARCH.json", "pass one of them")
+    check_outputs(out, overwrite=overwrite)
     space = None
     if arch is not None:
         if not arch.is_file():

@@ -104,7 +104,7 @@ def test_quantize_linear_and_kmeans(tmp_path, fake_data):
     assert dep.returncode == 0, dep.stderr
     assert "bit-exact" in dep.stdout and "peak SRAM" in dep.stdout and (tmp_path / "c" / "Makefile").exists()
     again = leanml("deploy", str(tmp_path / "int8"), "--out", str(tmp_path / "c"), env=cache)
-    assert_clean_error(again, "already exists", "--force")
+    assert_clean_error(again, "already exists", "--overwrite")
     not_int = leanml("deploy", str(ckpt), "--out", str(tmp_path / "c2"), env=cache)
     assert_clean_error(not_int, "integer-model")
 
