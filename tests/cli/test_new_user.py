@@ -51,7 +51,7 @@ def test_output_checks(tmp_path: Path) -> None:
         check_writable(tmp_path / "file" / "out")
     check_outputs(tmp_path / "new" / "deeper" / "model", None, overwrite=False)  # missing parents are fine
     (tmp_path / "m.safetensors").write_text("x")
-    with pytest.raises(LeanmlError, match="m.safetensors already exists.*--overwrite"):
+    with pytest.raises(LeanmlError, match=r"m\.safetensors already exists.*--overwrite"):
         check_outputs(tmp_path / "m", overwrite=False)
     check_outputs(tmp_path / "m", overwrite=True)
     assert not list(tmp_path.glob(".leanml-probe-*"))
