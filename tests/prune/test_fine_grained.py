@@ -108,3 +108,15 @@ def test_distilled_finetune_keeps_masks_and_learns(fake_data):
     finetune(student, train_set, cfg, after_step=masks.apply_, progress=False, teacher=teacher)
     assert abs(masks.report(student).sparsity - 0.8) < 1e-3
     assert evaluate(student, load_split("test", fake_data))[1] > max(0.8, pruned_acc + 0.3)
+
+
+def test_nm_leaves_layers_whose_input_is_not_a_multiple_of_m_dense():
+    model = build_model("vgg", layers=[8, "M", 16, "M"])
+    stem = model.features[0].weight.detach().clone()  # 1 channel, 3x3: input size 9
+    masks = prune_fine_grained_(model, FineGrainedConfig(pattern="n:m"))
+    assert masks.skipped == ["features.0"] and "features.0" not in masks.masks
+    assert torch.equal(model.features[0].weight, stem)
+    assert masks.report(model).layers[0].sparsity == 0.5
+    with pytest.raises(LeanmlError, match=r"no selected layer.*multiple of M=4: features\.0"):
+        cfg = FineGrainedConfig(pattern="n:m", exclude=["classifier"])
+        prune_fine_grained_(build_model("vgg", layers=[8, "M"]), cfg)
