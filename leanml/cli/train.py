@@ -13,7 +13,15 @@ from typing import Annotated
 
 import typer
 
-from leanml.cli.options import ConfigOpt, ThreadsOpt, config_from, default_of
+from leanml.cli.options import (
+    ConfigOpt,
+    OverwriteOpt,
+    ThreadsOpt,
+    TrainSubsetOpt,
+    check_writable,
+    config_from,
+    default_of,
+)
 from leanml.progress import make_console
 from leanml.train.config import TrainConfig
 
@@ -41,9 +49,7 @@ def train_cmd(
     batch_size: Annotated[int, typer.Option(help="batch size")] = default_of(TrainConfig, "batch_size"),
     seed: Annotated[int, typer.Option(help="random seed")] = default_of(TrainConfig, "seed"),
     teacher: Annotated[Path | None, typer.Option(help="teacher checkpoint for knowledge distillation")] = None,
-    train_subset: Annotated[int | None, typer.Option(help="train on this many images only")] = default_of(
-        TrainConfig, "train_subset"
-    ),
+    train_subset: TrainSubsetOpt = default_of(TrainConfig, "train_subset"),
     val_subset: Annotated[int | None, typer.Option(help="validate on this many images only")] = default_of(
         TrainConfig, "val_subset"
     ),
@@ -52,7 +58,7 @@ def train_cmd(
     ),
     config: ConfigOpt = None,
     resume: Annotated[bool, typer.Option(help="continue an interrupted run at --out")] = False,
-    overwrite: Annotated[bool, typer.Option(help="replace an existing checkpoint at --out")] = False,
+    overwrite: OverwriteOpt = False,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
     data: DataSpecOpt = None,
     resolution: Annotated[int | None, typer.Option(help="resize images to N x N (default: as stored)")] = default_of(
@@ -70,6 +76,7 @@ def train_cmd(
              "train_subset": train_subset, "val_subset": val_subset, "test_subset": test_subset}  # fmt: skip
     cfg = config_from(ctx, TrainConfig, config, flags)
     target = out or Path("runs") / cfg.model.replace(":", "_")
+    check_writable(target)  # before any epoch; train() refuses an existing run unless --resume or --overwrite
     result = train(cfg, target, data_root=root, resume=resume, overwrite=overwrite, threads=threads, progress=progress)
     m = result.metrics
     make_console().print(f"saved {result.checkpoint}")
