@@ -49,7 +49,9 @@ VERBS: Final[dict[str, Verb]] = {
         "leanml.cli.train",
         "Train a model on image data (Fashion-MNIST by default); checkpoint every epoch (resumable).",
     ),
-    "eval": Verb("leanml.cli.eval", "Accuracy of a checkpoint on a split of its own dataset (or of --data)."),
+    "eval": Verb(
+        "leanml.cli.eval", "Accuracy of a checkpoint or integer model on a split of its own dataset (or of --data)."
+    ),
     "profile": Verb(
         "leanml.cli.profile",
         "Per-layer table and totals: params, MACs, size per bit width, peak activation memory, latency.",
@@ -63,7 +65,8 @@ VERBS: Final[dict[str, Verb]] = {
     ),
     "llm": Verb(
         "leanml.cli.llm",
-        "LLMs (Llama family): RTN/AWQ quantization, perplexity, generation with a KV cache, chat, speed (C runtime).",
+        "LLMs (Llama family): RTN/AWQ quantization, perplexity, generation with a KV cache, chat, bench (C runtime "
+        "speed).",
     ),
     "nas": Verb(
         "leanml.cli.nas", "Neural architecture search: supernet, accuracy predictor, constrained search, export."

@@ -90,10 +90,18 @@ def test_resume_command(argv: list[str], expected: str | None) -> None:
 
 
 INTERRUPT = """
-import os, signal, sys, threading
+import os, signal, sys, threading, time
+from pathlib import Path
 from leanml.cli import main
 
-threading.Timer(float(sys.argv[1]), os.kill, (os.getpid(), signal.SIGINT)).start()
+
+def interrupt_once_training(out: Path) -> None:  # after the first checkpoint: torch is imported, the run resumable
+    while not any(out.parent.glob(out.name + ".*")):
+        time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+threading.Thread(target=interrupt_once_training, args=(Path(sys.argv[1]),), daemon=True).start()
 main(sys.argv[2:])
 """
 
@@ -104,7 +112,7 @@ def test_ctrl_c_says_how_to_resume(tmp_path: Path) -> None:
     out = tmp_path / "run"
     argv = ["train", "--model", "vgg", "--data", f"npz:{tmp_path / 'd.npz'}", "--epochs", "10000", "--out", str(out),
             "--no-progress"]  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", INTERRUPT, "2", *argv], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "COLUMNS": "1000"})  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", INTERRUPT, str(out), *argv], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "COLUMNS": "1000"})  # fmt: skip
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.splitlines()[-1] == f"interrupted; resume with: leanml {shlex.join(argv)} --resume"
