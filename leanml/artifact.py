@@ -384,7 +384,7 @@ def check_input_block(
     """Validate an ``input`` block ({"shape": [C, H, W], "mean", "std", "dataset", "classes", ...}); returns a copy.
 
     ``shape`` (when present) must be three positive integers with a bounded product; ``mean``/``std`` (when present)
-    lists of finite numbers (std > 0); the other fields are descriptive.
+    numbers or lists of finite numbers (std > 0); the other fields are descriptive.
 
     Example:
         >>> check_input_block({"shape": [1, 24, 24], "dataset": "fashion-mnist"})["shape"]
@@ -404,9 +404,9 @@ def check_input_block(
         out["shape"] = [int(d) for d in shape]
     for key in ("mean", "std"):
         if key in block:
-            values = block[key]
-            if not isinstance(values, list) or not 1 <= len(values) <= 1 << 16:
-                raise fields.fail(fields.where(key), "a list of per-channel numbers", values)
+            values = block[key] if isinstance(block[key], list) else [block[key]]
+            if not 1 <= len(values) <= 1 << 16:
+                raise fields.fail(fields.where(key), "a number or a list of per-channel numbers", block[key])
             for i, v in enumerate(values):
                 fields.check_float(v, f"input.{key}[{i}]", positive=key == "std")
     return out

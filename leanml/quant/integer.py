@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -34,11 +35,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from leanml.artifact import load_artifact, save_artifact
+from leanml.artifact import Fields, artifact_paths, load_artifact, save_artifact
+from leanml.artifact import check_input_block as check_input_block
 from leanml.errors import LeanmlError
+from leanml.llm.quant.bit_packing import pack_codes, row_bytes, unpack_codes
 from leanml.quant.fake_quant import FakeQuantize, weight_scales
 from leanml.quant.integer_ops import (
-    ADD_LEFT_SHIFT,
+    ACT_KINDS,
     OP_TYPES,
     IntegerOp,
     QAdd,
@@ -49,8 +52,14 @@ from leanml.quant.integer_ops import (
     QLinear,
     QMaxPool,
     QuantizeInput,
+    Shape,
     TensorQ,
+    act_kind,
+    add_constants,
     check_accumulator_bound,
+    check_ops,
+    infer_shape,
+    requant_constants,
     run_op,
 )
 from leanml.quant.plan import Step
@@ -58,7 +67,6 @@ from leanml.quant.primitives import (
     TINY_SCALE,
     activation_range,
     quantize_bias,
-    quantize_multiplier,
     round_half_away,
 )
 from leanml.quant.sim import QuantSim
@@ -136,81 +144,209 @@ class IntegerModel:
         return self.dequantize_output(self.run_int8(self.quantize_input(x)))
 
     def save(self, path: str | Path) -> None:
-        """Atomically save as safetensors (op arrays) + JSON (op fields)."""
+        """Atomically save as safetensors (op arrays at their integer widths) + JSON (op fields, format version 2).
+
+        Weights are int8, or packed ``b``-bit codes when every value fits ``b`` < 8 bits (mixed precision); biases
+        and multipliers int32, shifts int8, weight scales float32. Each op also records its fused activation and,
+        when the model knows its input shape, its output shape, so loading can check the whole graph.
+
+        Example:
+            >>> imodel.save("runs/model-int8")  # doctest: +SKIP
+        """
         tensors: dict[str, torch.Tensor] = {}
         ops_meta: list[dict[str, Any]] = []
+        acts, shapes = _acts_and_shapes(self.ops, self.input_shape)
         for i, op in enumerate(self.ops):
             fields: dict[str, Any] = {}
             for f in dataclasses.fields(op):
                 value = getattr(op, f.name)
                 if isinstance(value, np.ndarray):
-                    tensors[f"ops.{i}.{f.name}"] = torch.from_numpy(np.ascontiguousarray(value))
-                    fields[f.name] = {"array": f"ops.{i}.{f.name}", "dtype": str(value.dtype)}
+                    name = f"ops.{i}.{f.name}"
+                    fields[f.name] = {"array": name}
+                    if f.name == "weight":
+                        bits, tensors[name] = _pack_weight(value)
+                        fields[f.name].update(shape=list(value.shape), bits=bits)
+                    else:
+                        tensors[name] = torch.from_numpy(np.ascontiguousarray(value, dtype=ARRAY_DTYPES[f.name]))
                 elif isinstance(value, TensorQ):
                     fields[f.name] = {"scale": value.scale, "zero_point": value.zero_point}
                 else:
                     fields[f.name] = list(value) if isinstance(value, tuple) else value
-            ops_meta.append({"type": type(op).__name__, "fields": fields})
+            entry: dict[str, Any] = {"type": type(op).__name__, "fields": fields, "act": acts[i]}
+            shape = shapes[i]
+            if shape is not None:
+                entry["shape"] = list(shape)
+            ops_meta.append(entry)
         meta: dict[str, Any] = {"ops": ops_meta, "output": self.output, "output_q": dataclasses.asdict(self.output_q)}
         if self.input is not None:
             meta["input"] = self.input
         if self.history is not None:
             meta["history"] = self.history
-        save_artifact(path, tensors, meta, kind=KIND)
+        save_artifact(path, tensors, meta, kind=KIND, version=VERSION)
 
     @classmethod
     def load(cls, path: str | Path) -> IntegerModel:
-        """Load a saved integer model; malformed files raise :class:`LeanmlError`."""
-        tensors, meta = load_artifact(path, kind=KIND)
-        try:
-            ops = [_op_from_meta(entry, tensors) for entry in meta["ops"]]
-            history = meta.get("history")
-            if history is not None and not isinstance(history, dict):
-                raise ValueError(f"history must be a mapping, got {type(history).__name__}")
-            return cls(ops, str(meta["output"]), TensorQ(**meta["output_q"]), meta.get("input"), history)
-        except (KeyError, TypeError, ValueError) as e:
-            raise LeanmlError(f"malformed integer model {path}: {e!r}", "re-create it with `leanml quantize`") from e
+        """Load a saved integer model, checking every field, array and the op graph before anything runs; a
+        malformed or old file raises :class:`LeanmlError` naming the file and the field.
+
+        Example:
+            >>> IntegerModel.load("runs/model-int8")  # doctest: +SKIP
+        """
+        tensors, meta = load_artifact(path, kind=KIND, version=VERSION, recreate=RECREATE)
+        _, sidecar = artifact_paths(path)
+        doc = Fields(meta, sidecar, "", RECREATE)
+        history = doc.get("history", None)
+        if history is not None and not isinstance(history, dict):
+            raise doc.fail("history", "a mapping", history)
+        block = check_input_block(meta["input"], sidecar, RECREATE) if "input" in meta else None
+        entries = doc.array("ops", max_len=MAX_OPS)
+        if not entries:
+            raise doc.fail("ops", "a non-empty list of ops", entries)
+        used: set[str] = set()
+        ops: list[IntegerOp] = []
+        acts: list[str | None] = []
+        shapes: list[Shape | None] = []
+        for i, entry in enumerate(entries):
+            op, act, shape = _op_from_meta(Fields(entry, sidecar, f"ops[{i}]", RECREATE), tensors, used)
+            ops.append(op)
+            acts.append(act)
+            shapes.append(shape)
+        unused = sorted(set(tensors) - used)
+        if unused:
+            raise LeanmlError(f"{sidecar}: the weights hold the unknown tensor {unused[0][:80]!r}", RECREATE)
+        output, output_q = doc.string("output"), _q_from(doc.sub("output_q"))
+        in_shape = tuple(block["shape"]) if block is not None and "shape" in block else None
+        check_ops(ops, output, output_q, in_shape, acts, shapes if in_shape is not None else None, str(sidecar))
+        return cls(ops, output, output_q, block, history)
 
 
-def check_input_block(block: Any) -> dict[str, Any]:
-    """Validate an ``input`` block ({"shape": [C, H, W], "mean", "std", "dataset", "classes", ...}); returns a copy.
-
-    Only ``shape`` is checked strictly (three positive integers, when present); the other fields are descriptive.
-
-    Example:
-        >>> check_input_block({"shape": [1, 24, 24], "dataset": "fashion-mnist"})["shape"]
-        [1, 24, 24]
-    """
-    if not isinstance(block, dict):
-        raise LeanmlError(f"the input block must be a mapping, got {type(block).__name__}",
-                          "store {'shape': [C, H, W], 'mean': [...], 'std': [...], ...}")  # fmt: skip
-    out = dict(block)
-    if "shape" in out:
-        shape = out["shape"]
-        ok = isinstance(shape, (list, tuple)) and len(shape) == 3
-        if not ok or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
-            raise LeanmlError(f"the input block's shape must be three positive integers (C, H, W), got {shape!r}",
-                              "re-create the model from its checkpoint")  # fmt: skip
-        out["shape"] = [int(d) for d in shape]
-    return out
+VERSION = 2  # integer-model format: 2 stores int8 / packed weights, int32 biases and multipliers, int8 shifts
+RECREATE = "re-create it with `leanml quantize linear CHECKPOINT --out PATH` (or `leanml quantize mixed`)"
+MAX_OPS = 1 << 14
+ARRAY_DTYPES = {"bias": np.int32, "weight_scale": np.float32, "multiplier": np.int32, "shift": np.int8}
+STORED_DTYPES = {"bias": torch.int32, "weight_scale": torch.float32, "multiplier": torch.int32, "shift": torch.int8}
 
 
-def _op_from_meta(entry: dict[str, Any], tensors: dict[str, torch.Tensor]) -> IntegerOp:
-    op_type = OP_TYPES.get(entry["type"])
-    if op_type is None:
-        raise ValueError(f"unknown op type {entry['type']!r}")
-    kwargs: dict[str, Any] = {}
-    for name, value in entry["fields"].items():
-        if isinstance(value, dict) and "array" in value:
-            kwargs[name] = tensors[value["array"]].numpy().astype(value["dtype"])
-        elif isinstance(value, dict) and "scale" in value:
-            kwargs[name] = TensorQ(float(value["scale"]), int(value["zero_point"]))
-        elif isinstance(value, list):
-            kwargs[name] = tuple(value)
+def _weight_bits(w: np.ndarray) -> int:
+    """Fewest bits (2..8) whose symmetric range [-(2^(b-1) - 1), 2^(b-1) - 1] holds every weight."""
+    top = int(np.abs(w).max(initial=0))
+    return max(2, min(8, top.bit_length() + 1))
+
+
+def _pack_weight(w: np.ndarray) -> tuple[int, torch.Tensor]:
+    """(bits, stored tensor): int8 at 8 bits, else (C_out, row_bytes) uint8 codes ``w + 2^(b-1)`` packed."""
+    if int(np.abs(w).max(initial=0)) > 127:
+        raise LeanmlError("integer weights exceed int8", "quantize the weights to at most 8 bits")
+    bits = _weight_bits(w)
+    if bits == 8:
+        return bits, torch.from_numpy(np.ascontiguousarray(w, dtype=np.int8))
+    codes = torch.from_numpy((w.reshape(w.shape[0], -1) + (1 << (bits - 1))).astype(np.uint8))
+    return bits, pack_codes(codes, bits)
+
+
+def _unpack_weight(t: torch.Tensor, bits: int, shape: tuple[int, ...], f: Fields) -> np.ndarray:
+    """Inverse of :func:`_pack_weight`, checking the stored dtype and shape and the value range."""
+    out_c, per_row = shape[0], math.prod(shape[1:])
+    if bits == 8:
+        if t.dtype != torch.int8 or tuple(t.shape) != shape:
+            raise f.fail(f.where("array"), f"int8 weights of shape {list(shape)}", f"{t.dtype} {list(t.shape)}")
+        w = t.numpy().astype(np.int64)
+    else:
+        want = (out_c, row_bytes(per_row, bits))
+        if t.dtype != torch.uint8 or tuple(t.shape) != want:
+            raise f.fail(f.where("array"), f"uint8 packed codes of shape {list(want)}", f"{t.dtype} {list(t.shape)}")
+        w = unpack_codes(t, bits, per_row).numpy().astype(np.int64).reshape(shape) - (1 << (bits - 1))
+    if w.size and int(np.abs(w).max()) > (1 << (bits - 1)) - 1:
+        raise f.fail(f.where("array"), f"symmetric {bits}-bit weights", f"a value {int(np.abs(w).max())}")
+    return w
+
+
+def _acts_and_shapes(ops: list[IntegerOp], input_shape: Shape | None) -> tuple[list[str | None], list[Shape | None]]:
+    """Each op's fused activation kind (for ops with a clamp) and output shape (None without an input shape)."""
+    q: dict[str, TensorQ] = {}
+    dims: dict[str, Shape] = {}
+    acts: list[str | None] = []
+    for op in ops:
+        if isinstance(op, QuantizeInput):
+            q[op.output] = op.q
+        elif isinstance(op, QConv2d | QLinear | QAdd):
+            q[op.output] = op.out_q
         else:
-            kwargs[name] = value
-    op: IntegerOp = op_type(**kwargs)
-    return op
+            q[op.output] = q[op.input]
+        if isinstance(op, QConv2d | QLinear | QAdd | QClamp):
+            acts.append(act_kind(op.act_min, op.act_max, q[op.output]))
+        else:
+            acts.append(None)
+        if input_shape is not None:
+            dims[op.output] = tuple(input_shape) if isinstance(op, QuantizeInput) else infer_shape(op, dims)
+    return acts, [dims.get(op.output) for op in ops]
+
+
+def _q_from(f: Fields) -> TensorQ:
+    f.only({"scale", "zero_point"})
+    return TensorQ(f.number("scale", positive=True), f.integer("zero_point", -128, 127))
+
+
+def _array_from(f: Fields, key: str, tensors: dict[str, torch.Tensor], used: set[str]) -> np.ndarray:
+    """Array field ``key`` of an op: its tensor (used once), stored dtype and shape checked, as the in-memory type."""
+    spec = f.sub(key)
+    spec.only({"array", "shape", "bits"} if key == "weight" else {"array"})
+    name = spec.string("array")
+    if name not in tensors or name in used:
+        raise spec.fail(spec.where("array"), "the name of a tensor in the weights file used once", name)
+    used.add(name)
+    t = tensors[name]
+    if key == "weight":
+        shape = tuple(spec.integers("shape", lo=1, hi=1 << 24))
+        if len(shape) not in (2, 4) or math.prod(shape) > t.numel() * 8:
+            raise spec.fail(spec.where("shape"), "2 or 4 positive dims that the stored tensor holds", list(shape))
+        return _unpack_weight(t, spec.integer("bits", 2, 8), shape, spec)
+    if t.dtype != STORED_DTYPES[key] or t.ndim != 1:
+        raise spec.fail(spec.where("array"), f"a 1-d {STORED_DTYPES[key]} tensor", f"{t.dtype} {list(t.shape)}")
+    a = t.numpy()
+    return a.astype(np.float32) if key == "weight_scale" else a.astype(np.int64)
+
+
+def _op_from_meta(
+    entry: Fields, tensors: dict[str, torch.Tensor], used: set[str]
+) -> tuple[IntegerOp, str | None, Shape | None]:
+    """One op from its sidecar entry, every field type- and range-checked; with its recorded activation and shape."""
+    entry.only({"type", "fields"}, {"act", "shape"})
+    op_type = OP_TYPES.get(entry.string("type"))
+    if op_type is None:
+        raise entry.fail(entry.where("type"), f"one of {', '.join(OP_TYPES)}", entry.get("type"))
+    act = entry.get("act", None)
+    if act is not None and act not in ACT_KINDS:
+        raise entry.fail(entry.where("act"), f"one of {', '.join(ACT_KINDS)} or null", act)
+    shape = tuple(entry.integers("shape", lo=1, hi=1 << 40)) if "shape" in entry.data else None
+    f = entry.sub("fields")
+    fields = dataclasses.fields(op_type)
+    f.only({x.name for x in fields if x.default is dataclasses.MISSING}, {x.name for x in fields})
+    kwargs: dict[str, Any] = {}
+    for x in fields:
+        if x.name not in f.data:
+            continue
+        kind = str(x.type)
+        if kind == "np.ndarray":
+            kwargs[x.name] = _array_from(f, x.name, tensors, used)
+        elif kind == "TensorQ":
+            kwargs[x.name] = _q_from(f.sub(x.name))
+        elif kind == "str":
+            kwargs[x.name] = f.string(x.name)
+        elif kind == "int":
+            kwargs[x.name] = f.integer(x.name, -(1 << 31), (1 << 31) - 1)
+        elif kind == "tuple[str, str]":
+            items = f.array(x.name, length=2)
+            for j, v in enumerate(items):
+                if not isinstance(v, str):
+                    raise f.fail(f"{f.where(x.name)}[{j}]", "a tensor name", v)
+            kwargs[x.name] = tuple(items)
+        elif kind == "tuple[int, int] | None" and f.data[x.name] is None:
+            kwargs[x.name] = None
+        else:
+            assert kind.startswith("tuple[int, int]"), kind
+            kwargs[x.name] = tuple(f.integers(x.name, length=2, lo=-(1 << 31), hi=(1 << 31) - 1))
+    return op_type(**kwargs), act, shape
 
 
 def _tensor_q(fq: FakeQuantize) -> TensorQ:
@@ -229,11 +365,6 @@ def _weight_int8(weight: torch.Tensor, bits: int) -> tuple[np.ndarray, np.ndarra
     scale = weight_scales(w, bits)  # (C_out,)
     q = torch.clamp(round_half_away(w / scale.reshape(-1, *([1] * (w.dim() - 1)))), -qmax, qmax)
     return q.to(torch.int64).numpy(), scale.numpy().astype(np.float32)
-
-
-def _requant_constants(in_q: TensorQ, w_scale: np.ndarray, out_q: TensorQ) -> tuple[np.ndarray, np.ndarray]:
-    pairs = [quantize_multiplier(in_q.scale * float(s) / out_q.scale) for s in w_scale]
-    return np.array([p[0] for p in pairs], dtype=np.int64), np.array([p[1] for p in pairs], dtype=np.int64)
 
 
 # plan step kind -> (step, simulator) -> the integer op
@@ -278,7 +409,7 @@ def _layer_constants(step: Step, sim: QuantSim) -> _LayerConstants:
     b = layer.bias.detach().double().numpy() if layer.bias is not None else np.zeros(w.shape[0])
     bias = np.asarray(quantize_bias(b, in_q.scale, w_scale.astype(np.float64)), dtype=np.int64)
     check_accumulator_bound(w, bias, step.name)
-    mult, shift = _requant_constants(in_q, w_scale, out_q)
+    mult, shift = requant_constants(in_q, w_scale, out_q)
     act_min, act_max = activation_range(step.act, out_q.scale, out_q.zero_point)
     return _LayerConstants(w, bias, in_q, out_q, w_scale, mult, shift, act_min, act_max)
 
@@ -302,10 +433,7 @@ def _linear_op(step: Step, sim: QuantSim) -> IntegerOp:
 def _add_op(step: Step, sim: QuantSim) -> IntegerOp:
     a_q, b_q = (_tensor_q(sim.fake_quant(t)) for t in step.inputs)
     out_q = _tensor_q(sim.fake_quant(step.output))
-    twice_max = 2.0 * max(a_q.scale, b_q.scale)
-    a_m, a_s = quantize_multiplier(a_q.scale / twice_max)
-    b_m, b_s = quantize_multiplier(b_q.scale / twice_max)
-    o_m, o_s = quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * out_q.scale))
+    a_m, a_s, b_m, b_s, o_m, o_s = add_constants(a_q, b_q, out_q)
     act_min, act_max = activation_range(step.act, out_q.scale, out_q.zero_point)
     return QAdd(step.name, (step.inputs[0], step.inputs[1]), step.output, a_q, b_q, out_q,
                 a_m, a_s, b_m, b_s, o_m, o_s, act_min, act_max)  # fmt: skip
