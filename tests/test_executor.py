@@ -111,3 +111,16 @@ def test_watch_parent_calls_back_once_orphaned() -> None:
     calls: list[int] = []
     watch_parent(-1, lambda: calls.append(1), period=0.01)  # -1 is nobody's parent: orphaned at once
     assert calls == [1]
+
+
+def fail_first(x: int) -> None:
+    if x == 0:
+        raise ValueError("task 0 failed")
+    time.sleep(60)
+
+
+def test_a_failed_task_stops_the_pool_at_once() -> None:
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="task 0 failed"):
+        run_tasks(fail_first, [0, 1, 2, 3], ExecutorConfig(backend="local", workers=2), progress=False)
+    assert time.monotonic() - start < 50  # the sleeping and queued tasks were not waited for (60 s each)
