@@ -17,7 +17,7 @@ import sys
 import types
 from typing import Any, Final
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place: pyproject reads it (setuptools dynamic, from the text: keep it a literal)
 
 EXPORTS: Final[dict[str, str]] = {
     "ChannelPruneConfig": "leanml.prune",
