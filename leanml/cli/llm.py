@@ -22,7 +22,15 @@ import typer
 
 from leanml.cli.llm_load import DtypeOpt, ModelArg, load_model_arg, load_on_engine, torch_dtype
 from leanml.cli.llm_quantize import QuantizeJob, run_quantize
-from leanml.cli.options import ConfigOpt, JsonOpt, ProgressOpt, ThreadsOpt, config_from, default_of
+from leanml.cli.options import (
+    ConfigOpt,
+    JsonOpt,
+    OverwriteOpt,
+    ProgressOpt,
+    ThreadsOpt,
+    config_from,
+    default_of,  # fmt: skip
+)
 from leanml.errors import LeanmlError
 from leanml.llm.eval.generate import GenerateConfig
 from leanml.llm.quant.config import LLMQuantConfig
@@ -33,7 +41,8 @@ if TYPE_CHECKING:
     from leanml.llm.eval.generate import GenerationResult
 
 app = typer.Typer(
-    help="LLMs (Llama family): RTN/AWQ quantization, perplexity, generation with a KV cache, chat, speed (C runtime).",
+    help="LLMs (Llama family): RTN/AWQ quantization, perplexity, generation with a KV cache, chat, bench (C runtime "
+    "speed).",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -49,7 +58,7 @@ EngineOpt = Annotated[
     str | None, typer.Option("--engine", help="c (leanml's C runtime; default for packed .lmq files) or torch")
 ]
 CtxOpt = Annotated[
-    int | None, typer.Option("--ctx", help=f"C engine: KV cache positions (default: min(model, {DEFAULT_CTX}))")
+    int | None, typer.Option("--ctx", help=f"C engine: KV cache positions >= 1 (default: min(model, {DEFAULT_CTX}))")
 ]
 CHAT_MAX_NEW_TOKENS: Final = 256
 """``leanml llm chat``'s default reply length (a chat turn runs longer than :class:`GenerateConfig`'s default)."""
@@ -91,7 +100,7 @@ def quantize_cmd(
     float_dtype: Annotated[
         str, typer.Option("--float-dtype", help="unquantized tensors: float16 or float32")
     ] = default_of(QuantizeJob, "float_dtype"),
-    force: Annotated[bool, typer.Option("--force", help="overwrite --out if it exists")] = False,
+    overwrite: OverwriteOpt = False,
     config: ConfigOpt = None,
     progress: ProgressOpt = True,
     threads: ThreadsOpt = None,
@@ -100,7 +109,8 @@ def quantize_cmd(
     flags = {"method": method, "bits": bits, "group_size": group_size, "calib_samples": calib_samples,
              "calib_seq_len": calib_seq_len, "duo_scaling": duo_scaling, "clip": clip}  # fmt: skip
     cfg = config_from(context, LLMQuantConfig, config, flags)
-    run_quantize(cfg, QuantizeJob(model, out, calib_text, search, save_search, float_dtype, force, progress, threads))
+    job = QuantizeJob(model, out, calib_text, search, save_search, float_dtype, overwrite, progress, threads)
+    run_quantize(cfg, job)
 
 
 @app.command("eval")

@@ -73,7 +73,9 @@ def load_on_engine(model: str, engine: str | None, dtype: torch.dtype, progress:
                    ctx: int | None) -> LoadedLLM:  # fmt: skip
     """MODEL on the chosen engine: ``c`` runs a packed file in leanml's C runtime (the default for packed files the C
     runtime supports; others fall back to torch, saying why), ``torch`` goes through :func:`load_model_arg`.
-    ``ctx`` KV cache positions (``None``: :data:`leanml.llm.runtime.decoder.DEFAULT_CTX`, at most the model's).
+    ``ctx`` KV cache positions (``None``: :data:`leanml.llm.runtime.decoder.DEFAULT_CTX`, at most the model's; below 1
+    is refused before anything is loaded). The parameter count printed is the float model's (embeddings included, a
+    tied head once), the same on every engine.
 
     Example:
         >>> llm = load_on_engine("model.lmq", None, torch_dtype("float32"), False, 2, None)  # doctest: +SKIP
@@ -81,6 +83,8 @@ def load_on_engine(model: str, engine: str | None, dtype: torch.dtype, progress:
     from leanml.llm.io.packed_file import is_packed_file, read_header
     from leanml.llm.runtime.decoder import unsupported
 
+    if ctx is not None and (isinstance(ctx, bool) or not isinstance(ctx, int) or ctx < 1):
+        raise LeanmlError(f"--ctx must be a positive number of KV cache positions, got {ctx!r}", "pass e.g. --ctx 512")
     packed = is_packed_file(model)
     if engine is None and packed and (why := unsupported(read_header(model)[0])):
         make_console().print(f"[dim]the C runtime cannot run {model} ({why}): using torch[/]", highlight=False)

@@ -23,9 +23,9 @@ FLOAT_DTYPES = ("float16", "float32")
 @dataclass(frozen=True)
 class QuantizeJob:
     """What ``leanml llm quantize`` reads and writes beside the :class:`LLMQuantConfig`: the MODEL argument, the
-    packed file ``out`` (replaced only with ``force``), the calibration text (``None``: the built-in calibration
-    half), an AWQ ``search`` result to reuse and where to ``save_search``, the dtype of unquantized tensors
-    (one of :data:`FLOAT_DTYPES`), progress bars and torch threads.
+    packed file ``out`` (replaced only with ``overwrite``, ``--overwrite``), the calibration text (``None``: the
+    built-in calibration half), an AWQ ``search`` result to reuse and where to ``save_search``, the dtype of
+    unquantized tensors (one of :data:`FLOAT_DTYPES`), progress bars and torch threads.
 
     Example:
         >>> QuantizeJob("smollm2", Path("m.lmq")).float_dtype
@@ -38,7 +38,7 @@ class QuantizeJob:
     search: Path | None = None
     save_search: Path | None = None
     float_dtype: str = "float16"
-    force: bool = False
+    overwrite: bool = False
     progress: bool = True
     threads: int | None = None
 
@@ -54,14 +54,14 @@ def run_quantize(cfg: LLMQuantConfig, job: QuantizeJob) -> None:
     import torch
 
     from leanml.cli.llm_load import load_model_arg
+    from leanml.cli.options import check_outputs
     from leanml.llm.eval.corpus import BUILTIN, load_text
     from leanml.llm.io.packed_model import save_packed
     from leanml.llm.quant.awq import AWQResult, calibration_blocks
     from leanml.llm.quant.quantize import quantize_llm_
     from leanml.threads import torch_threads
 
-    if job.out.exists() and not job.force:
-        raise LeanmlError(f"{job.out} exists", "pass --force to overwrite it, or choose another --out")
+    check_outputs(job.out, job.save_search, overwrite=job.overwrite)
     if job.float_dtype not in FLOAT_DTYPES:
         raise LeanmlError(f"--float-dtype must be float16 or float32, got {job.float_dtype!r}")
     awq = cfg.method == "awq"

@@ -106,6 +106,8 @@ def test_errors_exit_non_zero_in_one_line(
         (["eval", str(chat_folder), "--ctx", "1"], "context length must be an integer >= 2"),
         (["chat", str(plain_folder)], "no chat template"),
         (["eval", str(chat_folder / "nothing")], "model not found"),
+        (["generate", str(chat_folder / "nothing"), "--prompt", "Hi", "--ctx", "0"], "--ctx must be a positive"),
+        (["chat", str(chat_folder), "--ctx", "-3"], "--ctx must be a positive number of KV cache positions, got -3"),
     ]
     for argv, needle in cases:
         with pytest.raises(SystemExit) as exit_info:
@@ -123,3 +125,12 @@ def test_missing_model_is_a_clean_error_in_a_real_process(tmp_path: Path) -> Non
     assert proc.returncode == 2
     assert "model not found" in proc.stderr and "smollm2" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_help_names_every_command() -> None:
+    out = " ".join(CliRunner().invoke(app, ["llm", "--help"]).stdout.split())
+    assert "bench (C runtime speed)" in out and "speed (C runtime)" not in out
+    for command in ("quantize", "eval", "generate", "chat", "bench"):
+        assert command in out
+    quantize = CliRunner().invoke(app, ["llm", "quantize", "--help"]).stdout
+    assert "--overwrite" in quantize and "--force" not in quantize

@@ -73,3 +73,5 @@ def test_refusals(packed: Path, tmp_path: Path) -> None:
     assert "not a packed model file" in failure(r)
     r = run("generate", str(packed), "--prompt", "x" * 60, "--ctx", "32", "--no-progress")
     assert "exceeds the model's context of 32" in failure(r)
+    r = run("generate", str(tmp_path / "missing.lmq"), "--prompt", "Hi", "--ctx", "0", "--no-progress")
+    assert "--ctx must be a positive" in failure(r)  # refused before anything is loaded

@@ -55,7 +55,7 @@ def test_quantize_errors(folder: Path, tmp_path: Path, capsys: pytest.CaptureFix
     out = tmp_path / "x.lmq"
     out.write_text("taken")
     cases = [
-        (["--out", str(out), "--method", "rtn"], "exists (pass --force"),
+        (["--out", str(out), "--method", "rtn"], "already exists (pass --overwrite"),
         (["--out", str(tmp_path / "y.lmq"), "--bits", "9"], "bits must be in 2..8"),
         (["--out", str(tmp_path / "y.lmq"), "--method", "rtn", "--search", "s"], "AWQ options"),
         (["--out", str(tmp_path / "y.lmq"), "--search", str(tmp_path / "none.safetensors")], "not found"),

@@ -91,7 +91,8 @@ def write_tiny_gguf(path: Path, model: Any = None, skip: tuple[str, ...] = (), *
     ints = {"block_count": c.num_hidden_layers, "context_length": c.max_position_embeddings,
             "embedding_length": c.hidden_size, "feed_forward_length": c.intermediate_size,
             "attention.head_count": c.num_attention_heads, "attention.head_count_kv": c.num_key_value_heads,
-            "rope.dimension_count": c.hidden_size // c.num_attention_heads, "vocab_size": c.vocab_size} | kv  # fmt: skip
+            "rope.dimension_count": c.hidden_size // c.num_attention_heads, "vocab_size": c.vocab_size}  # fmt: skip
+    ints |= kv
     w = gguf.GGUFWriter(str(path), arch="llama")
     w.add_name("tiny llama")
     for key, value in ints.items():

@@ -177,7 +177,8 @@ def gguf_config(reader: Any, p: Path, arch: str = "llama") -> dict[str, Any]:
 
 def check_gguf_model(reader: Any, p: Path, arch: str = "llama") -> None:
     """Refuse a GGUF whose tensors are not exactly the weights its header's config needs (each present, each shape
-    right): transformers would fill a missing one with random values. Extra tensors (e.g. ``rope_freqs``) pass.
+    right): transformers would fill a missing one with random values. Layer tensors beyond the header's layers are
+    refused too (the header lost layers); other extra tensors (e.g. ``rope_freqs``) pass.
 
     Example:
         >>> check_gguf_model(GGUFReader("SmolLM2.gguf"), Path("SmolLM2.gguf"))  # doctest: +SKIP
@@ -198,6 +199,10 @@ def check_gguf_model(reader: Any, p: Path, arch: str = "llama") -> None:
         layers = cfg["num_hidden_layers"]
         raise LeanmlError(f"{p}: the GGUF lacks tensors of its {layers}-layer model: {missing_names(missing)}",
                           "the file is incomplete: re-download or re-convert it")  # fmt: skip
+    extra = [name for name in have if name.startswith("blk.") and name not in want]
+    if extra:
+        raise LeanmlError(f"{p}: the GGUF has layer tensors its {cfg['num_hidden_layers']}-layer header does not "
+                          f"declare: {', '.join(extra[:3])} ({len(extra)} in all)", "the file is corrupt")  # fmt: skip
     wrong = [f"{name} is {list(have[name])}, expected {list(s)}" for name, s in want.items() if have[name] != s]
     if wrong:
         raise LeanmlError(f"{p}: GGUF tensors do not match its header: {'; '.join(wrong[:3])}"

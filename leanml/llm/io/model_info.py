@@ -35,14 +35,17 @@ LIMITS: dict[str, int] = {
 }
 """Sane upper bounds of a Llama-family config's sizes (far above any released model): a file claiming more is
 refused before anything is built."""
+FLOATS: dict[str, tuple[float, float]] = {"rms_norm_eps": (0.0, 1.0), "rope_theta": (0.0, 1e12)}
+"""Float fields of a config and the open interval each must lie in (when present)."""
 REQUIRED = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "vocab_size")
 
 
 def check_llm_config(config: Any, where: str) -> dict[str, int]:
     """Validate the sizes of a Llama-family HF config (a dict) before any model is built; returns them as ints.
 
-    Every size must be an integer in 1 .. :data:`LIMITS`, the heads a multiple of the kv heads, the head dim even;
-    the error names ``where`` (the file) and the field.
+    Every size must be an integer in 1 .. :data:`LIMITS`, the heads a multiple of the kv heads, the head dim even,
+    the floats of :data:`FLOATS` in range, the flags true/false, the activation SiLU, the special token ids inside the
+    vocabulary; the error names ``where`` (the file) and the field.
 
     Example:
         >>> check_llm_config({"num_hidden_layers": 2**31, "hidden_size": 64, "num_attention_heads": 4,
@@ -71,6 +74,25 @@ def check_llm_config(config: Any, where: str) -> dict[str, int]:
     head_dim = out.setdefault("head_dim", out["hidden_size"] // heads)
     if head_dim < 2 or head_dim % 2:
         raise LeanmlError(f"{where}: head_dim {head_dim} must be even and >= 2", "the file is corrupt")
+    for key, (lo, hi) in FLOATS.items():
+        value = config.get(key)
+        ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and lo < value < hi)
+        if not ok:
+            raise LeanmlError(f"{where}: {key} = {value!r} is not a number in ({lo:g}, {hi:g})", "the file is corrupt")
+    for key in ("rope_parameters", "rope_scaling"):
+        if not isinstance(config.get(key) or {}, dict):
+            raise LeanmlError(f"{where}: {key} = {config.get(key)!r} is not an object", "the file is corrupt")
+    for key in ("tie_word_embeddings", "attention_bias", "mlp_bias"):
+        if not isinstance(config.get(key, False), bool):
+            raise LeanmlError(f"{where}: {key} = {config.get(key)!r} is not true/false", "the file is corrupt")
+    if config.get("hidden_act", "silu") != "silu":
+        raise LeanmlError(f"{where}: hidden_act = {config.get('hidden_act')!r}; Llama-family models use silu",
+                          "the file is corrupt")  # fmt: skip
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        value = config.get(key)
+        ids = value if isinstance(value, list) else [value]
+        if not all(i is None or (type(i) is int and 0 <= i < out["vocab_size"]) for i in ids):
+            raise LeanmlError(f"{where}: {key} = {value!r} is not a token id below vocab_size", "the file is corrupt")
     return out
 
 

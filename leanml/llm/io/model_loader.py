@@ -169,6 +169,15 @@ def _transformers_progress(enabled: bool) -> Iterator[None]:
             hf_logging._tqdm_active = saved
 
 
+def _strict_config_error() -> type[Exception]:
+    """huggingface_hub's error for a config field of the wrong type (transformers >= 5 validates configs with it)."""
+    try:
+        from huggingface_hub.errors import StrictDataclassError
+    except ImportError:  # older huggingface_hub: configs are not validated
+        return ValueError
+    return StrictDataclassError
+
+
 def _check_dense(model: nn.Module, source: str) -> None:
     """Every linear must be a plain float ``nn.Linear`` (what RTN, AWQ and the runtime work on)."""
     for name, module in model.named_modules():
@@ -206,6 +215,11 @@ def _check_hf_folder(path: Path) -> None:
     if missing:
         raise LeanmlError(f"{path}: the safetensors lack weights of the model: {missing_names(missing)}",
                           "the folder is incomplete: save the model again (save_pretrained)")  # fmt: skip
+    extra = [n for n in have if n.startswith("model.layers.") and n not in shapes]
+    if extra:
+        raise LeanmlError(f"{path}: the safetensors hold layer weights config.json does not declare: "
+                          f"{', '.join(extra[:3])} ({len(extra)} in all)",
+                          "config.json does not match the weights")  # fmt: skip
     wrong = [f"{n} is {list(have[n])}, expected {list(s)}" for n, s in shapes.items() if have[n] != s]
     if wrong:
         raise LeanmlError(f"{path}: safetensors shapes do not match config.json: {'; '.join(wrong[:3])}",
@@ -305,7 +319,7 @@ def load_llm(source: str | Path = "smollm2", dtype: torch.dtype = torch.float32,
     except LeanmlError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError, NotImplementedError, TypeError, IndexError,
-            AttributeError, OverflowError, UnicodeDecodeError) as e:  # fmt: skip
+            AttributeError, OverflowError, UnicodeDecodeError, _strict_config_error()) as e:  # fmt: skip
         raise LeanmlError(f"cannot load {source}: {type(e).__name__}: {e}", "check the model files") from e
     missing = sorted(loading.get("missing_keys") or [])
     if missing:  # transformers initialised these at random: never hand such a model out

@@ -128,7 +128,7 @@ def load_packed(path: str | Path, dtype: torch.dtype = torch.float32) -> LoadedL
     try:
         config = AutoConfig.for_model(str(cfg.pop("model_type", "")), **cfg)
         model: Any = AutoModelForCausalLM.from_config(config, dtype=dtype).eval()  # type: ignore[no-untyped-call]
-    except (ValueError, KeyError, TypeError, AttributeError) as e:  # transformers' reactions to a bad config
+    except Exception as e:  # transformers' (and huggingface_hub's strict dataclasses') reactions to a bad config
         raise LeanmlError(f"{path}: the model config is not usable: {type(e).__name__}: {e}",
                           recreate_hint(Path(path))) from e  # fmt: skip
     for name, lin in header["linears"].items():

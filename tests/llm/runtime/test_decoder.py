@@ -30,7 +30,7 @@ from leanml.llm.io.model_info import LLMInfo, LoadedLLM
 from leanml.llm.io.packed_file import PackedFile
 from leanml.llm.io.packed_model import load_packed, save_packed
 from leanml.llm.quant.bit_packing import PackedLinear
-from leanml.llm.runtime.bindings import ERR_LEN, LayerDesc
+from leanml.llm.runtime.bindings import ERR_LEN, LayerDesc, load_library
 from leanml.llm.runtime.causal_lm import CRuntimeLM, load_c_engine
 from leanml.llm.runtime.decoder import CRuntime, check_config, int8_matrix
 from tests.llm.conftest import char_tokenizer, tiny_llama
@@ -199,8 +199,13 @@ def test_bad_input_is_a_clear_error(tiny: Path, tmp_path: Path) -> None:
         CRuntime(tiny, head="int3")
     blob = tiny.read_bytes()
     (tmp_path / "cut.lmq").write_bytes(blob[: len(blob) - 1000])
-    with pytest.raises(LeanmlError, match="does not fit the file"):
+    with pytest.raises(LeanmlError, match="truncated or appended"):
         CRuntime(tmp_path / "cut.lmq")
+    flipped = bytearray(blob)
+    flipped[-300] ^= 0x40
+    (tmp_path / "flip.lmq").write_bytes(bytes(flipped))
+    with pytest.raises(LeanmlError, match=r"the C runtime refused .*flip\.lmq: data checksum mismatch"):
+        CRuntime(tmp_path / "flip.lmq")  # Python skips the CRC for the C engine: C checks it
     (tmp_path / "foreign.lmq").write_bytes(b"GGUF" + blob[4:])
     with pytest.raises(LeanmlError, match="bad magic"):
         CRuntime(tmp_path / "foreign.lmq")
@@ -238,3 +243,29 @@ def test_c_rechecks_every_size(tiny: Path) -> None:
             corrupt(desc)
         assert not rt.lib.lmq_create(ctypes.byref(desc), err, ERR_LEN)
         assert message in err.value.decode(), err.value.decode()
+
+
+def test_c_file_check_refuses_a_bad_table() -> None:
+    import ctypes
+    import zlib
+
+    lib = load_library()
+    data = np.zeros(64 * 5, np.uint8)
+    data[64:] = np.arange(256, dtype=np.uint8)
+    crc = zlib.crc32(data[64:].tobytes())
+    err = ctypes.create_string_buffer(256)
+
+    def check(spans: list[tuple[int, int]], start: int = 64, nbytes: int = 256, want: int = crc) -> str:
+        table = np.array(spans, np.int64).reshape(-1, 2)
+        rc = lib.lmq_check_file(data.ctypes.data, data.size, start, nbytes, table.ctypes.data, len(table), want, 1,
+                                err, 256)  # fmt: skip
+        return "" if rc == 0 else err.value.decode()
+
+    assert check([(0, 64), (64, 100), (192, 64)]) == ""
+    assert "unaligned or outside" in check([(0, 64), (72, 8)])
+    assert "unaligned or outside" in check([(192, 65)])
+    assert "unaligned or outside" in check([(-64, 8)])
+    assert "overlaps the previous one" in check([(0, 128), (64, 8)])
+    assert "does not end the" in check([(0, 64)], nbytes=128)
+    assert "does not fit" in check([(0, 64)], start=7)
+    assert "data checksum mismatch" in check([(0, 64)], want=crc ^ 1)
