@@ -166,7 +166,7 @@ def parse_json(text: bytes, where: str | Path, hint: str) -> Any:
     is a :class:`LeanmlError` naming ``where`` (checked before parsing, so no recursion limit is ever hit).
 
     Example:
-        >>> parse_json(b'{"a": 1}', "m.json", "re-create it")
+        >>> parse_json(b'{"a": 1}', "sidecar m.json", "re-create it")
         {'a': 1}
     """
     depth = json_depth(text)
@@ -175,9 +175,9 @@ def parse_json(text: bytes, where: str | Path, hint: str) -> Any:
     try:
         return json.loads(text.decode("utf-8"))
     except UnicodeDecodeError as e:
-        raise LeanmlError(f"corrupt checkpoint sidecar {where}: not UTF-8 text ({e.reason})", hint) from e
+        raise LeanmlError(f"corrupt {where}: not UTF-8 text ({e.reason})", hint) from e
     except ValueError as e:  # JSONDecodeError, or an integer too long to convert
-        raise LeanmlError(f"corrupt checkpoint sidecar {where}: {e}", hint) from e
+        raise LeanmlError(f"corrupt {where}: {e}", hint) from e
 
 
 def read_header(weights: str | Path, hint: str = "re-create the checkpoint") -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -205,7 +205,7 @@ def read_header(weights: str | Path, hint: str = "re-create the checkpoint") -> 
         if n > min(size - 8, MAX_HEADER_BYTES):
             raise bad(f"header length {n} does not fit the file ({size} bytes)")
         raw = f.read(n)
-    header = parse_json(raw, f"the header of {path}", hint)
+    header = parse_json(raw, f"safetensors header of {path}", hint)
     if not isinstance(header, dict):
         raise bad("the header is not a JSON object")
     data_len = size - 8 - n
@@ -249,7 +249,7 @@ def load_artifact(
             raise LeanmlError(f"checkpoint file not found: {p}", "check the path, or train one first")
     if sidecar.stat().st_size > MAX_SIDECAR_BYTES:
         raise LeanmlError(f"checkpoint sidecar {sidecar} is larger than {MAX_SIDECAR_BYTES >> 20} MiB", recreate)
-    meta = parse_json(sidecar.read_bytes(), sidecar, recreate)
+    meta = parse_json(sidecar.read_bytes(), f"checkpoint sidecar {sidecar}", recreate)
     if not isinstance(meta, dict) or meta.get("format") != f"leanml.{kind}":
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise LeanmlError(f"{sidecar} is not a leanml {kind} (format: {str(found)[:80]!r})", "pass a leanml checkpoint")
