@@ -173,8 +173,10 @@ def save_scan(path: str | Path, base_accuracy: float, scan: dict[str, dict[float
     """Write a scan as JSON (``{"base": accuracy, "scan": {layer: {sparsity: accuracy}}}``), what ``--scan`` reads.
 
     Example:
-        >>> save_scan("/tmp/scan.json", 0.9, {"fc": {0.5: 0.88}})
-        >>> load_scan("/tmp/scan.json")
+        >>> import tempfile
+        >>> path = f"{tempfile.mkdtemp()}/scan.json"
+        >>> save_scan(path, 0.9, {"fc": {0.5: 0.88}})
+        >>> load_scan(path)
         (0.9, {'fc': {0.5: 0.88}})
     """
     import json
