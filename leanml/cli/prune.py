@@ -58,7 +58,7 @@ def scan_cmd(
     workers: Annotated[int, typer.Option(help="worker processes (local backend)")] = default_of(
         ExecutorConfig, "workers"
     ),
-    overwrite: Annotated[bool, typer.Option(help="replace an existing scan (the report's .json)")] = False,
+    overwrite: OverwriteOpt = False,
     config: ConfigOpt = None,
     data: DataOpt = None,
 ) -> None:
