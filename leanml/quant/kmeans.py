@@ -25,14 +25,20 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from leanml.artifact import artifact_paths, check_input_block, load_artifact, save_artifact
 from leanml.config import Config, require
 from leanml.errors import LeanmlError
+from leanml.llm.quant.bit_packing import pack_codes, row_bytes, unpack_codes
+from leanml.models.registry import ModelSpec, build_from_spec, model_spec
+from leanml.train.checkpoint import load_model_weights_
 
 # config layer-type names -> module types (matched with isinstance, so subclasses count)
 LAYER_TYPES: dict[str, type[nn.Module]] = {"conv2d": nn.Conv2d, "linear": nn.Linear}
@@ -385,16 +391,29 @@ class KMeansQuantizer:
         return self.report(model).total_bits
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Codebooks as tensors (fp32 centroids, uint8 labels) and JSON-safe metadata, for ``save_artifact``."""
+        """Codebooks as tensors (fp32 centroids, labels packed to ``bits`` per weight) and JSON-safe metadata, for
+        ``save_artifact``. Labels are packed row by row (one row per output channel) with
+        :func:`leanml.llm.quant.bit_packing.pack_codes`; 1-bit codebooks pack at 2 bits, its narrowest width.
+
+        Example:
+            >>> cb = Codebook(torch.tensor([0.0, 1.0, 2.0, 3.0]), torch.tensor([[1, 0, 3, 2]]), bits=2)
+            >>> KMeansQuantizer({"fc": cb}).state()[0]["fc.labels"].tolist()  # 01 00 11 10 -> 0b10110001
+            [[177]]
+        """
         tensors: dict[str, torch.Tensor] = {}
+        layers: dict[str, Any] = {}
         for name, cb in self.codebooks.items():
             tensors[f"{name}.centroids"] = cb.centroids.detach().float().cpu()
-            tensors[f"{name}.labels"] = cb.labels.to("cpu", torch.uint8)  # bits <= 8
-        return tensors, {"kmeans": {"layers": {name: cb.bits for name, cb in self.codebooks.items()}}}
+            labels = cb.labels.to("cpu", torch.uint8)
+            rows = labels.reshape(labels.shape[0] if labels.dim() else 1, -1)
+            tensors[f"{name}.labels"] = pack_codes(rows, _pack_bits(cb.bits))
+            layers[name] = {"bits": cb.bits, "shape": list(cb.labels.shape)}
+        return tensors, {"kmeans": {"layers": layers}}
 
     @classmethod
     def from_state(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> KMeansQuantizer:
-        """Inverse of :meth:`state`; extra metadata keys (artifact format, hash) are ignored.
+        """Inverse of :meth:`state`; extra metadata keys (artifact format, hash) are ignored. A layer stored as a plain
+        bit width (the first format) holds unpacked uint8 labels. Mismatched tensors are a :class:`LeanmlError`.
 
         Example:
             >>> cb = Codebook(torch.tensor([0.0, 1.0]), torch.tensor([1, 0]), bits=1)
@@ -406,19 +425,50 @@ class KMeansQuantizer:
         require(isinstance(layers, dict), "metadata has no k-means layers", "save it with KMeansQuantizer.state()")
         assert isinstance(layers, dict)
         codebooks = {}
-        for name, bits in layers.items():
+        for name, entry in layers.items():
+            packed = isinstance(entry, dict)
+            bits = entry.get("bits") if isinstance(entry, dict) else entry
             _check_bits(bits, f"layer {name!r}")
+            assert isinstance(bits, int)
             c, lab = tensors.get(f"{name}.centroids"), tensors.get(f"{name}.labels")
             require(c is not None and lab is not None, f"k-means state lacks tensors for layer {name!r}")
             assert c is not None and lab is not None
+            if packed:
+                lab = _unpack_labels(lab, bits, entry.get("shape"), name)
             k = 1 << bits
             require(
-                c.shape == (k,) and (lab.numel() == 0 or 0 <= int(lab.min()) <= int(lab.max()) < k),
+                c.shape == (k,) and c.dtype == torch.float32 and lab.dtype == torch.uint8,
+                f"k-means codebook of layer {name!r} does not match {bits} bits",
+                "re-create the artifact",
+            )
+            require(
+                lab.numel() == 0 or int(lab.max()) < k,
                 f"k-means codebook of layer {name!r} does not match {bits} bits",
                 "re-create the artifact",
             )
             codebooks[name] = Codebook(c, lab.long(), bits)
         return cls(codebooks)
+
+
+def _pack_bits(bits: int) -> int:
+    return max(bits, 2)  # pack_codes packs 2..8 bits
+
+
+def _unpack_labels(packed: torch.Tensor, bits: int, shape: Any, name: str) -> torch.Tensor:
+    """Packed label rows → uint8 labels of ``shape``, after checking the shape against the stored tensor."""
+    ok = isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)
+    ok = ok and len(shape) <= 8 and math.prod(shape) <= 1 << 40
+    require(ok, f"k-means layer {name!r} has an invalid shape {str(shape)[:60]}", "re-create the artifact")
+    rows = shape[0] if shape else 1
+    per_row = math.prod(shape) // rows
+    want = (rows, row_bytes(per_row, _pack_bits(bits)))
+    require(
+        packed.dtype == torch.uint8 and tuple(packed.shape) == want,
+        f"k-means labels of layer {name!r} are {packed.dtype} {tuple(packed.shape)}, {shape} at {bits} bits "
+        f"need uint8 {want}",
+        "re-create the artifact",
+    )
+    return unpack_codes(packed, _pack_bits(bits), per_row).reshape(shape)
 
 
 def kmeans_quantize_(model: nn.Module, config: KMeansConfig | None = None) -> KMeansQuantizer:
@@ -444,3 +494,70 @@ def kmeans_quantize_(model: nn.Module, config: KMeansConfig | None = None) -> KM
     quantizer = KMeansQuantizer(codebooks)
     quantizer.apply_(model)
     return quantizer
+
+
+# ---------------------------------------------------------------- the k-means model artifact
+
+MODEL_KIND = "kmeans-model"
+RECREATE = "re-create it with `leanml quantize kmeans CHECKPOINT --out PATH`"
+
+
+def save_kmeans_model(
+    path: str | Path,
+    model: nn.Module,
+    quantizer: KMeansQuantizer,
+    meta: dict[str, Any] | None = None,
+    input: dict[str, Any] | None = None,
+) -> None:
+    """Save a k-means quantized registry model as codes + codebooks: each quantized weight is stored only as its
+    labels packed to ``bits`` per weight and its fp32 centroids; every other tensor in float. :func:`load_kmeans_model`
+    rebuilds the weights, so the file is about ``bits / 32`` of the float checkpoint for the quantized layers.
+
+    Example:
+        >>> import tempfile
+        >>> from leanml.models import build_model
+        >>> model = build_model("vgg", layers=[8, "M"])
+        >>> q = kmeans_quantize_(model, KMeansConfig(bits=2))
+        >>> path = tempfile.mkdtemp() + "/km"
+        >>> save_kmeans_model(path, model, q, {"note": "2-bit"})
+        >>> loaded, _, meta = load_kmeans_model(path)
+        >>> torch.equal(loaded.classifier.weight, model.classifier.weight), meta["note"]
+        (True, '2-bit')
+    """
+    quantized = _weight_keys(quantizer)
+    tensors = {f"model/{k}": v for k, v in model.state_dict().items() if k not in quantized}
+    codes, cb_meta = quantizer.state()
+    tensors.update({f"kmeans/{k}": v for k, v in codes.items()})
+    doc: dict[str, Any] = {"model": model_spec(model).to_dict(), **(meta or {}), **cb_meta}
+    if input is not None:
+        doc["input"] = input
+    save_artifact(path, tensors, doc, kind=MODEL_KIND)
+
+
+def load_kmeans_model(path: str | Path) -> tuple[nn.Module, KMeansQuantizer, dict[str, Any]]:
+    """(model in eval mode, its codebooks, the sidecar) of a :func:`save_kmeans_model` artifact; every field and
+    tensor is checked before the model is built, and problems are a :class:`LeanmlError` naming the file.
+
+    Example:
+        >>> model, quantizer, meta = load_kmeans_model("runs/vgg-km4")  # doctest: +SKIP
+    """
+    tensors, meta = load_artifact(path, kind=MODEL_KIND, recreate=RECREATE)
+    _, sidecar = artifact_paths(path)
+    spec = ModelSpec.from_dict(meta.get("model"), str(sidecar))
+    if "input" in meta:
+        check_input_block(meta["input"], sidecar, RECREATE)
+    codes = {k.removeprefix("kmeans/"): v for k, v in tensors.items() if k.startswith("kmeans/")}
+    quantizer = KMeansQuantizer.from_state(codes, meta)
+    expected = {f"{n}.{part}" for n in quantizer.codebooks for part in ("centroids", "labels")}
+    unknown = sorted(set(codes) - expected) + [k for k in tensors if not k.startswith(("model/", "kmeans/"))]
+    require(not unknown, f"{path} holds the unknown tensor {str(unknown[:1])[:80]}", RECREATE)
+    held = sum(t.numel() for t in tensors.values()) + sum(cb.numel for cb in quantizer.codebooks.values())
+    model = build_from_spec(spec, max_params=max(1 << 24, 64 * held))
+    full = {k: v for k, v in tensors.items() if k.startswith("model/")}
+    full.update({f"model/{k}": quantizer.codebooks[k.removesuffix('.weight')].reconstruct()
+                 for k in _weight_keys(quantizer)})  # fmt: skip
+    return load_model_weights_(model, full, path), quantizer, meta
+
+
+def _weight_keys(quantizer: KMeansQuantizer) -> set[str]:
+    return {f"{name}.weight" if name else "weight" for name in quantizer.codebooks}
