@@ -64,3 +64,51 @@ def test_unwritable_output_is_a_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(LeanmlError, match="cannot write"):
         atomic_write(blocker / "sub" / "out.txt", lambda tmp: tmp.write_text("y"))
+
+
+def _rewrite_weights(tmp_path, data: bytes) -> None:
+    """Replace the weights of artifact ``m`` and re-write the sidecar's hash to match (a deliberate edit)."""
+    import hashlib
+
+    weights, sidecar = artifact_paths(tmp_path / "m")
+    weights.write_bytes(data)
+    doc = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**doc, "weights_sha256": hashlib.sha256(data).hexdigest()}))
+
+
+def test_header_sizes_are_checked_before_anything_is_allocated(tmp_path):
+    import struct
+
+    save_artifact(tmp_path / "m", {"a": torch.zeros(4)}, {}, kind="demo")
+    for shape in ([2**62, 4], [2**31, 2**31], [-1]):
+        header = json.dumps({"a": {"dtype": "F32", "shape": shape, "data_offsets": [0, 16]}}).encode()
+        _rewrite_weights(tmp_path, struct.pack("<Q", len(header)) + header + bytes(16))
+        with pytest.raises(LeanmlError, match="corrupt checkpoint weights"):
+            load_artifact(tmp_path / "m", kind="demo")
+    _rewrite_weights(tmp_path, struct.pack("<Q", 2**62) + b"{}")
+    with pytest.raises(LeanmlError, match="header length"):
+        load_artifact(tmp_path / "m", kind="demo")
+
+
+def test_deep_json_and_directories_are_named_errors(tmp_path):
+    save_artifact(tmp_path / "m", {"a": torch.zeros(2)}, {}, kind="demo")
+    _, sidecar = artifact_paths(tmp_path / "m")
+    sidecar.write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    with pytest.raises(LeanmlError, match="nested 100000 levels deep"):
+        load_artifact(tmp_path / "m", kind="demo")
+    sidecar.unlink()
+    sidecar.mkdir()
+    with pytest.raises(LeanmlError, match="is a directory"):
+        load_artifact(tmp_path / "m", kind="demo")
+
+
+def test_fields_name_the_file_and_the_field():
+    from leanml.artifact import Fields
+
+    f = Fields({"ops": [{"stride": [1, 0]}]}, "m.json", "", "re-create it")
+    op = Fields(f.array("ops")[0], "m.json", "ops[0]", "re-create it")
+    with pytest.raises(LeanmlError, match=r"m.json: field ops\[0\].stride\[1\] must be an integer in 1..") as err:
+        op.integers("stride", 2, lo=1, hi=64)
+    assert err.value.hint == "re-create it"
+    with pytest.raises(LeanmlError, match=r"field ops\[0\].groups is missing"):
+        op.integer("groups", lo=1)
