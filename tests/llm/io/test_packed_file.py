@@ -168,3 +168,23 @@ def test_packed_file_owns_header_tensors_tokenizer_and_info(tmp_path: Path) -> N
         back.layers, back.hidden_size, back.heads, back.kv_heads, back.head_dim, back.vocab_size)  # fmt: skip
     assert info.architecture == back.architecture == "LlamaForCausalLM" and info.source == back.source == str(path)
     assert info.format == "leanml-packed-c" and info.dtype == "w4a8" and info.params > 0
+
+
+def test_one_parameter_count_on_every_engine(tmp_path: Path) -> None:
+    from leanml.llm.io.model_loader import load_llm
+    from leanml.llm.runtime.causal_lm import load_c_engine
+    from tests.llm.conftest import save_hf_folder
+
+    model = tiny_llama()
+    float_params = sum(p.numel() for p in model.parameters())  # the tied head counted once
+    folder = save_hf_folder(model, tmp_path / "hf")
+    codes = quantize_llm_(model, LLMQuantConfig(method="rtn", bits=4, group_size=32), progress=False)
+    path = tmp_path / "m.lmq"
+    save_packed(path, loaded(model), codes)
+    counts = {
+        "hf": load_llm(folder, progress=False).info.params,
+        "packed-torch": load_packed(path).info.params,
+        "packed-c": load_c_engine(path, n_ctx=16, threads=1).info.params,
+        "file": PackedFile(path).info("leanml-packed-c", "w4a8").params,
+    }
+    assert set(counts.values()) == {float_params} == {69952}, counts
