@@ -84,9 +84,10 @@ def supported_gguf_types() -> tuple[str, ...]:
 
 
 def inspect_gguf(path: str | Path) -> GGUFSummary:
-    """Check a GGUF file before loading: magic, parsable header, every tensor inside the file (not truncated),
-    a supported architecture and supported tensor types, the config's sizes in range and every weight of the model
-    present with its shape (:func:`check_gguf_model`). Raises :class:`LeanmlError` naming the problem.
+    """Check a GGUF file before loading: magic, parsable header, every tensor inside the file (not truncated, nothing
+    but padding after the last one), a supported architecture and supported tensor types, the config's sizes in
+    range and every weight of the model present with its shape (:func:`check_gguf_model`). Raises
+    :class:`LeanmlError` naming the problem.
 
     Example:
         >>> import tempfile
@@ -119,6 +120,7 @@ def inspect_gguf(path: str | Path) -> GGUFSummary:
             raise LeanmlError(
                 f"truncated GGUF file {p}: tensor {t.name} ends at byte {end}, the file has {size}", "re-download it"
             )
+    _check_tail(reader, p, size)
     arch = _gguf_string(reader, "general.architecture")
     if arch not in GGUF_ARCHITECTURES:
         hint = f"supported: {', '.join(GGUF_ARCHITECTURES)} (Llama family)"
@@ -131,6 +133,22 @@ def inspect_gguf(path: str | Path) -> GGUFSummary:
         raise LeanmlError(f"unsupported GGUF tensor type(s) {', '.join(bad)} in {p}", hint)
     check_gguf_model(reader, p, arch)
     return GGUFSummary(p, arch, _gguf_string(reader, "general.name"), types, len(reader.tensors))
+
+
+def _check_tail(reader: Any, p: Path, size: int) -> None:
+    """After the last tensor only zero padding (less than the alignment) may follow: more means bytes were inserted
+    or appended, which would shift every tensor's data silently (GGUF has no checksum)."""
+    if not reader.tensors:
+        return
+    end = max(int(t.data_offset) + int(t.n_bytes) for t in reader.tensors)
+    pad = max(int(getattr(reader, "alignment", 32) or 32), 32)
+    with p.open("rb") as f:
+        f.seek(end)
+        tail = f.read(pad + 1)
+    if len(tail) > pad or tail.strip(b"\0"):
+        raise LeanmlError(f"{p}: {size - end} unexpected bytes after the last tensor (bytes inserted or appended: "
+                          "the tensor data would be read shifted)",
+                          "the file is corrupt: re-download or re-convert it")  # fmt: skip
 
 
 def _gguf_int(reader: Any, key: str, p: Path) -> int | None:

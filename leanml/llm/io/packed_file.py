@@ -239,6 +239,9 @@ def _check_linears(p: Path, header: dict[str, Any], table: dict[str, dict[str, A
 def _check_model(p: Path, header: dict[str, Any], table: dict[str, dict[str, Any]]) -> None:
     """Every weight the config's model has is in the file with its shape (float or quantized); nothing else is."""
     config = header["config"]
+    if config.get("model_type") not in ("llama", "mistral"):
+        raise LeanmlError(f"{p}: config 'model_type' = {config.get('model_type')!r} is not a Llama-family model type",
+                          recreate_hint(p))  # fmt: skip
     shapes = llama_weight_shapes(config, str(p))
     linears: dict[str, dict[str, Any]] = header["linears"]
     missing, wrong = [], []
