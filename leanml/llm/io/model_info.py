@@ -7,7 +7,7 @@ Example:
     ...        "tie_word_embeddings": True}
     >>> info = LLMInfo.from_config(cfg, dtype="float32", source="tiny", format="hf")
     >>> info.head_dim, info.kv_heads, info.tied_embeddings, info.params
-    (16, 2, True, 52416)
+    (16, 2, True, 69952)
 """
 
 from __future__ import annotations
