@@ -3,7 +3,8 @@
 The library is built with ``bindings.SANITIZE_FLAGS`` (-fsanitize=address,undefined -fno-sanitize-recover=all) and
 loaded into a Python subprocess that has libasan preloaded (Python itself is not instrumented). The script runs every
 kernel variant on odd shapes, a tiny model's chunked prefill, decode up to the end of the context, and the C-side
-refusals (called directly, past the Python checks); any sanitizer report fails the run.
+refusals (called directly, past the Python checks), the packed-file check on bad tables and the CRC on odd lengths;
+any sanitizer report fails the run.
 """
 
 from __future__ import annotations
@@ -64,6 +65,13 @@ for head, threads in (("int8", 2), ("float32", 1)):
     assert rt.lib.lmq_forward(rt._handle(), bad.ctypes.data, 0, out.ctypes.data, 1, err, 256) == -1  # no tokens
     rt.prefill([3, 4, 5])
     rt.close()
+data = np.zeros(64 * 5, np.uint8)  # the packed-file check: bad tables refused without reading past the buffer
+for spans in ([(0, 64), (72, 8)], [(192, 65)], [(0, 128), (64, 8)], [(2**62, 2**62)], [(0, -1)], [(256, 0)]):
+    t = np.array(spans, np.int64)
+    rc = lib.lmq_check_file(data.ctypes.data, data.size, 64, 256, t.ctypes.data, len(t), 0, 0, err, 256)
+    assert rc == (0 if spans == [(256, 0)] else -1), spans
+for n in (0, 1, 7, 9, 255):
+    assert lib.lmq_crc32(0, data.ctypes.data + 1, n) == lib.lmq_crc32_ref(0, data.ctypes.data + 1, n)
 print("clean")
 """
 
