@@ -40,7 +40,9 @@ from _llama_cpp import LlamaCppError, gguf, tool
 from _llm_speed_report import render_report
 from _rows import Measured, Row, RowRunner, log
 
+from leanml.errors import LeanmlError
 from leanml.llm.eval.speed_bench import bench_speed
+from leanml.llm.io.packed_file import read_header
 from leanml.llm.runtime import kernels as ck
 from leanml.llm.runtime.bindings import load_library
 from leanml.profile import machine_summary
@@ -61,10 +63,14 @@ def packed_file(label: str, args: argparse.Namespace) -> Path | None:
     """The packed SmolLM2 for ``label`` in the cache, made with ``leanml llm quantize`` when it can be."""
     out = Path(args.cache) / f"smollm2-{label}.lmq"
     if out.is_file():
-        return out
+        try:
+            read_header(out)
+            return out
+        except LeanmlError as e:  # an older format version: re-create it
+            log(f"{out}: {e}; re-creating it")
     method, (bits, group) = label.split("-")[0], LEANML_FILES[label]
     cmd = [sys.executable, "-m", "leanml", "llm", "quantize", "smollm2", "--method", method, "--bits", str(bits),
-           "--group-size", str(group), "--out", str(out), "--no-progress", "--threads", "2"]  # fmt: skip
+           "--group-size", str(group), "--out", str(out), "--no-progress", "--threads", "2", "--overwrite"]  # fmt: skip
     if method == "awq":
         search = QUALITY / f"{label}.safetensors"
         if search.with_suffix(".json").is_file():

@@ -161,7 +161,7 @@ def deploy_cmd(
     lat = measure_c_latency(dep, repeats=100, warmup=10)
     summary["latency_ms_b1"] = lat.median_ms
     summary["latency"] = lat.to_dict()
-    export_project(dep, out, force=overwrite)
+    export_project(dep, out, overwrite=overwrite)
     summary["project"] = str(out)
     if as_json:
         print(json.dumps(summary, indent=2))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
+from rich.markup import escape
 
 from leanml.cli.llm_load import DtypeOpt, ModelArg, load_model_arg, load_on_engine, torch_dtype
 from leanml.cli.llm_quantize import QuantizeJob, run_quantize
@@ -277,7 +278,7 @@ def chat_cmd(
             except LeanmlError as e:
                 if not interactive:
                     raise
-                console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+                console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
                 continue
             typer.echo("")
             _report(result)

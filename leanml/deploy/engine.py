@@ -172,14 +172,14 @@ def verify(dep: Deployment, reference: IntegerModel, x: torch.Tensor | np.ndarra
     return VerifyResult(len(q), int(ref.size), int((ref != got).sum()))
 
 
-def export_project(dep: Deployment, out: str | Path, force: bool = False) -> Path:
+def export_project(dep: Deployment, out: str | Path, overwrite: bool = False) -> Path:
     """Write a standalone C project (model sources, kernel header, main.c, Makefile) into ``out``.
 
-    Refuses an existing directory unless ``force``; written to a temp folder first, then renamed.
+    Refuses an existing directory unless ``overwrite``; written to a temp folder first, then renamed.
     """
     out = Path(out)
-    if out.exists() and not force:
-        raise LeanmlError(f"{out} already exists", "pass --force to replace it, or choose another --out")
+    if out.exists() and not overwrite:
+        raise LeanmlError(f"{out} already exists", "pass --overwrite to replace it, or choose another --out")
     p = c_prefix(dep.config.prefix)
     up = p.upper()
     tmp = out.with_name(out.name + ".tmp-leanml")

