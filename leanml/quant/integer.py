@@ -5,8 +5,10 @@ with int8 weights, int32 biases and Q31 requantization constants; running it
 uses integer arithmetic only (after the input is quantized). It is the model
 ``deploy`` consumes: the C engine must reproduce its outputs bit for bit.
 
-Saved as the one artifact format: op arrays in safetensors, op fields in
-JSON (kind ``integer-model``, versioned). The sidecar also carries the model's
+Saved as the one artifact format: op arrays in safetensors at their integer
+widths (int8 or packed sub-byte weights, int32 biases and multipliers, int8
+shifts), op fields in JSON (kind ``integer-model``, format version 2). Loading
+checks every field, array and the op graph before anything runs. The sidecar also carries the model's
 ``input`` block (shape (C, H, W), per-channel mean/std, dataset, classes: what
 the model eats, copied from the float checkpoint) and its ``history``
 (e.g. ``{"sparsity": 0.63, "weight_bits": {...}}``: compression that the int8
