@@ -40,7 +40,7 @@ from torch import nn
 from leanml.artifact import Fields, artifact_paths, load_artifact, save_artifact
 from leanml.artifact import check_input_block as check_input_block
 from leanml.errors import LeanmlError
-from leanml.llm.quant.bit_packing import pack_codes, row_bytes, unpack_codes
+from leanml.quant.code_packing import pack_codes, row_bytes, unpack_codes
 from leanml.quant.fake_quant import FakeQuantize, weight_scales
 from leanml.quant.integer_ops import (
     ACT_KINDS,

@@ -36,8 +36,8 @@ from torch import nn
 from leanml.artifact import artifact_paths, check_input_block, load_artifact, save_artifact
 from leanml.config import Config, require
 from leanml.errors import LeanmlError
-from leanml.llm.quant.bit_packing import pack_codes, row_bytes, unpack_codes
 from leanml.models.registry import ModelSpec, build_from_spec, model_spec
+from leanml.quant.code_packing import pack_codes, row_bytes, unpack_codes
 from leanml.train.checkpoint import load_model_weights_
 
 # config layer-type names -> module types (matched with isinstance, so subclasses count)

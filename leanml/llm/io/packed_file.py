@@ -51,7 +51,7 @@ import numpy as np
 
 from leanml.errors import LeanmlError
 from leanml.llm.io.model_info import LLMInfo, check_llm_config, llama_weight_shapes, missing_names, require_llm_extra
-from leanml.llm.quant.bit_packing import row_bytes
+from leanml.quant.code_packing import row_bytes
 
 MAGIC = b"LEANMLQ\0"
 VERSION = 2

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from leanml.errors import LeanmlError
-from leanml.llm.quant.bit_packing import unpack_codes
 from leanml.llm.runtime.bindings import ERR_LEN, VARIANTS, QMat
 from leanml.profile.timing import Throughput
+from leanml.quant.code_packing import unpack_codes
 
 BLOCK = 32
 

@@ -6,8 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leanml.errors import LeanmlError
-from leanml.llm.quant.bit_packing import PackedLinear, pack_codes, row_bytes, unpack_codes
+from leanml.llm.quant.bit_packing import PackedLinear
 from leanml.llm.quant.groupquant import quantize_linear_weight
+from leanml.quant.code_packing import pack_codes, row_bytes, unpack_codes
 
 
 @settings(max_examples=60, deadline=None)

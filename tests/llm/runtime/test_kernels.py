@@ -96,7 +96,7 @@ def test_pack_rows_round_trip_and_units() -> None:
 def test_file_codes_read_the_packed_file_layout() -> None:
     import torch
 
-    from leanml.llm.quant.bit_packing import pack_codes
+    from leanml.quant.code_packing import pack_codes
 
     rng = np.random.default_rng(1)
     for bits in (2, 3, 4, 5, 8):
