@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import json
 import math
 import re
@@ -208,8 +209,8 @@ def load_factory(ref: str) -> Callable[..., Any]:
     """Import ``module`` and return ``attr`` for a reference ``"module:attr"``; failures name the fix.
 
     Example:
-        >>> load_factory("collections:OrderedDict").__name__
-        'OrderedDict'
+        >>> load_factory("torch.nn:Linear").__name__
+        'Linear'
     """
     if not FACTORY_REF.match(ref):
         raise LeanmlError(f"malformed model factory reference {ref!r}", "write it as package.module:function")
@@ -233,7 +234,34 @@ def load_factory(ref: str) -> Callable[..., Any]:
             f"{ref} is a {type(obj).__name__}, not a callable model factory",
             "point at a function (or class) that returns an nn.Module",
         )
+    if not is_model_factory(obj):
+        raise LeanmlError(
+            f"{ref} is not a model factory: only an nn.Module subclass or a function annotated to return one is "
+            "called (a checkpoint names its factory, and a file must not choose what code runs)",
+            "annotate the factory, e.g. def small_cnn(width: int = 8) -> nn.Module",
+        )
     return obj
+
+
+def is_model_factory(obj: Any) -> bool:
+    """Whether ``obj`` may be called to build a model: an ``nn.Module`` subclass, or a function whose return
+    annotation is ``nn.Module`` or a subclass. A checkpoint names its factory; this rule keeps a damaged or
+    hostile file from calling an arbitrary function (``subprocess:run``) with arguments it chose.
+
+    Example:
+        >>> def net() -> nn.Module: return nn.Linear(1, 1)
+        >>> is_model_factory(net), is_model_factory(nn.Linear), is_model_factory(print)
+        (True, True, False)
+    """
+    if isinstance(obj, type):
+        return issubclass(obj, nn.Module)
+    if not inspect.isfunction(obj) and not inspect.ismethod(obj):
+        return False
+    try:
+        returns = typing.get_type_hints(obj).get("return")
+    except (NameError, TypeError, AttributeError):  # an annotation that does not resolve is not a model one
+        return False
+    return isinstance(returns, type) and issubclass(returns, nn.Module)
 
 
 def check_json_safe(value: Any, where: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -53,6 +54,12 @@ FACTORY = """
 
     def not_a_model() -> int:
         return 3
+
+    def unannotated(channels=3):
+        return nn.Conv2d(channels, 2, 1)
+
+    def lies() -> nn.Module:
+        return 3
 """
 
 
@@ -85,9 +92,24 @@ def test_user_factory_errors(user_module: str) -> None:
         build_model("no_such_pkg_xyz.nets:tiny")
     with pytest.raises(LeanmlError, match="has no 'missing'"):
         build_model(f"{user_module}:missing")
+    for name in ("not_a_model", "unannotated"):
+        with pytest.raises(LeanmlError, match=r"not a model factory.*-> nn\.Module"):
+            build_model(f"{user_module}:{name}")
     with pytest.raises(LeanmlError, match=r"not a torch nn\.Module"):
-        build_model(f"{user_module}:not_a_model")
+        build_model(f"{user_module}:lies")
     with pytest.raises(LeanmlError, match="not JSON data"):
         build_model(f"{user_module}:tiny", channels=torch.tensor(1))
     with pytest.raises(LeanmlError, match="input shape"):
         input_shape_of(build_model(f"{user_module}:tiny"))
+
+
+def test_a_checkpoint_cannot_choose_a_function_to_call(user_module: str, tmp_path: Path) -> None:
+    """A hostile sidecar naming ``subprocess:run`` with arguments is refused before anything is called."""
+    save_checkpoint(tmp_path / "ckpt", build_model(f"{user_module}:tiny"), input=None)
+    sidecar = tmp_path / "ckpt.json"
+    doc = json.loads(sidecar.read_text())
+    doc["model"] = {"name": "subprocess:run", "config": {"args": ["touch", str(tmp_path / "pwned")]}, "transforms": []}
+    sidecar.write_text(json.dumps(doc))
+    with pytest.raises(LeanmlError, match="not a model factory"):
+        load_checkpoint(tmp_path / "ckpt")
+    assert not (tmp_path / "pwned").exists()
