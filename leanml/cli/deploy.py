@@ -32,32 +32,42 @@ if TYPE_CHECKING:
 
 app = typer.Typer(add_completion=False)
 
-KMEANS_HINT = "quantize with linear (int8) to deploy: `leanml quantize linear CHECKPOINT --out MODEL`"
+KMEANS_HINT = (
+    "deploy takes an integer model: quantize linear (int8) first, `leanml quantize linear CHECKPOINT --out MODEL`"
+)
 
 
 def check_deployable(path: Path) -> None:
-    """Refuse artifacts deploy cannot build, with the right reason: k-means models, float checkpoints.
+    """Refuse artifacts deploy cannot build, by the sidecar's format, with the right reason: k-means models, float
+    checkpoints.
 
     k-means models are a size study: their weights are shared through per-layer codebooks, and the dense int8 C
     engine has no codebook kernels. A float checkpoint must be quantized first.
+
+    Example:
+        >>> check_deployable(Path("runs/vgg-km4"))  # doctest: +SKIP
+        Traceback (most recent call last):
+        leanml.errors.LeanmlError: runs/vgg-km4 is a kmeans-model (codes + codebooks), ...
     """
     from leanml.artifact import artifact_paths
+    from leanml.cli.model_data import artifact_format
     from leanml.errors import LeanmlError
 
-    sidecar = artifact_paths(path)[1]
-    try:
-        meta = json.loads(sidecar.read_text())
-    except (OSError, ValueError):
+    found = artifact_format(path)
+    if found is None or found == "leanml.integer-model":
         return  # IntegerModel.load gives the precise error
-    if not isinstance(meta, dict) or meta.get("format") == "leanml.integer-model":
-        return
-    if "kmeans" in meta or artifact_paths(Path(f"{path}.codebooks"))[1].exists():
+    # before the kmeans-model format, k-means saved a float checkpoint (meta "kmeans") with a .codebooks side file
+    legacy_kmeans = found == "leanml.checkpoint" and (
+        "kmeans" in json.loads(artifact_paths(path)[1].read_text())
+        or artifact_paths(Path(f"{path}.codebooks"))[1].exists()
+    )
+    if found == "leanml.kmeans-model" or legacy_kmeans:
         raise LeanmlError(
-            f"{path} is a k-means model: a size study (weights shared through codebooks); the dense int8 C engine "
-            "has no codebook kernels, so it cannot be deployed",
+            f"{path} is a k-means model (kmeans-model: weights shared through codebooks); the dense int8 C engine has "
+            "no codebook kernels, so it cannot be deployed",
             KMEANS_HINT,
         )
-    if meta.get("format") == "leanml.checkpoint":
+    if found == "leanml.checkpoint":
         raise LeanmlError(f"{path} is a float checkpoint, not an integer-model",
                           "quantize it first: `leanml quantize linear CHECKPOINT --out MODEL`")  # fmt: skip
 

@@ -4,6 +4,7 @@ The checkpoint's ``input`` block names its dataset, shape, split and normalizati
 
 Example:
     $ leanml eval runs/vgg --split test
+    $ leanml eval runs/vgg-km4   # a k-means model (`leanml quantize kmeans` output)
     $ leanml eval runs/photos --data imagefolder:more_photos --split test
 """
 
@@ -22,14 +23,16 @@ app = typer.Typer(add_completion=False)
 
 @app.command("eval")
 def eval_cmd(
-    checkpoint: Annotated[Path, typer.Argument(help="checkpoint, or integer model (`leanml quantize` output)")],
+    checkpoint: Annotated[
+        Path, typer.Argument(help="checkpoint, or integer or k-means model (`leanml quantize` output)")
+    ],
     split: Annotated[str, typer.Option(help="train, val or test")] = "test",
     subset: Annotated[int | None, typer.Option(help="evaluate this many images only")] = None,
     data: DataSpecOpt = None,
     resolution: Annotated[int | None, typer.Option(help="resize images to N x N (default: the model's)")] = None,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Accuracy of a checkpoint or integer model on a split of its own dataset (or of --data)."""
+    """Accuracy of a checkpoint, integer model or k-means model on a split of its own dataset (or of --data)."""
     from leanml.cli.model_data import artifact_format
     from leanml.data import load_input_data
     from leanml.errors import LeanmlError
@@ -41,15 +44,23 @@ def eval_cmd(
         raise LeanmlError(f"unknown split {split!r}", "choose one of: train, val, test")
     if subset is not None and subset < 1:
         raise LeanmlError(f"--subset must be a positive count, got {subset}", "e.g. --subset 1000")
-    if artifact_format(checkpoint) == "leanml.integer-model":
+    found = artifact_format(checkpoint)
+    if found == "leanml.integer-model":
         eval_integer(checkpoint, split, subset, data, resolution, threads)
         return
-    ckpt = load_checkpoint(checkpoint)
-    dataset = load_input_data(ckpt.meta.get("input"), data, resolution)
+    if found == "leanml.kmeans-model":  # the float model with its weights rebuilt from codes + codebooks
+        from leanml.quant.kmeans import load_kmeans_model
+
+        model, _, meta = load_kmeans_model(checkpoint)
+        what = "; k-means model, weights rebuilt from its codebooks"
+    else:
+        ckpt = load_checkpoint(checkpoint)
+        model, meta, what = ckpt.model, ckpt.meta, ""
+    dataset = load_input_data(meta.get("input"), data, resolution)
     images = subset_of(dataset.splits()[split], subset)
     with torch_threads(threads):
-        loss, acc = evaluate(ckpt.model, images)
-    print(f"{split} accuracy {acc:.2%}  loss {loss:.4f}  ({len(images)} images of {dataset.source})")
+        loss, acc = evaluate(model, images)
+    print(f"{split} accuracy {acc:.2%}  loss {loss:.4f}  ({len(images)} images of {dataset.source}{what})")
 
 
 def eval_integer(

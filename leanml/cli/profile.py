@@ -2,6 +2,7 @@
 
 Example:
     $ leanml profile runs/vgg
+    $ leanml profile runs/vgg-km4   # a k-means model: the rebuilt model, sized at its bits
     $ leanml profile --model resnet --batch-sizes 1 --json
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,13 +18,17 @@ from leanml.cli.options import JsonOpt, ThreadsOpt, parse_ints
 from leanml.errors import LeanmlError
 from leanml.progress import make_console
 
+if TYPE_CHECKING:
+    from leanml.quant.kmeans import KMeansReport
+
 app = typer.Typer(add_completion=False)
 
 
 @app.command("profile")
 def profile_cmd(
     checkpoint: Annotated[
-        Path | None, typer.Argument(help="checkpoint or integer model (`leanml quantize` output) to profile")
+        Path | None,
+        typer.Argument(help="checkpoint, or integer or k-means model (`leanml quantize` output), to profile"),
     ] = None,
     model: Annotated[str | None, typer.Option(help="profile a fresh reference model instead")] = None,
     input_shape: Annotated[
@@ -46,10 +51,17 @@ def profile_cmd(
             "profile needs exactly one of CHECKPOINT or --model NAME", "e.g. `leanml profile --model vgg`"
         )
     meta: dict[str, Any] = {}
-    if checkpoint is not None and artifact_format(checkpoint) == "leanml.integer-model":
+    kmeans: KMeansReport | None = None
+    found = artifact_format(checkpoint) if checkpoint is not None else None
+    if checkpoint is not None and found == "leanml.integer-model":
         profile_integer_model(checkpoint, input_shape, as_json)
         return
-    if checkpoint is not None:
+    if checkpoint is not None and found == "leanml.kmeans-model":  # the rebuilt model; its size at its bits
+        from leanml.quant.kmeans import load_kmeans_model
+
+        net, quantizer, meta = load_kmeans_model(checkpoint)
+        kmeans = quantizer.report(net)
+    elif checkpoint is not None:
         ckpt = load_checkpoint(checkpoint)
         net, meta = ckpt.model, ckpt.meta
     else:
@@ -63,11 +75,18 @@ def profile_cmd(
         doc = prof.to_dict()
         if "metrics" in meta:
             doc["metrics"] = meta["metrics"]
+        if kmeans is not None:
+            doc["kmeans"] = kmeans.to_dict()
         print(json.dumps(doc, indent=2))
         return
     console = make_console()
     console.print(prof.layer_table())
     console.print(prof.totals_table())
+    if kmeans is not None:
+        widths = "/".join(map(str, sorted({layer.bits for layer in kmeans.layers})))
+        console.print(f"k-means model size {kmeans.total_bytes / 1024:.1f} KiB: {len(kmeans.layers)} layer(s) at "
+                      f"{widths} bits (indices + fp32 codebooks), the rest fp32; all fp32 "
+                      f"{kmeans.fp32_bytes / 1024:.1f} KiB")  # fmt: skip
     if "test_acc" in meta.get("metrics", {}):
         console.print(f"test accuracy (from the checkpoint): {meta['metrics']['test_acc']:.2%}")
 

@@ -3,6 +3,7 @@
 Example:
     $ leanml quantize linear runs/vgg --observer entropy --out runs/vgg-int8
     $ leanml quantize kmeans runs/vgg --bits 4 --qat-epochs 1 --out runs/vgg-km4
+    $ leanml eval runs/vgg-km4   # the k-means model: weights rebuilt from its codes + codebooks
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def linear_cmd(
 def kmeans_cmd(
     context: typer.Context,
     checkpoint: Annotated[Path, typer.Argument(help="float checkpoint")],
-    out: Annotated[Path, typer.Option(help="where to save the quantized checkpoint (+ .codebooks)")],
+    out: Annotated[Path, typer.Option(help="where to save the k-means model (packed codes + codebooks)")],
     bits: Annotated[int, typer.Option(help="bits per weight index (2^bits centroids per layer)")] = default_of(
         KMeansConfig, "bits"
     ),
@@ -131,15 +132,15 @@ def kmeans_cmd(
     data: DataOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
-    """k-means weight quantization with optional QAT; size counted as indices + codebooks."""
-    from leanml.artifact import save_artifact
+    """k-means weight quantization with optional QAT; saves one k-means model: packed codes + codebooks."""
     from leanml.cli.model_data import model_batch, model_data
     from leanml.quant import kmeans_quantize_
-    from leanml.train import load_checkpoint, save_checkpoint
+    from leanml.quant.kmeans import save_kmeans_model
+    from leanml.train import load_checkpoint
     from leanml.train.finetune import FinetuneConfig, finetune
     from leanml.train.loop import subset_of
 
-    check_outputs(out, f"{out}.codebooks", overwrite=overwrite)
+    check_outputs(out, overwrite=overwrite)
     check_finetune(qat_epochs, train_subset, "--qat-epochs")
     cfg = config_from(context, KMeansConfig, config, {"bits": bits})
     ckpt = load_checkpoint(checkpoint)
@@ -157,8 +158,8 @@ def kmeans_cmd(
         qat_acc = batch_accuracy(model, x, y)
     report = quantizer.report(model)
     meta = {"kmeans": {"bits": cfg.bits, "qat_epochs": qat_epochs}, "metrics": {"test_acc": qat_acc}}
-    save_checkpoint(out, model, meta, input=block)
-    save_artifact(Path(f"{out}.codebooks"), *quantizer.state(), kind="kmeans")
+    save_kmeans_model(out, model, quantizer, meta, input=block)
+    make_console().print(f"saved the k-means model to {out}")
     print(
         f"k-means {cfg.bits}-bit: test accuracy fp32 {fp32_acc:.2%}, after quantization {ptq_acc:.2%}, "
         f"after {qat_epochs} QAT epoch(s) {qat_acc:.2%}; size {report.total_bytes / 1024:.1f} KiB "

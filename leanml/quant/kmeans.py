@@ -511,7 +511,8 @@ def save_kmeans_model(
 ) -> None:
     """Save a k-means quantized registry model as codes + codebooks: each quantized weight is stored only as its
     labels packed to ``bits`` per weight and its fp32 centroids; every other tensor in float. :func:`load_kmeans_model`
-    rebuilds the weights, so the file is about ``bits / 32`` of the float checkpoint for the quantized layers.
+    rebuilds the weights, so the file is about ``bits / 32`` of the float checkpoint for the quantized layers. A
+    ``"kmeans"`` block in ``meta`` (e.g. QAT settings) is kept beside the per-layer codebook entries.
 
     Example:
         >>> import tempfile
@@ -528,7 +529,10 @@ def save_kmeans_model(
     tensors = {f"model/{k}": v for k, v in model.state_dict().items() if k not in quantized}
     codes, cb_meta = quantizer.state()
     tensors.update({f"kmeans/{k}": v for k, v in codes.items()})
-    doc: dict[str, Any] = {"model": model_spec(model).to_dict(), **(meta or {}), **cb_meta}
+    extra = dict(meta or {})
+    given = extra.pop("kmeans", {})
+    require(isinstance(given, dict), "the meta's 'kmeans' block must be a dict", 'e.g. {"kmeans": {"qat_epochs": 1}}')
+    doc: dict[str, Any] = {"model": model_spec(model).to_dict(), **extra, "kmeans": {**given, **cb_meta["kmeans"]}}
     if input is not None:
         doc["input"] = input
     save_artifact(path, tensors, doc, kind=MODEL_KIND)

@@ -95,7 +95,10 @@ def test_quantize_linear_and_kmeans(tmp_path, fake_data):
     km = leanml("quantize", "kmeans", str(ckpt), "--out", str(tmp_path / "km"), "--bits", "2", "--data",
                 str(fake_data), "--eval-subset", "64", "--threads", "1")  # fmt: skip
     assert km.returncode == 0, km.stderr
-    assert "k-means 2-bit" in km.stdout and (tmp_path / "km.codebooks.safetensors").exists()
+    assert "k-means 2-bit" in km.stdout and not (tmp_path / "km.codebooks.safetensors").exists()
+    # one artifact, packed codes + codebooks: smaller than the float checkpoint it came from
+    km_bytes = sum((tmp_path / f"km.{ext}").stat().st_size for ext in ("safetensors", "json"))
+    assert km_bytes < (ckpt.parent / "tiny.safetensors").stat().st_size
     bad = leanml("quantize", "linear", str(ckpt), "--out", str(tmp_path / "x"), "--observer", "magic")
     assert_clean_error(bad, "unknown observer 'magic'")
     cache = {"LEANML_CACHE": str(tmp_path / "cache")}

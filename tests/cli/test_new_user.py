@@ -1,5 +1,6 @@
 """Issue 16, "tried as a new user would": every mistake is a one-line error before any work, outputs are never
-replaced without --overwrite, N:M skips layers it cannot prune, integer models can be evaluated and profiled."""
+replaced without --overwrite, N:M skips layers it cannot prune, integer and k-means models can be evaluated and
+profiled, and deploy names what it takes."""
 
 from __future__ import annotations
 
@@ -145,3 +146,26 @@ def test_eval_and_profile_an_integer_model(cli: Cli, int8: Path, fake_data: Path
     assert table.code == 0 and "peak activation int8" in table.stderr and "features" in table.stderr
     assert_one_line_error(cli("profile", int8, "--input-shape", "3,28,28"), "the integer model takes [1, 28, 28]")
     assert_one_line_error(cli("eval", int8, "--resolution", "32"), "--resolution 32 does not apply")
+
+
+def test_eval_profile_and_deploy_a_kmeans_model(cli: Cli, tmp_path: Path, ckpt: Path, fake_data: Path) -> None:
+    km = tmp_path / "km"
+    res = cli("quantize", "kmeans", ckpt, "--out", km, "--bits", "3", "--eval-subset", "16", "--data", fake_data,
+              "--threads", "1")  # fmt: skip
+    assert res.code == 0, res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["km.json", "km.safetensors"]
+    assert (tmp_path / "km.safetensors").stat().st_size < ckpt.with_suffix(".safetensors").stat().st_size
+    res = cli("eval", km, "--data", fake_data, "--subset", "40", "--threads", "1")
+    assert res.code == 0, res.stderr
+    assert "test accuracy" in res.stdout and "40 images" in res.stdout and "k-means model" in res.stdout
+    res = cli("profile", km, "--json", "--no-latency")
+    assert res.code == 0, res.stderr
+    import json
+
+    doc = json.loads(res.stdout)
+    assert {layer["bits"] for layer in doc["kmeans"]["layers"]} == {3}
+    assert doc["kmeans"]["total_bytes"] < doc["kmeans"]["fp32_bytes"] == doc["size_bytes"]["32"]
+    table = cli("profile", km, "--no-latency")
+    assert table.code == 0 and "k-means model size" in table.stderr and "at 3 bits" in table.stderr
+    res = cli("deploy", km, "--out", tmp_path / "c")
+    assert_one_line_error(res, "is a k-means model", "deploy takes an integer model: quantize linear")
