@@ -42,8 +42,16 @@ from leanml.artifact import check_input_block as check_input_block
 from leanml.errors import LeanmlError
 from leanml.quant.code_packing import pack_codes, row_bytes, unpack_codes
 from leanml.quant.fake_quant import FakeQuantize, weight_scales
-from leanml.quant.integer_ops import (
+from leanml.quant.integer_checks import (
     ACT_KINDS,
+    Shape,
+    act_kind,
+    add_constants,
+    check_ops,
+    infer_shape,
+    requant_constants,
+)
+from leanml.quant.integer_ops import (
     OP_TYPES,
     IntegerOp,
     QAdd,
@@ -54,14 +62,8 @@ from leanml.quant.integer_ops import (
     QLinear,
     QMaxPool,
     QuantizeInput,
-    Shape,
     TensorQ,
-    act_kind,
-    add_constants,
     check_accumulator_bound,
-    check_ops,
-    infer_shape,
-    requant_constants,
     run_op,
 )
 from leanml.quant.plan import Step
