@@ -47,7 +47,7 @@ def check_deployable(path: Path) -> None:
     Example:
         >>> check_deployable(Path("runs/vgg-km4"))  # doctest: +SKIP
         Traceback (most recent call last):
-        leanml.errors.LeanmlError: runs/vgg-km4 is a kmeans-model (codes + codebooks), ...
+        leanml.errors.LeanmlError: runs/vgg-km4 is a k-means model (...) (deploy takes an integer model: ...)
     """
     from leanml.artifact import artifact_paths
     from leanml.cli.model_data import artifact_format

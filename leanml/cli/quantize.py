@@ -202,9 +202,8 @@ def mixed_cmd(
     budget = int(budget_kib * 1024) if budget_kib is not None else None
     flags = {"budget_bytes": budget, "like_uniform_bits": None if budget else like, "val_images": val_images}
     explicit = {"budget_bytes": "budget_kib", "like_uniform_bits": ("like", "budget_kib")}
-    cfg = config_from(context, MixedPrecisionConfig, config, flags, explicit)
-    if cfg.like_uniform_bits is not None:
-        check_range(cfg.like_uniform_bits, MIN_BITS, MAX_BITS, "like_uniform_bits")
+    cfg = config_from(context, MixedPrecisionConfig, config, flags, explicit)  # validate range-checks the widths
+    uniform = cfg.like_uniform_bits if cfg.like_uniform_bits is not None else like  # the comparison's width
     ckpt = load_checkpoint(checkpoint)
     model, block = ckpt.model, ckpt.meta.get("input")
     images = model_data(block, data)
@@ -215,7 +214,7 @@ def mixed_cmd(
         test = images.test.sample(eval_subset)
         x, y = model_batch(test, block)
         accs = {}
-        for label, bits in (("mixed", result.bits), (f"uniform {like}-bit", like)):
+        for label, bits in (("mixed", result.bits), (f"uniform {uniform}-bit", uniform)):
             sim = QuantSim.from_model(model, 8, bits)
             sim.calibrate(calibration_batches(calib, 128))
             accs[label] = batch_accuracy(sim, x, y)

@@ -39,7 +39,13 @@ from leanml.train.loop import evaluate
 
 @dataclass
 class MixedPrecisionConfig(Config):
-    """Candidate widths, the budget (bytes of weights, or the size of a uniform width), validation images."""
+    """Candidate widths, the budget (bytes of weights, or the size of a uniform width), validation images.
+
+    Example:
+        >>> MixedPrecisionConfig(like_uniform_bits=9)
+        Traceback (most recent call last):
+        leanml.errors.LeanmlError: like_uniform_bits 9 is outside 2..8 (use an int from 2 to 8)
+    """
 
     candidate_bits: list[int] = field(default_factory=lambda: [2, 3, 4, 5, 6, 8])
     budget_bytes: int | None = None
@@ -53,6 +59,12 @@ class MixedPrecisionConfig(Config):
         require(
             (self.budget_bytes is None) != (self.like_uniform_bits is None),
             "give exactly one of budget_bytes and like_uniform_bits",
+        )
+        like = self.like_uniform_bits
+        require(
+            like is None or (isinstance(like, int) and not isinstance(like, bool) and MIN_BITS <= like <= MAX_BITS),
+            f"like_uniform_bits {like!r} is outside {MIN_BITS}..{MAX_BITS}",
+            f"use an int from {MIN_BITS} to {MAX_BITS}",
         )
         require(self.budget_bytes is None or self.budget_bytes > 0, "budget_bytes must be > 0")
         require(self.val_images >= 1, "val_images must be >= 1")
@@ -98,12 +110,22 @@ def weight_size_bits(model: nn.Module, bits: dict[str, int]) -> int:
 def measure_sensitivity(
     model: nn.Module, data: ImageSet, candidate_bits: list[int], progress: bool = True
 ) -> tuple[float, dict[str, dict[int, float]]]:
-    """(float accuracy, {layer: {bits: accuracy with only that layer at that width}})."""
+    """(float accuracy, {layer: {bits: accuracy with only that layer at that width}}): one evaluation of ``data`` per
+    layer and width, plus one in float. With ``progress``, a bar (plain lines in logs and pipes) over layers x widths.
+
+    Example:
+        >>> from leanml.models import build_model
+        >>> val = ImageSet(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.zeros(4, dtype=torch.long))
+        >>> base, table = measure_sensitivity(build_model("vgg", layers=[4, "M"]), val, [4, 8], progress=False)
+        >>> sorted(table), sorted(table["classifier"])
+        (['classifier', 'features.0'], [4, 8])
+    """
     _, base = evaluate(model, data)
     layers = list(quantizable_layers(model))
     table: dict[str, dict[int, float]] = {}
     jobs = [(name, b) for name in layers for b in candidate_bits]
-    for name, b in track(jobs, len(jobs), "sensitivity", progress):
+    what = f"sensitivity scan ({len(layers)} layers x {len(candidate_bits)} widths, {len(data)} images)"
+    for name, b in track(jobs, len(jobs), what, progress):
         probe = copy.deepcopy(model)
         layer = quantizable_layers(probe)[name]
         with torch.no_grad():

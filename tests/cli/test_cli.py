@@ -118,6 +118,7 @@ def test_quantize_mixed(tmp_path, fake_data):
     mixed = leanml("quantize", "mixed", str(ckpt), "--out", str(tmp_path / "mp"), "--data", str(fake_data), *args)
     assert mixed.returncode == 0, mixed.stderr
     assert "uniform 4-bit" in mixed.stdout and (tmp_path / "mp.safetensors").exists()
+    assert "sensitivity scan (7 layers x 6 widths, 64 images): 42/42 done" in mixed.stderr  # plain lines: a pipe
     tiny_budget = leanml("quantize", "mixed", str(ckpt), "--out", str(tmp_path / "mp2"), "--budget-kib", "0.01",
                          "--data", str(fake_data), "--val-images", "32")  # fmt: skip
     assert_clean_error(tiny_budget, "smallest achievable")

@@ -54,5 +54,10 @@ def test_bad_configs():
         MixedPrecisionConfig(candidate_bits=[1, 4])
     with pytest.raises(LeanmlError, match="exactly one of"):
         MixedPrecisionConfig(budget_bytes=1000, like_uniform_bits=4)
+    for like in (1, 9):  # the Python API range-checks the budget width itself, not only the CLI
+        with pytest.raises(LeanmlError, match=rf"like_uniform_bits {like} is outside 2\.\.8"):
+            MixedPrecisionConfig(like_uniform_bits=like)
+    with pytest.raises(LeanmlError, match="like_uniform_bits 12 is outside"):
+        MixedPrecisionConfig.from_dict({"like_uniform_bits": 12})
     with pytest.raises(LeanmlError, match="unknown layer"):
         QuantSim.from_model(build_model("vgg"), 8, {"nope": 4})
