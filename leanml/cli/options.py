@@ -40,6 +40,10 @@ ReportOpt = Annotated[
     Path | None, typer.Option("--report", help="HTML report to write (a view: replaced if it exists)")
 ]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="replace existing outputs (--out) instead of refusing")]
+EvalSubsetOpt = Annotated[
+    int | None,
+    typer.Option("--eval-subset", help="test images to evaluate on (a fixed, seeded sample; default: all)"),
+]
 TrainSubsetOpt = Annotated[
     int | None,
     typer.Option("--train-subset", help="train (fine-tune) on this many training images only (a fixed, seeded sample)"),
@@ -182,17 +186,20 @@ def check_range(value: int, lo: int, hi: int, flag: str) -> None:
         raise LeanmlError(f"{flag} {value} is out of range", f"allowed: {lo}..{hi}")
 
 
-def check_finetune(epochs: int, train_subset: int | None, flag: str = "--finetune-epochs") -> None:
-    """Refuse a bad fine-tuning schedule before any work: negative epochs (``flag``), a ``--train-subset`` that is
-    not a positive count.
+def check_finetune(
+    epochs: int, train_subset: int | None, flag: str = "--finetune-epochs", eval_subset: int | None = None
+) -> None:
+    """Refuse a bad fine-tuning schedule before any work: negative epochs (``flag``), a ``--train-subset`` or
+    ``--eval-subset`` that is not a positive count.
 
     Example:
-        >>> check_finetune(1, 2000)
+        >>> check_finetune(1, 2000, eval_subset=1000)
     """
     if epochs < 0:
         raise LeanmlError(f"{flag} must be >= 0, got {epochs}", "pass 0 (no fine-tuning) or more")
-    if train_subset is not None and train_subset < 1:
-        raise LeanmlError(f"--train-subset must be a positive count, got {train_subset}", "e.g. --train-subset 2000")
+    for name, count in (("--train-subset", train_subset), ("--eval-subset", eval_subset)):
+        if count is not None and count < 1:
+            raise LeanmlError(f"{name} must be a positive count, got {count}", f"e.g. {name} 2000")
 
 
 def _nearest_existing(path: Path) -> Path:

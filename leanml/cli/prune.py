@@ -18,6 +18,7 @@ import typer
 from leanml.cli.options import (
     ConfigOpt,
     DataOpt,
+    EvalSubsetOpt,
     OverwriteOpt,
     ReportOpt,
     ThreadsOpt,
@@ -108,6 +109,7 @@ def fine_cmd(
     lr: Annotated[float, typer.Option(help="fine-tuning learning rate")] = default_of(FinetuneConfig, "lr"),
     distill: Annotated[bool, typer.Option(help="distill from the dense model while fine-tuning")] = False,
     train_subset: TrainSubsetOpt = None,
+    eval_subset: EvalSubsetOpt = None,
     overwrite: OverwriteOpt = False,
     config: ConfigOpt = None,
     data: DataOpt = None,
@@ -124,7 +126,7 @@ def fine_cmd(
     from leanml.train.loop import subset_of
 
     check_outputs(out, f"{out}.masks", overwrite=overwrite)
-    check_finetune(finetune_epochs, train_subset)
+    check_finetune(finetune_epochs, train_subset, eval_subset=eval_subset)
     ckpt = load_checkpoint(checkpoint)
     model = ckpt.model
     flags: dict[str, Any] = {"scope": scope, "exclude": list(exclude or [])}
@@ -151,7 +153,7 @@ def fine_cmd(
     teacher = copy.deepcopy(model) if distill else None
     block = ckpt.meta.get("input")
     images = model_data(block, data)
-    test = images.test
+    test = images.test.sample(eval_subset)
     with torch_threads(threads):
         _, dense_acc = evaluate(model, test)
         masks = prune_fine_grained_(model, cfg)
@@ -160,10 +162,11 @@ def fine_cmd(
                     "--exclude NAME leaves other layers dense too")  # fmt: skip
             make_console().print(note, highlight=False, soft_wrap=True)
         _, pruned_acc = evaluate(model, test)
+        final_acc = pruned_acc
         if finetune_epochs:
             train = subset_of(images.train, train_subset)
             finetune(model, train, FinetuneConfig(finetune_epochs, lr), masks.apply_, teacher=teacher)
-        _, final_acc = evaluate(model, test)
+            _, final_acc = evaluate(model, test)
     report = masks.report(model)
     meta = {"pruning": {"config": cfg.to_dict(), **report.to_dict()}, "metrics": {"test_acc": final_acc}}
     save_checkpoint(out, model, meta, input=block)
@@ -216,6 +219,7 @@ def channel_cmd(
     lr: Annotated[float, typer.Option(help="fine-tuning learning rate")] = default_of(FinetuneConfig, "lr"),
     distill: Annotated[bool, typer.Option(help="distill from the unpruned model while fine-tuning")] = False,
     train_subset: TrainSubsetOpt = None,
+    eval_subset: EvalSubsetOpt = None,
     overwrite: OverwriteOpt = False,
     report: ReportOpt = None,
     config: ConfigOpt = None,
@@ -236,7 +240,7 @@ def channel_cmd(
 
     check_outputs(out, overwrite=overwrite)
     check_writable(report)
-    check_finetune(finetune_epochs, train_subset)
+    check_finetune(finetune_epochs, train_subset, eval_subset=eval_subset)
     flags = {"ratio": ratio, "layer_ratios": _parse_layer_ratios(layer_ratio or []), "target_macs": target_macs,
              "importance": importance, "round_to": round_to, "exclude": list(exclude or [])}  # fmt: skip
     cfg = config_from(context, ChannelPruneConfig, config, flags, {"layer_ratios": "layer_ratio"})
@@ -245,7 +249,7 @@ def channel_cmd(
     teacher = copy.deepcopy(model) if distill else None
     block = ckpt.meta.get("input")
     images = model_data(block, data)
-    test = images.test
+    test = images.test.sample(eval_subset)
     train = images.train if finetune_epochs or cfg.importance == "taylor" else None
     with torch_threads(threads):
         dense = measure_model(copy.deepcopy(model), test, threads=threads)

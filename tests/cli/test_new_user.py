@@ -96,6 +96,8 @@ def test_prune_outputs_are_checked_before_work(cli: Cli, tmp_path: Path, ckpt: P
     assert not (tmp_path / "ch.json").exists()
     res = cli("prune", "fine", ckpt, "--out", tmp_path / "y", "--sparsity", "0.5", "--train-subset", "0")
     assert_one_line_error(res, "--train-subset must be a positive count")
+    res = cli("prune", "channel", ckpt, "--out", tmp_path / "z", "--ratio", "0.5", "--eval-subset", "0")
+    assert_one_line_error(res, "--eval-subset must be a positive count")
 
 
 def test_nm_skips_layers_it_cannot_prune_and_exclude(cli: Cli, tmp_path: Path, ckpt: Path, fake_data: Path) -> None:
