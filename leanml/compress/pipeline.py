@@ -56,7 +56,7 @@ from leanml.deploy.ir import lower
 from leanml.errors import LeanmlError
 from leanml.models.registry import build_model, get_entry
 from leanml.profile.machine import load_averages, machine_summary
-from leanml.progress import make_console
+from leanml.progress import make_console, track
 from leanml.quant.integer import IntegerModel
 from leanml.quant.linear import calibration_tensor
 from leanml.threads import torch_threads
@@ -427,7 +427,8 @@ def _verify(run: _Run, imodel: IntegerModel, dep_record: dict[str, Any], key: st
     def fill(folder: Path) -> dict[str, Any]:
         dep: Deployment = deploy(imodel, _deploy_config(run, int(dep_record.get("patch", 0))))
         mismatched, elements, correct = 0, 0, 0
-        for x, y in batches(test, 500):
+        steps = track(batches(test, 500), -(-len(test) // 500), "verify: C vs the integer reference", run.progress)
+        for x, y in steps:
             result = verify(dep, imodel, x)
             mismatched += result.mismatched
             elements += result.elements
