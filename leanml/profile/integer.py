@@ -17,6 +17,7 @@ import numpy as np
 from rich.table import Table
 
 from leanml.errors import LeanmlError
+from leanml.profile.tables import layer_table, totals_table
 
 if TYPE_CHECKING:
     from leanml.quant.integer import IntegerModel
@@ -56,26 +57,21 @@ class IntegerProfile:
 
     def layer_table(self) -> Table:
         """The per-op table as a rich :class:`Table`."""
-        table = Table(title=f"integer ops (input 1x{'x'.join(map(str, self.input_shape))}, int8)")
-        for col in ("op", "kind", "output", "MACs", "flash bytes", "act. bytes (int8)"):
-            table.add_column(col, justify="left" if col in ("op", "kind", "output") else "right")
-        for r in self.ops:
-            table.add_row(r.name, r.kind, "x".join(map(str, r.output_shape)), f"{r.macs:,}", f"{r.weight_bytes:,}",
-                          f"{r.output_bytes:,}")  # fmt: skip
-        return table
+        rows = [[r.name, r.kind, "x".join(map(str, r.output_shape)), f"{r.macs:,}", f"{r.weight_bytes:,}",
+                 f"{r.output_bytes:,}"] for r in self.ops]  # fmt: skip
+        columns = ("op", "kind", "output", "MACs", "flash bytes", "act. bytes (int8)")
+        return layer_table(f"integer ops (input 1x{'x'.join(map(str, self.input_shape))}, int8)", columns, 3, rows)
 
     def totals_table(self) -> Table:
         """Totals (params, flash, MACs, peak activation) as a rich :class:`Table`."""
-        table = Table(title="totals (integer model)", show_header=False)
-        table.add_column("what")
-        table.add_column("value", justify="right")
-        table.add_row("params", f"{self.params:,}")
-        table.add_row("MACs (batch 1)", f"{self.macs:,}")
-        table.add_row("flash: weights + quantization constants", f"{self.weight_bytes / 1024:,.1f} KiB")
-        table.add_row("peak activation int8 (deploy plan)", f"{self.arena_bytes / 1024:,.1f} KiB")
-        table.add_row("peak activation int8 (TFLite-Micro-style plan)", f"{self.tflm_bytes / 1024:,.1f} KiB")
-        table.add_row("latency", "see `leanml deploy` (the C engine)")
-        return table
+        return totals_table("totals (integer model)", [
+            ("params", f"{self.params:,}"),
+            ("MACs (batch 1)", f"{self.macs:,}"),
+            ("flash: weights + quantization constants", f"{self.weight_bytes / 1024:,.1f} KiB"),
+            ("peak activation int8 (deploy plan)", f"{self.arena_bytes / 1024:,.1f} KiB"),
+            ("peak activation int8 (TFLite-Micro-style plan)", f"{self.tflm_bytes / 1024:,.1f} KiB"),
+            ("latency", "see `leanml deploy` (the C engine)"),
+        ])  # fmt: skip
 
 
 def integer_params(model: IntegerModel) -> int:

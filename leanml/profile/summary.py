@@ -19,6 +19,7 @@ from torch import nn
 
 from leanml.profile.graph import trace_ops
 from leanml.profile.memory import MemoryPlan, activation_buffers
+from leanml.profile.tables import layer_table, totals_table
 from leanml.profile.timing import LatencyStats, model_latency
 from leanml.profile.traced_ops import op_macs
 
@@ -85,28 +86,21 @@ class ModelProfile:
 
     def layer_table(self) -> Table:
         """The per-layer table as a rich :class:`Table`."""
-        table = Table(title=f"layers (input 1x{'x'.join(map(str, self.input_shape))})")
-        for col in ("layer", "type", "output", "params", "MACs", "act. bytes (fp32)"):
-            table.add_column(col, justify="left" if col in ("layer", "type", "output") else "right")
-        for r in self.layers:
-            table.add_row(r.name, r.kind, "x".join(map(str, r.output_shape)), f"{r.params:,}", f"{r.macs:,}",
-                          f"{r.activation_bytes(4):,}")  # fmt: skip
-        return table
+        rows = [[r.name, r.kind, "x".join(map(str, r.output_shape)), f"{r.params:,}", f"{r.macs:,}",
+                 f"{r.activation_bytes(4):,}"] for r in self.layers]  # fmt: skip
+        columns = ("layer", "type", "output", "params", "MACs", "act. bytes (fp32)")
+        return layer_table(f"layers (input 1x{'x'.join(map(str, self.input_shape))})", columns, 3, rows)
 
     def totals_table(self) -> Table:
         """Totals (params, MACs, sizes, peak memory, latency) as a rich :class:`Table`."""
-        table = Table(title="totals", show_header=False)
-        table.add_column("what")
-        table.add_column("value", justify="right")
-        table.add_row("params", f"{self.params:,}")
-        table.add_row("MACs (batch 1)", f"{self.macs:,}")
-        for b in SIZE_BITS:
-            table.add_row(f"model size @ {b}-bit", _kib(self.size_bytes(b)))
-        table.add_row("peak activation fp32", f"{_kib(self.peak_activation_bytes(4))} (at {self.memory.peak_step})")
-        table.add_row("peak activation int8", _kib(self.peak_activation_bytes(1)))
-        for b, s in sorted(self.latency.items()):
-            table.add_row(f"latency batch {b}", str(s))
-        return table
+        rows = [("params", f"{self.params:,}"), ("MACs (batch 1)", f"{self.macs:,}")]
+        rows += [(f"model size @ {b}-bit", _kib(self.size_bytes(b))) for b in SIZE_BITS]
+        rows += [
+            ("peak activation fp32", f"{_kib(self.peak_activation_bytes(4))} (at {self.memory.peak_step})"),
+            ("peak activation int8", _kib(self.peak_activation_bytes(1))),
+        ]
+        rows += [(f"latency batch {b}", str(s)) for b, s in sorted(self.latency.items())]
+        return totals_table("totals", rows)
 
 
 def _kib(n: int) -> str:
