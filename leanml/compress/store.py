@@ -35,6 +35,11 @@ VERSION = 1
 TMP_PREFIX = ".tmp-"
 
 
+STAGE_FORMAT = 2
+"""Part of every stage key: bumped when an artifact a stage writes changes format, so a run folder made by an
+older leanml recomputes its stages instead of failing to load them (2: integer model format 2, k-means models)."""
+
+
 def stage_key(stage: str, config: dict[str, Any], inputs: list[str]) -> str:
     """SHA-256 of the stage name, its config (canonical JSON) and the keys of what it consumes.
 
@@ -44,7 +49,8 @@ def stage_key(stage: str, config: dict[str, Any], inputs: list[str]) -> str:
         >>> stage_key("a", {"x": 1}, []) == stage_key("a", {"x": 2}, [])
         False
     """
-    text = json.dumps({"stage": stage, "config": config, "inputs": inputs}, sort_keys=True, default=str)
+    doc = {"stage": stage, "config": config, "inputs": inputs, "format": STAGE_FORMAT}
+    text = json.dumps(doc, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
