@@ -199,6 +199,7 @@ class Lib:
 
     def kernel(self, name: str, **kwargs: Any) -> None:
         args = []
+        alive = []  # the arrays behind the pointers: a temporary (i8(x)) popped from kwargs would be freed mid-call
         for ctype, pname in self.sigs[name]:
             value = kwargs.pop(pname, kwargs.pop(pname + "_", None))
             assert value is not None, f"{name}: missing argument {pname}"
@@ -206,6 +207,7 @@ class Lib:
                 base = ctype.replace("const", "").replace("*", "").strip()
                 assert isinstance(value, np.ndarray) and value.dtype == PTR_DTYPES[base] and value.flags.c_contiguous
                 args.append(ctypes.c_void_p(value.ctypes.data))
+                alive.append(value)
             else:
                 args.append(ctypes.c_float(value) if ctype == "float" else ctypes.c_int(int(value)))
         assert not kwargs, f"{name}: unknown arguments {sorted(kwargs)}"
