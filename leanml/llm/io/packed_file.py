@@ -16,9 +16,9 @@ three tensors ``<name>.qweight`` (out, ceil(in*bits/8)) uint8, ``<name>.scales``
 ``<name>.zeros`` (out, G) uint8; tokenizer files are uint8 tensors named ``tokenizer/<file>``.
 
 Loading validates everything before any model is built (:func:`read_header`): magic, version (1 is refused
-with the command that re-creates the file), header CRC, JSON nesting depth (:data:`MAX_DEPTH`), the config's
-sizes (:func:`~leanml.llm.io.model_info.check_llm_config`), every tensor aligned, inside the data region, not
-overlapping the others and sized as its shape says, every weight of the model present with its shape;
+with the command that re-creates the file), header CRC, JSON nesting depth (:data:`~leanml.artifact.MAX_JSON_DEPTH`),
+the config's sizes (:func:`~leanml.llm.io.model_info.check_llm_config`), every tensor aligned, inside the data
+region, not overlapping the others and sized as its shape says, every weight of the model present with its shape;
 :class:`PackedFile` then checks the data CRC (unless ``verify=False`` or ``LEANML_LMQ_VERIFY=0``) and that every
 float16 scale is finite. Every failure is a :class:`LeanmlError` naming the file and the field.
 
@@ -38,7 +38,6 @@ import contextlib
 import itertools
 import json
 import os
-import re
 import struct
 import tempfile
 import zlib
@@ -49,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from leanml.artifact import MAX_JSON_DEPTH, json_depth, parse_json
 from leanml.errors import LeanmlError
 from leanml.llm.io.model_info import LLMInfo, check_llm_config, llama_weight_shapes, missing_names, require_llm_extra
 from leanml.quant.code_packing import row_bytes
@@ -61,15 +61,11 @@ DTYPES: dict[str, type[np.generic]] = {"uint8": np.uint8, "float16": np.float16,
 SUFFIX = ".lmq"
 MAX_HEADER = 64 << 20
 """Largest header accepted in bytes (SmolLM2's is about 60 kB)."""
-MAX_DEPTH = 64
-"""Deepest JSON nesting accepted in the header, checked by a bracket scan before parsing."""
 MAX_DIM = 1 << 31
 """Largest tensor dimension accepted."""
 VERIFY_ENV = "LEANML_LMQ_VERIFY"
 """Set ``LEANML_LMQ_VERIFY=0`` to skip the data CRC at load (very large files on trusted storage)."""
 CHUNK = 16 << 20
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_BRACKET = re.compile(rb"[\[{]|[\]}]")
 
 
 def is_packed_file(path: str | Path) -> bool:
@@ -94,20 +90,6 @@ def align(n: int) -> int:
         (64, 64)
     """
     return (n + ALIGN - 1) // ALIGN * ALIGN
-
-
-def json_depth(data: bytes) -> int:
-    """The deepest nesting of ``[``/``{`` in JSON text (outside strings), without parsing it.
-
-    Example:
-        >>> json_depth(b'{"a": [[1]], "b": "[[[["}')
-        3
-    """
-    depth = deepest = 0
-    for m in _BRACKET.finditer(_STRING.sub(b'""', data)):
-        depth += 1 if m.group() in (b"[", b"{") else -1
-        deepest = max(deepest, depth)
-    return deepest
 
 
 def crc32_region(path: str | Path, start: int, length: int) -> int:
@@ -165,12 +147,7 @@ def _int(value: Any, lo: int, hi: int, what: str, p: Path) -> int:
 
 
 def _parse(p: Path, head: bytes, what: str) -> Any:
-    if json_depth(head) > MAX_DEPTH:
-        raise LeanmlError(f"{p}: the {what} JSON is nested deeper than {MAX_DEPTH} levels", recreate_hint(p))
-    try:
-        return json.loads(head)
-    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise LeanmlError(f"{p} has a corrupt {what}: {e}", recreate_hint(p)) from e
+    return parse_json(head, f"the {what} of {p}", recreate_hint(p))
 
 
 def _check_table(p: Path, header: dict[str, Any], data_bytes: int) -> dict[str, dict[str, Any]]:
@@ -298,7 +275,7 @@ def read_header(path: str | Path) -> tuple[dict[str, Any], int]:
     if version == 1:
         old = None
         with contextlib.suppress(ValueError, RecursionError):  # only for the hint: the message stands without it
-            old = json.loads(head) if json_depth(head) <= MAX_DEPTH else None
+            old = json.loads(head) if json_depth(head) <= MAX_JSON_DEPTH else None
         raise LeanmlError(f"{p} has packed format version 1 (no checksums); this leanml reads version {VERSION}",
                           recreate_hint(p, old))  # fmt: skip
     if version != VERSION:
@@ -399,8 +376,8 @@ class PackedFile:
         """
         files = {Path(n).name: self.array(n).tobytes() for n in self.table if n.startswith("tokenizer/")}
         for fname, blob in files.items():
-            if fname.endswith(".json") and json_depth(blob) > MAX_DEPTH:
-                raise LeanmlError(f"{self.path}: tokenizer/{fname} is nested deeper than {MAX_DEPTH} levels",
+            if fname.endswith(".json") and json_depth(blob) > MAX_JSON_DEPTH:
+                raise LeanmlError(f"{self.path}: tokenizer/{fname} is nested deeper than {MAX_JSON_DEPTH} levels",
                                   recreate_hint(self.path))  # fmt: skip
         return files
 

@@ -106,7 +106,7 @@ def test_corrupt_files_are_clear_errors(tmp_path: Path) -> None:
         "truncated or corrupt \\(header length": blob[:40],
         "header checksum mismatch": blob[: PREFIX.size] + b"{" * head_len + blob[PREFIX.size + head_len :],
         "data checksum mismatch": bytes(flipped),
-        "nested deeper than 64": repack(blob, lambda h: h.update(extra=json.loads(deep_json(100)))),
+        "nested 101 levels deep, more than the 64": repack(blob, lambda h: h.update(extra=json.loads(deep_json(100)))),
         "version 1 .* leanml llm quantize tiny --method rtn --bits 4 --group-size 32": repack(blob, lambda h: None, 1),
         "not a multiple of 64": repack(blob, unaligned),
         "overlap": repack(blob, overlapping),
