@@ -94,13 +94,12 @@ def artifact_format(path: str | Path) -> str | None:
         >>> artifact_format("/nonexistent/model") is None
         True
     """
-    import json
+    from leanml.artifact import artifact_paths, parse_json
 
-    from leanml.artifact import artifact_paths
-
-    try:
-        meta = json.loads(artifact_paths(path)[1].read_text())
-    except (OSError, ValueError):
+    sidecar = artifact_paths(path)[1]
+    try:  # parse_json bounds the nesting (a deep sidecar must not reach json.loads' recursion)
+        meta = parse_json(sidecar.read_bytes(), sidecar, "")
+    except (OSError, LeanmlError):
         return None
     found = meta.get("format") if isinstance(meta, dict) else None
     return found if isinstance(found, str) else None

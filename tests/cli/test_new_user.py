@@ -171,3 +171,10 @@ def test_eval_profile_and_deploy_a_kmeans_model(cli: Cli, tmp_path: Path, ckpt: 
     assert table.code == 0 and "k-means model size" in table.stderr and "at 3 bits" in table.stderr
     res = cli("deploy", km, "--out", tmp_path / "c")
     assert_one_line_error(res, "is a k-means model", "deploy takes an integer model: quantize linear")
+
+
+def test_eval_and_profile_refuse_a_deeply_nested_sidecar(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "m.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "m.safetensors").write_bytes(b"x")
+    for verb in ("eval", "profile"):
+        assert_one_line_error(cli(verb, tmp_path / "m"), "nested 100000 levels deep")
