@@ -154,4 +154,10 @@ static inline void dk_clamp_s8(int8_t *buf, int n, int32_t lo, int32_t hi) {
     dk_clamp_s8_ref(buf, n, lo, hi);
 }
 
+/* TFLite's int8 softmax (gemmlowp fixed-point exp); no SIMD variant. */
+#include "leanml_kernels_softmax.h"
+
+/* In-place and streaming variants the memory planner places (overlapping buffers, line buffers). */
+#include "leanml_kernels_fused.h"
+
 #endif /* LEANML_KERNELS_H */
