@@ -36,7 +36,20 @@ from typing import Any
 import numpy as np
 
 from leanml.deploy.codegen_patch import emit_patch_stage
-from leanml.deploy.ir import Add, Clamp, Conv, Conv1x1, Depthwise, Flatten, Graph, Linear, Op, Pool, Quantize
+from leanml.deploy.ir import (
+    Add,
+    Clamp,
+    Conv,
+    Conv1x1,
+    Depthwise,
+    Flatten,
+    Graph,
+    Linear,
+    Op,
+    Pool,
+    Quantize,
+    Softmax,
+)  # fmt: skip
 from leanml.deploy.patch import PatchStage
 from leanml.deploy.planner import MemoryLayout
 from leanml.errors import LeanmlError
@@ -64,8 +77,14 @@ def c_array(ctype: str, name: str, values: np.ndarray) -> str:
 
 
 def c_float(v: float) -> str:
-    """A float32 literal that round-trips exactly."""
-    return f"{float(np.float32(v)):.9g}f"
+    """A float32 literal that round-trips exactly.
+
+    Example:
+        >>> c_float(1.0), c_float(0.00390625)
+        ('1.0f', '0.00390625f')
+    """
+    text = f"{float(np.float32(v)):.9g}"
+    return text + ("" if any(ch in text for ch in ".e") else ".0") + "f"
 
 
 class _Emitter:
@@ -171,9 +190,15 @@ def _clamp(e: _Emitter, op: Clamp) -> str:
     return f"{_copy_if_moved(e, op)} dk_clamp_s8({e.ptr(op.output)}, {op.out_numel}, {op.act_min}, {op.act_max});"
 
 
+def _softmax(e: _Emitter, op: Softmax) -> str:
+    depth = op.out_shape[-1]
+    return (f"dk_softmax_s8({e.ptr(op.inputs[0])}, {op.out_numel // depth}, {depth}, {op.input_multiplier}, "
+            f"{op.input_left_shift}, {op.diff_min}, {e.ptr(op.output)});")  # fmt: skip
+
+
 EMITTERS: dict[type, Callable[[Any, Any], str]] = {
     Quantize: _quantize, Conv: _conv, Conv1x1: _conv1x1, Depthwise: _depthwise, Linear: _linear, Add: _add, Pool: _pool,
-    Flatten: _flatten, Clamp: _clamp, PatchStage: emit_patch_stage,
+    Flatten: _flatten, Clamp: _clamp, Softmax: _softmax, PatchStage: emit_patch_stage,
 }  # fmt: skip
 
 

@@ -136,7 +136,17 @@ def deploy(model: IntegerModel, cfg: DeployConfig) -> Deployment:
     The input shape is ``cfg.input_shape`` or, when None, the model's stored one (see :func:`resolve_input_shape`).
     """
     c, h, w = resolve_input_shape(model, cfg)
-    layer_graph = lower(model, (c, h, w))
+    return deploy_graph(lower(model, (c, h, w)), cfg, flash_note(model.history))
+
+
+def deploy_graph(layer_graph: Graph, cfg: DeployConfig, note: str | None = None) -> Deployment:
+    """Plan, generate and compile an IR graph (from :func:`~leanml.deploy.ir.lower` or the ``.tflite`` importer).
+
+    Example:
+        >>> from leanml.deploy.tflite import load_tflite
+        >>> dep = deploy_graph(load_tflite("model.tflite"), DeployConfig())  # doctest: +SKIP
+    """
+    h, w, c = layer_graph.input_shape
     graph = patch_graph(layer_graph, cfg.patch, cfg.patch_until) if cfg.patch else layer_graph
     layout = plan_memory(graph, cfg.in_place, cfg.strategy)
     report = memory_report(layer_graph, layout)
@@ -145,7 +155,7 @@ def deploy(model: IntegerModel, cfg: DeployConfig) -> Deployment:
     out_numel = next(op.out_numel for op in graph.ops if op.output == graph.output)
     compiled = CompiledModel(library, c_prefix(cfg.prefix), (c, h, w), out_numel, graph.output_perm,
                              graph.output_q.scale, graph.output_q.zero_point)  # fmt: skip
-    return Deployment(cfg, graph, layout, report, sources, compiled, (c, h, w), flash_note(model.history))
+    return Deployment(cfg, graph, layout, report, sources, compiled, (c, h, w), note)
 
 
 @dataclass

@@ -224,6 +224,21 @@ class Clamp(Op):
 
 
 @dataclass
+class Softmax(Op):
+    """TFLite's int8 softmax over the last axis (output scale 1/256, zero point -128), in place allowed.
+
+    ``input_multiplier``/``input_left_shift`` hold beta * input scale * 2^26 as a Q31 multiplier; differences
+    from the row maximum below ``diff_min`` give exp 0. Made by the ``.tflite`` importer.
+    """
+
+    input_multiplier: int = 0
+    input_left_shift: int = 0
+    diff_min: int = 0
+    kind = "softmax"
+    table_kind = "activation"
+
+
+@dataclass
 class Graph:
     """IR ops in execution order, the input and output tensors, and their quantization."""
 

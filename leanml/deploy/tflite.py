@@ -1,0 +1,420 @@
+"""Import an int8 ``.tflite`` model into leanml's deploy IR, with TFLite Micro's integer rules.
+
+:func:`load_tflite` reads the flatbuffer (:mod:`leanml.deploy.tflite_read`) and lowers each operator through
+:data:`TFLITE_LOWERINGS` (one function per builtin opcode) into the same IR ops leanml's own integer models
+become, so the planner, the code generator and the kernels are shared. The constants follow TFLite Micro's
+``Prepare`` code exactly (the oracle is its reference kernels, bit for bit):
+
+- conv / depthwise (per-channel weights): multiplier = QuantizeMultiplier(in_scale * w_scale[c] / out_scale),
+  in double precision from the float32 scales; padding SAME puts the odd pixel at the bottom/right;
+- fully connected (per-tensor): the same with the one weight scale;
+- add: left shift 20, inputs rescaled by s / (2 max(s_a, s_b)), output by 2 max(s_a, s_b) / (2^20 s_out);
+- fused activations: clamp bounds zp + round(limit / scale) in float32, intersected with [-128, 127];
+- softmax: PreprocessSoftmaxScaling(beta, in_scale, 5 integer bits) and CalculateInputRadius.
+
+Supported opcodes: see :data:`TFLITE_LOWERINGS`; anything else is a :class:`~leanml.errors.LeanmlError` naming
+the opcode and the supported list. Activations are int8 (weights int8, biases int32); float inputs/outputs are
+supported through QUANTIZE as the first and DEQUANTIZE as the last operator.
+
+Example:
+    >>> graph = load_tflite("../shared/models/tflite/kws_ref_model.tflite")  # doctest: +SKIP
+    >>> [op.kind for op in graph.ops][:3]  # doctest: +SKIP
+    ['quantize', 'conv', 'depthwise']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from leanml.deploy.ir import (
+    Add,
+    Clamp,
+    Conv,
+    Conv1x1,
+    Depthwise,
+    Flatten,
+    Graph,
+    Linear,
+    Op,
+    Pool,
+    Quantize,
+    Shape,
+    Softmax,
+    c_identifier,
+)  # fmt: skip
+from leanml.deploy.tflite_read import TfModel, TfOp, TfTensor, read_tflite
+from leanml.errors import LeanmlError
+from leanml.quant.integer_ops import TensorQ
+from leanml.quant.primitives import quantize_multiplier
+
+SAME, VALID = 0, 1  # tflite.Padding
+ADD_LEFT_SHIFT = 20  # TFLite's int8 add
+SOFTMAX_DIFF_INT_BITS = 5  # kScaledDiffIntegerBits: Q5.26 differences
+# fused activation (tflite.ActivationFunctionType) -> (low, high) in real units; None = unbounded
+ACTIVATIONS: dict[int, tuple[float | None, float | None]] = {0: (None, None), 1: (0.0, None), 2: (-1.0, 1.0),
+                                                              3: (0.0, 6.0)}  # fmt: skip
+
+
+@dataclass
+class Importer:
+    """What the import has built: C-safe tensor names, HWC shapes, quantization per tensor, the IR ops."""
+
+    model: TfModel
+    used: set[str] = field(default_factory=set)
+    names: dict[int, str] = field(default_factory=dict)
+    shapes: dict[str, Shape] = field(default_factory=dict)
+    ops: list[Op] = field(default_factory=list)
+
+    def tensor(self, index: int) -> TfTensor:
+        return self.model.tensors[index]
+
+    def name(self, index: int) -> str:
+        """The C-safe name of tensor ``index``."""
+        if index not in self.names:
+            self.names[index] = c_identifier(f"t{index}", self.used)
+        return self.names[index]
+
+    def error(self, op: TfOp, what: str, hint: str) -> LeanmlError:
+        return LeanmlError(f"{self.model.path}: operator {op.index} ({op.opcode}) {what}", hint)
+
+    def act_q(self, op: TfOp, index: int) -> TensorQ:
+        """Per-tensor int8 quantization of activation ``index``; anything else is refused."""
+        t = self.tensor(index)
+        if t.dtype != "int8":
+            raise self.error(op, f"has a {t.dtype} activation {t.name!r}",
+                             "leanml deploys int8 activations: quantize the model fully to int8")  # fmt: skip
+        if len(t.scales) != 1:
+            raise self.error(op, f"activation {t.name!r} has {len(t.scales)} scales",
+                             "activations need one scale (per-tensor quantization)")  # fmt: skip
+        zp = int(t.zero_points[0])
+        if not -128 <= zp <= 127:
+            raise self.error(op, f"activation {t.name!r} has zero point {zp}", "int8 zero points lie in [-128, 127]")
+        return TensorQ(float(t.scales[0]), zp)
+
+    def const(self, op: TfOp, position: int, dtype: str) -> TfTensor:
+        """The constant input at ``position`` of ``op`` with its data, of ``dtype``."""
+        if position >= len(op.inputs) or op.inputs[position] < 0:
+            raise self.error(op, f"has no input {position}", "the .tflite file is malformed")
+        t = self.tensor(op.inputs[position])
+        if t.data is None or t.dtype != dtype:
+            raise self.error(op, f"input {t.name!r} must be a constant {dtype} tensor (got {t.dtype}, "
+                                 f"{'constant' if t.data is not None else 'computed'})",
+                             "leanml deploys int8 weights and int32 biases stored in the file")  # fmt: skip
+        return t
+
+    def hwc(self, op: TfOp, index: int) -> Shape:
+        """The IR shape of activation ``index``: (H, W, C) for [1, H, W, C], (F,) for [1, F]."""
+        shape = self.tensor(index).shape
+        if len(shape) == 4 and shape[0] == 1:
+            return (shape[1], shape[2], shape[3])
+        if len(shape) == 2 and shape[0] == 1:
+            return (shape[1],)
+        raise self.error(op, f"has a tensor of shape {list(shape)}",
+                         "leanml deploys batch-1 NHWC maps [1, H, W, C] and vectors [1, F]")  # fmt: skip
+
+    def emit(self, op: Op) -> None:
+        self.shapes[op.output] = op.out_shape
+        self.ops.append(op)
+
+    def op_name(self, op: TfOp) -> str:
+        return c_identifier(f"op{len(self.ops)}_{op.opcode.lower()}", self.used)
+
+
+def activation_bounds(kind: int, q: TensorQ, what: str) -> tuple[int, int]:
+    """TFLite's CalculateActivationRangeQuantized for int8: the fused activation's bounds in output codes.
+
+    Example:
+        >>> activation_bounds(3, TensorQ(0.05, -128), "op")  # RELU6
+        (-128, -8)
+    """
+    if kind not in ACTIVATIONS:
+        raise LeanmlError(f"{what} has fused activation {kind}", "leanml supports NONE, RELU, RELU_N1_TO_1, RELU6")
+    lo_real, hi_real = ACTIVATIONS[kind]
+
+    def quantize(v: float) -> int:  # zero_point + round(v / scale), the division in float32
+        r = float(np.float32(v) / np.float32(q.scale))
+        return q.zero_point + int(math.copysign(math.floor(abs(r) + 0.5), r))
+
+    lo = -128 if lo_real is None else max(-128, quantize(lo_real))
+    hi = 127 if hi_real is None else min(127, quantize(hi_real))
+    return lo, hi
+
+
+def conv_multipliers(in_scale: float, w_scales: np.ndarray, out_scale: float, n: int) -> tuple[np.ndarray, ...]:
+    """Per-output-channel (multiplier, shift) as TFLM's PopulateConvolutionQuantizationParams (double precision).
+
+    Example:
+        >>> m, s = conv_multipliers(0.5, np.array([0.25], np.float32), 1.0, 2)
+        >>> m.tolist(), s.tolist()
+        ([1073741824, 1073741824], [-2, -2])
+    """
+    scales = np.broadcast_to(np.asarray(w_scales, np.float32), (n,)) if len(w_scales) == 1 else w_scales
+    pairs = [quantize_multiplier(float(in_scale) * float(s) / float(out_scale)) for s in scales]
+    return (np.array([p[0] for p in pairs], np.int32), np.array([p[1] for p in pairs], np.int32))
+
+
+def _same_padding(size: int, k: int, s: int, padding: int) -> tuple[int, int]:
+    """(output size, padding before) as TFLite's ComputePaddingHeightWidth (dilation 1)."""
+    if padding == SAME:
+        out = (size + s - 1) // s
+    elif padding == VALID:
+        out = (size - k + s) // s
+    else:
+        raise LeanmlError(f"unknown padding {padding}", "TFLite models use SAME or VALID")
+    total = max((out - 1) * s + k - size, 0)
+    return out, total // 2
+
+
+def _bias(imp: Importer, op: TfOp, n: int) -> np.ndarray:
+    if len(op.inputs) < 3 or op.inputs[2] < 0:
+        return np.zeros(n, np.int32)
+    b = imp.const(op, 2, "int32").data
+    assert b is not None
+    if b.shape != (n,):
+        raise imp.error(op, f"has a bias of shape {list(b.shape)} for {n} output channels", "re-export the model")
+    return np.ascontiguousarray(b, np.int32)
+
+
+def _weight_q(imp: Importer, op: TfOp, w: TfTensor, n: int) -> np.ndarray:
+    if not w.quantized or np.any(w.zero_points != 0) or len(w.scales) not in (1, n):
+        raise imp.error(op, f"has weights {w.name!r} that are not symmetric int8 (per tensor or per channel)",
+                        "quantize weights symmetrically: zero point 0, one scale or one per channel")  # fmt: skip
+    return w.scales
+
+
+def _check_dilation(imp: Importer, op: TfOp) -> None:
+    if op.options.get("DilationHFactor", 1) != 1 or op.options.get("DilationWFactor", 1) != 1:
+        raise imp.error(op, "is dilated", "leanml's kernels support dilation 1")
+
+
+Lowering = Callable[[Importer, TfOp], None]
+TFLITE_LOWERINGS: dict[str, Lowering] = {}
+
+
+def register_tflite(opcode: str) -> Callable[[Lowering], Lowering]:
+    """Register the lowering of a builtin opcode (its schema name, e.g. ``"CONV_2D"``)."""
+
+    def deco(fn: Lowering) -> Lowering:
+        TFLITE_LOWERINGS[opcode] = fn
+        return fn
+
+    return deco
+
+
+def _conv_common(imp: Importer, op: TfOp, weight_ohwi: np.ndarray, w_scales: np.ndarray, groups: int) -> None:
+    src, out = op.inputs[0], op.outputs[0]
+    in_q, out_q = imp.act_q(op, src), imp.act_q(op, out)
+    ih, iw, ic = imp.hwc(op, src)
+    oc, kh, kw, _ = weight_ohwi.shape
+    sh, sw = int(op.options.get("StrideH", 1)), int(op.options.get("StrideW", 1))
+    oh, ph = _same_padding(ih, kh, sh, int(op.options.get("Padding", VALID)))
+    ow, pw = _same_padding(iw, kw, sw, int(op.options.get("Padding", VALID)))
+    if imp.hwc(op, out) != (oh, ow, oc):
+        raise imp.error(op, f"declares output {list(imp.tensor(out).shape)}, its geometry gives {[1, oh, ow, oc]}",
+                        "the .tflite file is inconsistent: re-export it")  # fmt: skip
+    mult, shift = conv_multipliers(in_q.scale, w_scales, out_q.scale, oc)
+    lo, hi = activation_bounds(int(op.options.get("FusedActivationFunction", 0)), out_q, f"operator {op.index}")
+    common = dict(bias=_bias(imp, op, oc), multiplier=mult, shift=shift, kernel=(kh, kw), stride=(sh, sw),
+                  padding=(ph, pw), groups=groups, in_zp=in_q.zero_point, out_zp=out_q.zero_point, act_min=lo,
+                  act_max=hi)  # fmt: skip
+    name, a, o = imp.op_name(op), imp.name(src), imp.name(out)
+    if groups == ic == oc and ic > 1:
+        dw = np.ascontiguousarray(weight_ohwi[:, :, :, 0].transpose(1, 2, 0), np.int8)  # (kh, kw, C)
+        imp.emit(Depthwise(name, (a,), o, ((ih, iw, ic),), (oh, ow, oc), weight=dw, **common))  # type: ignore[arg-type]
+        return
+    one = (kh, kw) == (1, 1) and (sh, sw) == (1, 1) and (ph, pw) == (0, 0) and (oh, ow) == (ih, iw)
+    cls = Conv1x1 if one and groups == 1 else Conv
+    w = np.ascontiguousarray(weight_ohwi, np.int8)
+    imp.emit(cls(name, (a,), o, ((ih, iw, ic),), (oh, ow, oc), weight=w, **common))  # type: ignore[arg-type]
+
+
+@register_tflite("CONV_2D")
+def _conv2d(imp: Importer, op: TfOp) -> None:
+    _check_dilation(imp, op)
+    w = imp.const(op, 1, "int8")
+    assert w.data is not None
+    if w.data.ndim != 4:
+        raise imp.error(op, f"has weights of shape {list(w.data.shape)}", "CONV_2D weights are [O, H, W, I]")
+    ic = imp.hwc(op, op.inputs[0])[-1]
+    if w.data.shape[3] != ic:
+        raise imp.error(op, f"has {w.data.shape[3]} weight input channels for {ic} input channels",
+                        "grouped CONV_2D is not supported")  # fmt: skip
+    _conv_common(imp, op, w.data, _weight_q(imp, op, w, w.data.shape[0]), 1)
+
+
+@register_tflite("DEPTHWISE_CONV_2D")
+def _depthwise(imp: Importer, op: TfOp) -> None:
+    _check_dilation(imp, op)
+    w = imp.const(op, 1, "int8")
+    assert w.data is not None
+    ic = imp.hwc(op, op.inputs[0])[-1]
+    mult = int(op.options.get("DepthMultiplier", 1)) or 1
+    if w.data.ndim != 4 or w.data.shape[0] != 1 or w.data.shape[3] != ic * mult:
+        raise imp.error(op, f"has weights of shape {list(w.data.shape)} for {ic} channels x multiplier {mult}",
+                        "DEPTHWISE_CONV_2D weights are [1, H, W, C * multiplier]")  # fmt: skip
+    oc = ic * mult
+    # output channel c * mult + m reads input channel c: a grouped conv (groups = C) in OHWI, one input per group
+    ohwi = w.data[0].transpose(2, 0, 1)[..., None]  # (oc, kh, kw, 1)
+    _conv_common(imp, op, ohwi, _weight_q(imp, op, w, oc), ic)
+
+
+@register_tflite("FULLY_CONNECTED")
+def _fully_connected(imp: Importer, op: TfOp) -> None:
+    if int(op.options.get("WeightsFormat", 0)) != 0:
+        raise imp.error(op, "uses shuffled weights", "export with the default weights format")
+    src, out = op.inputs[0], op.outputs[0]
+    in_q, out_q = imp.act_q(op, src), imp.act_q(op, out)
+    w = imp.const(op, 1, "int8")
+    assert w.data is not None
+    n_out, n_in = w.data.shape if w.data.ndim == 2 else (0, 0)
+    in_numel = math.prod(imp.tensor(src).shape)
+    if n_in == 0 or in_numel != n_in:
+        raise imp.error(op, f"has weights {list(w.data.shape)} for an input of {in_numel} values",
+                        "leanml deploys batch-1 fully connected layers")  # fmt: skip
+    if math.prod(imp.tensor(out).shape) != n_out:
+        raise imp.error(op, f"declares output {list(imp.tensor(out).shape)} for {n_out} features", "re-export it")
+    mult, shift = conv_multipliers(in_q.scale, _weight_q(imp, op, w, n_out), out_q.scale, n_out)
+    lo, hi = activation_bounds(int(op.options.get("FusedActivationFunction", 0)), out_q, f"operator {op.index}")
+    a = imp.name(src)
+    if len(imp.shapes.get(a, (n_in,))) != 1:  # a map feeds the layer: flatten (NHWC order = the C layout)
+        flat = c_identifier(f"t{src}_flat", imp.used)
+        imp.emit(Flatten(imp.op_name(op) + "_flatten", (a,), flat, (imp.shapes[a],), (n_in,)))
+        a = flat
+    imp.emit(Linear(imp.op_name(op), (a,), imp.name(out), ((n_in,),), (n_out,), weight=np.ascontiguousarray(w.data),
+                    bias=_bias(imp, op, n_out), multiplier=mult, shift=shift, in_zp=in_q.zero_point,
+                    out_zp=out_q.zero_point, act_min=lo, act_max=hi))  # fmt: skip
+
+
+@register_tflite("ADD")
+def _add(imp: Importer, op: TfOp) -> None:
+    a, b, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    qa, qb, qo = imp.act_q(op, a), imp.act_q(op, b), imp.act_q(op, out)
+    if imp.tensor(a).shape != imp.tensor(b).shape or imp.tensor(a).shape != imp.tensor(out).shape:
+        raise imp.error(op, f"broadcasts {list(imp.tensor(a).shape)} with {list(imp.tensor(b).shape)}",
+                        "leanml's add needs inputs of the same shape")  # fmt: skip
+    if imp.tensor(a).data is not None or imp.tensor(b).data is not None:
+        raise imp.error(op, "adds a constant tensor", "leanml's add takes two computed tensors")
+    twice_max = 2 * max(float(qa.scale), float(qb.scale))
+    am, ash = quantize_multiplier(float(qa.scale) / twice_max)
+    bm, bsh = quantize_multiplier(float(qb.scale) / twice_max)
+    om, osh = quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * float(qo.scale)))
+    lo, hi = activation_bounds(int(op.options.get("FusedActivationFunction", 0)), qo, f"operator {op.index}")
+    shape = imp.hwc(op, out)
+    imp.emit(Add(imp.op_name(op), (imp.name(a), imp.name(b)), imp.name(out), (shape, shape), shape, a_zp=qa.zero_point,
+                 b_zp=qb.zero_point, a_multiplier=am, a_shift=ash, b_multiplier=bm, b_shift=bsh, out_multiplier=om,
+                 out_shift=osh, out_zp=qo.zero_point, act_min=lo, act_max=hi))  # fmt: skip
+
+
+def _pool(imp: Importer, op: TfOp, mode: str) -> None:
+    src, out = op.inputs[0], op.outputs[0]
+    in_q, out_q = imp.act_q(op, src), imp.act_q(op, out)
+    if mode == "avg" and (in_q.scale != out_q.scale or in_q.zero_point != out_q.zero_point):
+        raise imp.error(op, "changes the quantization", "TFLite's int8 pooling keeps the input scale and zero point")
+    ih, iw, c = imp.hwc(op, src)
+    kh, kw = int(op.options["FilterHeight"]), int(op.options["FilterWidth"])
+    sh, sw = int(op.options["StrideH"]), int(op.options["StrideW"])
+    oh, ph = _same_padding(ih, kh, sh, int(op.options["Padding"]))
+    ow, pw = _same_padding(iw, kw, sw, int(op.options["Padding"]))
+    if mode == "avg" and ((oh - 1) * sh + kh > ih or (ow - 1) * sw + kw > iw):
+        raise imp.error(op, "pads its windows", "leanml's average pooling supports windows inside the input (VALID)")
+    lo, hi = activation_bounds(int(op.options.get("FusedActivationFunction", 0)), out_q, f"operator {op.index}")
+    name, o = imp.op_name(op), imp.name(out)
+    pooled = o if (lo, hi) == (-128, 127) else c_identifier(f"t{out}_pooled", imp.used)
+    imp.emit(Pool(name, (imp.name(src),), pooled, ((ih, iw, c),), (oh, ow, c), mode=mode, kernel=(kh, kw),
+                  stride=(sh, sw), padding=(ph, pw)))  # fmt: skip
+    if pooled != o:
+        imp.emit(Clamp(name + "_act", (pooled,), o, ((oh, ow, c),), (oh, ow, c), act_min=lo, act_max=hi))
+
+
+@register_tflite("AVERAGE_POOL_2D")
+def _avg_pool(imp: Importer, op: TfOp) -> None:
+    _pool(imp, op, "avg")
+
+
+@register_tflite("MAX_POOL_2D")
+def _max_pool(imp: Importer, op: TfOp) -> None:
+    _pool(imp, op, "max")
+
+
+@register_tflite("RESHAPE")
+def _reshape(imp: Importer, op: TfOp) -> None:
+    src, out = op.inputs[0], op.outputs[0]
+    qi, qo = imp.act_q(op, src), imp.act_q(op, out)
+    if (qi.scale, qi.zero_point) != (qo.scale, qo.zero_point):
+        raise imp.error(op, "changes the quantization", "a reshape keeps scale and zero point")
+    if math.prod(imp.tensor(src).shape) != math.prod(imp.tensor(out).shape):
+        raise imp.error(op, "changes the element count", "the .tflite file is inconsistent: re-export it")
+    shape = imp.hwc(op, out)
+    # NHWC element order is the C layout: any reshape between batch-1 tensors is a view
+    imp.emit(Flatten(imp.op_name(op), (imp.name(src),), imp.name(out), (imp.shapes[imp.name(src)],), shape))
+
+
+@register_tflite("SOFTMAX")
+def _softmax(imp: Importer, op: TfOp) -> None:
+    src, out = op.inputs[0], op.outputs[0]
+    qi, qo = imp.act_q(op, src), imp.act_q(op, out)
+    if qo.zero_point != -128 or float(np.float32(qo.scale)) != 1.0 / 256:
+        raise imp.error(op, f"has output scale {qo.scale} and zero point {qo.zero_point}",
+                        "TFLite's int8 softmax writes scale 1/256, zero point -128")  # fmt: skip
+    beta = float(np.float32(op.options.get("Beta", 1.0)))
+    real = min(beta * float(qi.scale) * (1 << (31 - SOFTMAX_DIFF_INT_BITS)), float((1 << 31) - 1))
+    mult, left_shift = quantize_multiplier(real)
+    if left_shift < 0:
+        raise imp.error(op, f"has a tiny input scale {qi.scale}", "softmax needs beta * scale * 2^26 >= 1")
+    max_rescaled = 1.0 * ((1 << SOFTMAX_DIFF_INT_BITS) - 1) * (1 << (31 - SOFTMAX_DIFF_INT_BITS)) / (1 << left_shift)
+    shape = imp.hwc(op, out)
+    imp.emit(Softmax(imp.op_name(op), (imp.name(src),), imp.name(out), (shape,), shape, input_multiplier=mult,
+                     input_left_shift=left_shift, diff_min=-math.floor(max_rescaled)))  # fmt: skip
+
+
+def _graph_input(imp: Importer, index: int) -> tuple[Quantize, TensorQ]:
+    """The float → int8 input op (quantization in C for the float API; ``run_q`` takes the int8 codes)."""
+    fake = TfOp(-1, "input", (), (index,))
+    q = imp.act_q(fake, index)
+    shape = imp.hwc(fake, index)
+    return Quantize(c_identifier("op0_input", imp.used), (), imp.name(index), (), shape, q=q), q
+
+
+def load_tflite(path: str | Path) -> Graph:
+    """Read ``path`` and lower it to the deploy IR (batch 1, HWC); unsupported content raises LeanmlError.
+
+    Example:
+        >>> load_tflite("nothing.tflite")  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        LeanmlError: ...
+    """
+    model = read_tflite(path)
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise LeanmlError(f"{model.path} has {len(model.inputs)} inputs and {len(model.outputs)} outputs",
+                          "leanml deploys models with one input and one output")  # fmt: skip
+    imp = Importer(model)
+    tf_ops = list(model.ops)
+    in_index = model.inputs[0]
+    if tf_ops and tf_ops[0].opcode == "QUANTIZE" and imp.tensor(in_index).dtype == "float32":
+        in_index = tf_ops.pop(0).outputs[0]  # float input: the Quantize op below does it
+    out_index = model.outputs[0]
+    out_float = bool(tf_ops) and tf_ops[-1].opcode == "DEQUANTIZE" and imp.tensor(out_index).dtype == "float32"
+    if out_float:
+        out_index = tf_ops.pop().inputs[0]  # float output: the generated run() dequantizes
+    quantize, in_q = _graph_input(imp, in_index)
+    imp.emit(quantize)
+    unsupported = sorted({op.opcode for op in tf_ops if op.opcode not in TFLITE_LOWERINGS})
+    if unsupported:
+        supported = ", ".join(sorted(TFLITE_LOWERINGS))
+        raise LeanmlError(f"{model.path} uses operators leanml cannot deploy: {', '.join(unsupported)}",
+                          f"supported: {supported} (and QUANTIZE/DEQUANTIZE at the ends)")  # fmt: skip
+    for op in tf_ops:
+        if len(op.outputs) != 1:
+            raise imp.error(op, f"has {len(op.outputs)} outputs", "leanml ops have one output")
+        TFLITE_LOWERINGS[op.opcode](imp, op)
+    out = imp.name(out_index)
+    if out not in imp.shapes:
+        raise LeanmlError(f"{model.path}: no operator computes the output tensor", "the .tflite file is malformed")
+    out_q = imp.act_q(TfOp(-1, "output", (), (out_index,)), out_index)
+    in_shape = quantize.out_shape if len(quantize.out_shape) == 3 else (1, 1, quantize.out_shape[0])
+    return Graph(imp.ops, quantize.output, out, in_shape, in_q, out_q, None)
