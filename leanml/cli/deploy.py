@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,8 +26,10 @@ from leanml.cli.options import (
 from leanml.deploy.engine import DeployConfig
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
+    from leanml.deploy.engine import Deployment
     from leanml.quant.integer import IntegerModel
 
 app = typer.Typer(add_completion=False)
@@ -111,6 +113,69 @@ def verification_inputs(reference: IntegerModel, shape: tuple[int, int, int], co
     return noise, None, f"{count} random inputs ({why})"
 
 
+RUN_INPUTS = 4  # inputs run under QEMU by --run: the first verification inputs (seeded)
+
+
+def check_run_target(run: bool, target: str) -> None:
+    """Refuse ``--run`` without a Cortex-M target, and without the cross compiler or QEMU (naming the install).
+
+    Example:
+        >>> check_run_target(True, "host")  # doctest: +SKIP
+        Traceback (most recent call last):
+        leanml.errors.LeanmlError: --run runs the C on an emulated Cortex-M, target host has none (...)
+    """
+    from leanml.deploy.mcu import MCU_TARGETS, tools_missing
+    from leanml.errors import LeanmlError
+
+    if not run:
+        return
+    if target not in MCU_TARGETS:
+        raise LeanmlError(f"--run runs the C on an emulated Cortex-M, target {target} has none",
+                          f"pass --target {' or --target '.join(MCU_TARGETS)} with --run")  # fmt: skip
+    missing = tools_missing()
+    if missing:
+        raise LeanmlError("--run needs the Cortex-M cross compiler and QEMU",
+                          f"install them: `{' && '.join(missing)}` (or `make toolchain` as root)")  # fmt: skip
+
+
+def run_summary(dep: Deployment, q_nchw: np.ndarray, target: str) -> dict[str, Any]:
+    """Run int8 inputs (N, C, H, W) on ``target`` under QEMU; the ``mcu_*`` summary entries.
+
+    Example:
+        >>> run_summary(dep, np.zeros((1, 1, 28, 28), np.int64), "cortex-m4")["mcu_bit_exact"]  # doctest: +SKIP
+        True
+    """
+    import numpy as np
+
+    from leanml.deploy.mcu import mcu_target, run_on_target
+
+    run = run_on_target(dep, np.asarray(q_nchw).transpose(0, 2, 3, 1), target)
+    return {"mcu_board": mcu_target(target).board, "mcu_flags": run.flags_text, "mcu_inputs": len(run.instructions),
+            "mcu_instructions": run.instructions, "mcu_flash_bytes": run.flash_bytes,
+            "mcu_model_flash_bytes": run.model_flash_bytes, "mcu_static_sram_bytes": run.sram_bytes,
+            "mcu_stack_bytes": run.stack_bytes, "mcu_peak_sram_bytes": run.peak_sram_bytes,
+            "mcu_bit_exact": run.matches_host, "mcu_mismatched": run.mismatched}  # fmt: skip
+
+
+def print_run(summary: dict[str, Any]) -> None:
+    """The ``--run`` lines: instructions per inference, flash, SRAM (arena + stack), bit-exactness."""
+    counts = summary["mcu_instructions"]
+    spread = f"{min(counts):,}" if min(counts) == max(counts) else f"{min(counts):,} to {max(counts):,}"
+    print(
+        f"{summary['target']} under QEMU ({summary['mcu_board']}, -icount shift=0; {summary['mcu_flags']}): "
+        f"{spread} instructions per inference ({summary['mcu_inputs']} inputs; timer ticks x 40, run_q only)"
+    )
+    print(
+        f"  flash {summary['mcu_flash_bytes']:,} B (ELF text + data without the inputs: newlib/rdimon and the "
+        f"printf harness included; the model object {summary['mcu_model_flash_bytes']:,} B); "
+        f"peak SRAM {summary['mcu_peak_sram_bytes']:,} B = arena {summary['arena_bytes']:,} B + stack "
+        f"{summary['mcu_stack_bytes']:,} B (static .data + .bss of the model {summary['mcu_static_sram_bytes']:,} B)"
+    )
+    verdict = ("equals the host build bit for bit" if summary["mcu_bit_exact"]
+               else f"differs from the host build in {summary['mcu_mismatched']} output codes")  # fmt: skip
+    print(f"  output on {summary['mcu_inputs']} inputs {verdict}")
+
+
 @app.command("deploy")
 def deploy_cmd(
     context: typer.Context,
@@ -135,6 +200,9 @@ def deploy_cmd(
         str | None, typer.Option(help="tensor that ends the patch stage (default: best)")
     ] = default_of(DeployConfig, "patch_until"),
     verify_images: Annotated[int, typer.Option(help="test images to compare with the integer reference")] = 500,
+    run: Annotated[
+        bool, typer.Option(help="run on the emulated Cortex-M target (qemu-system-arm): instructions, flash, SRAM")
+    ] = False,
     overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
@@ -152,6 +220,7 @@ def deploy_cmd(
              "target": target, "patch": patch, "patch_until": patch_until}  # fmt: skip
     cfg = config_from(context, DeployConfig, config, flags)
     target = cfg.target
+    check_run_target(run, target)
     check_deployable(model)
     reference = IntegerModel.load(model)
     check_runs_on(reference, resolve_input_shape(reference, cfg))
@@ -168,6 +237,9 @@ def deploy_cmd(
             summary["test_accuracy"] = float((codes.argmax(1) == labels.numpy()).mean())
         summary.update(verify_images=result.images, verify_mismatched=result.mismatched, bit_exact=result.identical,
                        verify_data=what)  # fmt: skip
+    if run:
+        seeded = images if verify_images > 0 else verification_inputs(reference, shape, RUN_INPUTS, data)[0]
+        summary.update(run_summary(dep, reference.quantize_input(seeded[:RUN_INPUTS]), target))
     lat = measure_c_latency(dep, repeats=100, warmup=10)
     summary["latency_ms_b1"] = lat.median_ms
     summary["latency"] = lat.to_dict()
@@ -198,6 +270,11 @@ def deploy_cmd(
         verdict = "bit-exact" if summary["bit_exact"] else f"{summary['verify_mismatched']} output codes differ"
         acc = f", test accuracy {summary['test_accuracy']:.2%}" if "test_accuracy" in summary else ""
         print(f"verified on {summary['verify_data']} against the integer reference: {verdict}{acc}")
+    if run:
+        print_run(summary)
     print(f"wrote {out} (run `make -C {out}`)")
     if verify_images > 0 and not summary["bit_exact"]:
         raise LeanmlError("the C engine does not match the integer reference", "this is a leanml bug: please report")
+    if run and not summary["mcu_bit_exact"]:
+        raise LeanmlError(f"the {target} build under QEMU does not match the host build",
+                          "this is a leanml bug: please report")  # fmt: skip
