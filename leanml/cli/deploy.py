@@ -147,14 +147,16 @@ def run_summary(dep: Deployment, q_nchw: np.ndarray, target: str) -> dict[str, A
     """
     import numpy as np
 
-    from leanml.deploy.mcu import mcu_target, run_on_target
+    from leanml.deploy.mcu import layer_instructions, mcu_target, run_on_target
 
-    run = run_on_target(dep, np.asarray(q_nchw).transpose(0, 2, 3, 1), target)
+    nhwc = np.asarray(q_nchw).transpose(0, 2, 3, 1)
+    run = run_on_target(dep, nhwc, target)
+    layers = layer_instructions(dep, nhwc[0], target)
     return {"mcu_board": mcu_target(target).board, "mcu_flags": run.flags_text, "mcu_inputs": len(run.instructions),
             "mcu_instructions": run.instructions, "mcu_flash_bytes": run.flash_bytes,
             "mcu_model_flash_bytes": run.model_flash_bytes, "mcu_static_sram_bytes": run.sram_bytes,
             "mcu_stack_bytes": run.stack_bytes, "mcu_peak_sram_bytes": run.peak_sram_bytes,
-            "mcu_bit_exact": run.matches_host, "mcu_mismatched": run.mismatched}  # fmt: skip
+            "mcu_bit_exact": run.matches_host, "mcu_mismatched": run.mismatched, "mcu_layers": layers}  # fmt: skip
 
 
 def print_run(summary: dict[str, Any]) -> None:
@@ -173,6 +175,11 @@ def print_run(summary: dict[str, Any]) -> None:
     )
     verdict = ("equals the host build bit for bit" if summary["mcu_bit_exact"]
                else f"differs from the host build in {summary['mcu_mismatched']} output codes")  # fmt: skip
+    by_kind: dict[str, float] = {}
+    for row in summary["mcu_layers"]:
+        by_kind[row["kind"]] = by_kind.get(row["kind"], 0.0) + row["share"]
+    split = ", ".join(f"{k} {v:.1%}" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]) if v >= 0.001)
+    print(f"  instructions by layer kind (first input, instrumented build): {split}")
     print(f"  output on {summary['mcu_inputs']} inputs {verdict}")
 
 

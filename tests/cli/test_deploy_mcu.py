@@ -40,6 +40,7 @@ def test_run_on_cortex_m4_reports_instructions_flash_sram_and_bit_exactness(
         res.stdout
     )
     assert "instructions per inference (4 inputs" in res.stdout
+    assert "instructions by layer kind (first input, instrumented build): conv " in res.stdout
     assert "output on 4 inputs equals the host build bit for bit" in res.stdout
     res = cli("deploy", model, "--out", tmp_path / "c2", "--target", "cortex-m4", "--run", "--verify-images", "0",
               "--json")  # fmt: skip
@@ -47,6 +48,7 @@ def test_run_on_cortex_m4_reports_instructions_flash_sram_and_bit_exactness(
     assert summary["mcu_bit_exact"] and summary["mcu_inputs"] == 4 and min(summary["mcu_instructions"]) > 0
     assert summary["mcu_peak_sram_bytes"] == summary["arena_bytes"] + summary["mcu_stack_bytes"]
     assert 0 < summary["mcu_model_flash_bytes"] < summary["mcu_flash_bytes"]
+    assert [row["kind"] for row in summary["mcu_layers"]][:2] == ["conv", "pool"]
 
 
 def test_run_needs_a_cortex_m_target(tmp_path: Path, cli: Callable[..., CliResult]) -> None:

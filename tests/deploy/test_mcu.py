@@ -14,6 +14,8 @@ from leanml.deploy.engine import DeployConfig, Deployment, deploy
 from leanml.deploy.mcu import (
     MCU_TARGETS,
     find_tool,
+    instrument_layers,
+    layer_instructions,
     mcu_target,
     parse_harness_output,
     parse_map,
@@ -62,6 +64,26 @@ def test_cortex_m4_is_bit_exact_with_the_host_and_deterministic(dep: Deployment)
 def test_cortex_m7_runs_too(dep: Deployment) -> None:
     run = run_on_target(dep, inputs(2), "cortex-m7")
     assert run.matches_host and run.instructions[0] > 0 and run.flags[0] == "-mcpu=cortex-m7"
+
+
+@needs_qemu
+def test_layer_instructions_add_up_to_about_the_total(dep: Deployment) -> None:
+    rows = layer_instructions(dep, inputs(1)[0], "cortex-m4")
+    total = run_on_target(dep, inputs(1), "cortex-m4").instructions[0]
+    assert [r["name"] for r in rows] == [op.name for op in dep.graph.ops[1:]]  # op0 quantizes floats: not in run_q
+    assert rows[0]["kind"] == "conv" and rows[0]["instructions"] > 0.5 * total
+    assert abs(sum(r["instructions"] for r in rows) - total) < 0.02 * total
+    assert abs(sum(r["share"] for r in rows) - 1) < 1e-9
+
+
+def test_instrument_layers_refuses_an_unknown_layout() -> None:
+    src = "static void m_layers(const float *input) {\n    layer_a(input, arena);\n    layer_b(input, arena);\n}\n"
+    out, names = instrument_layers(src, "m")
+    assert names == ["a", "b"] and out.count("LEANML_MCU_MARK(") == 4  # 3 marks + the macro
+    with pytest.raises(LeanmlError, match="unexpected statement"):
+        instrument_layers(src.replace("layer_b(input, arena);", "other();"), "m")
+    with pytest.raises(LeanmlError, match="no x_layers function"):
+        instrument_layers(src, "x")
 
 
 @needs_qemu
