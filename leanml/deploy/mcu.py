@@ -395,7 +395,7 @@ def instrument_layers(source: str, prefix: str) -> tuple[str, list[str]]:
     ``leanml_mcu_layer_ticks``), and the op names in call order. A changed code layout is a clear error.
 
     Example:
-        >>> src = "static void m_layers(const float *input) {\n    layer_op1_fc(input, arena);\n}\n"
+        >>> src = "static void m_layers(const float *input) {\\n    layer_op1_fc(input, arena);\\n}\\n"
         >>> instrument_layers(src, "m")[1]
         ['op1_fc']
     """
