@@ -422,7 +422,7 @@ def instrument_layers(source: str, prefix: str) -> tuple[str, list[str]]:
 
 
 def _build_and_run(dep: Deployment, x: np.ndarray, target: str, timeout: float, paint_bytes: int,
-                   instrument: bool) -> tuple[Elf, str]:  # fmt: skip
+                   instrument: bool, extra_flags: tuple[str, ...] = ()) -> tuple[Elf, str]:  # fmt: skip
     prefix = c_prefix(dep.config.prefix)
     c, h, w = dep.input_shape
     sources = dict(dep.sources)
@@ -434,12 +434,12 @@ def _build_and_run(dep: Deployment, x: np.ndarray, target: str, timeout: float, 
             + ",\n".join(f"{{{c_bytes(row)}}}" for row in x) + "\n};\n")  # fmt: skip
     main_c = harness_c(prefix, len(x), h * w * c, paint_bytes, layers=len(names))
     with tempfile.TemporaryDirectory(prefix="leanml-mcu-") as tmp:
-        elf = build_elf({**sources, "mcu_inputs.c": blob}, main_c, target, Path(tmp))
+        elf = build_elf({**sources, "mcu_inputs.c": blob}, main_c, target, Path(tmp), extra_flags)
         return elf, run_elf(elf.path, target, timeout)
 
 
-def layer_instructions(dep: Deployment, input_int8: np.ndarray, target: str = "cortex-m4", timeout: float = 300.0
-                       ) -> list[dict[str, Any]]:  # fmt: skip
+def layer_instructions(dep: Deployment, input_int8: np.ndarray, target: str = "cortex-m4", timeout: float = 300.0,
+                       extra_flags: tuple[str, ...] = ()) -> list[dict[str, Any]]:  # fmt: skip
     """Instructions of each layer of one inference on ``target`` under QEMU (timer reads between the layer calls of
     an instrumented build: +-40 per layer; the total of :func:`run_on_target` is the uninstrumented figure).
 
@@ -453,7 +453,7 @@ def layer_instructions(dep: Deployment, input_int8: np.ndarray, target: str = "c
     mcu_target(target)
     x = np.asarray(input_int8)
     x = check_inputs(dep, x[None] if x.ndim == 3 else x)[:1]
-    _, stdout = _build_and_run(dep, x, target, timeout, STACK_PAINT_BYTES, instrument=True)
+    _, stdout = _build_and_run(dep, x, target, timeout, STACK_PAINT_BYTES, instrument=True, extra_flags=extra_flags)
     names = instrument_layers(dep.sources[f"{c_prefix(dep.config.prefix)}.c"], c_prefix(dep.config.prefix))[1]
     line = next((ln.split() for ln in stdout.splitlines() if ln.startswith("layers 0")), None)
     if line is None or len(line) != len(names) + 2:
@@ -467,9 +467,10 @@ def layer_instructions(dep: Deployment, input_int8: np.ndarray, target: str = "c
 
 
 def run_on_target(dep: Deployment, inputs_int8: np.ndarray, target: str = "cortex-m4", timeout: float = 300.0,
-                  paint_bytes: int = STACK_PAINT_BYTES) -> McuRun:  # fmt: skip
+                  paint_bytes: int = STACK_PAINT_BYTES, extra_flags: tuple[str, ...] = ()) -> McuRun:  # fmt: skip
     """Build ``dep``'s C with a timing harness for ``target``, run ``inputs_int8`` (N, H, W, C) under QEMU, and
-    compare the outputs with the host build's (``matches_host``).
+    compare the outputs with the host build's (``matches_host``). ``extra_flags`` (e.g. ``("-DDK_NO_SIMD",)`` for
+    the scalar `_ref` kernels) are added to the target's flags and stated in ``flags``.
 
     Example:
         >>> run = run_on_target(dep, np.zeros((1, 28, 28, 1), np.int8), "cortex-m4")  # doctest: +SKIP
@@ -479,7 +480,7 @@ def run_on_target(dep: Deployment, inputs_int8: np.ndarray, target: str = "corte
     spec = mcu_target(target)
     x = check_inputs(dep, inputs_int8)
     out_size = dep.model.output_size
-    elf, stdout = _build_and_run(dep, x, target, timeout, paint_bytes, instrument=False)
+    elf, stdout = _build_and_run(dep, x, target, timeout, paint_bytes, instrument=False, extra_flags=extra_flags)
     outs, ticks, stacks = parse_harness_output(stdout, len(x), out_size)
     if max(stacks) >= paint_bytes - 8:
         raise LeanmlError(f"the inference used all {paint_bytes} painted stack bytes: its stack was not measured",
@@ -491,7 +492,7 @@ def run_on_target(dep: Deployment, inputs_int8: np.ndarray, target: str = "corte
     model_obj = c_prefix(dep.config.prefix) + ".o"
     return McuRun(
         target=target,
-        flags=spec.flags,
+        flags=(*spec.flags, *extra_flags),
         outputs=outs,
         instructions=[t * INSTRUCTIONS_PER_TICK for t in ticks],
         ticks=ticks,

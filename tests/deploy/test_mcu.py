@@ -61,9 +61,11 @@ def test_cortex_m4_is_bit_exact_with_the_host_and_deterministic(dep: Deployment)
 
 
 @needs_qemu
-def test_cortex_m7_runs_too(dep: Deployment) -> None:
+def test_cortex_m7_runs_too_and_extra_flags_are_stated(dep: Deployment) -> None:
     run = run_on_target(dep, inputs(2), "cortex-m7")
     assert run.matches_host and run.instructions[0] > 0 and run.flags[0] == "-mcpu=cortex-m7"
+    ref = run_on_target(dep, inputs(2), "cortex-m7", extra_flags=("-DDK_NO_SIMD",))  # the scalar _ref kernels
+    assert ref.matches_host and ref.flags_text.endswith("-O2 -DDK_NO_SIMD")
 
 
 @needs_qemu
