@@ -4,7 +4,7 @@
  * A TinyEngine-style library: every kernel is a `static inline` function with plain scalar arguments, so the
  * generated per-layer code, which calls them with literal constants (shapes, strides, zero points, ranges),
  * gets a specialized copy of each loop nest from the compiler. C99, headers only, no dynamic allocation, no
- * globals, only <stdint.h> (and <immintrin.h> on the x86 SIMD paths); no libm.
+ * globals, only <stddef.h> and <stdint.h> (and <immintrin.h> on the x86 SIMD paths, <arm_acle.h> on the Cortex-M one); no libm.
  *
  * Names: every identifier starts with `dk_` (macros `DK_`), "deploy kernels", the engine they belong to (the
  * LLM runtime's C is `lmq_`); then `<object>_<verb>` where a name can say what it does (dk_q31_mul_high,
@@ -38,14 +38,17 @@
  * Paths, chosen at compile time (no runtime dispatch; the generated code is compiled for its target):
  *   x86 with AVX-512 F/BW + VNNI (e.g. -march=native on Ice Lake, Zen 4)   leanml_kernels_x86.h, AVX-512 path
  *   x86 with AVX2 (-mavx2, -march=haswell ...)                             leanml_kernels_x86.h, AVX2 path
+ *   Arm with the DSP extension (__ARM_FEATURE_DSP: Cortex-M4/M7/M33 ...)   leanml_kernels_arm.h, `_dsp` kernels
  *   anything else, or -DDK_NO_SIMD                                        the plain C `_ref` kernels
  * Each public kernel below calls `<name>_simd` (leanml_kernels_simd.h, written against the backend's small vector
- * interface) or `<name>_ref` (leanml_kernels_ref.h); both compute the same bits. A NEON / Helium backend would be
+ * interface), `<name>_dsp` (leanml_kernels_arm.h, Cortex-M DSP SIMD through ACLE) or `<name>_ref`
+ * (leanml_kernels_ref.h); all compute the same bits. A NEON / Helium backend would be
  * one more header defining that interface, selected by one more #elif. DK_KERNELS_PATH names the path taken.
  */
 #ifndef LEANML_KERNELS_H
 #define LEANML_KERNELS_H
 
+#include <stddef.h> /* size_t (freestanding, as <stdint.h>) */
 #include <stdint.h>
 
 #include "leanml_kernels_ref.h"
@@ -54,10 +57,15 @@
 /* the reference kernels only */
 #elif (defined(__AVX512VNNI__) && defined(__AVX512BW__)) || defined(__AVX2__)
 #include "leanml_kernels_x86.h" /* defines DK_SIMD_ISA and the backend interface */
-/* #elif defined(__ARM_NEON): the next backend, #include "leanml_kernels_arm.h" */
+#elif defined(__ARM_FEATURE_DSP)
+#include "leanml_kernels_arm.h" /* Cortex-M DSP kernels: dk_<kernel>_dsp; defines DK_SIMD_ISA "arm-dsp" */
+#define DK_ARM_DSP 1
 #endif
 
-#ifdef DK_SIMD_ISA
+#if defined(DK_ARM_DSP)
+#define DK_KERNELS_PATH DK_SIMD_ISA
+#define DK_SIMD_OR_REF(name) name##_dsp
+#elif defined(DK_SIMD_ISA)
 #include "leanml_kernels_simd.h"
 #define DK_KERNELS_PATH DK_SIMD_ISA
 #define DK_SIMD_OR_REF(name) name##_simd

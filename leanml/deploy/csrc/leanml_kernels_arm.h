@@ -1,0 +1,454 @@
+/*
+ * leanml_kernels_arm.h -- the Cortex-M kernels of leanml's deploy engine: ARMv7E-M DSP SIMD through ACLE
+ * (<arm_acle.h>: __smlad, __sxtb16, __ssub16, __smlabt, __ssat). Selected by leanml_kernels.h when
+ * __ARM_FEATURE_DSP is defined (Cortex-M4, M7, M33 with DSP ...). Include leanml_kernels.h, not this file.
+ *
+ * Each `dk_<kernel>_dsp` has the signature and the bit-exact results of `dk_<kernel>_ref`; shapes outside a fast
+ * path's limits run the `_ref` kernel. Written for few executed instructions (the measure is instructions per
+ * inference under QEMU), with small stack buffers (variable-length arrays sized by the layer):
+ *   conv1x1, conv2d  2 pixels x 2 output channels per block (4 int32 accumulators). The block's two input rows
+ *                    (im2col rows for conv2d) are staged once as int16 x - in_zp, each 4-group stored as the pairs
+ *                    (x0, x2), (x1, x3): exactly what SXTB16 and SXTB16-ROR8 make of a weight word (w0..w3), so
+ *                    the weights stay in their OHWI int8 layout and one SMLAD multiplies two pairs. Stack: 4 K bytes
+ *                    (+ 2 K bytes of int8 im2col rows for inputs whose channel count is not a multiple of 4).
+ *   linear           4 rows per block; the input staged as above when in_features <= DK_ARM_FC_STAGE (stack
+ *                    2 * in_features bytes), else converted in registers once per block.
+ *   depthwise 3x3    (stride 1 or 2, padding <= 1 pixel, the in-place variant included) one channel at a time:
+ *                    its rows staged as int16 in a 3-row ring (each row stored twice, so any 3 consecutive rows
+ *                    are contiguous; padding rows/columns hold in_zp, whose products are cancelled by folding
+ *                    -in_zp * sum(w) into the bias); per kernel row and pair of outputs, two SMLADs and two
+ *                    halfword MACs on word loads. The in-place variant needs out_w <= in_w (it never writes
+ *                    an input row it has not staged yet) and no `tmp`. Stack: 12 * (in_w + 2 pw + 4) bytes.
+ *   add              per element, with the requantization below.
+ * Requantization (dk_i32_requant bit for bit, for the multipliers of leanml_kernels.h: mult in [2^30, 2^31) or 0)
+ * with a right shift e = -shift >= 2 (every channel of a layer; else the exact general form per output):
+ *   Q = acc * mult + (acc < 0 ? -2^30 : 2^30) (one SMLAL), r = (Q >> 32) >> (e - 2),
+ *   out = clamp(SSAT8((r + 1 + 2 out_zp) >> 1), act_min, act_max)
+ * gemmlowp's SRDHM (nudge, truncating division) equals floor((acc * mult + 2^30) / 2^31), and its rounding
+ * divide by 2^e of y equals ((y - [y < 0]) >> (e - 1) + 1) >> 1; the two floors compose into the one shift of Q.
+ */
+#ifndef LEANML_KERNELS_ARM_H
+#define LEANML_KERNELS_ARM_H
+
+#include <arm_acle.h>
+#include <stdint.h>
+
+#define DK_SIMD_ISA "arm-dsp"
+#define DK_ARM_KMAX 1024    /* conv / conv1x1: receptive fields up to this many elements take the fast path */
+#define DK_ARM_FC_STAGE 128 /* linear: inputs staged as int16 up to this many features */
+#define DK_ARM_DW_SPAN 256  /* depthwise: staged row width limit (int16 elements) */
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Primitives                                                                                               */
+/* ------------------------------------------------------------------------------------------------------ */
+
+/* int16 view of int32 buffers (staging writes halves, the kernels read words): may_alias keeps it legal C. */
+typedef int16_t dk_arm_h16 __attribute__((may_alias));
+
+static inline int32_t dk_arm_ld32(const void *p) { /* unaligned word load (LDR) */
+    int32_t v;
+    __builtin_memcpy(&v, p, 4);
+    return v;
+}
+
+/* SXTB16 of the word rotated right by 8: bytes 1 and 3 as two int16 (one instruction; GCC does not fuse the ROR). */
+static inline int32_t dk_arm_sxtb16_ror8(int32_t x) {
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+/* Q = acc * mult + (acc < 0 ? -2^30 : 2^30), one SMLAL (see the header comment). */
+static inline int64_t dk_arm_q(int32_t acc, int32_t mult) {
+    const int32_t s = acc >> 31;
+    const uint32_t lo = 0x40000000u ^ ((uint32_t)s << 31);
+    return (int64_t)(((uint64_t)(uint32_t)s << 32) | lo) + (int64_t)acc * mult;
+}
+
+/* dk_i32_requant(acc, mult, shift, out_zp, lo, hi) bit for bit; c = 1 + 2 * out_zp. fast: shift <= -2 known. */
+static inline int8_t dk_arm_requant(int32_t acc, int32_t mult, int32_t shift, int fast, int32_t c, int32_t out_zp,
+                                    int32_t lo, int32_t hi) {
+    int32_t v;
+    if (fast) {
+        v = __ssat((((int32_t)(dk_arm_q(acc, mult) >> 32) >> (-shift - 2)) + c) >> 1, 8);
+    } else if (shift <= -1) {
+        v = __ssat((((int32_t)(dk_arm_q(acc, mult) >> 31) >> (-shift - 1)) + c) >> 1, 8);
+    } else {
+        v = dk_i32_mul_multiplier(acc, mult, (int)shift) + out_zp;
+    }
+    return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+}
+
+/* 1 when every channel's shift is <= -2 (the one-shift requantization applies). */
+static inline int dk_arm_all_fast(const int32_t *shift, int n) {
+    int fast = 1;
+    for (int i = 0; i < n; ++i) fast &= shift[i] <= -2;
+    return fast;
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* GEMM core: 2 pixels x 2 output channels                                                                  */
+/* ------------------------------------------------------------------------------------------------------ */
+
+/* Stage K int8 values of row `src` (pixel slot 0 or 1 of the pair) into st: per 4-group g, words st[4g + 2 slot]
+ * = (x0, x2) and st[4g + 2 slot + 1] = (x1, x3), int16 x - zp; the K % 4 tail as int16 halves of st[4 ng + t]
+ * (slot 0 low, slot 1 high). */
+static inline void dk_arm_stage(int32_t *st, const int8_t *src, int32_t k, int slot, int32_t zp) {
+    const int32_t ng = k >> 2, zp2 = (int32_t)(((uint32_t)zp & 0xFFFFu) | ((uint32_t)zp << 16));
+    int32_t *d = st + 2 * slot;
+    for (int32_t g = 0; g < ng; ++g, d += 4, src += 4) {
+        const int32_t v = dk_arm_ld32(src);
+        d[0] = __ssub16(__sxtb16(v), zp2);
+        d[1] = __ssub16(dk_arm_sxtb16_ror8(v), zp2);
+    }
+    dk_arm_h16 *t = (dk_arm_h16 *)(st + 4 * ng) + slot;
+    for (int32_t i = 0; i < (k & 3); ++i) t[2 * i] = (int16_t)(src[i] - zp);
+}
+
+/* Outputs of the staged pixel pair (oa, and ob unless NULL) for all out_c channels: w (out_c, k) int8 rows. */
+static inline void dk_arm_gemm_pair(const int32_t *st, int32_t k, const int8_t *w, int out_c, const int32_t *bias,
+                                    const int32_t *mult, const int32_t *shift, int fast, int32_t out_zp,
+                                    int32_t act_min, int32_t act_max, int8_t *oa, int8_t *ob) {
+    const int32_t ng = k >> 2, nt = k & 3, c = 1 + 2 * out_zp;
+    for (int co = 0; co < out_c; co += 2) {
+        const int two = co + 1 < out_c;
+        const int8_t *w0 = w + (int32_t)co * k, *w1 = two ? w0 + k : w0;
+        const int32_t b0 = bias ? bias[co] : 0, b1 = bias && two ? bias[co + 1] : 0;
+        int32_t a0 = b0, a1 = b1, c0 = b0, c1 = b1; /* a: pixel a, c: pixel b; 0/1: channel */
+        const int32_t *s = st;
+        for (int32_t g = 0; g < ng; ++g, s += 4, w0 += 4, w1 += 4) {
+            const int32_t xa0 = s[0], xa1 = s[1], xb0 = s[2], xb1 = s[3];
+            const int32_t v0 = dk_arm_ld32(w0), v1 = dk_arm_ld32(w1);
+            const int32_t e0 = __sxtb16(v0), o0 = dk_arm_sxtb16_ror8(v0);
+            a0 = __smlad(xa0, e0, a0);
+            a0 = __smlad(xa1, o0, a0);
+            c0 = __smlad(xb0, e0, c0);
+            c0 = __smlad(xb1, o0, c0);
+            const int32_t e1 = __sxtb16(v1), o1 = dk_arm_sxtb16_ror8(v1);
+            a1 = __smlad(xa0, e1, a1);
+            a1 = __smlad(xa1, o1, a1);
+            c1 = __smlad(xb0, e1, c1);
+            c1 = __smlad(xb1, o1, c1);
+        }
+        for (int32_t t = 0; t < nt; ++t) {
+            const int32_t x = s[t], u0 = w0[t], u1 = w1[t];
+            a0 = __smlabb(x, u0, a0);
+            c0 = __smlatb(x, u0, c0);
+            a1 = __smlabb(x, u1, a1);
+            c1 = __smlatb(x, u1, c1);
+        }
+        oa[co] = dk_arm_requant(a0, mult[co], shift[co], fast, c, out_zp, act_min, act_max);
+        if (ob) ob[co] = dk_arm_requant(c0, mult[co], shift[co], fast, c, out_zp, act_min, act_max);
+        if (two) {
+            oa[co + 1] = dk_arm_requant(a1, mult[co + 1], shift[co + 1], fast, c, out_zp, act_min, act_max);
+            if (ob) ob[co + 1] = dk_arm_requant(c1, mult[co + 1], shift[co + 1], fast, c, out_zp, act_min, act_max);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Convolutions and linear                                                                                  */
+/* ------------------------------------------------------------------------------------------------------ */
+
+/* dk_conv1x1_s8_ref's contract. */
+static inline void dk_conv1x1_s8_dsp(const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, const int8_t *w,
+                                     const int32_t *bias, int out_c, const int32_t *mult, const int32_t *shift,
+                                     int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out) {
+    if (in_c > DK_ARM_KMAX) {
+        dk_conv1x1_s8_ref(in, in_h, in_w, in_c, in_zp, w, bias, out_c, mult, shift, out_zp, act_min, act_max, out);
+        return;
+    }
+    const int32_t n_pix = (int32_t)in_h * in_w;
+    const int fast = dk_arm_all_fast(shift, out_c);
+    int32_t st[((in_c + 3) >> 2) * 4];
+    for (int32_t p = 0; p < n_pix; p += 2) {
+        const int pair = p + 1 < n_pix;
+        const int8_t *ia = in + p * in_c;
+        dk_arm_stage(st, ia, in_c, 0, in_zp);
+        dk_arm_stage(st, pair ? ia + in_c : ia, in_c, 1, in_zp);
+        int8_t *oa = out + p * out_c;
+        dk_arm_gemm_pair(st, in_c, w, out_c, bias, mult, shift, fast, out_zp, act_min, act_max, oa,
+                         pair ? oa + out_c : (int8_t *)0);
+    }
+}
+
+/* One im2col row (kh * kw * cpg int8 values, OHWI order, padding = in_zp) of the window at input (y0, x0). */
+static inline void dk_arm_im2col(int8_t *dst, const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, int kh,
+                                 int kw, int y0, int x0, int cpg, int g) {
+    for (int ky = 0; ky < kh; ++ky) {
+        const int iy = y0 + ky;
+        for (int kx = 0; kx < kw; ++kx, dst += cpg) {
+            const int ix = x0 + kx;
+            if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
+                for (int i = 0; i < cpg; ++i) dst[i] = (int8_t)in_zp;
+            } else {
+                const int8_t *src = in + ((int32_t)iy * in_w + ix) * in_c + (int32_t)g * cpg;
+                for (int i = 0; i < cpg; ++i) dst[i] = src[i];
+            }
+        }
+    }
+}
+
+/* Stage the receptive field of the window at (y0, x0), groups 1, in_c % 4 == 0, straight from the input: runs of
+ * whole 4-groups, padding taps as zeros (x - in_zp with x = in_zp). */
+static inline void dk_arm_stage_window(int32_t *st, const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp,
+                                       int kh, int kw, int y0, int x0, int slot) {
+    int32_t *d = st;
+    for (int ky = 0; ky < kh; ++ky) {
+        const int iy = y0 + ky;
+        for (int kx = 0; kx < kw; ++kx, d += in_c) { /* in_c / 4 groups of 4 words */
+            const int ix = x0 + kx;
+            if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
+                for (int i = 0; i < in_c; i += 4) d[i + 2 * slot] = d[i + 2 * slot + 1] = 0;
+            } else {
+                dk_arm_stage(d, in + ((int32_t)iy * in_w + ix) * in_c, in_c, slot, in_zp);
+            }
+        }
+    }
+}
+
+/* dk_conv2d_s8_ref's contract. Groups 1 only (other groups run the reference kernel). */
+static inline void dk_conv2d_s8_dsp(const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, const int8_t *w,
+                                    const int32_t *bias, int out_c, int kh, int kw, int sh, int sw, int ph, int pw,
+                                    int groups, const int32_t *mult, const int32_t *shift, int32_t out_zp,
+                                    int32_t act_min, int32_t act_max, int8_t *out, int out_h, int out_w) {
+    const int32_t k = (int32_t)kh * kw * in_c;
+    if (groups != 1 || k > DK_ARM_KMAX) {
+        dk_conv2d_s8_ref(in, in_h, in_w, in_c, in_zp, w, bias, out_c, kh, kw, sh, sw, ph, pw, groups, mult, shift,
+                         out_zp, act_min, act_max, out, out_h, out_w);
+        return;
+    }
+    if (kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && out_h == in_h && out_w == in_w) {
+        dk_conv1x1_s8_dsp(in, in_h, in_w, in_c, in_zp, w, bias, out_c, mult, shift, out_zp, act_min, act_max, out);
+        return;
+    }
+    const int fast = dk_arm_all_fast(shift, out_c);
+    const int direct = (in_c & 3) == 0;
+    const int32_t n_pix = (int32_t)out_h * out_w;
+    int32_t st[((k + 3) >> 2) * 4];
+    int8_t rows[direct ? 1 : 2 * k];
+    for (int32_t p = 0; p < n_pix; p += 2) {
+        const int pair = p + 1 < n_pix;
+        for (int slot = 0; slot < 2; ++slot) {
+            const int32_t q = slot && pair ? p + 1 : p;
+            const int oy = (int)(q / out_w), ox = (int)(q - (int32_t)oy * out_w);
+            const int y0 = oy * sh - ph, x0 = ox * sw - pw;
+            if (direct) {
+                dk_arm_stage_window(st, in, in_h, in_w, in_c, in_zp, kh, kw, y0, x0, slot);
+            } else {
+                dk_arm_im2col(rows + slot * k, in, in_h, in_w, in_c, in_zp, kh, kw, y0, x0, in_c, 0);
+                dk_arm_stage(st, rows + slot * k, k, slot, in_zp);
+            }
+        }
+        int8_t *oa = out + p * out_c;
+        dk_arm_gemm_pair(st, k, w, out_c, bias, mult, shift, fast, out_zp, act_min, act_max, oa,
+                         pair ? oa + out_c : (int8_t *)0);
+    }
+}
+
+/* dk_linear_s8_ref's contract. */
+static inline void dk_linear_s8_dsp(const int8_t *in, int in_features, int32_t in_zp, const int8_t *w,
+                                    const int32_t *bias, int out_features, const int32_t *mult, const int32_t *shift,
+                                    int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out) {
+    const int32_t k = in_features, ng = k >> 2, c = 1 + 2 * out_zp;
+    const int fast = dk_arm_all_fast(shift, out_features);
+    const int staged = k <= DK_ARM_FC_STAGE;
+    const int32_t zp2 = (int32_t)(((uint32_t)in_zp & 0xFFFFu) | ((uint32_t)in_zp << 16));
+    int32_t st[staged ? ng * 2 + 1 : 1];
+    if (staged)
+        for (int32_t g = 0; g < ng; ++g) {
+            const int32_t v = dk_arm_ld32(in + 4 * g);
+            st[2 * g] = __ssub16(__sxtb16(v), zp2);
+            st[2 * g + 1] = __ssub16(dk_arm_sxtb16_ror8(v), zp2);
+        }
+    for (int o = 0; o < out_features; o += 4) {
+        const int n = out_features - o < 4 ? out_features - o : 4;
+        const int8_t *w0 = w + (int32_t)o * k;
+        const int8_t *w1 = n > 1 ? w0 + k : w0, *w2 = n > 2 ? w0 + 2 * k : w0, *w3 = n > 3 ? w0 + 3 * k : w0;
+        int32_t a0 = bias ? bias[o] : 0, a1 = bias && n > 1 ? bias[o + 1] : 0;
+        int32_t a2 = bias && n > 2 ? bias[o + 2] : 0, a3 = bias && n > 3 ? bias[o + 3] : 0;
+        const int8_t *ip = in;
+        for (int32_t g = 0; g < ng; ++g, w0 += 4, w1 += 4, w2 += 4, w3 += 4, ip += 4) {
+            int32_t x0, x1;
+            if (staged) {
+                x0 = st[2 * g];
+                x1 = st[2 * g + 1];
+            } else {
+                const int32_t v = dk_arm_ld32(ip);
+                x0 = __ssub16(__sxtb16(v), zp2);
+                x1 = __ssub16(dk_arm_sxtb16_ror8(v), zp2);
+            }
+            const int32_t v0 = dk_arm_ld32(w0), v1 = dk_arm_ld32(w1), v2 = dk_arm_ld32(w2), v3 = dk_arm_ld32(w3);
+            a0 = __smlad(x0, __sxtb16(v0), a0);
+            a0 = __smlad(x1, dk_arm_sxtb16_ror8(v0), a0);
+            a1 = __smlad(x0, __sxtb16(v1), a1);
+            a1 = __smlad(x1, dk_arm_sxtb16_ror8(v1), a1);
+            a2 = __smlad(x0, __sxtb16(v2), a2);
+            a2 = __smlad(x1, dk_arm_sxtb16_ror8(v2), a2);
+            a3 = __smlad(x0, __sxtb16(v3), a3);
+            a3 = __smlad(x1, dk_arm_sxtb16_ror8(v3), a3);
+        }
+        for (int32_t i = 4 * ng; i < k; ++i) {
+            const int32_t x = (int32_t)in[i] - in_zp;
+            a0 += x * w0[i - 4 * ng];
+            a1 += x * w1[i - 4 * ng];
+            a2 += x * w2[i - 4 * ng];
+            a3 += x * w3[i - 4 * ng];
+        }
+        const int32_t acc[4] = {a0, a1, a2, a3};
+        for (int j = 0; j < n; ++j)
+            out[o + j] = dk_arm_requant(acc[j], mult[o + j], shift[o + j], fast, c, out_zp, act_min, act_max);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Depthwise 3x3                                                                                            */
+/* ------------------------------------------------------------------------------------------------------ */
+
+/* One channel of a 3x3 depthwise conv (stride sx, sy in {1, 2}): input plane at `in` with pixel stride c, output
+ * plane at `out` with pixel stride c (may be the same buffer: see the header comment). ring: 6 rows of span
+ * int16 (span even, >= pw + in_w and >= (out_w - 1) * sx + 4), its padding columns already in_zp. */
+static inline void dk_arm_dw3x3_channel(const int8_t *in, int in_h, int in_w, int c, int32_t in_zp, const int8_t *w,
+                                        int32_t off, int32_t mult, int32_t shift, int fast, int sy, int sx, int ph,
+                                        int pw, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out,
+                                        int out_h, int out_w, dk_arm_h16 *ring, int span) {
+    const int32_t cz = 1 + 2 * out_zp;
+    int32_t wp[6]; /* per kernel row: (w0, w1), (w1, w2) as int16 pairs */
+    for (int ky = 0; ky < 3; ++ky) {
+        const int32_t u0 = w[(3 * ky) * c], u1 = w[(3 * ky + 1) * c], u2 = w[(3 * ky + 2) * c];
+        wp[2 * ky] = (int32_t)(((uint32_t)u0 & 0xFFFFu) | ((uint32_t)u1 << 16));
+        wp[2 * ky + 1] = (int32_t)(((uint32_t)u1 & 0xFFFFu) | ((uint32_t)u2 << 16));
+    }
+    const int32_t p0 = wp[0], q0 = wp[1], p1 = wp[2], q1 = wp[3], p2 = wp[4], q2 = wp[5];
+    int next = -ph; /* next input row to stage */
+    for (int oy = 0; oy < out_h; ++oy) {
+        const int y0 = oy * sy - ph;
+        for (; next <= y0 + 2; ++next) {
+            dk_arm_h16 *r = ring + (int32_t)((next + 3) % 3) * span, *r2 = r + 3 * span;
+            if (next < 0 || next >= in_h) {
+                for (int x = 0; x < in_w; ++x) r[pw + x] = r2[pw + x] = (int16_t)in_zp;
+            } else {
+                const int8_t *src = in + (int32_t)next * in_w * c;
+                for (int x = 0; x < in_w; ++x, src += c) r[pw + x] = r2[pw + x] = *src;
+            }
+        }
+        const int32_t *r0 = (const int32_t *)(ring + (int32_t)((y0 + 3) % 3) * span);
+        const int32_t *r1 = r0 + span / 2, *r2 = r0 + span;
+        int8_t *o = out + (int32_t)oy * out_w * c;
+        int ox = 0;
+        if (sx == 1) {
+            for (; ox + 1 < out_w; ox += 2, r0 += 1, r1 += 1, r2 += 1) {
+                int32_t a = off, b = off, x, y;
+                x = r0[0], y = r0[1];
+                a = __smlad(x, p0, a), a = __smlabt(y, q0, a), b = __smlatb(x, p0, b), b = __smlad(y, q0, b);
+                x = r1[0], y = r1[1];
+                a = __smlad(x, p1, a), a = __smlabt(y, q1, a), b = __smlatb(x, p1, b), b = __smlad(y, q1, b);
+                x = r2[0], y = r2[1];
+                a = __smlad(x, p2, a), a = __smlabt(y, q2, a), b = __smlatb(x, p2, b), b = __smlad(y, q2, b);
+                o[0] = dk_arm_requant(a, mult, shift, fast, cz, out_zp, act_min, act_max);
+                o[c] = dk_arm_requant(b, mult, shift, fast, cz, out_zp, act_min, act_max);
+                o += 2 * c;
+            }
+        } else {
+            for (; ox + 1 < out_w; ox += 2, r0 += 2, r1 += 2, r2 += 2) {
+                int32_t a = off, b = off, x, y, z;
+                x = r0[0], y = r0[1], z = r0[2];
+                a = __smlad(x, p0, a), a = __smlabt(y, q0, a), b = __smlad(y, p0, b), b = __smlabt(z, q0, b);
+                x = r1[0], y = r1[1], z = r1[2];
+                a = __smlad(x, p1, a), a = __smlabt(y, q1, a), b = __smlad(y, p1, b), b = __smlabt(z, q1, b);
+                x = r2[0], y = r2[1], z = r2[2];
+                a = __smlad(x, p2, a), a = __smlabt(y, q2, a), b = __smlad(y, p2, b), b = __smlabt(z, q2, b);
+                o[0] = dk_arm_requant(a, mult, shift, fast, cz, out_zp, act_min, act_max);
+                o[c] = dk_arm_requant(b, mult, shift, fast, cz, out_zp, act_min, act_max);
+                o += 2 * c;
+            }
+        }
+        if (ox < out_w) { /* the last odd output: its window starts at column ox * sx (a word boundary for sx 2) */
+            int32_t a = off; /* ox is even: r0 points at the window's first column */
+            a = __smlad(r0[0], p0, a), a = __smlabt(r0[1], q0, a);
+            a = __smlad(r1[0], p1, a), a = __smlabt(r1[1], q1, a);
+            a = __smlad(r2[0], p2, a), a = __smlabt(r2[1], q2, a);
+            o[0] = dk_arm_requant(a, mult, shift, fast, cz, out_zp, act_min, act_max);
+        }
+    }
+}
+
+/* The 3x3 path over all channels; 0 when the shape is outside it (the caller runs the reference kernel). */
+static inline int dk_arm_dw3x3(const int8_t *in, int in_h, int in_w, int c, int32_t in_zp, const int8_t *w,
+                               const int32_t *bias, int kh, int kw, int sh, int sw, int ph, int pw,
+                               const int32_t *mult, const int32_t *shift, int32_t out_zp, int32_t act_min,
+                               int32_t act_max, int8_t *out, int out_h, int out_w, int in_place) {
+    const int need = (out_w - 1) * sw + 4, pad_w = pw + in_w + 1;
+    const int span = ((need > pad_w ? need : pad_w) + 1) & ~1;
+    if (kh != 3 || kw != 3 || sh < 1 || sh > 2 || sw < 1 || sw > 2 || ph > 1 || pw > 1 || ph < 0 || pw < 0 ||
+        span > DK_ARM_DW_SPAN || (in_place && (out_w > in_w || (int32_t)out_h * out_w > (int32_t)in_h * in_w)))
+        return 0;
+    const int fast = dk_arm_all_fast(shift, c);
+    int32_t ring32[3 * span]; /* 6 rows of span int16 */
+    dk_arm_h16 *ring = (dk_arm_h16 *)ring32;
+    for (int ch = 0; ch < c; ++ch) {
+        for (int r = 0; r < 6; ++r) { /* padding columns (the interior is staged row by row) */
+            dk_arm_h16 *row = ring + (int32_t)r * span;
+            for (int x = 0; x < pw; ++x) row[x] = (int16_t)in_zp;
+            for (int x = pw + in_w; x < span; ++x) row[x] = (int16_t)in_zp;
+        }
+        int32_t wsum = 0;
+        for (int t = 0; t < 9; ++t) wsum += w[t * c + ch];
+        const int32_t off = (int32_t)((uint32_t)(bias ? bias[ch] : 0) - (uint32_t)in_zp * (uint32_t)wsum);
+        dk_arm_dw3x3_channel(in + ch, in_h, in_w, c, in_zp, w + ch, off, mult[ch], shift[ch], fast, sh, sw, ph, pw,
+                             out_zp, act_min, act_max, out + ch, out_h, out_w, ring, span);
+    }
+    return 1;
+}
+
+/* dk_depthwise_conv2d_s8_ref's contract. */
+static inline void dk_depthwise_conv2d_s8_dsp(const int8_t *in, int in_h, int in_w, int c, int32_t in_zp,
+                                              const int8_t *w, const int32_t *bias, int kh, int kw, int sh, int sw,
+                                              int ph, int pw, const int32_t *mult, const int32_t *shift, int32_t out_zp,
+                                              int32_t act_min, int32_t act_max, int8_t *out, int out_h, int out_w) {
+    if (!dk_arm_dw3x3(in, in_h, in_w, c, in_zp, w, bias, kh, kw, sh, sw, ph, pw, mult, shift, out_zp, act_min,
+                      act_max, out, out_h, out_w, 0))
+        dk_depthwise_conv2d_s8_ref(in, in_h, in_w, c, in_zp, w, bias, kh, kw, sh, sw, ph, pw, mult, shift, out_zp,
+                                   act_min, act_max, out, out_h, out_w);
+}
+
+/* dk_depthwise_conv2d_s8_inplace_ref's contract (`tmp` is used only by the reference fallback). */
+static inline void dk_depthwise_conv2d_s8_inplace_dsp(int8_t *buf, int in_h, int in_w, int c, int32_t in_zp,
+                                                      const int8_t *w, const int32_t *bias, int kh, int kw, int sh,
+                                                      int sw, int ph, int pw, const int32_t *mult, const int32_t *shift,
+                                                      int32_t out_zp, int32_t act_min, int32_t act_max, int out_h,
+                                                      int out_w, int8_t *tmp) {
+    if (!dk_arm_dw3x3(buf, in_h, in_w, c, in_zp, w, bias, kh, kw, sh, sw, ph, pw, mult, shift, out_zp, act_min,
+                      act_max, buf, out_h, out_w, 1))
+        dk_depthwise_conv2d_s8_inplace_ref(buf, in_h, in_w, c, in_zp, w, bias, kh, kw, sh, sw, ph, pw, mult, shift,
+                                           out_zp, act_min, act_max, out_h, out_w, tmp);
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Elementwise                                                                                              */
+/* ------------------------------------------------------------------------------------------------------ */
+
+/* dk_i32_mul_multiplier bit for bit (mult in [2^30, 2^31) or 0). */
+static inline int32_t dk_arm_mul_multiplier(int32_t x, int32_t mult, int32_t shift) {
+    if (shift <= -1) { /* ((y - [y < 0]) >> (e - 1) + 1) >> 1, from Q */
+        return (((int32_t)(dk_arm_q(x, mult) >> 31) >> (-shift - 1)) + 1) >> 1;
+    }
+    const int64_t p = (int64_t)(int32_t)((uint32_t)x << shift) * mult + ((int64_t)1 << 30);
+    return (int32_t)(p >> 31); /* floor((x * 2^shift * mult + 2^30) / 2^31): SRDHM */
+}
+
+/* dk_add_s8_ref's contract. */
+static inline void dk_add_s8_dsp(const int8_t *a, const int8_t *b, int n, int32_t a_zp, int32_t a_mult,
+                                 int32_t a_shift, int32_t b_zp, int32_t b_mult, int32_t b_shift, int32_t out_mult,
+                                 int32_t out_shift, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out) {
+    for (int i = 0; i < n; ++i) {
+        const int32_t sa = (int32_t)((uint32_t)((int32_t)a[i] - a_zp) << DK_ADD_LEFT_SHIFT);
+        const int32_t sb = (int32_t)((uint32_t)((int32_t)b[i] - b_zp) << DK_ADD_LEFT_SHIFT);
+        const int32_t v = dk_arm_mul_multiplier(dk_arm_mul_multiplier(sa, a_mult, a_shift) +
+                                                    dk_arm_mul_multiplier(sb, b_mult, b_shift),
+                                                out_mult, out_shift) + out_zp;
+        out[i] = (int8_t)(v < act_min ? act_min : (v > act_max ? act_max : v));
+    }
+}
+
+#endif /* LEANML_KERNELS_ARM_H */
