@@ -183,10 +183,81 @@ def print_run(summary: dict[str, Any]) -> None:
     print(f"  output on {summary['mcu_inputs']} inputs {verdict}")
 
 
+TFLITE_VERIFY_MAX = 100  # TFLite Micro's reference kernels are slow: at most this many inputs are compared
+
+
+def is_tflite(path: Path) -> bool:
+    """True for a ``.tflite`` flatbuffer: by suffix, or by its ``TFL3`` file identifier.
+
+    Example:
+        >>> is_tflite(Path("model.tflite")), is_tflite(Path("runs/vgg-int8"))
+        (True, False)
+    """
+    if path.suffix.lower() == ".tflite":
+        return True
+    if not path.is_file():
+        return False
+    with path.open("rb") as f:
+        return f.read(8)[4:8] == b"TFL3"
+
+
+def verify_tflite(path: Path, dep: Deployment, q_nchw: np.ndarray) -> dict[str, Any]:
+    """Compare the C engine with the pip TFLite Micro interpreter (reference kernels) on int8 inputs (N, C, H, W).
+
+    Without ``tflite-micro`` the summary says the model was not verified and how to install the oracle.
+
+    Example:
+        >>> verify_tflite(Path("kws.tflite"), dep, q)["bit_exact"]  # doctest: +SKIP
+        True
+    """
+    import numpy as np
+
+    try:
+        import tflite_micro
+    except ImportError:
+        return {"verify_images": 0, "bit_exact": None, "verify_oracle": "TFLite Micro",
+                "verify_data": "nothing: the oracle is missing (`pip install 'leanml[tflite]'`)"}  # fmt: skip
+    interpreter = tflite_micro.runtime.Interpreter.from_file(str(path), arena_size=64 << 20)
+    shape = tuple(interpreter.get_input_details(0)["shape"])
+    want = []
+    for x in np.asarray(q_nchw).transpose(0, 2, 3, 1):  # NHWC codes, as the interpreter takes them
+        interpreter.set_input(x.astype(np.int8).reshape(shape), 0)
+        interpreter.invoke()
+        want.append(np.asarray(interpreter.get_output(0)).reshape(-1).astype(np.int64))
+    got = dep.model.run_int8(q_nchw)
+    mismatched = int((got != np.stack(want)).sum())
+    return {"verify_images": len(q_nchw), "verify_mismatched": mismatched, "bit_exact": mismatched == 0,
+            "verify_oracle": "TFLite Micro (pip tflite-micro, reference kernels)",
+            "verify_data": f"{len(q_nchw)} seeded random int8 inputs"}  # fmt: skip
+
+
+def deploy_tflite(path: Path, cfg: DeployConfig, verify_count: int) -> tuple[Deployment, dict[str, Any], np.ndarray]:
+    """(deployment, verification summary, seeded int8 inputs (N, C, H, W)) for a ``.tflite`` model.
+
+    Example:
+        >>> dep, checked, q = deploy_tflite(Path("kws.tflite"), DeployConfig(), 8)  # doctest: +SKIP
+    """
+    import numpy as np
+
+    from leanml.deploy.engine import deploy_graph
+    from leanml.deploy.tflite import load_tflite
+    from leanml.errors import LeanmlError
+
+    if cfg.input_shape is not None:
+        raise LeanmlError("--input-shape does not apply to a .tflite model", "its input shape is fixed in the file")
+    dep = deploy_graph(load_tflite(path), cfg)
+    h, w, c = dep.graph.input_shape
+    n = min(verify_count, TFLITE_VERIFY_MAX)
+    q = np.random.default_rng(0).integers(-128, 128, size=(max(n, RUN_INPUTS), c, h, w))  # int8 codes, NCHW
+    return dep, (verify_tflite(path, dep, q[:n]) if n > 0 else {}), q
+
+
 @app.command("deploy")
 def deploy_cmd(
     context: typer.Context,
-    model: Annotated[Path, typer.Argument(help="integer model saved by `leanml quantize linear|mixed`")],
+    model: Annotated[
+        Path, typer.Argument(help="integer model saved by `leanml quantize linear|mixed`, or an int8 .tflite file")
+    ],
     out: Annotated[Path, typer.Option(help="directory for the standalone C project")],
     target: Annotated[
         str, typer.Option(help="host, cortex-m4 or cortex-m7 (sizes from gcc-arm-none-eabi)")
@@ -228,25 +299,35 @@ def deploy_cmd(
     cfg = config_from(context, DeployConfig, config, flags)
     target = cfg.target
     check_run_target(run, target)
-    check_deployable(model)
-    reference = IntegerModel.load(model)
-    check_runs_on(reference, resolve_input_shape(reference, cfg))
-    dep = deploy(reference, cfg)
+    checked: dict[str, Any] = {}
+    if is_tflite(model):
+        dep, checked, run_q = deploy_tflite(model, cfg, verify_images)
+    else:
+        check_deployable(model)
+        reference = IntegerModel.load(model)
+        check_runs_on(reference, resolve_input_shape(reference, cfg))
+        dep = deploy(reference, cfg)
+        if verify_images > 0:
+            images, labels, what = verification_inputs(reference, dep.input_shape, verify_images, data)
+            result = verify(dep, reference, images)
+            if labels is not None:
+                codes = dep.model.run_int8(reference.quantize_input(images))
+                checked["test_accuracy"] = float((codes.argmax(1) == labels.numpy()).mean())
+            checked.update(verify_images=result.images, verify_mismatched=result.mismatched,
+                           bit_exact=result.identical, verify_data=what,
+                           verify_oracle="the integer reference")  # fmt: skip
+        run_q = None
+        if run:
+            seeded = images if verify_images > 0 else verification_inputs(reference, dep.input_shape, RUN_INPUTS,
+                                                                          data)[0]  # fmt: skip
+            run_q = reference.quantize_input(seeded[:RUN_INPUTS])
     shape = dep.input_shape
     summary = dep.summary()
     summary["target"] = target
     summary.update({f"section_{k}": v for k, v in target_section_sizes(dep.sources, target).items()})
-    if verify_images > 0:
-        images, labels, what = verification_inputs(reference, shape, verify_images, data)
-        result = verify(dep, reference, images)
-        if labels is not None:
-            codes = dep.model.run_int8(reference.quantize_input(images))
-            summary["test_accuracy"] = float((codes.argmax(1) == labels.numpy()).mean())
-        summary.update(verify_images=result.images, verify_mismatched=result.mismatched, bit_exact=result.identical,
-                       verify_data=what)  # fmt: skip
-    if run:
-        seeded = images if verify_images > 0 else verification_inputs(reference, shape, RUN_INPUTS, data)[0]
-        summary.update(run_summary(dep, reference.quantize_input(seeded[:RUN_INPUTS]), target))
+    summary.update(checked)
+    if run and run_q is not None:
+        summary.update(run_summary(dep, run_q[:RUN_INPUTS], target))
     lat = measure_c_latency(dep, repeats=100, warmup=10)
     summary["latency_ms_b1"] = lat.median_ms
     summary["latency"] = lat.to_dict()
@@ -273,15 +354,17 @@ def deploy_cmd(
               f"{summary['patch_arena_bytes'] / 1024:.1f} KiB, extra MACs {summary['patch_extra_macs']:,} "
               f"(+{summary['patch_extra_macs_pct']}%)")  # fmt: skip
     print(f"latency b=1 on this host: {lat}")
-    if verify_images > 0:
-        verdict = "bit-exact" if summary["bit_exact"] else f"{summary['verify_mismatched']} output codes differ"
+    if "bit_exact" in summary:
+        verdict = ("not verified" if summary["bit_exact"] is None else "bit-exact" if summary["bit_exact"]
+                   else f"{summary['verify_mismatched']} output codes differ")  # fmt: skip
         acc = f", test accuracy {summary['test_accuracy']:.2%}" if "test_accuracy" in summary else ""
-        print(f"verified on {summary['verify_data']} against the integer reference: {verdict}{acc}")
+        print(f"verified on {summary['verify_data']} against {summary['verify_oracle']}: {verdict}{acc}")
     if run:
         print_run(summary)
     print(f"wrote {out} (run `make -C {out}`)")
-    if verify_images > 0 and not summary["bit_exact"]:
-        raise LeanmlError("the C engine does not match the integer reference", "this is a leanml bug: please report")
+    if summary.get("bit_exact") is False:
+        raise LeanmlError(f"the C engine does not match {summary['verify_oracle']}",
+                          "this is a leanml bug: please report")  # fmt: skip
     if run and not summary["mcu_bit_exact"]:
         raise LeanmlError(f"the {target} build under QEMU does not match the host build",
                           "this is a leanml bug: please report")  # fmt: skip

@@ -26,10 +26,12 @@ from leanml.native_build import WARN_FLAGS, compile_library, find_host_compiler
 
 CSRC = Path(__file__).resolve().parent / "csrc"
 OPT_FLAGS = ("-O3", "-march=native")  # the kernels pick their AVX-512 VNNI / AVX2 / scalar path at compile time
-# microcontroller targets: the same C, cross-compiled with Debian's gcc-arm-none-eabi
+# microcontroller targets: the same C, cross-compiled with Debian's gcc-arm-none-eabi. The one place the Cortex-M
+# flags are set (sizes here, QEMU runs in leanml.deploy.mcu): soft-float as TFLM's cortex_m_qemu reference build
+# (the int8 entry point run_q uses no float), DSP instructions through ACLE where the core has them.
 CROSS_TARGETS: dict[str, tuple[str, ...]] = {
-    "cortex-m4": ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2"),
-    "cortex-m7": ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16", "-O2"),
+    "cortex-m4": ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft", "-O2"),
+    "cortex-m7": ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=soft", "-O2"),
 }
 CROSS_CC, CROSS_SIZE, CROSS_PACKAGE = "arm-none-eabi-gcc", "arm-none-eabi-size", "gcc-arm-none-eabi"
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from leanml.deploy.build import CSRC
+from leanml.deploy.build import CROSS_TARGETS, CSRC
 from leanml.deploy.codegen import c_prefix
 from leanml.errors import LeanmlError
 from leanml.native_build import WARN_FLAGS
@@ -63,11 +63,7 @@ class McuTarget:
                 "-device", f"loader,file={elf},cpu-num=0"]  # fmt: skip
 
 
-# the one place the Cortex-M compile flags are set: soft-float as TFLM's cortex_m_qemu build (run_q uses no float)
-MCU_FLAGS: dict[str, tuple[str, ...]] = {
-    "cortex-m4": ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft", "-O2"),
-    "cortex-m7": ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=soft", "-O2"),
-}
+MCU_FLAGS = CROSS_TARGETS  # the Cortex-M compile flags: one set, in leanml.deploy.build
 MCU_TARGETS: dict[str, McuTarget] = {
     "cortex-m4": McuTarget("cortex-m4", "mps2-an386", "cortex-m4", MCU_FLAGS["cortex-m4"]),
     "cortex-m7": McuTarget("cortex-m7", "mps2-an500", "cortex-m7", MCU_FLAGS["cortex-m7"]),
