@@ -58,6 +58,9 @@ SOFTMAX_DIFF_INT_BITS = 5  # kScaledDiffIntegerBits: Q5.26 differences
 # fused activation (tflite.ActivationFunctionType) -> (low, high) in real units; None = unbounded
 ACTIVATIONS: dict[int, tuple[float | None, float | None]] = {0: (None, None), 1: (0.0, None), 2: (-1.0, 1.0),
                                                               3: (0.0, 6.0)}  # fmt: skip
+# opcode -> (inputs it needs, how many of them lead and are computed activations); the rest are constants
+INPUTS: dict[str, tuple[int, int]] = {"CONV_2D": (2, 1), "DEPTHWISE_CONV_2D": (2, 1), "FULLY_CONNECTED": (2, 1),
+                                      "ADD": (2, 2)}  # fmt: skip
 
 
 @dataclass
@@ -117,6 +120,35 @@ class Importer:
         raise self.error(op, f"has a tensor of shape {list(shape)}",
                          "leanml deploys batch-1 NHWC maps [1, H, W, C] and vectors [1, F]")  # fmt: skip
 
+    def where(self, op: TfOp) -> str:
+        return f"{self.model.path}: operator {op.index} ({op.opcode})"
+
+    def bounds(self, op: TfOp, q: TensorQ) -> tuple[int, int]:
+        """The clamp bounds of ``op``'s fused activation on output quantization ``q``."""
+        return activation_bounds(int(op.options.get("FusedActivationFunction", 0)), q, self.where(op))
+
+    def multiplier(self, op: TfOp, real: float) -> tuple[int, int]:
+        """TFLite's QuantizeMultiplier of ``real``; one that does not fit is refused naming ``op``."""
+        if not (math.isfinite(real) and 0.0 <= real < 2.0**30):
+            raise self.error(op, f"needs a requantization multiplier of {real!r}",
+                             "its scales are out of range: re-quantize the model")  # fmt: skip
+        return quantize_multiplier(real)
+
+    def geometry(self, op: TfOp, kernel: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(stride, padding before) of a windowed op, its output (H, W) checked against the declared one."""
+        sh, sw = int(op.options.get("StrideH", 0)), int(op.options.get("StrideW", 0))
+        padding = int(op.options.get("Padding", -1))
+        if sh < 1 or sw < 1 or padding not in (SAME, VALID):
+            raise self.error(op, f"has strides {(sh, sw)} and padding {padding}",
+                             "strides must be >= 1 and padding SAME or VALID: re-export the model")  # fmt: skip
+        ih, iw, _ = self.hwc(op, op.inputs[0])
+        oh, ph = _same_padding(ih, kernel[0], sh, padding)
+        ow, pw = _same_padding(iw, kernel[1], sw, padding)
+        if self.hwc(op, op.outputs[0])[:2] != (oh, ow):
+            raise self.error(op, f"declares output {list(self.tensor(op.outputs[0]).shape)}, its geometry gives "
+                                 f"{oh} x {ow}", "the .tflite file is inconsistent: re-export it")  # fmt: skip
+        return (sh, sw), (ph, pw)
+
     def emit(self, op: Op) -> None:
         self.shapes[op.output] = op.out_shape
         self.ops.append(op)
@@ -159,15 +191,23 @@ def conv_multipliers(in_scale: float, w_scales: np.ndarray, out_scale: float, n:
 
 
 def _same_padding(size: int, k: int, s: int, padding: int) -> tuple[int, int]:
-    """(output size, padding before) as TFLite's ComputePaddingHeightWidth (dilation 1)."""
-    if padding == SAME:
-        out = (size + s - 1) // s
-    elif padding == VALID:
-        out = (size - k + s) // s
-    else:
-        raise LeanmlError(f"unknown padding {padding}", "TFLite models use SAME or VALID")
+    """(output size, padding before) as TFLite's ComputePaddingHeightWidth (dilation 1; ``padding`` SAME or VALID).
+
+    Example:
+        >>> _same_padding(8, 3, 2, SAME), _same_padding(7, 3, 2, SAME), _same_padding(7, 3, 2, VALID)
+        ((4, 0), (4, 1), (3, 0))
+    """
+    out = (size + s - 1) // s if padding == SAME else (size - k + s) // s
     total = max((out - 1) * s + k - size, 0)
     return out, total // 2
+
+
+def _multipliers(imp: Importer, op: TfOp, in_scale: float, w_scales: np.ndarray, out_scale: float,
+                 n: int) -> tuple[np.ndarray, ...]:  # fmt: skip
+    reals = [float(in_scale) * float(s) / float(out_scale) for s in w_scales]
+    for real in reals:
+        imp.multiplier(op, real)  # refuses a multiplier that does not fit, naming the op
+    return conv_multipliers(in_scale, w_scales, out_scale, n)
 
 
 def _bias(imp: Importer, op: TfOp, n: int) -> np.ndarray:
@@ -211,14 +251,12 @@ def _conv_common(imp: Importer, op: TfOp, weight_ohwi: np.ndarray, w_scales: np.
     in_q, out_q = imp.act_q(op, src), imp.act_q(op, out)
     ih, iw, ic = imp.hwc(op, src)
     oc, kh, kw, _ = weight_ohwi.shape
-    sh, sw = int(op.options.get("StrideH", 1)), int(op.options.get("StrideW", 1))
-    oh, ph = _same_padding(ih, kh, sh, int(op.options.get("Padding", VALID)))
-    ow, pw = _same_padding(iw, kw, sw, int(op.options.get("Padding", VALID)))
-    if imp.hwc(op, out) != (oh, ow, oc):
-        raise imp.error(op, f"declares output {list(imp.tensor(out).shape)}, its geometry gives {[1, oh, ow, oc]}",
-                        "the .tflite file is inconsistent: re-export it")  # fmt: skip
-    mult, shift = conv_multipliers(in_q.scale, w_scales, out_q.scale, oc)
-    lo, hi = activation_bounds(int(op.options.get("FusedActivationFunction", 0)), out_q, f"operator {op.index}")
+    (sh, sw), (ph, pw) = imp.geometry(op, (kh, kw))
+    oh, ow, out_c = imp.hwc(op, out)
+    if out_c != oc:
+        raise imp.error(op, f"declares {out_c} output channels for {oc} filters", "re-export the model")
+    mult, shift = _multipliers(imp, op, in_q.scale, w_scales, out_q.scale, oc)
+    lo, hi = imp.bounds(op, out_q)
     common = dict(bias=_bias(imp, op, oc), multiplier=mult, shift=shift, kernel=(kh, kw), stride=(sh, sw),
                   padding=(ph, pw), groups=groups, in_zp=in_q.zero_point, out_zp=out_q.zero_point, act_min=lo,
                   act_max=hi)  # fmt: skip
@@ -278,8 +316,8 @@ def _fully_connected(imp: Importer, op: TfOp) -> None:
                         "leanml deploys batch-1 fully connected layers")  # fmt: skip
     if math.prod(imp.tensor(out).shape) != n_out:
         raise imp.error(op, f"declares output {list(imp.tensor(out).shape)} for {n_out} features", "re-export it")
-    mult, shift = conv_multipliers(in_q.scale, _weight_q(imp, op, w, n_out), out_q.scale, n_out)
-    lo, hi = activation_bounds(int(op.options.get("FusedActivationFunction", 0)), out_q, f"operator {op.index}")
+    mult, shift = _multipliers(imp, op, in_q.scale, _weight_q(imp, op, w, n_out), out_q.scale, n_out)
+    lo, hi = imp.bounds(op, out_q)
     a = imp.name(src)
     if len(imp.shapes.get(a, (n_in,))) != 1:  # a map feeds the layer: flatten (NHWC order = the C layout)
         flat = c_identifier(f"t{src}_flat", imp.used)
@@ -300,10 +338,10 @@ def _add(imp: Importer, op: TfOp) -> None:
     if imp.tensor(a).data is not None or imp.tensor(b).data is not None:
         raise imp.error(op, "adds a constant tensor", "leanml's add takes two computed tensors")
     twice_max = 2 * max(float(qa.scale), float(qb.scale))
-    am, ash = quantize_multiplier(float(qa.scale) / twice_max)
-    bm, bsh = quantize_multiplier(float(qb.scale) / twice_max)
-    om, osh = quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * float(qo.scale)))
-    lo, hi = activation_bounds(int(op.options.get("FusedActivationFunction", 0)), qo, f"operator {op.index}")
+    am, ash = imp.multiplier(op, float(qa.scale) / twice_max)
+    bm, bsh = imp.multiplier(op, float(qb.scale) / twice_max)
+    om, osh = imp.multiplier(op, twice_max / ((1 << ADD_LEFT_SHIFT) * float(qo.scale)))
+    lo, hi = imp.bounds(op, qo)
     shape = imp.hwc(op, out)
     imp.emit(Add(imp.op_name(op), (imp.name(a), imp.name(b)), imp.name(out), (shape, shape), shape, a_zp=qa.zero_point,
                  b_zp=qb.zero_point, a_multiplier=am, a_shift=ash, b_multiplier=bm, b_shift=bsh, out_multiplier=om,
@@ -316,13 +354,16 @@ def _pool(imp: Importer, op: TfOp, mode: str) -> None:
     if mode == "avg" and (in_q.scale != out_q.scale or in_q.zero_point != out_q.zero_point):
         raise imp.error(op, "changes the quantization", "TFLite's int8 pooling keeps the input scale and zero point")
     ih, iw, c = imp.hwc(op, src)
-    kh, kw = int(op.options["FilterHeight"]), int(op.options["FilterWidth"])
-    sh, sw = int(op.options["StrideH"]), int(op.options["StrideW"])
-    oh, ph = _same_padding(ih, kh, sh, int(op.options["Padding"]))
-    ow, pw = _same_padding(iw, kw, sw, int(op.options["Padding"]))
+    kh, kw = int(op.options.get("FilterHeight", 0)), int(op.options.get("FilterWidth", 0))
+    if kh < 1 or kw < 1:
+        raise imp.error(op, f"has a {kh} x {kw} window", "pooling windows are at least 1 x 1: re-export the model")
+    (sh, sw), (ph, pw) = imp.geometry(op, (kh, kw))
+    oh, ow, out_c = imp.hwc(op, out)
+    if out_c != c:
+        raise imp.error(op, f"declares {out_c} output channels for {c} input channels", "re-export the model")
     if mode == "avg" and ((oh - 1) * sh + kh > ih or (ow - 1) * sw + kw > iw):
         raise imp.error(op, "pads its windows", "leanml's average pooling supports windows inside the input (VALID)")
-    lo, hi = activation_bounds(int(op.options.get("FusedActivationFunction", 0)), out_q, f"operator {op.index}")
+    lo, hi = imp.bounds(op, out_q)
     name, o = imp.op_name(op), imp.name(out)
     pooled = o if (lo, hi) == (-128, 127) else c_identifier(f"t{out}_pooled", imp.used)
     imp.emit(Pool(name, (imp.name(src),), pooled, ((ih, iw, c),), (oh, ow, c), mode=mode, kernel=(kh, kw),
@@ -358,18 +399,39 @@ def _reshape(imp: Importer, op: TfOp) -> None:
 def _softmax(imp: Importer, op: TfOp) -> None:
     src, out = op.inputs[0], op.outputs[0]
     qi, qo = imp.act_q(op, src), imp.act_q(op, out)
-    if qo.zero_point != -128 or float(np.float32(qo.scale)) != 1.0 / 256:
+    if qo.zero_point != -128 or abs(float(qo.scale) - 1.0 / 256) > 0.001 / 256:  # TFLM's TF_LITE_ENSURE_NEAR
         raise imp.error(op, f"has output scale {qo.scale} and zero point {qo.zero_point}",
                         "TFLite's int8 softmax writes scale 1/256, zero point -128")  # fmt: skip
     beta = float(np.float32(op.options.get("Beta", 1.0)))
-    real = min(beta * float(qi.scale) * (1 << (31 - SOFTMAX_DIFF_INT_BITS)), float((1 << 31) - 1))
+    real = beta * float(qi.scale) * (1 << (31 - SOFTMAX_DIFF_INT_BITS))
+    if not (math.isfinite(real) and 1.0 < real < 2.0**30):
+        raise imp.error(op, f"has beta {beta} and input scale {qi.scale}",
+                        "TFLite's int8 softmax needs 1 < beta * input scale * 2^26 < 2^30")  # fmt: skip
     mult, left_shift = quantize_multiplier(real)
-    if left_shift < 0:
-        raise imp.error(op, f"has a tiny input scale {qi.scale}", "softmax needs beta * scale * 2^26 >= 1")
     max_rescaled = 1.0 * ((1 << SOFTMAX_DIFF_INT_BITS) - 1) * (1 << (31 - SOFTMAX_DIFF_INT_BITS)) / (1 << left_shift)
     shape = imp.hwc(op, out)
     imp.emit(Softmax(imp.op_name(op), (imp.name(src),), imp.name(out), (shape,), shape, input_multiplier=mult,
                      input_left_shift=left_shift, diff_min=-math.floor(max_rescaled)))  # fmt: skip
+
+
+def _check_dataflow(imp: Importer, op: TfOp) -> None:
+    """One output, written once; the leading activation inputs computed by earlier operators (execution order)."""
+    if len(op.outputs) != 1:
+        raise imp.error(op, f"has {len(op.outputs)} outputs", "leanml ops have one output")
+    out = imp.tensor(op.outputs[0])
+    if imp.name(out.index) in imp.shapes or out.data is not None:
+        raise imp.error(op, f"writes tensor {out.name!r}, which is already written or constant",
+                        "each tensor has one producer: the .tflite file is malformed")  # fmt: skip
+    needed, n_act = INPUTS.get(op.opcode, (1, 1))
+    if len(op.inputs) < needed or any(i < 0 for i in op.inputs[:needed]):
+        raise imp.error(op, f"has inputs {list(op.inputs)}, needs {needed}", "the .tflite file is malformed")
+    for i in op.inputs[:n_act]:
+        t = imp.tensor(i)
+        if imp.name(i) not in imp.shapes:
+            raise imp.error(op, f"reads tensor {t.name!r} before any operator computes it" +
+                            (" (a constant)" if t.data is not None else ""),
+                            "leanml needs the operators in execution order, reading computed tensors: re-export "
+                            "the model")  # fmt: skip
 
 
 def _graph_input(imp: Importer, index: int) -> tuple[Quantize, TensorQ]:
@@ -408,9 +470,11 @@ def load_tflite(path: str | Path) -> Graph:
         supported = ", ".join(sorted(TFLITE_LOWERINGS))
         raise LeanmlError(f"{model.path} uses operators leanml cannot deploy: {', '.join(unsupported)}",
                           f"supported: {supported} (and QUANTIZE/DEQUANTIZE at the ends)")  # fmt: skip
+    if not tf_ops:
+        raise LeanmlError(f"{model.path} has no operator to deploy besides QUANTIZE/DEQUANTIZE",
+                          "deploy a model with at least one layer")  # fmt: skip
     for op in tf_ops:
-        if len(op.outputs) != 1:
-            raise imp.error(op, f"has {len(op.outputs)} outputs", "leanml ops have one output")
+        _check_dataflow(imp, op)
         TFLITE_LOWERINGS[op.opcode](imp, op)
     out = imp.name(out_index)
     if out not in imp.shapes:

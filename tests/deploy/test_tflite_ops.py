@@ -1,0 +1,241 @@
+"""Every opcode the ``.tflite`` importer lowers, bit-exact against the pip TFLite Micro interpreter.
+
+Each case writes a tiny int8 model (:mod:`tests.deploy.tflite_models`), deploys it to C and compares the int8
+output codes with TFLM's reference kernels on seeded random input codes (and the extremes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tflm = pytest.importorskip("tflite_micro")
+pytest.importorskip("tflite")
+
+from leanml.deploy.engine import DeployConfig, Deployment, deploy_graph  # noqa: E402
+from leanml.deploy.ir import Graph  # noqa: E402
+from leanml.deploy.tflite import load_tflite  # noqa: E402
+from tests.deploy.tflite_models import Net  # noqa: E402
+
+
+def _deploy(net: Net, x: int, y: int, tmp_path: Path) -> tuple[Graph, Deployment, bytes]:
+    data = net.to_bytes([x], [y])
+    path = tmp_path / "m.tflite"
+    path.write_bytes(data)
+    graph = load_tflite(path)
+    return graph, deploy_graph(graph, DeployConfig()), data
+
+
+def check(net: Net, x: int, y: int, tmp_path: Path, trials: int = 4, extremes: bool = True) -> None:
+    """Deploy ``net`` (input ``x``, output ``y``) and compare with TFLM on ``trials`` seeded inputs, the first
+    two all -128 and all 127 when ``extremes``."""
+    graph, dep, data = _deploy(net, x, y, tmp_path)
+    it = tflm.runtime.Interpreter.from_bytes(data, arena_size=4 << 20)
+    shape = net.tensors[x].shape
+    h, w, c = graph.input_shape
+    rng = np.random.default_rng(1)
+    for trial in range(trials):
+        xs = rng.integers(-128, 128, shape).astype(np.int8)
+        if extremes and trial < 2:
+            xs[:] = (-128, 127)[trial]
+        it.set_input(xs, 0)
+        it.invoke()
+        ref = it.get_output(0).reshape(-1)
+        got = dep.model.run_int8(xs.reshape(1, h, w, c).transpose(0, 3, 1, 2)).reshape(-1)
+        np.testing.assert_array_equal(got, ref, err_msg=f"trial {trial}")
+
+
+# (input H, W, C, kernel, stride, padding, fused activation, per-channel weights, bias)
+CONVS = [
+    (8, 8, 3, 3, 2, "SAME", "NONE", True, True),  # even size, stride 2: pad 0 before, 1 after
+    (7, 7, 3, 3, 2, "SAME", "NONE", True, True),  # odd size: pad 1 both sides
+    (6, 7, 2, 4, 1, "SAME", "NONE", True, True),  # even kernel: pad 1 before, 2 after
+    (5, 6, 4, 2, 2, "SAME", "RELU", True, True),
+    (9, 6, 3, 3, 1, "VALID", "RELU6", True, True),
+    (9, 9, 3, 3, 2, "VALID", "RELU_N1_TO_1", True, True),
+    (6, 6, 5, 3, 1, "SAME", "NONE", False, True),  # per-tensor weights
+    (5, 5, 8, 1, 1, "VALID", "RELU6", True, True),  # 1x1: the GEMM kernel
+    (5, 5, 8, 1, 2, "SAME", "NONE", False, False),  # 1x1 stride 2, no bias
+]
+
+
+@pytest.mark.parametrize("h,w,c,k,s,pad,act,per_channel,bias", CONVS)
+def test_conv2d(h: int, w: int, c: int, k: int, s: int, pad: str, act: str, per_channel: bool, bias: bool,
+                tmp_path: Path) -> None:  # fmt: skip
+    net = Net(seed=h * 100 + w)
+    x = net.act((1, h, w, c), 0.01 if act != "NONE" else 0.05, 5)
+    y = net.conv(x, 6, (k, k), s, pad, act, per_channel, bias=bias)
+    check(net, x, y, tmp_path)
+
+
+# (input H, W, C, depth multiplier, kernel, stride, padding, per-channel)
+DEPTHWISE = [
+    (8, 8, 4, 1, 3, 1, "SAME", True),
+    (7, 7, 4, 1, 3, 2, "SAME", True),
+    (9, 8, 5, 1, 3, 2, "VALID", False),
+    (6, 6, 3, 2, 3, 1, "SAME", True),  # multiplier 2 on 3 channels: a grouped conv
+    (6, 5, 1, 8, 3, 2, "SAME", True),  # multiplier 8 on one channel: a standard conv
+]
+
+
+@pytest.mark.parametrize("h,w,c,mult,k,s,pad,per_channel", DEPTHWISE)
+def test_depthwise(h: int, w: int, c: int, mult: int, k: int, s: int, pad: str, per_channel: bool,
+                   tmp_path: Path) -> None:  # fmt: skip
+    net = Net(seed=c * 10 + mult)
+    x = net.act((1, h, w, c), 0.02, -7)
+    y = net.conv(x, 0, (k, k), s, pad, "RELU6", per_channel, depth_multiplier=mult)
+    check(net, x, y, tmp_path)
+
+
+@pytest.mark.parametrize("shape,act", [((1, 40), "NONE"), ((1, 3, 3, 4), "RELU"), ((1, 1, 1, 16), "NONE")])
+def test_fully_connected(shape: tuple[int, ...], act: str, tmp_path: Path) -> None:
+    """From a vector and straight from a 4-D map (TFLM flattens NHWC; so does the IR)."""
+    net = Net(seed=len(shape))
+    x = net.act(shape, 0.03, 11)
+    y = net.fc(x, 10, act)
+    check(net, x, y, tmp_path)
+
+
+def test_conv_then_fully_connected(tmp_path: Path) -> None:
+    net = Net(seed=3)
+    x = net.act((1, 6, 6, 2), 0.04, 0)
+    y = net.fc(net.conv(x, 4, (3, 3), 2, "SAME", "RELU"), 5)
+    check(net, x, y, tmp_path)
+
+
+@pytest.mark.parametrize("act", ["NONE", "RELU"])
+def test_add_residual(act: str, tmp_path: Path) -> None:
+    """ADD of the input and a conv of it: two different scales and zero points, then a new output scale."""
+    net = Net(seed=4)
+    x = net.act((1, 5, 5, 4), 0.05, -3)
+    c = net.conv(x, 4, (3, 3), 1, "SAME", out_q=(0.11, 9))
+    y = net.add_op(x, c, (0.13, -5), act)
+    check(net, x, y, tmp_path)
+
+
+def test_add_two_branches(tmp_path: Path) -> None:
+    net = Net(seed=5)
+    x = net.act((1, 4, 4, 3), 0.02, 1)
+    a = net.conv(x, 6, (1, 1), 1, "VALID", out_q=(0.5, 20))
+    b = net.conv(x, 6, (3, 3), 1, "SAME", out_q=(0.03, -40))
+    y = net.add_op(a, b, (0.4, 0), "RELU6")
+    check(net, x, y, tmp_path)
+
+
+# (mode, input H, W, kernel, stride, padding, fused activation)
+POOLS = [
+    ("avg", 8, 8, 2, 2, "VALID", "NONE"),
+    ("avg", 7, 5, 3, 2, "VALID", "NONE"),
+    ("avg", 6, 6, 6, 1, "VALID", "NONE"),  # global
+    ("avg", 6, 6, 2, 2, "VALID", "RELU6"),  # fused clamp: a Clamp op after the pool
+    ("max", 8, 8, 2, 2, "VALID", "NONE"),
+    ("max", 7, 7, 3, 2, "SAME", "NONE"),
+    ("max", 8, 7, 2, 2, "SAME", "RELU"),
+    ("max", 6, 6, 3, 1, "SAME", "NONE"),
+]
+
+
+@pytest.mark.parametrize("mode,h,w,k,s,pad,act", POOLS)
+def test_pool(mode: str, h: int, w: int, k: int, s: int, pad: str, act: str, tmp_path: Path) -> None:
+    net = Net(seed=h)
+    x = net.act((1, h, w, 3), 0.05, -10)
+    y = net.pool(x, mode, (k, k), s, pad, act)
+    check(net, x, y, tmp_path)
+
+
+def test_reshape_then_softmax(tmp_path: Path) -> None:
+    """conv → RESHAPE to a vector → FULLY_CONNECTED → SOFTMAX: the usual classifier tail."""
+    net = Net(seed=6)
+    x = net.act((1, 4, 4, 2), 0.05, 0)
+    c = net.conv(x, 3, (3, 3), 2, "SAME", "RELU")
+    r = net.reshape(c, (1, 12))
+    f = net.fc(r, 7, out_q=(0.12, 4))
+    y = net.softmax(f)
+    check(net, x, y, tmp_path)
+
+
+def test_reshape_map_to_map(tmp_path: Path) -> None:
+    net = Net(seed=7)
+    x = net.act((1, 4, 6, 2), 0.05, 0)
+    c = net.conv(x, 4, (1, 1), 1, "VALID")
+    y = net.conv(net.reshape(c, (1, 8, 3, 4)), 3, (3, 3), 1, "SAME")
+    check(net, x, y, tmp_path)
+
+
+@pytest.mark.parametrize("n,scale,beta", [(2, 0.1, 1.0), (10, 0.05, 1.0), (10, 0.25, 0.5), (37, 0.01, 2.0),
+                                          (100, 1 / 16, 1.0), (511, 0.003, 1.0), (1000, 0.15, 1.0),
+                                          (1000, 0.05, 0.7)])  # fmt: skip
+def test_softmax(n: int, scale: float, beta: float, tmp_path: Path) -> None:
+    """Rows of 2..1000. A row whose exps sum to >= 512 (e.g. 512 equal maxima) trips an assertion in TFLM's
+    RoundingDivideByPOT (shift 32), so rows of 512 and more are compared on random codes only."""
+    net = Net(seed=n)
+    x = net.act((1, n), scale, 3)
+    y = net.softmax(x, beta)
+    check(net, x, y, tmp_path, trials=6, extremes=n < 512)
+
+
+def test_softmax_per_pixel(tmp_path: Path) -> None:
+    """SOFTMAX of a map normalizes each pixel's channels."""
+    net = Net(seed=8)
+    x = net.act((1, 3, 2, 5), 0.07, -2)
+    y = net.softmax(x)
+    check(net, x, y, tmp_path)
+
+
+def test_float_ends(tmp_path: Path) -> None:
+    """QUANTIZE first, DEQUANTIZE last: the float API equals TFLM's float output exactly (ties, saturation)."""
+    net = Net(seed=9)
+    xf = net.add((1, 6, 5, 2), "float32")
+    x = net.op("QUANTIZE", [xf], [net.act((1, 6, 5, 2), 0.037, -4)], "QuantizeOptions")
+    c = net.conv(x, 3, (3, 3), 2, "SAME", out_q=(0.21, 6))
+    y = net.op("DEQUANTIZE", [c], [net.add((1, 3, 3, 3), "float32")], "DequantizeOptions")
+    data = net.to_bytes([xf], [y])
+    path = tmp_path / "f.tflite"
+    path.write_bytes(data)
+    dep = deploy_graph(load_tflite(path), DeployConfig())
+    it = tflm.runtime.Interpreter.from_bytes(data, arena_size=1 << 20)
+    rng = np.random.default_rng(2)
+    codes = rng.integers(-140, 140, (1, 6, 5, 2))
+    for xs in (rng.normal(0, 2, (1, 6, 5, 2)), (codes + 0.5) * 0.037, codes * 0.037, rng.normal(0, 20, (1, 6, 5, 2))):
+        xs = xs.astype(np.float32)
+        it.set_input(xs, 0)
+        it.invoke()
+        ref = it.get_output(0).reshape(-1)
+        got = dep.model(xs.transpose(0, 3, 1, 2)).numpy().reshape(-1)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, ref)
+
+
+def test_fully_connected_multiplier_in_double(tmp_path: Path) -> None:
+    """Per-tensor FC: the pip TFLM computes in_scale * w_scale / out_scale in double (as conv does); the float32
+    product would give a Q31 multiplier 22 units lower and these three accumulators one code higher each."""
+    net = Net()
+    in_s, w_s = 0.064059205, 0.027708884
+    x = net.act((1, 1), in_s, 0)
+    w = net.add((3, 1), "int8", w_s, 0, 0, np.ones((3, 1), np.int8))
+    b = net.add((3,), "int32", in_s * w_s, 0, 0, np.array([-7947774, -7674889, -6242243], np.int32))
+    y = net.op("FULLY_CONNECTED", [x, w, b], [net.act((1, 3), 121.09332, 0)], "FullyConnectedOptions")
+    _, dep, _ = _deploy(net, x, y, tmp_path)
+    got = dep.model.run_int8(np.zeros((1, 1, 1, 1), np.int8))
+    np.testing.assert_array_equal(got.reshape(-1), [-117, -113, -92])
+    check(net, x, y, tmp_path)
+
+
+@pytest.mark.parametrize("case", ["add_self", "reshape_only", "softmax_of_fc_4d"])
+def test_small_graphs(case: str, tmp_path: Path) -> None:
+    """Corner graphs: an add of a tensor with itself, a model that only reshapes its input, an FC declaring a
+    [1, 1, 1, n] output (keep_num_dims) fed to a softmax."""
+    net = Net(seed=11)
+    x = net.act((1, 3, 4, 2), 0.05, -3)
+    if case == "add_self":
+        y = net.add_op(x, x, (0.08, 2))
+    elif case == "reshape_only":
+        y = net.reshape(x, (1, 24))
+    else:
+        f = net.fc(x, 6)
+        net.tensors[f].shape = (1, 1, 1, 6)
+        net.ops[-1].fields["KeepNumDims"] = True
+        y = net.softmax(f)
+    check(net, x, y, tmp_path)
