@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from leanml.deploy.codegen_patch import emit_patch_stage
+from leanml.deploy.codegen_patch import emit_patch_stage, emit_stream_block
 from leanml.deploy.ir import (
     Add,
     Clamp,
@@ -51,7 +51,7 @@ from leanml.deploy.ir import (
     Softmax,
 )  # fmt: skip
 from leanml.deploy.patch import PatchStage
-from leanml.deploy.planner import MemoryLayout
+from leanml.deploy.planner import MemoryLayout, pointwise_chunk
 from leanml.errors import LeanmlError
 
 HEADER = "leanml_kernels.h"
@@ -113,6 +113,10 @@ class _Emitter:
         return w, b, f"{m}, {s}, {op.out_zp}, {op.act_min}, {op.act_max}"
 
     def body(self, op: Op) -> str:
+        if op.name in self.layout.streamed:
+            return "/* runs row by row inside its residual block */"
+        if op.name in self.layout.blocks:
+            return emit_stream_block(self, self.layout.blocks[op.name])
         emit = EMITTERS.get(type(op))
         if emit is None:
             raise LeanmlError(f"no C emitter for IR op {type(op).__name__}")
@@ -135,6 +139,10 @@ def _conv(e: _Emitter, op: Conv) -> str:
 def _conv1x1(e: _Emitter, op: Conv1x1) -> str:
     ih, iw, ic = op.in_shapes[0]
     w, b, tail = e.conv_consts(op)
+    if op.name in e.layout.in_place:
+        scratch = f"(arena + {e.layout.scratch_offset[op.name]})"
+        return (f"dk_conv1x1_s8_inplace({e.ptr(op.inputs[0])}, {ih}, {iw}, {ic}, {op.in_zp}, {w}, {b}, "
+                f"{op.out_shape[2]}, {tail}, {scratch}, {pointwise_chunk(op)});")  # fmt: skip
     return (f"dk_conv1x1_s8({e.ptr(op.inputs[0])}, {ih}, {iw}, {ic}, {op.in_zp}, {w}, {b}, {op.out_shape[2]}, "
             f"{tail}, {e.ptr(op.output)});")  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""C for a patch stage: one function per stage op (regions as arguments), one straight-line function per patch.
+"""C for a patch stage (one function per stage op, one straight-line function per patch) and a row-streamed block.
 
 Each stage op gets a ``noinline`` function that calls its kernel with every
 constant as a literal and the region sizes and border padding as arguments,
@@ -7,8 +7,11 @@ short list of calls with literal regions: crops where an op reads part of a
 larger region, the op functions, and a final paste of the patch's output
 into the full stage output.
 
+A row-streamed residual block (:class:`~leanml.deploy.patch.StreamBlock`) uses the same op functions, called
+on one output row at a time with windows of line-buffer rows, from one straight-line function.
+
 Example:
-    >>> # exercised by tests/deploy/test_patch.py through leanml.deploy.codegen.generate_c
+    >>> # exercised by tests/deploy/test_patch.py and tests/deploy/test_fused.py through codegen.generate_c
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from leanml.deploy.ir import Add, Clamp, Conv, Conv1x1, Depthwise, Op
-from leanml.deploy.patch import PatchStage, Rect, crop_key, needs_crop
+from leanml.deploy.patch import PatchStage, Rect, StreamBlock, crop_key, needs_crop
 
 COPY_RECT = """/* Copy h rows of w*c bytes between HWC buffers whose rows hold src_w and dst_w pixels. */
 static void dk_copy_rect(const int8_t *src, int src_w, int8_t *dst, int dst_w, int h, int w, int c) {
@@ -117,3 +120,35 @@ def emit_patch_stage(e: Any, stage: PatchStage) -> str:
         e.functions.append(f"static void {fn}(int8_t *arena) {{\n    " + "\n    ".join(lines) + "\n}\n")
         calls.append(f"{fn}(arena);")
     return " ".join(calls)
+
+
+def emit_stream_block(e: Any, block: StreamBlock) -> str:
+    """Emit the block's op functions and its row schedule into ``e.functions``; returns the add's layer body."""
+    x_base = e.layout.tensor_offset[block.input]
+    bases = {"x": x_base, "o": e.layout.tensor_offset[block.add.output], "s": e.layout.scratch_offset[block.add.name]}
+
+    def ptr(p: tuple[str, int]) -> str:
+        return f"(arena + {bases[p[0]] + p[1]})"
+
+    for op in (*block.ops, block.add):
+        e.functions.append(_op_function(e, op))
+    _, out_w, out_c = block.add.out_shape
+    lines = []
+    for act in block.actions:
+        if act[0] == "shift":
+            _, t, keep = act
+            rb = next(op.out_shape[1] * op.out_shape[2] for op in block.ops if op.output == t)
+            base = bases["s"] + block.windows[t][0]
+            lines.append(f"memmove(arena + {base}, arena + {base + rb}, {keep * rb});")
+        elif act[0] == "conv":
+            _, op, src, rows, top, dst = act
+            lines.append(f"so_{op.name}({ptr(src)}, (const int8_t *)0, {rows}, {op.in_shapes[0][1]}, {top}, "
+                         f"{op.padding[1]}, {ptr(dst)}, 1, {op.out_shape[1]});")  # fmt: skip
+        else:
+            _, r, a, b, dst = act
+            lines.append(f"so_{block.add.name}({ptr(a)}, {ptr(b)}, 1, {out_w}, 0, 0, {ptr(dst)}, 1, {out_w});")
+            if dst[0] == "s":  # in place: the row goes over x rows read for the last time
+                lines.append(f"memmove(arena + {bases['o'] + r * out_w * out_c}, {ptr(dst)}, {out_w * out_c});")
+    fn = f"stream_{block.add.name}"
+    e.functions.append(f"static void {fn}(int8_t *arena) {{\n    " + "\n    ".join(lines) + "\n}\n")
+    return f"{fn}(arena);"

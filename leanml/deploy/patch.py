@@ -31,7 +31,6 @@ import math
 from dataclasses import dataclass, field
 
 from leanml.deploy.ir import Add, Clamp, Conv, Graph, Op
-from leanml.deploy.planner import place_buffers
 from leanml.errors import LeanmlError
 
 STAGE_KINDS = ("conv", "conv1x1", "depthwise", "add", "clamp")
@@ -170,6 +169,8 @@ def _stage_arena(stage: PatchStage) -> None:
             if sizes:
                 keys.append(crop_key(op, idx))
                 bufs.append((max(sizes), i, i))
+    from leanml.deploy.planner import place_buffers  # the planner imports this module
+
     placement = place_buffers(bufs, "best")
     stage.arena_offsets = dict(zip(keys, placement.offsets, strict=True))
     stage.arena_size = placement.arena_bytes
@@ -240,4 +241,166 @@ def stage_summary(graph: Graph) -> dict[str, int | float | str] | None:
             "patch_extra_macs_pct": math.floor(1000 * extra / max(graph.macs() - extra, 1)) / 10}  # fmt: skip
 
 
-__all__ = ["Add", "Clamp", "PatchPlan", "PatchStage", "Rect", "patch_graph", "plan_patches", "stage_summary"]
+# ---------------------------------------------------------------------------------------------------------------
+# Row-streamed residual blocks (line buffers): every row of every tensor computed once, no halo overhead
+# ---------------------------------------------------------------------------------------------------------------
+
+Ptr = tuple[str, int]  # ("x" block input | "o" block output | "s" block scratch, byte offset)
+
+
+@dataclass
+class StreamBlock:
+    """A residual block ``add(branch_a(x), branch_b(x))`` run row by row at its add's step.
+
+    Each branch is a chain of convs (possibly empty: the identity). Every inner tensor lives in a line buffer of
+    as many rows as its consumer's kernel is high; each output row of the add is computed once and written into
+    the full output, which lies over ``x`` when ``in_place`` (every ``x`` row it overwrites is read for the last
+    time before). ``actions`` is the static schedule the code generator writes out.
+    """
+
+    add: Add
+    ops: list[Op]  # the branch convs, in graph order
+    input: str  # x
+    windows: dict[str, tuple[int, int]] = field(default_factory=dict)  # inner tensor -> (scratch offset, rows)
+    tmp_offset: int = 0  # one output row (scratch), when in place
+    scratch_bytes: int = 0
+    in_place: bool = False
+    # ("shift", tensor, rows kept) | ("conv", op, in ptr, in rows, top pad, out ptr) | ("add", row, a, b, out)
+    actions: list[tuple] = field(default_factory=list)  # type: ignore[type-arg]
+
+    def macs(self) -> int:
+        """MACs executed: the same as layer by layer (each row is computed once)."""
+        return sum(op.macs() for op in (*self.ops, self.add))
+
+
+def _row_bytes(shape: tuple[int, ...]) -> int:
+    return shape[1] * shape[2]
+
+
+def _schedule(block: StreamBlock, in_place: bool) -> bool:
+    """Fill the block's line buffers and actions; True when the output may overwrite ``x`` (checked row by row)."""
+    producer = {op.output: op for op in block.ops}
+    consumer = {src: op for op in block.ops for src in op.inputs}
+    shapes = {op.output: op.out_shape for op in block.ops}
+    shapes[block.input] = next(
+        shape
+        for op in (*block.ops, block.add)
+        for src, shape in zip(op.inputs, op.in_shapes, strict=True)
+        if src == block.input
+    )
+    offset, windows = 0, {}
+    for op in block.ops:
+        cons = consumer.get(op.output)
+        rows = cons.kernel[0] if isinstance(cons, Conv) else 1
+        windows[op.output] = (offset, rows)
+        offset += rows * _row_bytes(op.out_shape)
+    block.windows = windows
+    block.tmp_offset = offset
+    out_rb = _row_bytes(block.add.out_shape)
+    block.scratch_bytes = offset + (out_rb if in_place else 0)
+    lo = dict.fromkeys(windows, 0)
+    done = dict.fromkeys(windows, 0)
+    last_read: dict[int, int] = {}  # x row -> index of the last action reading it
+    actions: list[tuple] = []  # type: ignore[type-arg]
+
+    def rows_of(t: str, a: int) -> Ptr:
+        return ("x", a * _row_bytes(shapes[t])) if t == block.input else \
+            ("s", windows[t][0] + (a - lo[t]) * _row_bytes(shapes[t]))  # fmt: skip
+
+    def read_x(a: int, b: int) -> None:
+        for y in range(a, b):
+            last_read[y] = len(actions)
+
+    def ensure(t: str, row: int) -> None:
+        op = producer[t]
+        src = op.inputs[0]
+        assert isinstance(op, Conv)
+        while done[t] <= row:
+            k = done[t]
+            top = k * op.stride[0] - op.padding[0]
+            a, b = max(top, 0), min(top + op.kernel[0], op.in_shapes[0][0])
+            if src != block.input:
+                ensure(src, b - 1)
+            if k - lo[t] == windows[t][1]:  # full: drop the oldest row
+                lo[t] += 1
+                actions.append(("shift", t, windows[t][1] - 1))
+            if src == block.input:
+                read_x(a, b)
+            actions.append(("conv", op, rows_of(src, a), b - a, max(0, -top), rows_of(t, k)))
+            done[t] += 1
+
+    ok = in_place
+    for r in range(block.add.out_shape[0]):
+        ptrs = []
+        for src in block.add.inputs:
+            if src == block.input:
+                read_x(r, r + 1)
+            else:
+                ensure(src, r)
+            ptrs.append(rows_of(src, r))
+        out: Ptr = ("s", block.tmp_offset) if in_place else ("o", r * out_rb)
+        actions.append(("add", r, ptrs[0], ptrs[1], out))
+    if in_place:  # output row r is copied over x at its add action: every x row under it must be read by then
+        x_rb = _row_bytes(shapes[block.input])
+        writes = [i for i, act in enumerate(actions) if act[0] == "add"]
+        for r, t in enumerate(writes):
+            for y in range(r * out_rb // x_rb, ((r + 1) * out_rb - 1) // x_rb + 1):
+                ok = ok and last_read.get(y, -1) <= t
+    block.actions = actions
+    return ok
+
+
+def find_blocks(graph: Graph) -> dict[str, StreamBlock]:
+    """Residual blocks that can run row-streamed, keyed by their add's name (scheduled, in place where safe).
+
+    A block: an :class:`Add` of two conv chains (or a chain and the identity) from one tensor ``x`` that nothing
+    else reads, whose inner tensors have one reader each, taking consecutive steps ending at the add.
+
+    Example:
+        >>> # see tests/deploy/test_fused.py
+    """
+    producer = {op.output: (i, op) for i, op in enumerate(graph.ops)}
+    readers: dict[str, list[int]] = {}
+    for i, op in enumerate(graph.ops):
+        for src in op.inputs:
+            readers.setdefault(src, []).append(i)
+    blocks = {}
+    for j, add in enumerate(graph.ops):
+        if not isinstance(add, Add) or len(add.out_shape) != 3 or len(set(add.inputs)) != 2:
+            continue
+        roots, steps = [], {j}
+        for src in add.inputs:
+            t = src
+            while t in producer and isinstance(producer[t][1], Conv) and len(readers.get(t, [])) == 1 \
+                    and t != graph.output:  # fmt: skip
+                i, op = producer[t]
+                steps.add(i)
+                t = op.inputs[0]
+            roots.append(t)
+        x = roots[0]
+        if roots[0] != roots[1] or len(steps) < 2 or x == graph.output or x not in producer:
+            continue
+        if steps != set(range(min(steps), j + 1)) or not set(readers[x]) <= steps:
+            continue
+        if any(len(graph.ops[i].out_shape) != 3 for i in steps) or len(producer[x][1].out_shape) != 3:
+            continue
+        block = StreamBlock(add, [graph.ops[i] for i in sorted(steps) if i != j], x)
+        block.in_place = _schedule(block, True)
+        if not block.in_place:
+            _schedule(block, False)
+        blocks[add.name] = block
+    return blocks
+
+
+__all__ = [
+    "Add",
+    "Clamp",
+    "PatchPlan",
+    "PatchStage",
+    "Rect",
+    "StreamBlock",
+    "find_blocks",
+    "patch_graph",
+    "plan_patches",
+    "stage_summary",
+]

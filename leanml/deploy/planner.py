@@ -23,9 +23,10 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from leanml.deploy.ir import Depthwise, Graph, Op
+from leanml.deploy.ir import Conv1x1, Depthwise, Graph, Op
+from leanml.deploy.patch import StreamBlock, find_blocks
 from leanml.errors import LeanmlError
 from leanml.profile.memory import MemoryPlan, TensorNode, reuses_input, tensor_lifetimes
 
@@ -39,13 +40,21 @@ def _align(n: int) -> int:
 
 @dataclass
 class Placement:
-    """Offsets of buffers (index -> byte offset) in an arena of ``arena_bytes``."""
+    """Offsets of buffers (index -> byte offset) in an arena of ``arena_bytes``.
+
+    ``segments``: per buffer, (bytes, first step, last step) of each tensor it holds, all from its offset;
+    ``sizes``/``lifetimes`` are their largest size and the union of their steps.
+    """
 
     offsets: list[int]
     sizes: list[int]
     lifetimes: list[tuple[int, int]]  # inclusive (first step, last step)
     arena_bytes: int
     strategy: str
+    segments: list[list[tuple[int, int, int]]] = field(default_factory=list)
+
+
+Segments = list[tuple[int, int, int]]
 
 
 def place_buffers(buffers: list[tuple[int, int, int]], strategy: str = "best") -> Placement:
@@ -55,52 +64,74 @@ def place_buffers(buffers: list[tuple[int, int, int]], strategy: str = "best") -
         >>> place_buffers([(10, 0, 0), (10, 1, 1)]).arena_bytes  # disjoint lifetimes share the bytes
         16
     """
+    return place_segments([[b] for b in buffers], strategy)
+
+
+def place_segments(buffers: list[Segments], strategy: str = "best") -> Placement:
+    """Place buffers given as segments (bytes, first step, last step) sharing one offset each (a buffer whose
+    tensors grow or shrink over time); two segments of different buffers live at a common step never overlap.
+
+    Example:
+        >>> # 100 bytes at steps 0-1 growing to 300 at step 2, and 150 bytes at steps 0-1: side by side at 0-1,
+        >>> # the second fits in the first's future tail while the first is small
+        >>> place_segments([[(100, 0, 1), (300, 2, 2)], [(150, 0, 1)]], "greedy_by_start").arena_bytes
+        300
+    """
     if strategy not in STRATEGIES:
         raise LeanmlError(f"unknown placement strategy {strategy!r}", f"choose one of: {', '.join(STRATEGIES)}")
     if strategy == "best":
-        plans = [place_buffers(buffers, s) for s in STRATEGIES[:-1]]
+        plans = [place_segments(buffers, s) for s in STRATEGIES[:-1]]
         return min(plans, key=lambda p: p.arena_bytes)
+    size = [max((_align(n) for n, _, _ in segs), default=0) for segs in buffers]
+    start = [min((a for _, a, _ in segs), default=0) for segs in buffers]
     idx = list(range(len(buffers)))
     if strategy == "greedy_by_size":
-        idx.sort(key=lambda i: (-buffers[i][0], buffers[i][1], i))
+        idx.sort(key=lambda i: (-size[i], start[i], i))
     else:
-        idx.sort(key=lambda i: (buffers[i][1], -buffers[i][0], i))
+        idx.sort(key=lambda i: (start[i], -size[i], i))
     offsets = [0] * len(buffers)
     placed: list[int] = []
     for i in idx:
-        size, start, end = buffers[i]
-        size = _align(size)
-        busy = sorted((offsets[j], offsets[j] + _align(buffers[j][0])) for j in placed
-                      if buffers[j][1] <= end and start <= buffers[j][2])  # fmt: skip
-        offset = 0
-        for lo, hi in busy:  # first gap large enough
-            if offset + size <= lo:
-                break
-            offset = max(offset, hi)
-        offsets[i] = offset
+        # per own segment, the byte ranges other placed buffers hold while it is live
+        needs = []
+        for n, a, b in buffers[i]:
+            busy = [(offsets[j], offsets[j] + _align(m)) for j in placed for m, c, d in buffers[j] if c <= b and a <= d]
+            needs.append((_align(n), busy))
+        candidates = sorted({0, *(hi for _, busy in needs for _, hi in busy)})
+        offsets[i] = next(o for o in candidates
+                          if all(o + n <= lo or hi <= o for n, busy in needs for lo, hi in busy if n))  # fmt: skip
         placed.append(i)
-    total = max((offsets[i] + _align(buffers[i][0]) for i in range(len(buffers))), default=0)
-    return Placement(offsets, [b[0] for b in buffers], [(b[1], b[2]) for b in buffers], total, strategy)
+    total = max((offsets[i] + size[i] for i in range(len(buffers))), default=0)
+    sizes = [max((n for n, _, _ in segs), default=0) for segs in buffers]
+    spans = [(start[i], max((b for _, _, b in segs), default=0)) for i, segs in enumerate(buffers)]
+    return Placement(offsets, sizes, spans, total, strategy, [list(s) for s in buffers])
 
 
 def tensor_nodes(graph: Graph, in_place: bool) -> list[TensorNode]:
-    """The graph's tensors for the one memory model (int8: one byte per element), reuse by its rule table."""
+    """The graph's tensors for the one memory model (int8: one byte per element), reuse by its rule table.
+
+    A 1x1 conv (the IR's ``conv1x1``, table kind ``conv``) is the table's ``pointwise`` kind.
+    """
     nodes = []
     for op in graph.ops:
-        reuse = reuses_input(op.table_kind, in_place_kernels=in_place)
+        kind = "pointwise" if isinstance(op, Conv1x1) else op.table_kind
+        reuse = reuses_input(kind, in_place_kernels=in_place)
         nodes.append(TensorNode(op.output, op.name, op.inputs, op.out_numel, reuse, op.kind == "quantize"))
     return nodes
 
 
 @dataclass
 class MemoryLayout:
-    """Where every tensor lives: the lifetimes, the placement, and each op's scratch offset."""
+    """Where every tensor lives: the lifetimes, the placement, and each op's scratch offset and size."""
 
     lifetimes: MemoryPlan
     placement: Placement
     tensor_offset: dict[str, int]  # tensor -> arena offset
     scratch_offset: dict[str, int]  # op name -> arena offset of its scratch
-    in_place: set[str]  # ops (depthwise) that run in place
+    in_place: set[str]  # ops (depthwise, 1x1 conv, streamed block) whose output is written over their input
+    scratch_bytes: dict[str, int] = field(default_factory=dict)  # op name -> bytes of its scratch
+    blocks: dict[str, StreamBlock] = field(default_factory=dict)  # residual add -> its row-streamed block
+    streamed: set[str] = field(default_factory=set)  # ops run inside a block (at the block's add)
 
     @property
     def arena_bytes(self) -> int:
@@ -110,33 +141,84 @@ class MemoryLayout:
     @property
     def peak_live_bytes(self) -> int:
         """Lower bound: the most activation + scratch bytes live at one step."""
-        steps = max((end for _, end in self.placement.lifetimes), default=-1) + 1
-        return max((sum(s for s, (a, b) in zip(self.placement.sizes, self.placement.lifetimes, strict=True)
-                        if a <= t <= b) for t in range(steps)), default=0)  # fmt: skip
+        segs = [s for buf in self.placement.segments for s in buf]
+        steps = max((end for _, _, end in segs), default=-1) + 1
+        per_step = [sum(max((n for n, a, b in buf if a <= t <= b), default=0) for buf in self.placement.segments)
+                    for t in range(steps)]  # fmt: skip
+        return max(per_step, default=0)
+
+
+def pointwise_chunk(op: Op) -> int:
+    """Pixels an in-place 1x1 conv copies aside at a time: a row, or more up to 2 KiB and 1/8 of its input.
+
+    Example:
+        >>> from leanml.deploy.ir import Conv1x1
+        >>> pointwise_chunk(Conv1x1("c", ("x",), "y", ((25, 5, 64),), (25, 5, 64)))  # 1000 bytes: 15 pixels
+        15
+    """
+    h, w, c = op.in_shapes[0]
+    return max(w, min(2048, h * w * c // 8) // c, 1)
 
 
 def _scratch_bytes(op: Op, in_place: set[str]) -> int:
-    if op.name in in_place:  # in-place depthwise: one input channel plane
+    if op.name in in_place and isinstance(op, Depthwise):  # in-place depthwise: one input channel plane
         h, w, _ = op.in_shapes[0]
         return h * w
+    if op.name in in_place and isinstance(op, Conv1x1):  # in-place 1x1: a chunk of input pixels
+        return pointwise_chunk(op) * op.in_shapes[0][2]
     return op.scratch_bytes()
 
 
 def plan_memory(graph: Graph, in_place: bool = True, strategy: str = "best") -> MemoryLayout:
-    """Lifetimes from the one memory model, in-place depthwise where the input dies there, arena offsets."""
-    lifetimes = tensor_lifetimes(tensor_nodes(graph, in_place), [graph.output])
-    in_place_ops = {op.name for op in graph.ops if isinstance(op, Depthwise)
-                    and lifetimes.buffer_of[op.output] == lifetimes.buffer_of[op.inputs[0]]}  # fmt: skip
-    sizes = [(b.numel, b.start, b.end) for b in lifetimes.buffers]
+    """Lifetimes from the one memory model, in-place depthwise / 1x1 convs where the input dies there, row-streamed
+    residual blocks (when they lower the arena), arena offsets.
+
+    Example:
+        >>> # see tests/deploy/test_planner.py and tests/deploy/test_fused.py
+    """
+    plain = _plan(graph, in_place, strategy, {})
+    if not in_place:
+        return plain
+    blocks = find_blocks(graph)
+    if not blocks:
+        return plain
+    fused = _plan(graph, in_place, strategy, blocks)
+    return fused if fused.arena_bytes < plain.arena_bytes else plain
+
+
+def _plan(graph: Graph, in_place: bool, strategy: str, blocks: dict[str, StreamBlock]) -> MemoryLayout:
+    nodes = tensor_nodes(graph, in_place)
+    streamed: set[str] = set()
+    for i, op in enumerate(graph.ops):  # a block runs at its add: inner tensors are its line buffers
+        block = blocks.get(op.name)
+        if block is None:
+            continue
+        inner = {o.output for o in block.ops}
+        streamed |= {o.name for o in block.ops}
+        nodes = [TensorNode(n.id, n.name, n.inputs, 0, False) if n.id in inner else n for n in nodes]
+        nodes[i] = TensorNode(op.output, op.name, (block.input, *op.inputs), op.out_numel, block.in_place)
+    lifetimes = tensor_lifetimes(nodes, [graph.output])
+    in_place_ops = set()
+    for op in graph.ops:
+        src = blocks[op.name].input if op.name in blocks else (op.inputs[0] if op.inputs else None)
+        kinds_ok = isinstance(op, (Depthwise, Conv1x1)) or op.name in blocks
+        if kinds_ok and src is not None and op.name not in streamed and op.output in lifetimes.buffer_of \
+                and lifetimes.buffer_of[op.output] == lifetimes.buffer_of[src]:  # fmt: skip
+            in_place_ops.add(op.name)
+    segments: list[Segments] = [list(b.segments) or [(b.numel, b.start, b.end)] for b in lifetimes.buffers]
     scratch_of: dict[str, int] = {}
+    scratch_bytes: dict[str, int] = {}
     for step, op in enumerate(graph.ops):
-        if _scratch_bytes(op, in_place_ops):
-            scratch_of[op.name] = len(sizes)
-            sizes.append((_scratch_bytes(op, in_place_ops), step, step))
-    placement = place_buffers(sizes, strategy)
+        size = blocks[op.name].scratch_bytes if op.name in blocks else _scratch_bytes(op, in_place_ops)
+        if size and op.name not in streamed:
+            scratch_of[op.name] = len(segments)
+            scratch_bytes[op.name] = size
+            segments.append([(size, step, step)])
+    placement = place_segments(segments, strategy)
     tensor_offset = {t: placement.offsets[b] for t, b in lifetimes.buffer_of.items()}
     scratch_offset = {name: placement.offsets[i] for name, i in scratch_of.items()}
-    return MemoryLayout(lifetimes, placement, tensor_offset, scratch_offset, in_place_ops)
+    return MemoryLayout(lifetimes, placement, tensor_offset, scratch_offset, in_place_ops, scratch_bytes, blocks,
+                        streamed)  # fmt: skip
 
 
 @dataclass

@@ -11,9 +11,14 @@ planner places the same buffers in its arena. Rules, at batch 1 by default:
   table**, :data:`REUSE_RULES`, keyed by op kind: views and elementwise unary
   ops (BN, ReLU/ReLU6, flatten, dropout: what deployment fuses into the
   producer) reuse their input's buffer when they are its last reader, a
-  depthwise conv does so only where the engine runs it in place (the deploy
-  planner), every other op (conv, linear, pooling, residual add, concat)
-  allocates its output.
+  depthwise conv or a pointwise (1x1, stride 1) conv does so only where the
+  engine runs it in place (the deploy planner: a traced graph calls every conv
+  ``conv``, so profile and NAS, which describe a layer-by-layer engine, never
+  apply it), every other op (conv, linear, pooling, residual add, concat)
+  allocates its output;
+- tensors sharing a buffer start at its offset; the buffer's footprint at a
+  step is its largest tensor live at that step (an in-place op whose output is
+  larger than its input grows the buffer from that step on, not before).
 
 Bytes are element counts times bytes per element (4 for fp32, 1 for int8).
 
@@ -50,6 +55,7 @@ REUSE_RULES: dict[str, Reuse] = {
     "quantize": Reuse.NEVER,
     "conv": Reuse.NEVER,
     "depthwise": Reuse.IN_PLACE_KERNEL,
+    "pointwise": Reuse.IN_PLACE_KERNEL,  # 1x1 stride-1 conv (deploy IR's conv1x1); traced convs are all "conv"
     "linear": Reuse.NEVER,
     "matmul": Reuse.NEVER,
     "norm": Reuse.ALWAYS,
@@ -79,13 +85,24 @@ def reuses_input(kind: str, in_place_kernels: bool = False) -> bool:
 
 @dataclass
 class Buffer:
-    """One activation buffer: its size and the steps it is live (inclusive)."""
+    """One activation buffer: its size (its largest tensor) and the steps it is live (inclusive).
+
+    ``segments``: (numel, first step, last step) of each tensor living here, all from the buffer's start; at a
+    step the buffer holds the largest one live then (:meth:`numel_at`).
+    """
 
     index: int
     numel: int
     start: int
     end: int
     tensors: list[str] = field(default_factory=list)  # op ids whose output lives here
+    segments: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def numel_at(self, step: int) -> int:
+        """Elements this buffer holds at ``step`` (0 when it is not live)."""
+        if not self.segments:
+            return self.numel if self.start <= step <= self.end else 0
+        return max((n for n, a, b in self.segments if a <= step <= b), default=0)
 
 
 @dataclass
@@ -152,22 +169,18 @@ def tensor_lifetimes(nodes: list[TensorNode], outputs: list[str]) -> MemoryPlan:
     buffer_of: dict[str, int] = {}
     for i, n in enumerate(nodes):
         first = n.inputs[0] if n.inputs else None
-        if (
-            first is not None
-            and n.reuse_input
-            and first in buffer_of
-            and last_use[first] == i
-            and buffers[buffer_of[first]].numel >= n.numel
-        ):
-            buf = buffers[buffer_of[first]]
+        if first is not None and n.reuse_input and first in buffer_of and last_use[first] == i:
+            buf = buffers[buffer_of[first]]  # written over its input: same start, grows if larger
             buf.end = max(buf.end, last_use[n.id])
+            buf.numel = max(buf.numel, n.numel)
             buf.tensors.append(n.id)
+            buf.segments.append((n.numel, i, last_use[n.id]))
             buffer_of[n.id] = buf.index
             continue
         start = 0 if n.is_input else i
-        buffers.append(Buffer(len(buffers), n.numel, start, last_use[n.id], [n.id]))
+        buffers.append(Buffer(len(buffers), n.numel, start, last_use[n.id], [n.id], [(n.numel, start, last_use[n.id])]))
         buffer_of[n.id] = len(buffers) - 1
-    live = [sum(b.numel for b in buffers if b.start <= i <= b.end) for i in range(len(nodes))]
+    live = [sum(b.numel_at(i) for b in buffers) for i in range(len(nodes))]
     return MemoryPlan(buffers, [n.name for n in nodes], live, buffer_of)
 
 
