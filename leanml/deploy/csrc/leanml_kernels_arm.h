@@ -65,18 +65,22 @@ static inline int64_t dk_arm_q(int32_t acc, int32_t mult) {
     return (int64_t)(((uint64_t)(uint32_t)s << 32) | lo) + (int64_t)acc * mult;
 }
 
+/* The general form of dk_arm_requant (any shift), before the activation clamp; kept out of line so that the fast
+ * loops keep their registers. */
+static __attribute__((noinline)) int32_t dk_arm_requant_any(int32_t acc, int32_t mult, int32_t shift, int32_t c,
+                                                            int32_t out_zp) {
+    if (shift <= -1) return __ssat((((int32_t)(dk_arm_q(acc, mult) >> 31) >> (-shift - 1)) + c) >> 1, 8);
+    return __ssat(dk_i32_mul_multiplier(acc, mult, (int)shift) + out_zp, 8);
+}
+
 /* dk_i32_requant(acc, mult, shift, out_zp, lo, hi) bit for bit; c = 1 + 2 * out_zp. fast: shift <= -2 known. */
-static inline int8_t dk_arm_requant(int32_t acc, int32_t mult, int32_t shift, int fast, int32_t c, int32_t out_zp,
-                                    int32_t lo, int32_t hi) {
-    int32_t v;
-    if (fast) {
-        v = __ssat((((int32_t)(dk_arm_q(acc, mult) >> 32) >> (-shift - 2)) + c) >> 1, 8);
-    } else if (shift <= -1) {
-        v = __ssat((((int32_t)(dk_arm_q(acc, mult) >> 31) >> (-shift - 1)) + c) >> 1, 8);
-    } else {
-        v = dk_i32_mul_multiplier(acc, mult, (int)shift) + out_zp;
-    }
-    return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+static inline __attribute__((always_inline)) int8_t dk_arm_requant(int32_t acc, int32_t mult, int32_t shift, int fast,
+                                                                   int32_t c, int32_t out_zp, int32_t lo, int32_t hi) {
+    int32_t v = fast ? __ssat((((int32_t)(dk_arm_q(acc, mult) >> 32) >> (-shift - 2)) + c) >> 1, 8)
+                     : dk_arm_requant_any(acc, mult, shift, c, out_zp);
+    if (lo > -128) v = v < lo ? lo : v; /* v is in [-128, 127] already */
+    if (hi < 127) v = v > hi ? hi : v;
+    return (int8_t)v;
 }
 
 /* 1 when every channel's shift is <= -2 (the one-shift requantization applies). */
@@ -90,60 +94,108 @@ static inline int dk_arm_all_fast(const int32_t *shift, int n) {
 /* GEMM core: 2 pixels x 2 output channels                                                                  */
 /* ------------------------------------------------------------------------------------------------------ */
 
-/* Stage K int8 values of row `src` (pixel slot 0 or 1 of the pair) into st: per 4-group g, words st[4g + 2 slot]
- * = (x0, x2) and st[4g + 2 slot + 1] = (x1, x3), int16 x - zp; the K % 4 tail as int16 halves of st[4 ng + t]
+/* Stage K int8 values of row `src` (pixel slot 0 or 1 of the pair) into st: per 4-group g, words st[4g + slot]
+ * = (x0, x2) and st[4g + 2 + slot] = (x1, x3), int16 x - zp; the K % 4 tail as int16 halves of st[4 ng + t]
  * (slot 0 low, slot 1 high). */
 static inline void dk_arm_stage(int32_t *st, const int8_t *src, int32_t k, int slot, int32_t zp) {
     const int32_t ng = k >> 2, zp2 = (int32_t)(((uint32_t)zp & 0xFFFFu) | ((uint32_t)zp << 16));
-    int32_t *d = st + 2 * slot;
+    int32_t *d = st + slot;
     for (int32_t g = 0; g < ng; ++g, d += 4, src += 4) {
         const int32_t v = dk_arm_ld32(src);
         d[0] = __ssub16(__sxtb16(v), zp2);
-        d[1] = __ssub16(dk_arm_sxtb16_ror8(v), zp2);
+        d[2] = __ssub16(dk_arm_sxtb16_ror8(v), zp2);
     }
     dk_arm_h16 *t = (dk_arm_h16 *)(st + 4 * ng) + slot;
     for (int32_t i = 0; i < (k & 3); ++i) t[2 * i] = (int16_t)(src[i] - zp);
 }
 
-/* Outputs of the staged pixel pair (oa, and ob unless NULL) for all out_c channels: w (out_c, k) int8 rows. */
+/* acc{a0, c0, a1, c1} += the ng staged 4-groups at st (pixels a, c) times the weight rows w0, w1 (channels 0, 1):
+ * 18 instructions per 16 MACs (two SXTB16 per weight word, each result used by two SMLADs). */
+static inline __attribute__((always_inline)) void dk_arm_mac_2x2(const int32_t *st, const int8_t *w0,
+                                                                 const int8_t *w1, int32_t ng, int32_t *acc) {
+    int32_t a0 = acc[0], c0 = acc[1], a1 = acc[2], c1 = acc[3], v0, v1, x0, x1, e;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr %[v0], [%[w0]], #4\n\t"
+        "ldr %[v1], [%[w1]], #4\n\t"
+        "ldrd %[x0], %[x1], [%[s]], #8\n\t"
+        "sxtb16 %[e], %[v0]\n\t"
+        "smlad %[a0], %[x0], %[e], %[a0]\n\t"
+        "smlad %[c0], %[x1], %[e], %[c0]\n\t"
+        "sxtb16 %[e], %[v1]\n\t"
+        "smlad %[a1], %[x0], %[e], %[a1]\n\t"
+        "smlad %[c1], %[x1], %[e], %[c1]\n\t"
+        "ldrd %[x0], %[x1], [%[s]], #8\n\t"
+        "sxtb16 %[e], %[v0], ror #8\n\t"
+        "smlad %[a0], %[x0], %[e], %[a0]\n\t"
+        "smlad %[c0], %[x1], %[e], %[c0]\n\t"
+        "sxtb16 %[e], %[v1], ror #8\n\t"
+        "smlad %[a1], %[x0], %[e], %[a1]\n\t"
+        "smlad %[c1], %[x1], %[e], %[c1]\n\t"
+        "subs %[n], %[n], #1\n\t"
+        "bne 1b"
+        : [a0] "+r"(a0), [c0] "+r"(c0), [a1] "+r"(a1), [c1] "+r"(c1), [v0] "=&r"(v0), [v1] "=&r"(v1),
+          [x0] "=&r"(x0), [x1] "=&r"(x1), [e] "=&r"(e), [s] "+r"(st), [w0] "+r"(w0), [w1] "+r"(w1), [n] "+r"(ng)
+        :
+        : "cc", "memory");
+    acc[0] = a0, acc[1] = c0, acc[2] = a1, acc[3] = c1;
+}
+
+/* One output of the fast form: clamp(SSAT8(((Q >> 32) >> e2) + c) >> 1), e2 = -shift - 2. */
+static inline __attribute__((always_inline)) int32_t dk_arm_rq_fast(int32_t acc, int32_t mult, int32_t e2, int32_t c,
+                                                                    int32_t lo, int32_t hi) {
+    int32_t v = __ssat((((int32_t)(dk_arm_q(acc, mult) >> 32) >> e2) + c) >> 1, 8);
+    if (lo > -128) v = v < lo ? lo : v; /* v is in [-128, 127] already */
+    if (hi < 127) v = v > hi ? hi : v;
+    return v;
+}
+
+/* Outputs of the staged pixel pair (pixels a and b: oa, ob; ob == oa when the pair is one pixel twice) for all out_c
+ * channels: w (out_c, k) int8 rows. */
+static inline __attribute__((always_inline)) void dk_arm_gemm_pair_t(const int32_t *st, int32_t k, const int8_t *w,
+                                                                     int out_c, const int32_t *bias,
+                                                                     const int32_t *mult, const int32_t *shift,
+                                                                     int32_t out_zp, int32_t act_min, int32_t act_max,
+                                                                     int8_t *oa, int8_t *ob, const int fast) {
+    const int32_t ng = k >> 2, nt = k & 3, c = 1 + 2 * out_zp;
+    const dk_arm_h16 *tail = (const dk_arm_h16 *)(st + 4 * ng);
+    for (int co = 0; co < out_c; co += 2, w += 2 * k) {
+        const int two = co + 1 < out_c;
+        const int8_t *w1 = two ? w + k : w;
+        const int32_t b0 = bias ? bias[co] : 0, b1 = bias && two ? bias[co + 1] : 0;
+        int32_t acc[4] = {b0, b0, b1, b1}; /* a0, c0, a1, c1: pixel a/c, channel 0/1 */
+        if (ng) dk_arm_mac_2x2(st, w, w1, ng, acc);
+        for (int32_t t = 0; t < nt; ++t) {
+            const int32_t xa = tail[2 * t], xc = tail[2 * t + 1], u0 = w[4 * ng + t], u1 = w1[4 * ng + t];
+            acc[0] += xa * u0, acc[1] += xc * u0, acc[2] += xa * u1, acc[3] += xc * u1;
+        }
+        if (fast) {
+            const int32_t m0 = mult[co], e0 = -2 - shift[co];
+            oa[co] = (int8_t)dk_arm_rq_fast(acc[0], m0, e0, c, act_min, act_max);
+            ob[co] = (int8_t)dk_arm_rq_fast(acc[1], m0, e0, c, act_min, act_max);
+            if (two) {
+                const int32_t m1 = mult[co + 1], e1 = -2 - shift[co + 1];
+                oa[co + 1] = (int8_t)dk_arm_rq_fast(acc[2], m1, e1, c, act_min, act_max);
+                ob[co + 1] = (int8_t)dk_arm_rq_fast(acc[3], m1, e1, c, act_min, act_max);
+            }
+        } else {
+            oa[co] = dk_arm_requant(acc[0], mult[co], shift[co], 0, c, out_zp, act_min, act_max);
+            ob[co] = dk_arm_requant(acc[1], mult[co], shift[co], 0, c, out_zp, act_min, act_max);
+            if (two) {
+                oa[co + 1] = dk_arm_requant(acc[2], mult[co + 1], shift[co + 1], 0, c, out_zp, act_min, act_max);
+                ob[co + 1] = dk_arm_requant(acc[3], mult[co + 1], shift[co + 1], 0, c, out_zp, act_min, act_max);
+            }
+        }
+    }
+}
+
 static inline void dk_arm_gemm_pair(const int32_t *st, int32_t k, const int8_t *w, int out_c, const int32_t *bias,
                                     const int32_t *mult, const int32_t *shift, int fast, int32_t out_zp,
                                     int32_t act_min, int32_t act_max, int8_t *oa, int8_t *ob) {
-    const int32_t ng = k >> 2, nt = k & 3, c = 1 + 2 * out_zp;
-    for (int co = 0; co < out_c; co += 2) {
-        const int two = co + 1 < out_c;
-        const int8_t *w0 = w + (int32_t)co * k, *w1 = two ? w0 + k : w0;
-        const int32_t b0 = bias ? bias[co] : 0, b1 = bias && two ? bias[co + 1] : 0;
-        int32_t a0 = b0, a1 = b1, c0 = b0, c1 = b1; /* a: pixel a, c: pixel b; 0/1: channel */
-        const int32_t *s = st;
-        for (int32_t g = 0; g < ng; ++g, s += 4, w0 += 4, w1 += 4) {
-            const int32_t xa0 = s[0], xa1 = s[1], xb0 = s[2], xb1 = s[3];
-            const int32_t v0 = dk_arm_ld32(w0), v1 = dk_arm_ld32(w1);
-            const int32_t e0 = __sxtb16(v0), o0 = dk_arm_sxtb16_ror8(v0);
-            a0 = __smlad(xa0, e0, a0);
-            a0 = __smlad(xa1, o0, a0);
-            c0 = __smlad(xb0, e0, c0);
-            c0 = __smlad(xb1, o0, c0);
-            const int32_t e1 = __sxtb16(v1), o1 = dk_arm_sxtb16_ror8(v1);
-            a1 = __smlad(xa0, e1, a1);
-            a1 = __smlad(xa1, o1, a1);
-            c1 = __smlad(xb0, e1, c1);
-            c1 = __smlad(xb1, o1, c1);
-        }
-        for (int32_t t = 0; t < nt; ++t) {
-            const int32_t x = s[t], u0 = w0[t], u1 = w1[t];
-            a0 = __smlabb(x, u0, a0);
-            c0 = __smlatb(x, u0, c0);
-            a1 = __smlabb(x, u1, a1);
-            c1 = __smlatb(x, u1, c1);
-        }
-        oa[co] = dk_arm_requant(a0, mult[co], shift[co], fast, c, out_zp, act_min, act_max);
-        if (ob) ob[co] = dk_arm_requant(c0, mult[co], shift[co], fast, c, out_zp, act_min, act_max);
-        if (two) {
-            oa[co + 1] = dk_arm_requant(a1, mult[co + 1], shift[co + 1], fast, c, out_zp, act_min, act_max);
-            if (ob) ob[co + 1] = dk_arm_requant(c1, mult[co + 1], shift[co + 1], fast, c, out_zp, act_min, act_max);
-        }
-    }
+    if (fast)
+        dk_arm_gemm_pair_t(st, k, w, out_c, bias, mult, shift, out_zp, act_min, act_max, oa, ob, 1);
+    else
+        dk_arm_gemm_pair_t(st, k, w, out_c, bias, mult, shift, out_zp, act_min, act_max, oa, ob, 0);
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
@@ -168,7 +220,7 @@ static inline void dk_conv1x1_s8_dsp(const int8_t *in, int in_h, int in_w, int i
         dk_arm_stage(st, pair ? ia + in_c : ia, in_c, 1, in_zp);
         int8_t *oa = out + p * out_c;
         dk_arm_gemm_pair(st, in_c, w, out_c, bias, mult, shift, fast, out_zp, act_min, act_max, oa,
-                         pair ? oa + out_c : (int8_t *)0);
+                         pair ? oa + out_c : oa);
     }
 }
 
@@ -199,7 +251,7 @@ static inline void dk_arm_stage_window(int32_t *st, const int8_t *in, int in_h, 
         for (int kx = 0; kx < kw; ++kx, d += in_c) { /* in_c / 4 groups of 4 words */
             const int ix = x0 + kx;
             if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
-                for (int i = 0; i < in_c; i += 4) d[i + 2 * slot] = d[i + 2 * slot + 1] = 0;
+                for (int i = 0; i < in_c; i += 4) d[i + slot] = d[i + 2 + slot] = 0;
             } else {
                 dk_arm_stage(d, in + ((int32_t)iy * in_w + ix) * in_c, in_c, slot, in_zp);
             }
@@ -242,8 +294,54 @@ static inline void dk_conv2d_s8_dsp(const int8_t *in, int in_h, int in_w, int in
         }
         int8_t *oa = out + p * out_c;
         dk_arm_gemm_pair(st, k, w, out_c, bias, mult, shift, fast, out_zp, act_min, act_max, oa,
-                         pair ? oa + out_c : (int8_t *)0);
+                         pair ? oa + out_c : oa);
     }
+}
+
+#define DK_ARM_MAC_ROW(row_load, acc)                                                                                  \
+    row_load "\n\t"                                                                                                    \
+    "sxtb16 %[e], %[v]\n\t"                                                                                            \
+    "smlad %[" acc "], %[x0], %[e], %[" acc "]\n\t"                                                                    \
+    "sxtb16 %[e], %[v], ror #8\n\t"                                                                                    \
+    "smlad %[" acc "], %[x1], %[e], %[" acc "]\n\t"
+
+/* acc[0..3] += 4 weight rows (w, w + k, w + 2k, w + 3k) times ng staged 4-groups (x - zp as (x0, x2), (x1, x3)):
+ * 23 instructions per 16 MACs. */
+static inline __attribute__((always_inline)) void dk_arm_mac_4rows(const int32_t *st, const int8_t *w, int32_t k,
+                                                                   int32_t ng, int32_t *acc) {
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], x0, x1, v, e;
+    const int8_t *w2 = w + 2 * k;
+    __asm__ volatile("1:\n\t"
+                     "ldrd %[x0], %[x1], [%[s]], #8\n\t" DK_ARM_MAC_ROW("ldr %[v], [%[w0], %[k]]", "a1")
+                         DK_ARM_MAC_ROW("ldr %[v], [%[w2], %[k]]", "a3") DK_ARM_MAC_ROW("ldr %[v], [%[w2]], #4", "a2")
+                             DK_ARM_MAC_ROW("ldr %[v], [%[w0]], #4", "a0") "subs %[n], %[n], #1\n\t"
+                                                                           "bne 1b"
+                     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x0] "=&r"(x0), [x1] "=&r"(x1),
+                       [v] "=&r"(v), [e] "=&r"(e), [s] "+r"(st), [w0] "+r"(w), [w2] "+r"(w2), [n] "+r"(ng)
+                     : [k] "r"(k)
+                     : "cc", "memory");
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+
+/* acc[0..2] += 3 weight rows (w, w + k, w + 2k) times ng 4-groups of int8 input converted in registers (x - zp):
+ * 22 instructions per 12 MACs. */
+static inline __attribute__((always_inline)) void dk_arm_mac_3rows(const int8_t *in, int32_t zp2, const int8_t *w,
+                                                                   int32_t k, int32_t ng, int32_t *acc) {
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], x0, x1, v, e;
+    __asm__ volatile("1:\n\t"
+                     "ldr %[x1], [%[s]], #4\n\t"
+                     "sxtb16 %[x0], %[x1]\n\t"
+                     "sxtb16 %[x1], %[x1], ror #8\n\t"
+                     "ssub16 %[x0], %[x0], %[z]\n\t"
+                     "ssub16 %[x1], %[x1], %[z]\n\t" DK_ARM_MAC_ROW("ldr %[v], [%[w0], %[k]]", "a1")
+                         DK_ARM_MAC_ROW("ldr %[v], [%[w0], %[k], lsl #1]", "a2")
+                             DK_ARM_MAC_ROW("ldr %[v], [%[w0]], #4", "a0") "subs %[n], %[n], #1\n\t"
+                                                                          "bne 1b"
+                     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [x0] "=&r"(x0), [x1] "=&r"(x1), [v] "=&r"(v),
+                       [e] "=&r"(e), [s] "+r"(in), [w0] "+r"(w), [n] "+r"(ng)
+                     : [k] "r"(k), [z] "r"(zp2)
+                     : "cc", "memory");
+    acc[0] = a0, acc[1] = a1, acc[2] = a2;
 }
 
 /* dk_linear_s8_ref's contract. */
@@ -253,49 +351,31 @@ static inline void dk_linear_s8_dsp(const int8_t *in, int in_features, int32_t i
     const int32_t k = in_features, ng = k >> 2, c = 1 + 2 * out_zp;
     const int fast = dk_arm_all_fast(shift, out_features);
     const int staged = k <= DK_ARM_FC_STAGE;
+    const int rows = staged ? 4 : 3;
     const int32_t zp2 = (int32_t)(((uint32_t)in_zp & 0xFFFFu) | ((uint32_t)in_zp << 16));
-    int32_t st[staged ? ng * 2 + 1 : 1];
+    int32_t st[DK_ARM_FC_STAGE / 2];
     if (staged)
         for (int32_t g = 0; g < ng; ++g) {
             const int32_t v = dk_arm_ld32(in + 4 * g);
             st[2 * g] = __ssub16(__sxtb16(v), zp2);
             st[2 * g + 1] = __ssub16(dk_arm_sxtb16_ror8(v), zp2);
         }
-    for (int o = 0; o < out_features; o += 4) {
-        const int n = out_features - o < 4 ? out_features - o : 4;
+    for (int o = 0; o < out_features; o += rows) {
+        const int n = out_features - o < rows ? out_features - o : rows;
         const int8_t *w0 = w + (int32_t)o * k;
-        const int8_t *w1 = n > 1 ? w0 + k : w0, *w2 = n > 2 ? w0 + 2 * k : w0, *w3 = n > 3 ? w0 + 3 * k : w0;
-        int32_t a0 = bias ? bias[o] : 0, a1 = bias && n > 1 ? bias[o + 1] : 0;
-        int32_t a2 = bias && n > 2 ? bias[o + 2] : 0, a3 = bias && n > 3 ? bias[o + 3] : 0;
-        const int8_t *ip = in;
-        for (int32_t g = 0; g < ng; ++g, w0 += 4, w1 += 4, w2 += 4, w3 += 4, ip += 4) {
-            int32_t x0, x1;
-            if (staged) {
-                x0 = st[2 * g];
-                x1 = st[2 * g + 1];
-            } else {
-                const int32_t v = dk_arm_ld32(ip);
-                x0 = __ssub16(__sxtb16(v), zp2);
-                x1 = __ssub16(dk_arm_sxtb16_ror8(v), zp2);
-            }
-            const int32_t v0 = dk_arm_ld32(w0), v1 = dk_arm_ld32(w1), v2 = dk_arm_ld32(w2), v3 = dk_arm_ld32(w3);
-            a0 = __smlad(x0, __sxtb16(v0), a0);
-            a0 = __smlad(x1, dk_arm_sxtb16_ror8(v0), a0);
-            a1 = __smlad(x0, __sxtb16(v1), a1);
-            a1 = __smlad(x1, dk_arm_sxtb16_ror8(v1), a1);
-            a2 = __smlad(x0, __sxtb16(v2), a2);
-            a2 = __smlad(x1, dk_arm_sxtb16_ror8(v2), a2);
-            a3 = __smlad(x0, __sxtb16(v3), a3);
-            a3 = __smlad(x1, dk_arm_sxtb16_ror8(v3), a3);
+        int32_t acc[4];
+        for (int j = 0; j < 4; ++j) acc[j] = bias && j < n ? bias[o + j] : 0;
+        if (n == rows && ng) {
+            if (staged)
+                dk_arm_mac_4rows(st, w0, k, ng, acc);
+            else
+                dk_arm_mac_3rows(in, zp2, w0, k, ng, acc);
+        } else {
+            for (int j = 0; j < n; ++j)
+                for (int32_t i = 0; i < 4 * ng; ++i) acc[j] += ((int32_t)in[i] - in_zp) * w0[(int32_t)j * k + i];
         }
-        for (int32_t i = 4 * ng; i < k; ++i) {
-            const int32_t x = (int32_t)in[i] - in_zp;
-            a0 += x * w0[i - 4 * ng];
-            a1 += x * w1[i - 4 * ng];
-            a2 += x * w2[i - 4 * ng];
-            a3 += x * w3[i - 4 * ng];
-        }
-        const int32_t acc[4] = {a0, a1, a2, a3};
+        for (int j = 0; j < n; ++j)
+            for (int32_t i = 4 * ng; i < k; ++i) acc[j] += ((int32_t)in[i] - in_zp) * w0[(int32_t)j * k + i];
         for (int j = 0; j < n; ++j)
             out[o + j] = dk_arm_requant(acc[j], mult[o + j], shift[o + j], fast, c, out_zp, act_min, act_max);
     }
@@ -308,10 +388,10 @@ static inline void dk_linear_s8_dsp(const int8_t *in, int in_features, int32_t i
 /* One channel of a 3x3 depthwise conv (stride sx, sy in {1, 2}): input plane at `in` with pixel stride c, output
  * plane at `out` with pixel stride c (may be the same buffer: see the header comment). ring: 6 rows of span
  * int16 (span even, >= pw + in_w and >= (out_w - 1) * sx + 4), its padding columns already in_zp. */
-static inline void dk_arm_dw3x3_channel(const int8_t *in, int in_h, int in_w, int c, int32_t in_zp, const int8_t *w,
-                                        int32_t off, int32_t mult, int32_t shift, int fast, int sy, int sx, int ph,
-                                        int pw, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out,
-                                        int out_h, int out_w, dk_arm_h16 *ring, int span) {
+static inline __attribute__((always_inline)) void dk_arm_dw3x3_channel(
+    const int8_t *in, int in_h, int in_w, int c, int32_t in_zp, const int8_t *w, int32_t off, int32_t mult,
+    int32_t shift, const int fast, int sy, int sx, int ph, int pw, int32_t out_zp, int32_t act_min, int32_t act_max,
+    int8_t *out, int out_h, int out_w, dk_arm_h16 *ring, int span) {
     const int32_t cz = 1 + 2 * out_zp;
     int32_t wp[6]; /* per kernel row: (w0, w1), (w1, w2) as int16 pairs */
     for (int ky = 0; ky < 3; ++ky) {
@@ -329,7 +409,14 @@ static inline void dk_arm_dw3x3_channel(const int8_t *in, int in_h, int in_w, in
                 for (int x = 0; x < in_w; ++x) r[pw + x] = r2[pw + x] = (int16_t)in_zp;
             } else {
                 const int8_t *src = in + (int32_t)next * in_w * c;
-                for (int x = 0; x < in_w; ++x, src += c) r[pw + x] = r2[pw + x] = *src;
+                dk_arm_h16 *d = r + pw, *d2 = r2 + pw;
+                int x = 0;
+                for (; x + 4 <= in_w; x += 4, src += 4 * c) {
+                    const int16_t v0 = src[0], v1 = src[c], v2 = src[2 * c], v3 = src[3 * c];
+                    d[x] = d2[x] = v0, d[x + 1] = d2[x + 1] = v1, d[x + 2] = d2[x + 2] = v2;
+                    d[x + 3] = d2[x + 3] = v3;
+                }
+                for (; x < in_w; ++x, src += c) d[x] = d2[x] = *src;
             }
         }
         const int32_t *r0 = (const int32_t *)(ring + (int32_t)((y0 + 3) % 3) * span);
@@ -395,8 +482,12 @@ static inline int dk_arm_dw3x3(const int8_t *in, int in_h, int in_w, int c, int3
         int32_t wsum = 0;
         for (int t = 0; t < 9; ++t) wsum += w[t * c + ch];
         const int32_t off = (int32_t)((uint32_t)(bias ? bias[ch] : 0) - (uint32_t)in_zp * (uint32_t)wsum);
-        dk_arm_dw3x3_channel(in + ch, in_h, in_w, c, in_zp, w + ch, off, mult[ch], shift[ch], fast, sh, sw, ph, pw,
-                             out_zp, act_min, act_max, out + ch, out_h, out_w, ring, span);
+        if (fast)
+            dk_arm_dw3x3_channel(in + ch, in_h, in_w, c, in_zp, w + ch, off, mult[ch], shift[ch], 1, sh, sw, ph, pw,
+                                 out_zp, act_min, act_max, out + ch, out_h, out_w, ring, span);
+        else
+            dk_arm_dw3x3_channel(in + ch, in_h, in_w, c, in_zp, w + ch, off, mult[ch], shift[ch], 0, sh, sw, ph, pw,
+                                 out_zp, act_min, act_max, out + ch, out_h, out_w, ring, span);
     }
     return 1;
 }
