@@ -22,6 +22,7 @@ KINDS = ("model", "latency")
 VARIANTS = {"default": "DeployConfig()", "patch3": "DeployConfig(patch=3)"}
 SRAM_GOAL, INSTR_GOAL, LATENCY_GOAL = 0.5, 0.65, 0.8
 BATCH = 8  # the batch > 1 latency
+Rows = dict[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -123,13 +124,13 @@ def verdict(values: list[bool], expected: int) -> str:
     return "MET" if all(values) else "**MISSED**"
 
 
-def variant(rows: dict[str, dict], m: str, v: str) -> dict[str, Any] | None:
+def variant(rows: Rows, m: str, v: str) -> dict[str, Any] | None:
     r = rows.get(f"model-{m}")
     x = None if r is None or "error" in r else r["variants"].get(v)
     return None if x is None or "error" in x else x
 
 
-def tflm_ref(rows: dict[str, dict], m: str) -> tuple[int | None, str]:
+def tflm_ref(rows: Rows, m: str) -> tuple[int | None, str]:
     """TFLM's arena the goal compares with: the README's M4 figure where there is one, else the x86 pip figure."""
     if m in REFERENCE:
         return REFERENCE[m]["m4_arena"], "M4"
@@ -143,12 +144,12 @@ def sram(x: dict[str, Any]) -> int:
     return max(x["summary"]["arena_bytes"], x.get("mcu", {}).get("sram_bytes", 0))
 
 
-def lat(rows: dict[str, dict], m: str, key: str) -> float | None:
+def lat(rows: Rows, m: str, key: str) -> float | None:
     e = rows.get(f"latency-{m}", {}).get("engines", {}).get(key)
     return None if e is None else e["median_ms"]
 
 
-def in_goals(rows: dict[str, dict], m: str) -> bool:
+def in_goals(rows: Rows, m: str) -> bool:
     """A zoo .tflite that does not import is reported, not judged (the brief: check it if it imports)."""
     return not (model_kind(m) == "tflite" and "error" in rows.get(f"model-{m}", {}))
 
@@ -156,7 +157,7 @@ def in_goals(rows: dict[str, dict], m: str) -> bool:
 # ---------------------------------------------------------------- sections
 
 
-def goals(rows: dict[str, dict], models: list[str]) -> list[str]:
+def goals(rows: Rows, models: list[str]) -> list[str]:
     lines = ["## Goals", "", "| goal | per model | verdict |", "|---|---|---|"]
     judged = [m for m in models if in_goals(rows, m)]
 
@@ -196,9 +197,13 @@ def goals(rows: dict[str, dict], models: list[str]) -> list[str]:
                  f"| {verdict(ok, len(ref_models))} |")  # fmt: skip
 
     # host latency, 1 and 2 threads
+    refused = [m for m in judged if "error" in rows.get(f"latency-{m}", {}).get("litert", {})]
     for threads in (1, 2):
         cells, ok = [], []
         for m in judged:
+            if m in refused:
+                cells.append(f"{m}: LiteRT cannot load this .tflite (not judged; see the errors)")
+                continue
             ours, lite = lat(rows, m, "leanml-default/1"), lat(rows, m, f"litert/{threads}")
             if ours is None or lite is None:
                 cells.append(f"{m}: pending")
@@ -208,7 +213,7 @@ def goals(rows: dict[str, dict], models: list[str]) -> list[str]:
         head = f"host latency ≤ {LATENCY_GOAL}x LiteRT's at batch 1, {threads} thread(s)"
         if threads == 2:
             head += " (leanml has **no 2-thread mode**: its 1-thread time is shown; the goal is missed by definition)"
-        lines.append(f"| {head} | {'<br>'.join(cells)} | {verdict(ok, len(judged))} |")
+        lines.append(f"| {head} | {'<br>'.join(cells)} | {verdict(ok, len(judged) - len(refused))} |")
 
     # bit-exactness
     cells, ok = [], []
@@ -235,7 +240,7 @@ def goals(rows: dict[str, dict], models: list[str]) -> list[str]:
     return [*lines, ""]
 
 
-def sram_table(rows: dict[str, dict], models: list[str]) -> list[str]:
+def sram_table(rows: Rows, models: list[str]) -> list[str]:
     lines = [
         "## Peak SRAM",
         "",
@@ -243,7 +248,9 @@ def sram_table(rows: dict[str, dict], models: list[str]) -> list[str]:
         "arena, one invoke on zeros; 64-bit structs); M4 = the README's TFLM+CMSIS-NN `arena_used_bytes`. leanml = "
         "the arena of its memory plan (every activation and scratch byte; the model has no other static RAM: the "
         "M4 ELF's model .data + .bss is shown). Stack is excluded on both sides (TFLM's was not measured); leanml's "
-        "measured M4 stack high-water mark is shown. Ratio = leanml ÷ TFLM (M4 figure where there is one).",
+        "measured M4 stack high-water mark is shown. Ratio = leanml ÷ TFLM (M4 figure where there is one). Zoo "
+        "rows (vgg, resnet, mobilenetv2): TFLM's arena is that of the litert-torch `.tflite` of the same float "
+        "model (its own int8 graph), leanml's that of its own PTQ model.",
         "",
         "| model | TFLM arena x86 | TFLM arena M4 | leanml default | ÷ TFLM | leanml patch=3 | ÷ TFLM "
         "| model .data+.bss (M4) | M4 stack | lower bound | leanml's TFLM-style plan |",
@@ -268,7 +275,7 @@ def sram_table(rows: dict[str, dict], models: list[str]) -> list[str]:
     return [*lines, ""]
 
 
-def mcu_table(rows: dict[str, dict], models: list[str]) -> list[str]:
+def mcu_table(rows: Rows, models: list[str]) -> list[str]:
     lines = [
         "## Cortex-M4: instructions per inference and flash",
         "",
@@ -280,10 +287,14 @@ def mcu_table(rows: dict[str, dict], models: list[str]) -> list[str]:
         "generated model object (text + rodata + data), vs the README's .tflite bytes.",
         "",
         "| model | TFLM+CMSIS-NN instr (rand) | leanml default | ÷ TFLM | leanml patch=3 | ÷ TFLM | instr zero "
-        "TFLM / leanml | flash TFLM | flash leanml | model: .tflite / leanml object |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "TFLM / leanml | instr per MAC TFLM / leanml | flash TFLM | flash leanml | model: .tflite / leanml object |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for m in models:
+        r = rows.get(f"model-{m}")
+        if r is None or "error" in r:
+            lines.append(f"| {m} | {'pending' if r is None else 'error (below)'} |" + " |" * 9)
+            continue
         ref = REFERENCE.get(m, {})
         cells, zero = [], "—"
         for v in VARIANTS:
@@ -296,12 +307,18 @@ def mcu_table(rows: dict[str, dict], models: list[str]) -> list[str]:
         if "instructions" in mc:
             zero = f"{num(ref.get('instr_zero'))} / {num(mc['instructions']['zero'])}"
         tfl = rows.get(f"model-{m}", {}).get("tflite", {}).get("bytes")
-        lines.append(f"| {m} | {num(ref.get('instr_rand'))} | {' | '.join(cells)} | {zero} | {num(ref.get('flash'))} "
+        per_mac = "—"
+        if "instructions" in mc and d is not None:
+            ours = mc["instructions"]["rand"] / d["summary"]["macs"]
+            theirs = f"{ref['instr_rand'] / ref['macs']:.2f}" if ref else "—"
+            per_mac = f"{theirs} / {ours:.2f}"
+        lines.append(f"| {m} | {num(ref.get('instr_rand'))} | {' | '.join(cells)} | {zero} | {per_mac} "
+                     f"| {num(ref.get('flash'))} "
                      f"| {num(mc.get('flash_bytes'))} | {num(tfl)} / {num(mc.get('model_flash_bytes'))} |")  # fmt: skip
     return [*lines, ""]
 
 
-def exact_table(rows: dict[str, dict], models: list[str]) -> list[str]:
+def exact_table(rows: Rows, models: list[str]) -> list[str]:
     lines = [
         "## Bit-exactness",
         "",
@@ -337,7 +354,7 @@ def exact_table(rows: dict[str, dict], models: list[str]) -> list[str]:
     return [*lines, ""]
 
 
-def latency_table(rows: dict[str, dict], models: list[str], policy: Policy) -> list[str]:
+def latency_table(rows: Rows, models: list[str], policy: Policy) -> list[str]:
     lines = [
         "## Host latency (engine call only, int8 codes in place)",
         "",
@@ -376,7 +393,7 @@ def latency_table(rows: dict[str, dict], models: list[str], policy: Policy) -> l
     return [*lines, ""]
 
 
-def errors(rows: dict[str, dict], models: list[str]) -> list[str]:
+def errors(rows: Rows, models: list[str]) -> list[str]:
     out = []
     for m in models:
         for k in KINDS:
@@ -390,12 +407,14 @@ def errors(rows: dict[str, dict], models: list[str]) -> list[str]:
                     out.append(f"- {m} {VARIANTS[v]} M4 run: `{x['mcu']['error'][:300]}`")
             if "error" in r.get("tflm_arena", {}):
                 out.append(f"- {m} TFLM arena: `{r['tflm_arena']['error'][:300]}`")
+            if "error" in r.get("litert", {}):
+                out.append(f"- {m} LiteRT: `{r['litert']['error'][:300]}`")
             if f"batch{BATCH}_error" in r.get("litert", {}):
                 out.append(f"- {m} LiteRT batch {BATCH}: `{r['litert'][f'batch{BATCH}_error'][:200]}`")
     return ["## Errors and notes", "", *out, ""] if out else []
 
 
-def render(rows: dict[str, dict], planned: list[str], models: list[str], args: argparse.Namespace,
+def render(rows: Rows, planned: list[str], models: list[str], args: argparse.Namespace,
            policy: Policy) -> str:  # fmt: skip
     missing = [k for k in planned if k not in rows]
     flags = {" ".join(x["mcu"]["flags"]) for m in models for v in VARIANTS if (x := variant(rows, m, v))

@@ -28,6 +28,8 @@ import hashlib
 import re
 import subprocess
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +52,12 @@ from _rows import Row, RowRunner, log, names, recorded, wall_seconds
 
 from leanml.deploy.codegen import c_prefix
 from leanml.deploy.engine import DeployConfig, Deployment, deploy, deploy_graph
+from leanml.deploy.ir import Graph
 from leanml.deploy.mcu import run_on_target
 from leanml.deploy.tflite import load_tflite
 from leanml.profile import measure_latency
 from leanml.profile.machine import load_averages
+from leanml.quant import IntegerModel
 
 ROOT = Path(__file__).resolve().parent
 SHARED_DIR = ROOT.parent.parent / "shared" / "models" / "tflite"
@@ -145,22 +149,29 @@ class Leanml:
     and how its input codes are laid out."""
 
     def __init__(self, m: str, calib: Any, args: argparse.Namespace) -> None:
-        self.imodel = None
+        self.imodel: IntegerModel | None = None
+        graph: Graph | None = None
         if model_kind(m) == "ptq":
             from deploy_models import int8_model
 
             self.imodel = int8_model(m, calib)
             c, h, w = self.imodel.input_shape or (1, 28, 28)
-            self.hwc = (h, w, c)
-            build = lambda cfg: deploy(self.imodel, cfg)  # noqa: E731
+            self.hwc: tuple[int, int, int] = (h, w, c)
         else:
             graph = load_tflite(model_path(m, calib, args))
-            self.hwc = tuple(graph.input_shape)
-            build = lambda cfg: deploy_graph(graph, cfg)  # noqa: E731
+            h, w, c = graph.input_shape
+            self.hwc = (h, w, c)
+
+        def build(cfg: DeployConfig) -> dict[str, Any]:
+            if self.imodel is not None:
+                return {"dep": deploy(self.imodel, cfg)}
+            assert graph is not None
+            return {"dep": deploy_graph(graph, cfg)}
+
         self.deps: dict[str, Deployment] = {}
         self.errors: dict[str, str] = {}
         for v, cfg in CONFIGS.items():
-            got = recorded(lambda cfg=cfg: {"dep": build(cfg)})
+            got = recorded(partial(build, cfg))
             if "error" in got:
                 self.errors[v] = got["error"]
             else:
@@ -176,7 +187,10 @@ class Leanml:
         return flat.reshape(-1, *self.hwc).transpose(0, 3, 1, 2)
 
 
-def host_exact(lm: Leanml, dep: Deployment, inputs: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict:
+Arrays = dict[str, np.ndarray]
+
+
+def host_exact(lm: Leanml, dep: Deployment, inputs: Arrays, ref: Arrays) -> dict[str, Any]:
     """The host C's outputs against ``ref`` (TFLM's or the integer reference's) on every input."""
     bad, elements = {}, 0
     for key, x in inputs.items():
@@ -187,7 +201,7 @@ def host_exact(lm: Leanml, dep: Deployment, inputs: dict[str, np.ndarray], ref: 
     return {"inputs": len(inputs), "elements": elements, "mismatched": sum(bad.values()), "bad_inputs": bad}
 
 
-def mcu_row(lm: Leanml, dep: Deployment, inputs: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict:
+def mcu_row(lm: Leanml, dep: Deployment, inputs: Arrays, ref: Arrays) -> dict[str, Any]:
     """The Cortex-M4 run on the zero and rand inputs: instructions, sizes, M4 == host, M4 == ``ref``."""
     keys = ("zero", "rand")
     x = np.stack([inputs[k].reshape(lm.hwc) for k in keys])
@@ -261,7 +275,7 @@ def row_model(m: str, calib: Any, images: Any, args: argparse.Namespace, policy:
         summary.pop("library")
         entry: dict[str, Any] = {"config": CONFIGS[v].to_dict(), "summary": summary}
         entry["host"] = host_exact(lm, dep, inputs, refs)
-        entry["mcu"] = recorded(lambda dep=dep: mcu_row(lm, dep, inputs, refs))
+        entry["mcu"] = recorded(partial(mcu_row, lm, dep, inputs, refs))
         if "error" not in entry["mcu"]:
             entry["mcu"]["readme_outputs_equal"] = readme_outputs(m, entry["mcu"])
         log(f"  {m} {v}: arena {summary['arena_bytes']:,} B, host mismatches {entry['host']['mismatched']}, "
@@ -318,22 +332,29 @@ def row_latency(m: str, calib: Any, args: argparse.Namespace, policy: Policy) ->
             timed(f"leanml-{v}/1/b{BATCH}", batched, 1, BATCH)
     path = model_path(m, calib, args)
     lite: dict[str, Any] = {"tflite": str(path), "runtime": f"ai-edge-litert {_litert.runtime_version()}"}
-    for threads in (1, 2):
-        interp = litert_runner(path, threads)
-        timed(f"litert/{threads}", interp.invoke, threads)
-        if threads == 1:
-            (inp,), (o,) = interp.get_input_details(), interp.get_output_details()
-            lite.update(input_dtype=str(inp["dtype"].__name__), output_dtype=str(o["dtype"].__name__),
-                        input_shape=[int(d) for d in inp["shape"]],
-                        rand_output=interp.get_tensor(o["index"]).astype(np.int8).tobytes().hex())  # fmt: skip
-            if lm.imodel is None:
-                tflm = tflm_outputs(path, {"rand": rand_codes(n)})["rand"]
-                lite["rand_output_equals_tflm"] = lite["rand_output"] == tflm.astype(np.int8).tobytes().hex()
-    batched_lite = recorded(lambda: {"interp": litert_runner(path, 1, BATCH)})
-    if "interp" in batched_lite:
-        timed(f"litert/1/b{BATCH}", batched_lite["interp"].invoke, 1, BATCH)
-    else:
-        lite[f"batch{BATCH}_error"] = batched_lite["error"]
+
+    def litert() -> dict[str, Any]:
+        for threads in (1, 2):
+            interp = litert_runner(path, threads)
+            timed(f"litert/{threads}", interp.invoke, threads)
+            if threads == 1:
+                (inp,), (o,) = interp.get_input_details(), interp.get_output_details()
+                lite.update(input_dtype=str(inp["dtype"].__name__), output_dtype=str(o["dtype"].__name__),
+                            input_shape=[int(d) for d in inp["shape"]],
+                            rand_output=interp.get_tensor(o["index"]).astype(np.int8).tobytes().hex())  # fmt: skip
+                tflm = recorded(lambda: {"out": tflm_outputs(path, {"rand": rand_codes(n)})["rand"]})
+                if "out" in tflm:  # LiteRT (XNNPACK) vs the TFLM reference kernels on the same .tflite: informative
+                    lite["rand_output_equals_tflm"] = lite["rand_output"] == tflm["out"].astype(np.int8).tobytes().hex()
+        batched_lite = recorded(lambda: {"interp": litert_runner(path, 1, BATCH)})
+        if "interp" in batched_lite:
+            timed(f"litert/1/b{BATCH}", batched_lite["interp"].invoke, 1, BATCH)
+        else:
+            lite[f"batch{BATCH}_error"] = batched_lite["error"]
+        return {}
+
+    # a .tflite LiteRT refuses (person_detect: per-tensor quantized_dimension 3) is recorded; leanml's times stay
+    if "error" in (failed := recorded(litert)):
+        lite["error"] = failed["error"]
     return {"engines": out, "litert": lite, "errors": lm.errors, "source": source_state(), "batch": BATCH,
             "loadavg_before": load_before, "loadavg_after": load_averages()}  # fmt: skip
 
@@ -369,11 +390,15 @@ def main() -> None:
         from leanml.data import batches
 
         images = torch.cat([x for x, _ in batches(test, 500)])[: policy.test_images]
-    measure = {
+    measure: dict[str, Callable[[str], dict[str, Any]]] = {
         "model": lambda m: row_model(m, calib, images, args, policy),
         "latency": lambda m: row_latency(m, calib, args, policy),
     }
-    todo = [Row(f"{k}-{m}", lambda rows, k=k, m=m: recorded(lambda: measure[k](m))) for m in models for k in KINDS]
+
+    def measured(kind: str, m: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        return lambda rows: recorded(partial(measure[kind], m))
+
+    todo = [Row(f"{k}-{m}", measured(k, m)) for m in models for k in KINDS]
     planned = [row.key for row in todo]
 
     def keep(key: str, row: dict[str, Any]) -> bool:
