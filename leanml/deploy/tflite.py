@@ -434,6 +434,50 @@ def _check_dataflow(imp: Importer, op: TfOp) -> None:
                             "the model")  # fmt: skip
 
 
+def _end_op(imp: Importer, op: TfOp, outer: int, first: bool) -> int | None:
+    """The int8 tensor of ``op`` when it is the model's first QUANTIZE (``first``) or last QUANTIZE/DEQUANTIZE,
+    converting between the model's float32/uint8 tensor ``outer`` and int8; else None. A uint8 end must be
+    TFLite's exact shift of the codes by 128 (same scale, zero point + 128), else it is refused."""
+    ends, inner = (op.inputs, op.outputs) if first else (op.outputs, op.inputs)
+    if op.opcode not in (("QUANTIZE",) if first else ("QUANTIZE", "DEQUANTIZE")):
+        return None
+    if tuple(ends) != (outer,) or len(inner) != 1 or inner[0] in (outer, -1):
+        return None
+    t_out, q = imp.tensor(outer), imp.tensor(inner[0])
+    if t_out.dtype not in ("float32", "uint8") or q.dtype != "int8":
+        return None
+    if t_out.dtype == "uint8":  # TFLite's Requantize takes the x ^ 0x80 path only for the same scale, zp + 128
+        tq = imp.act_q(op, inner[0])
+        same = len(t_out.scales) == 1 and np.float32(t_out.scales[0]) == np.float32(tq.scale)
+        if not same or int(t_out.zero_points[0]) != tq.zero_point + 128:
+            raise imp.error(op, f"converts uint8 {t_out.name!r} (scale {t_out.scales[:1].tolist()}, zero point "
+                                f"{t_out.zero_points[:1].tolist()}) with a rescale, not a shift by 128",
+                            "export int8 input/output (inference_input_type=tf.int8), or uint8 ends with the "
+                            "int8 tensor's scale and zero point + 128")  # fmt: skip
+    return inner[0]
+
+
+def _strip_ends(imp: Importer, tf_ops: list[TfOp]) -> tuple[int, int]:
+    """Remove a QUANTIZE first (float32 or uint8 model input) and a DEQUANTIZE/QUANTIZE last (float32 or uint8
+    model output) from ``tf_ops``; returns the int8 input and output tensors the IR graph runs between.
+
+    A float end is done by the generated float API (``run``: quantize in, dequantize out). A uint8 end is a shift
+    of the codes by 128 (TFLite's exact uint8 <-> int8 requantize): ``run_q`` takes and returns the int8 codes,
+    uint8 code - 128.
+    """
+    model = imp.model
+    in_index, out_index = model.inputs[0], model.outputs[0]
+    inner = _end_op(imp, tf_ops[0], in_index, first=True) if tf_ops else None
+    if inner is not None:
+        in_index = inner
+        tf_ops.pop(0)
+    inner = _end_op(imp, tf_ops[-1], out_index, first=False) if tf_ops else None
+    if inner is not None:
+        out_index = inner
+        tf_ops.pop()
+    return in_index, out_index
+
+
 def _graph_input(imp: Importer, index: int) -> tuple[Quantize, TensorQ]:
     """The float → int8 input op (quantization in C for the float API; ``run_q`` takes the int8 codes)."""
     fake = TfOp(-1, "input", (), (index,))
@@ -456,13 +500,7 @@ def load_tflite(path: str | Path) -> Graph:
                           "leanml deploys models with one input and one output")  # fmt: skip
     imp = Importer(model)
     tf_ops = list(model.ops)
-    in_index = model.inputs[0]
-    if tf_ops and tf_ops[0].opcode == "QUANTIZE" and imp.tensor(in_index).dtype == "float32":
-        in_index = tf_ops.pop(0).outputs[0]  # float input: the Quantize op below does it
-    out_index = model.outputs[0]
-    out_float = bool(tf_ops) and tf_ops[-1].opcode == "DEQUANTIZE" and imp.tensor(out_index).dtype == "float32"
-    if out_float:
-        out_index = tf_ops.pop().inputs[0]  # float output: the generated run() dequantizes
+    in_index, out_index = _strip_ends(imp, tf_ops)
     quantize, in_q = _graph_input(imp, in_index)
     imp.emit(quantize)
     unsupported = sorted({op.opcode for op in tf_ops if op.opcode not in TFLITE_LOWERINGS})

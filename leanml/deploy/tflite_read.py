@@ -237,6 +237,7 @@ def read_tflite(path: str | Path) -> TfModel:
         return _parse(path, raw)
     except LeanmlError:
         raise
-    except (IndexError, ValueError, OverflowError, struct.error) as exc:  # the flatbuffer reader indexes raw bytes
+    except (IndexError, ValueError, TypeError, OverflowError, struct.error) as exc:  # the flatbuffer reader
+        # indexes raw bytes: out of range (IndexError, struct.error, ValueError) or a bad number (TypeError)
         raise LeanmlError(f"{path} is not a readable TFLite flatbuffer ({type(exc).__name__}: {exc})",
                           "the file is truncated or corrupt: re-export it") from exc  # fmt: skip

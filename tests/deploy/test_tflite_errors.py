@@ -171,3 +171,14 @@ def test_writer_model_imports(tmp_path: Path) -> None:
     graph = load_tflite(path)
     assert [op.kind for op in graph.ops] == ["quantize", "conv"]
     assert np.array_equal(graph.ops[1].weight, net.tensors[net.ops[0].inputs[1]].data)  # type: ignore[attr-defined]
+
+
+def test_uint8_end_with_rescale(tmp_path: Path) -> None:
+    """A uint8 input whose QUANTIZE rescales (not TFLite's shift by 128) would need a requantize kernel."""
+    net = Net()
+    xu = net.act((1, 4, 4, 2), 0.04, 128, dtype="uint8")
+    x = net.op("QUANTIZE", [xu], [net.act((1, 4, 4, 2), 0.05, 0)], "QuantizeOptions")
+    path = tmp_path / "u.tflite"
+    path.write_bytes(net.to_bytes([xu], [net.pool(x, "max", (2, 2), 2)]))
+    with pytest.raises(LeanmlError, match=r"with a rescale, not a shift by 128.*inference_input_type=tf\.int8"):
+        load_tflite(path)

@@ -239,3 +239,25 @@ def test_small_graphs(case: str, tmp_path: Path) -> None:
         net.ops[-1].fields["KeepNumDims"] = True
         y = net.softmax(f)
     check(net, x, y, tmp_path)
+
+
+def test_uint8_ends(tmp_path: Path) -> None:
+    """QUANTIZE uint8 -> int8 first and int8 -> uint8 last (same scale, zero point + 128): TFLite shifts the codes
+    by 128, so the C engine's int8 codes are TFLM's uint8 codes - 128 on both ends."""
+    net = Net(seed=12)
+    xu = net.act((1, 6, 6, 3), 0.04, 133, dtype="uint8")
+    x = net.op("QUANTIZE", [xu], [net.act((1, 6, 6, 3), 0.04, 5)], "QuantizeOptions")
+    c = net.conv(x, 4, (3, 3), 2, "SAME", "RELU", out_q=(0.09, -100))
+    y = net.op("QUANTIZE", [c], [net.act((1, 3, 3, 4), 0.09, 28, dtype="uint8")], "QuantizeOptions")
+    data = net.to_bytes([xu], [y])
+    (tmp_path / "u.tflite").write_bytes(data)
+    dep = deploy_graph(load_tflite(tmp_path / "u.tflite"), DeployConfig())
+    it = tflm.runtime.Interpreter.from_bytes(data, arena_size=1 << 20)
+    rng = np.random.default_rng(3)
+    for trial in range(3):
+        xs = rng.integers(0, 256, (1, 6, 6, 3)).astype(np.uint8)
+        it.set_input(xs, 0)
+        it.invoke()
+        ref = it.get_output(0).reshape(-1).astype(np.int64)
+        got = dep.model.run_int8((xs.astype(np.int16) - 128).astype(np.int8).transpose(0, 3, 1, 2)).reshape(-1)
+        np.testing.assert_array_equal(got + 128, ref, err_msg=f"trial {trial}")

@@ -176,7 +176,7 @@ class Net:
     def reshape(self, x: int, shape: tuple[int, ...]) -> int:
         s = self.add((len(shape),), "int32", data=np.array(shape, np.int32))
         y = self.act(shape, *self.q(x))
-        return self.op("RESHAPE", [x, s], [y], "ReshapeOptions", NewShape=0)
+        return self.op("RESHAPE", [x, s], [y], "ReshapeOptions")
 
     def softmax(self, x: int, beta: float = 1.0) -> int:
         y = self.act(self.tensors[x].shape, 1 / 256, -128)
