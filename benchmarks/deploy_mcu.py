@@ -8,7 +8,7 @@ runs/deploy_bench/litert with runs/litert-venv), and those three ``.tflite`` con
 (``<m>.tflite``: the same int8 model for leanml, TFLM and LiteRT).
 
 Rows per model, each cached as JSON in --cache (default runs/deploy_mcu/<row>.json), skipped on the next run
-(--fresh recomputes everything, --fresh-latency re-times only):
+(--fresh recomputes everything, --fresh-latency re-times only, a row that failed is retried):
   model-<m>    deterministic: TFLM x86 arena (pip tflite-micro, recording allocator), leanml's plan per deploy
                config (default and patch=3), bit-exactness on the host (vs the pip TFLM interpreter for .tflite
                models, vs leanml's integer reference for the PTQ ones), the Cortex-M4 run under QEMU
@@ -402,7 +402,9 @@ def main() -> None:
     planned = [row.key for row in todo]
 
     def keep(key: str, row: dict[str, Any]) -> bool:
-        return row.get("policy") == policy.name and not (args.fresh_latency and key.startswith("latency-"))
+        """Rows of this policy; a failed row is retried (e.g. a .tflite that did not import before)."""
+        stale = args.fresh_latency and key.startswith("latency-")
+        return row.get("policy") == policy.name and "error" not in row and not stale
 
     runner = RowRunner(args.cache, args.out, lambda rows: render(rows, planned, models, args, policy),
                        stamp=wall_seconds(policy=policy.name))  # fmt: skip
