@@ -10,14 +10,16 @@
  *                            DK_SIMD_KC; the GEMM gives int32 sums, which get the per-channel offset and are
  *                            requantized in vectors of channels.
  *                            A single-channel input (a grayscale stem: K = kh * kw) has its own path.
- *   depthwise (+ in place)   per block of DK_SIMD_LANES channels: the padded input planes staged as int16 x - in_zp,
- *                            then one widening load and one int16-pair multiply-add per tap and output pixel. The
- *                            in-place variant stages before it writes (so `tmp` is not needed).
+ *   depthwise (+ in place)   per block of DK_SIMD_LANES channels: a ring of padded input rows staged as int16
+ *                            x - in_zp (each row once, just before the first output row that needs it; in place, also
+ *                            before the outputs overwrite it), then one widening load and one int16-pair multiply-add
+ *                            per tap and output pixel (3x3 kernels unrolled). `tmp` is not needed.
  *   add                      lanes of elements; the three multiplications by quantized multipliers in vectors.
  * Other kernels (pooling, clamp, quantize, dequantize) have no SIMD variant: the compiler vectorizes the plain C.
  * Stack use (x86, AVX-512): at most 46 KiB in the GEMM driver (32 KiB of packed weights), 36 KiB in the others.
- * Shapes the buffers cannot hold (depthwise or stem kernels of more than DK_SIMD_DW_TAPS taps, planes of more than
- * DK_SIMD_DW_STAGE / (2 * DK_SIMD_LANES) padded pixels) run the reference kernel (in place) or unstaged code.
+ * Shapes the buffers cannot hold (depthwise or stem kernels of more than DK_SIMD_DW_TAPS taps, stem planes of more
+ * than DK_SIMD_DW_STAGE / 2 padded pixels, depthwise rows too wide for kh of them in DK_SIMD_DW_STAGE bytes) run
+ * the reference kernel (in place) or unstaged code.
  *
  * Backend interface (n <= DK_SIMD_LANES lanes; lanes >= n read 0 and are not written):
  *   DK_SIMD_ISA, DK_SIMD_LANES        the path's name; int32 lanes of dk_vec_t
@@ -256,56 +258,111 @@ static inline void dk_linear_s8_simd(const int8_t *in, int in_features, int32_t 
                  act_min, act_max, out, 1, 1);
 }
 
-/* Stage channels [0, n) of every input pixel (pixel stride in_cs) as int16 x - in_zp, in a padded plane of
- * hgt x wid pixels (dk_simd_span) of DK_SIMD_LANES lanes whose ring is 0 (padding holds in_zp). */
-static inline void dk_simd_dw_stage(int16_t *st, const int8_t *in, int32_t in_cs, int in_h, int in_w, int ph, int pw,
-                                    int32_t hgt, int32_t wid, int n, int32_t in_zp) {
-    const int32_t total = hgt * wid * DK_SIMD_LANES;
-    for (int32_t i = 0; i < (int32_t)ph * wid * DK_SIMD_LANES; ++i) st[i] = 0;
-    for (int32_t i = (int32_t)(ph + in_h) * wid * DK_SIMD_LANES; i < total; ++i) st[i] = 0;
-    for (int y = 0; y < in_h; ++y) {
-        int16_t *row = st + (int32_t)(y + ph) * wid * DK_SIMD_LANES;
-        for (int32_t i = 0; i < (int32_t)pw * DK_SIMD_LANES; ++i) row[i] = 0; /* left ring */
-        for (int32_t i = (int32_t)(pw + in_w) * DK_SIMD_LANES; i < wid * DK_SIMD_LANES; ++i) row[i] = 0; /* right */
-        for (int x = 0; x < in_w; ++x)
-            dk_simd_stage_px(row + (int32_t)(pw + x) * DK_SIMD_LANES, in + ((int32_t)y * in_w + x) * in_cs, n, in_zp);
+/* One padded row pr (0 <= pr < the plane's height) of a depthwise stage: channels [0, n) of input row pr - ph
+ * (pixel stride in_cs) as int16 x - in_zp in wid pixels of DK_SIMD_LANES lanes; padding (the ring, rows outside
+ * the input) is 0, i.e. in_zp. */
+static inline void dk_simd_dw_stage_row(int16_t *row, const int8_t *in, int32_t in_cs, int in_h, int in_w, int ph,
+                                        int pw, int32_t wid, int n, int32_t in_zp, int32_t pr) {
+    const int y = (int)(pr - ph);
+    if (y < 0 || y >= in_h) {
+        for (int32_t i = 0; i < wid * DK_SIMD_LANES; ++i) row[i] = 0;
+        return;
     }
+    for (int32_t i = 0; i < (int32_t)pw * DK_SIMD_LANES; ++i) row[i] = 0; /* left ring */
+    for (int32_t i = (int32_t)(pw + in_w) * DK_SIMD_LANES; i < wid * DK_SIMD_LANES; ++i) row[i] = 0; /* right */
+    const int8_t *src = in + (int32_t)y * in_w * in_cs;
+    int16_t *dst = row + (int32_t)pw * DK_SIMD_LANES;
+    for (int x = 0; x < in_w; ++x) dk_simd_stage_px(dst + (int32_t)x * DK_SIMD_LANES, src + (int32_t)x * in_cs, n, in_zp);
 }
 
-/* Depthwise conv of n <= DK_SIMD_LANES channels from a stage (dk_simd_dw_stage): no border cases, one widening load
- * and one multiply-add per tap; output pixel p's channel j at out[p * out_cs + j]. */
-static inline void dk_simd_dw_staged(const int16_t *st, int in_h, int in_w, const int8_t *w, int c, int n,
-                                     const int32_t *bias, int kh, int kw, int sh, int sw, int ph, int pw,
-                                     const int32_t *mult, const int32_t *shift, int32_t out_zp, int32_t act_min,
-                                     int32_t act_max, int8_t *out, int32_t out_cs, int out_h, int out_w) {
-    const int32_t wid = dk_simd_span(in_w, pw, out_w, sw, kw);
+/* One output row of a depthwise conv of n <= DK_SIMD_LANES channels from staged rows rp[ky] (dk_simd_dw_stage_row):
+ * no border cases, one widening load and one multiply-add per tap; output pixel ox's channel j at
+ * out[ox * out_cs + j]. The 3x3 kernels get their own copy (taps unrolled, weights in registers). */
+static inline __attribute__((always_inline)) void dk_simd_dw_row(const int16_t *const *rp, const dk_vec_t *wv,
+                                                                 dk_vec_t b, const dk_rq_t *q, dk_vec_t zp,
+                                                                 dk_vec_t lo, dk_vec_t hi, int kh, int kw, int sw,
+                                                                 int n, int8_t *out, int32_t out_cs, int out_w) {
+    for (int ox = 0; ox < out_w; ++ox) {
+        const int32_t x0 = (int32_t)ox * sw * DK_SIMD_LANES;
+        dk_vec_t acc = b;
+        for (int ky = 0; ky < kh; ++ky)
+            for (int kx = 0; kx < kw; ++kx)
+                acc = dk_v_dw_mac(acc, dk_v_load_i16(rp[ky] + x0 + kx * DK_SIMD_LANES), wv[ky * kw + kx]);
+        dk_v_store_s8(out + (int32_t)ox * out_cs, dk_v_requant(acc, q, zp, lo, hi), n);
+    }
+}
+DK_KERNEL void dk_simd_dw_row3x3(const int16_t *const *rp, const dk_vec_t *wv, dk_vec_t b, const dk_rq_t *q,
+                                 dk_vec_t zp, dk_vec_t lo, dk_vec_t hi, int sw, int n, int8_t *out, int32_t out_cs,
+                                 int out_w) {
+    if (sw == 1)
+        dk_simd_dw_row(rp, wv, b, q, zp, lo, hi, 3, 3, 1, n, out, out_cs, out_w);
+    else
+        dk_simd_dw_row(rp, wv, b, q, zp, lo, hi, 3, 3, sw, n, out, out_cs, out_w);
+}
+
+/* Padded rows a depthwise ring stage of DK_SIMD_DW_STAGE bytes holds (0: not even one row fits). */
+static inline int32_t dk_simd_dw_ring_rows(int32_t wid) {
+    return DK_SIMD_DW_STAGE / (2 * DK_SIMD_LANES) / wid;
+}
+
+/* Padded rows that must be staged before output row oy is written: its window's rows and, in place (the output
+ * overwrites the input, pixel for pixel), the input rows that hold the pixels it overwrites. */
+static inline int32_t dk_simd_dw_need(int oy, int sh, int kh, int ph, int in_h, int in_w, int out_w, int inplace) {
+    int32_t need = (int32_t)oy * sh + kh;
+    if (inplace) {
+        int32_t y = ((int32_t)(oy + 1) * out_w - 1) / in_w; /* the input row of the last pixel it overwrites */
+        if (y > in_h - 1) y = in_h - 1;
+        if (y + ph + 1 > need) need = y + ph + 1;
+    }
+    return need;
+}
+
+/* Whether the ring stage fits a depthwise conv: kernel taps <= DK_SIMD_DW_TAPS and, for every output row, the rows
+ * from its window's first to the last one staged (dk_simd_dw_need) within dk_simd_dw_ring_rows. */
+static inline int dk_simd_dw_ring_fits(int in_h, int in_w, int kh, int kw, int sh, int sw, int ph, int pw, int out_h,
+                                       int out_w, int inplace) {
+    const int32_t cap = dk_simd_dw_ring_rows(dk_simd_span(in_w, pw, out_w, sw, kw));
+    if (kh * kw > DK_SIMD_DW_TAPS || cap < kh) return 0;
+    for (int oy = 0; oy < out_h; ++oy)
+        if (dk_simd_dw_need(oy, sh, kh, ph, in_h, in_w, out_w, inplace) - (int32_t)oy * sh > cap) return 0;
+    return 1;
+}
+
+/* Depthwise conv of n <= DK_SIMD_LANES channels (input pixel stride in_cs, output out_cs; w[t * c + j]) through a
+ * ring of staged rows: each padded input row is staged once, just before the first output row that needs it (in
+ * place: also before its pixels are overwritten), so `out` may be `in` (then in_cs == out_cs). The caller checked
+ * dk_simd_dw_ring_fits. */
+static inline void dk_simd_dw_ring(int16_t *stage, const int8_t *in, int32_t in_cs, int in_h, int in_w,
+                                   int32_t in_zp, const int8_t *w, int c, int n, const int32_t *bias, int kh, int kw,
+                                   int sh, int sw, int ph, int pw, const int32_t *mult, const int32_t *shift,
+                                   int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out, int32_t out_cs,
+                                   int out_h, int out_w, int inplace) {
+    const int32_t wid = dk_simd_span(in_w, pw, out_w, sw, kw), hgt = dk_simd_span(in_h, ph, out_h, sh, kh);
+    const int32_t cap = dk_simd_dw_ring_rows(wid), row_len = wid * DK_SIMD_LANES;
     dk_vec_t wv[DK_SIMD_DW_TAPS];
-    (void)in_h, (void)ph;
+    const int16_t *rp[DK_SIMD_DW_TAPS];
     for (int t = 0; t < kh * kw; ++t) wv[t] = dk_v_dw_weight(w + t * c, n);
     const dk_vec_t b = bias ? dk_v_load_i32(bias, n) : dk_v_set1(0);
     const dk_vec_t zp = dk_v_set1(out_zp), lo = dk_v_set1(act_min), hi = dk_v_set1(act_max);
     const dk_rq_t q = dk_rq_load(mult, shift, n);
+    int32_t staged = 0; /* padded rows [0, staged) are (or were) in the ring, row pr in slot pr % cap */
     for (int oy = 0; oy < out_h; ++oy) {
-        for (int ox = 0; ox < out_w; ++ox) {
-            const int16_t *win = st + ((int32_t)oy * sh * wid + (int32_t)ox * sw) * DK_SIMD_LANES;
-            dk_vec_t acc = b;
-            for (int ky = 0; ky < kh; ++ky)
-                for (int kx = 0; kx < kw; ++kx)
-                    acc = dk_v_dw_mac(acc, dk_v_load_i16(win + ((int32_t)ky * wid + kx) * DK_SIMD_LANES),
-                                      wv[ky * kw + kx]);
-            dk_v_store_s8(out + ((int32_t)oy * out_w + ox) * out_cs, dk_v_requant(acc, &q, zp, lo, hi), n);
-        }
+        int32_t need = dk_simd_dw_need(oy, sh, kh, ph, in_h, in_w, out_w, inplace);
+        if (need > hgt) need = hgt;
+        for (; staged < need; ++staged)
+            dk_simd_dw_stage_row(stage + (staged % cap) * row_len, in, in_cs, in_h, in_w, ph, pw, wid, n, in_zp,
+                                 staged);
+        for (int ky = 0; ky < kh; ++ky) rp[ky] = stage + (((int32_t)oy * sh + ky) % cap) * row_len;
+        int8_t *o = out + (int32_t)oy * out_w * out_cs;
+        if (kh == 3 && kw == 3)
+            dk_simd_dw_row3x3(rp, wv, b, &q, zp, lo, hi, sw, n, o, out_cs, out_w);
+        else
+            dk_simd_dw_row(rp, wv, b, &q, zp, lo, hi, kh, kw, sw, n, o, out_cs, out_w);
     }
 }
 
-/* Whether a depthwise conv fits the SIMD kernels: kernel taps <= DK_SIMD_DW_TAPS and, staged, its padded plane. */
-static inline int dk_simd_dw_stageable(int in_h, int in_w, int kh, int kw, int sh, int sw, int ph, int pw, int out_h,
-                                       int out_w) {
-    const int32_t padded = dk_simd_span(in_h, ph, out_h, sh, kh) * dk_simd_span(in_w, pw, out_w, sw, kw);
-    return kh * kw <= DK_SIMD_DW_TAPS && padded <= DK_SIMD_DW_STAGE / (2 * DK_SIMD_LANES);
-}
-
-/* dk_depthwise_conv2d_s8_ref: staged blocks of DK_SIMD_LANES channels (planes too large: unstaged). */
+/* dk_depthwise_conv2d_s8_ref: blocks of DK_SIMD_LANES channels through a ring of staged rows (rows too wide for
+ * the ring: unstaged; kernels of more than DK_SIMD_DW_TAPS taps: the reference). */
 static inline void dk_depthwise_conv2d_s8_simd(const int8_t *in, int in_h, int in_w, int c, int32_t in_zp,
                                                const int8_t *w, const int32_t *bias, int kh, int kw, int sh, int sw,
                                                int ph, int pw, const int32_t *mult, const int32_t *shift,
@@ -316,31 +373,28 @@ static inline void dk_depthwise_conv2d_s8_simd(const int8_t *in, int in_h, int i
                                    act_min, act_max, out, out_h, out_w);
         return;
     }
-    const int staged = dk_simd_dw_stageable(in_h, in_w, kh, kw, sh, sw, ph, pw, out_h, out_w);
-    const int32_t hgt = dk_simd_span(in_h, ph, out_h, sh, kh), wid = dk_simd_span(in_w, pw, out_w, sw, kw);
+    const int ring = dk_simd_dw_ring_fits(in_h, in_w, kh, kw, sh, sw, ph, pw, out_h, out_w, 0);
     int16_t stage[DK_SIMD_DW_STAGE / 2];
     for (int c0 = 0; c0 < c; c0 += DK_SIMD_LANES) {
         const int n = c - c0 < DK_SIMD_LANES ? c - c0 : DK_SIMD_LANES;
         const int32_t *b = bias ? bias + c0 : bias;
-        if (staged) {
-            dk_simd_dw_stage(stage, in + c0, c, in_h, in_w, ph, pw, hgt, wid, n, in_zp);
-            dk_simd_dw_staged(stage, in_h, in_w, w + c0, c, n, b, kh, kw, sh, sw, ph, pw, mult + c0, shift + c0, out_zp,
-                              act_min, act_max, out + c0, c, out_h, out_w);
-        } else { /* a plane too large to stage: read the input in place, border taps skipped */
+        if (ring)
+            dk_simd_dw_ring(stage, in + c0, c, in_h, in_w, in_zp, w + c0, c, n, b, kh, kw, sh, sw, ph, pw, mult + c0,
+                            shift + c0, out_zp, act_min, act_max, out + c0, c, out_h, out_w, 0);
+        else /* rows too wide for the ring: read the input in place, border taps skipped */
             dk_simd_dw_block(in + c0, c, in_h, in_w, in_zp, w + c0, c, n, b, kh, kw, sh, sw, ph, pw, mult + c0,
                              shift + c0, out_zp, act_min, act_max, out + c0, c, out_h, out_w);
-        }
     }
 }
 
-/* In place: a block of DK_SIMD_LANES channels' input planes is staged on the stack (so tmp is not used), then the
- * block's outputs overwrite buf; other channels are untouched, as in dk_depthwise_conv2d_s8_inplace_ref. */
+/* In place: per block of DK_SIMD_LANES channels, the ring stages each input row before the block's outputs
+ * overwrite it (so tmp is not used); other channels are untouched, as in dk_depthwise_conv2d_s8_inplace_ref. */
 static inline void dk_depthwise_conv2d_s8_inplace_simd(int8_t *buf, int in_h, int in_w, int c, int32_t in_zp,
                                                        const int8_t *w, const int32_t *bias, int kh, int kw, int sh,
                                                        int sw, int ph, int pw, const int32_t *mult,
                                                        const int32_t *shift, int32_t out_zp, int32_t act_min,
                                                        int32_t act_max, int out_h, int out_w, int8_t *tmp) {
-    if (!dk_simd_dw_stageable(in_h, in_w, kh, kw, sh, sw, ph, pw, out_h, out_w)) {
+    if (!dk_simd_dw_ring_fits(in_h, in_w, kh, kw, sh, sw, ph, pw, out_h, out_w, 1)) {
         dk_depthwise_conv2d_s8_inplace_ref(buf, in_h, in_w, c, in_zp, w, bias, kh, kw, sh, sw, ph, pw, mult, shift,
                                            out_zp, act_min, act_max, out_h, out_w, tmp);
         return;
@@ -348,10 +402,8 @@ static inline void dk_depthwise_conv2d_s8_inplace_simd(int8_t *buf, int in_h, in
     int16_t stage[DK_SIMD_DW_STAGE / 2];
     for (int c0 = 0; c0 < c; c0 += DK_SIMD_LANES) {
         const int n = c - c0 < DK_SIMD_LANES ? c - c0 : DK_SIMD_LANES;
-        dk_simd_dw_stage(stage, buf + c0, c, in_h, in_w, ph, pw, dk_simd_span(in_h, ph, out_h, sh, kh),
-                         dk_simd_span(in_w, pw, out_w, sw, kw), n, in_zp);
-        dk_simd_dw_staged(stage, in_h, in_w, w + c0, c, n, bias ? bias + c0 : bias, kh, kw, sh, sw, ph, pw, mult + c0,
-                          shift + c0, out_zp, act_min, act_max, buf + c0, c, out_h, out_w);
+        dk_simd_dw_ring(stage, buf + c0, c, in_h, in_w, in_zp, w + c0, c, n, bias ? bias + c0 : bias, kh, kw, sh, sw,
+                        ph, pw, mult + c0, shift + c0, out_zp, act_min, act_max, buf + c0, c, out_h, out_w, 1);
     }
 }
 

@@ -174,27 +174,118 @@ DK_KERNEL __m256i dk_x86_dot1x8(const int16_t *a, const int8_t *const *w, int32_
     return dk_x86_reduce8(c);
 }
 
-/* No packed weights on AVX2 (the dot-product kernels read the OHWI rows in place); activations are already
- * x - in_zp, so the offsets are the biases. */
+/* Packed weights of one GEMM chunk for the broadcast kernel, as int8 pairs (sign-extended to int16 when loaded):
+ *   w[((q * R + r) * 8 + l) * 2 + b] = w[8 r + l][2 q + b]    (R = ceil(nco / 8), q < ceil(k / 2); 0 past k and nco)
+ * so one 16-byte load holds the (2q, 2q + 1) pairs of 8 channels, against which `vpmaddwd` multiplies a broadcast
+ * activation pair: no horizontal sums. Packing is one 8 x 8 transpose of 16-bit pairs per 128 weight bytes: worth
+ * it from 4 pixels on (fewer: the dot-product kernels). 72 KiB of stack at the longest K. */
+#define DK_X86_PANEL_K 1152 /* longest K packed: a 3x3 kernel over 128 channels */
 typedef struct {
+    int8_t w[64 * DK_X86_PANEL_K];
     int r;
 } dk_panel_t;
+
+/* 16 bytes of a weight row from w[kk..), zeros past k. */
+static inline __m128i dk_x86_row16(const int8_t *w, int32_t kk, int32_t k) {
+    if (kk + 16 <= k) return _mm_loadu_si128((const __m128i *)(w + kk));
+    int8_t b[16] = {0};
+    for (int32_t i = kk; i < k; ++i) b[i - kk] = w[i];
+    return _mm_loadu_si128((const __m128i *)b);
+}
+
+/* Pack rows w[j * k ...] (j < nco <= 64) into pn for n_pix output pixels; 0 (use the dot-product kernels) when k
+ * exceeds DK_X86_PANEL_K or there are fewer than 4 pixels (one GEMM block). */
 static inline int dk_simd_pack(dk_panel_t *pn, const int8_t *w, int32_t k, int nco, int32_t n_pix) {
-    (void)pn, (void)w, (void)k, (void)nco, (void)n_pix;
-    return 0;
+    if (k > DK_X86_PANEL_K || n_pix < 4) return 0;
+    const int r_n = (nco + 7) / 8;
+    const int32_t q_n = (k + 1) / 2;
+    pn->r = r_n;
+    for (int r = 0; r < r_n; ++r) {
+        const int8_t *base = w + (int32_t)8 * r * k;
+        for (int32_t q0 = 0; q0 < q_n; q0 += 8) { /* rows 8r.. x bytes [2 q0, 2 q0 + 16): an 8 x 8 pair transpose */
+            __m128i a[8], t[8], u[8];
+            DK_UNROLL
+            for (int l = 0; l < 8; ++l) a[l] = 8 * r + l < nco ? dk_x86_row16(base + l * k, 2 * q0, k) : _mm_setzero_si128();
+            DK_UNROLL
+            for (int i = 0; i < 4; ++i) {
+                t[2 * i] = _mm_unpacklo_epi16(a[2 * i], a[2 * i + 1]);
+                t[2 * i + 1] = _mm_unpackhi_epi16(a[2 * i], a[2 * i + 1]);
+            }
+            DK_UNROLL
+            for (int h = 0; h < 2; ++h) { /* rows 4h..4h+3: u[4h + j] = pairs 2j, 2j + 1 */
+                u[4 * h] = _mm_unpacklo_epi32(t[4 * h], t[4 * h + 2]);
+                u[4 * h + 1] = _mm_unpackhi_epi32(t[4 * h], t[4 * h + 2]);
+                u[4 * h + 2] = _mm_unpacklo_epi32(t[4 * h + 1], t[4 * h + 3]);
+                u[4 * h + 3] = _mm_unpackhi_epi32(t[4 * h + 1], t[4 * h + 3]);
+            }
+            DK_UNROLL
+            for (int j = 0; j < 4; ++j) {
+                a[2 * j] = _mm_unpacklo_epi64(u[j], u[4 + j]);
+                a[2 * j + 1] = _mm_unpackhi_epi64(u[j], u[4 + j]);
+            }
+            for (int j = 0; j < 8 && q0 + j < q_n; ++j)
+                _mm_storeu_si128((__m128i *)(pn->w + ((q0 + j) * r_n + r) * 16), a[j]);
+        }
+    }
+    return 1;
 }
 static inline void dk_simd_offsets(const dk_panel_t *pn, const int8_t *w, int32_t k, int nco, const int32_t *bias,
                                    int32_t zp, int32_t *off) {
-    (void)pn, (void)w, (void)k, (void)zp;
+    (void)pn, (void)w, (void)k, (void)zp; /* activations are already x - in_zp: the offsets are the biases */
     for (int j = 0; j < nco; ++j) off[j] = bias ? bias[j] : 0;
 }
 
-/* As the AVX-512 dk_simd_gemm (pn is always NULL); acc rows need room for nco rounded up to 8. */
+/* Broadcast kernel: 4 rows x RR (1 or 2) vectors of 8 channels from a panel whose rows are rs bytes (R * 16) per
+ * pair index q: acc[p * accs + 8 r + l] = sum_k x[p][k] * w[8 r + l][k] (rows zero-padded to an even length). */
+static inline __attribute__((always_inline)) void dk_x86_bcast4(const int16_t *const *x, const int8_t *pw, int rr,
+                                                                int32_t rs, int32_t q_n, int32_t *acc, int accs) {
+    __m256i c[4][2];
+    DK_UNROLL
+    for (int p = 0; p < 4; ++p)
+        DK_UNROLL
+        for (int r = 0; r < rr; ++r) c[p][r] = _mm256_setzero_si256();
+    for (int32_t q = 0; q < q_n; ++q) {
+        __m256i wv[2];
+        DK_UNROLL
+        for (int r = 0; r < rr; ++r) wv[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(pw + q * rs + 16 * r)));
+        DK_UNROLL
+        for (int p = 0; p < 4; ++p) {
+            int32_t v;
+            __builtin_memcpy(&v, x[p] + 2 * q, 4);
+            const __m256i xb = _mm256_set1_epi32(v);
+            DK_UNROLL
+            for (int r = 0; r < rr; ++r) c[p][r] = _mm256_add_epi32(c[p][r], _mm256_madd_epi16(xb, wv[r]));
+        }
+    }
+    DK_UNROLL
+    for (int p = 0; p < 4; ++p)
+        DK_UNROLL
+        for (int r = 0; r < rr; ++r) _mm256_storeu_si256((__m256i *)(acc + (ptrdiff_t)p * accs + 8 * r), c[p][r]);
+}
+DK_KERNEL void dk_x86_bcast4x1(const int16_t *const *x, const int8_t *pw, int32_t rs, int32_t q_n, int32_t *acc,
+                               int accs) {
+    dk_x86_bcast4(x, pw, 1, rs, q_n, acc, accs);
+}
+DK_KERNEL void dk_x86_bcast4x2(const int16_t *const *x, const int8_t *pw, int32_t rs, int32_t q_n, int32_t *acc,
+                               int accs) {
+    dk_x86_bcast4(x, pw, 2, rs, q_n, acc, accs);
+}
+
+/* As the AVX-512 dk_simd_gemm; acc rows need room for nco rounded up to 8. */
 static inline void dk_simd_gemm(const dk_act_t *const *x, int np, int32_t nk, const int8_t *w, int32_t ws, int nco,
                                 const dk_panel_t *pn, int32_t *acc, int accs, int accumulate) {
     const int8_t *wr[8];
     int p = 0;
-    (void)pn;
+    if (pn) { /* the whole k, one chunk: never accumulated */
+        const int16_t *rows[4];
+        DK_UNROLL
+        for (int i = 0; i < 4; ++i) rows[i] = x[i < np ? i : 0];
+        const int32_t rs = (int32_t)pn->r * 16, q_n = (nk + 1) / 2;
+        int r0 = 0;
+        for (; r0 + 2 <= pn->r; r0 += 2) dk_x86_bcast4x2(rows, pn->w + 16 * r0, rs, q_n, acc + 8 * r0, accs);
+        if (r0 < pn->r) dk_x86_bcast4x1(rows, pn->w + 16 * r0, rs, q_n, acc + 8 * r0, accs);
+        return;
+    }
     for (; p + 2 <= np; p += 2) {
         for (int r0 = 0; r0 < nco; r0 += 4) {
             DK_UNROLL
