@@ -95,7 +95,7 @@ static inline int dk_arm_all_fast(const int32_t *shift, int n) {
 /* ------------------------------------------------------------------------------------------------------ */
 
 /* Stage K int8 values of row `src` (pixel slot 0 or 1 of the pair) into st: per 4-group g, words st[4g + slot]
- * = (x0, x2) and st[4g + 2 + slot] = (x1, x3), int16 x - zp; the K % 4 tail as int16 halves of st[4 ng + t]
+ * = (x0, x2) and st[4g + 2 + slot] = (x1, x3), int16 x - zp; a partial last group padded with zeros
  * (slot 0 low, slot 1 high). */
 static inline void dk_arm_stage(int32_t *st, const int8_t *src, int32_t k, int slot, int32_t zp) {
     const int32_t ng = k >> 2, zp2 = (int32_t)(((uint32_t)zp & 0xFFFFu) | ((uint32_t)zp << 16));
@@ -105,8 +105,12 @@ static inline void dk_arm_stage(int32_t *st, const int8_t *src, int32_t k, int s
         d[0] = __ssub16(__sxtb16(v), zp2);
         d[2] = __ssub16(dk_arm_sxtb16_ror8(v), zp2);
     }
-    dk_arm_h16 *t = (dk_arm_h16 *)(st + 4 * ng) + slot;
-    for (int32_t i = 0; i < (k & 3); ++i) t[2 * i] = (int16_t)(src[i] - zp);
+    if (k & 3) { /* the last, partial group: padded with in_zp, i.e. staged zeros */
+        uint32_t v = 0;
+        for (int i = 3; i >= 0; --i) v = v << 8 | (uint8_t)(i < (k & 3) ? src[i] : (int8_t)zp);
+        d[0] = __ssub16(__sxtb16((int32_t)v), zp2);
+        d[2] = __ssub16(dk_arm_sxtb16_ror8((int32_t)v), zp2);
+    }
 }
 
 /* acc{a0, c0, a1, c1} += the ng staged 4-groups at st (pixels a, c) times the weight rows w0, w1 (channels 0, 1):
@@ -158,15 +162,16 @@ static inline __attribute__((always_inline)) void dk_arm_gemm_pair_t(const int32
                                                                      int32_t out_zp, int32_t act_min, int32_t act_max,
                                                                      int8_t *oa, int8_t *ob, const int fast) {
     const int32_t ng = k >> 2, nt = k & 3, c = 1 + 2 * out_zp;
-    const dk_arm_h16 *tail = (const dk_arm_h16 *)(st + 4 * ng);
+    const dk_arm_h16 *tail = (const dk_arm_h16 *)(st + 4 * ng); /* the partial group: even pair a, b; odd a, b */
     for (int co = 0; co < out_c; co += 2, w += 2 * k) {
         const int two = co + 1 < out_c;
         const int8_t *w1 = two ? w + k : w;
         const int32_t b0 = bias ? bias[co] : 0, b1 = bias && two ? bias[co + 1] : 0;
         int32_t acc[4] = {b0, b0, b1, b1}; /* a0, c0, a1, c1: pixel a/c, channel 0/1 */
         if (ng) dk_arm_mac_2x2(st, w, w1, ng, acc);
-        for (int32_t t = 0; t < nt; ++t) {
-            const int32_t xa = tail[2 * t], xc = tail[2 * t + 1], u0 = w[4 * ng + t], u1 = w1[4 * ng + t];
+        for (int32_t t = 0; t < nt; ++t) { /* element t of the group: pair t & 1, half t >> 1 */
+            const int32_t h = ((t & 1) << 2) + (t >> 1);
+            const int32_t xa = tail[h], xc = tail[h + 2], u0 = w[4 * ng + t], u1 = w1[4 * ng + t];
             acc[0] += xa * u0, acc[1] += xc * u0, acc[2] += xa * u1, acc[3] += xc * u1;
         }
         if (fast) {
@@ -189,9 +194,106 @@ static inline __attribute__((always_inline)) void dk_arm_gemm_pair_t(const int32
     }
 }
 
+/* The common case of dk_arm_gemm_pair_t as one assembly loop over channel pairs (no register spills): k % 4 == 0,
+ * a bias, every shift <= -2, activation range [-128, 127]. */
+typedef struct {
+    const int8_t *w;     /* +0: weight row of the pair's first channel */
+    int32_t k;           /* +4 */
+    int32_t ng;          /* +8: k / 4 */
+    const int32_t *st;   /* +12: staged pixel pair */
+    const int32_t *bias; /* +16 */
+    const int32_t *mult; /* +20 */
+    const int32_t *shift; /* +24 */
+    int8_t *oa;          /* +28: pixel a's output at the pair's first channel */
+    int32_t boff;        /* +32: pixel b's output - pixel a's */
+    int32_t c;           /* +36: 1 + 2 out_zp */
+    int32_t pairs;       /* +40: channel pairs left */
+} dk_arm_blk_t;
+
+#define DK_ARM_RQ(acc, m, e, store)                                                                                    \
+    "and r4, " acc ", #0x80000000\n\t"                                                                                 \
+    "eor r4, r4, #0x40000000\n\t"                                                                                      \
+    "asr r5, " acc ", #31\n\t"                                                                                         \
+    "smlal r4, r5, " acc ", " m "\n\t"                                                                                 \
+    "asr r5, r5, " e "\n\t"                                                                                            \
+    "add r5, r5, r12\n\t"                                                                                              \
+    "ssat r5, #8, r5, asr #1\n\t" store "\n\t"
+
+static __attribute__((noinline)) void dk_arm_pairs_fast(dk_arm_blk_t *blk) {
+    register dk_arm_blk_t *p0 __asm__("r0") = blk; /* moved to lr at once: r0 is a scratch register below */
+    __asm__ volatile(
+        "mov lr, %[p]\n\t"
+        "2:\n\t"
+        "ldrd r1, r2, [lr, #0]\n\t" /* w0, k */
+        "add r3, r1, r2\n\t"        /* w1 */
+        "add r4, r3, r2\n\t"
+        "str r4, [lr, #0]\n\t"
+        "ldrd r4, r5, [lr, #8]\n\t" /* ng, st */
+        "ldr r6, [lr, #16]\n\t"
+        "ldrd r8, r10, [r6], #8\n\t" /* a0 = c0 = bias[co], a1 = c1 = bias[co + 1] */
+        "str r6, [lr, #16]\n\t"
+        "mov r9, r8\n\t"
+        "mov r11, r10\n\t"
+        "1:\n\t"
+        "ldr r0, [r1], #4\n\t"
+        "ldr r6, [r3], #4\n\t"
+        "ldrd r7, r12, [r5], #8\n\t"
+        "sxtb16 r2, r0\n\t"
+        "smlad r8, r7, r2, r8\n\t"
+        "smlad r9, r12, r2, r9\n\t"
+        "sxtb16 r2, r6\n\t"
+        "smlad r10, r7, r2, r10\n\t"
+        "smlad r11, r12, r2, r11\n\t"
+        "ldrd r7, r12, [r5], #8\n\t"
+        "sxtb16 r2, r0, ror #8\n\t"
+        "smlad r8, r7, r2, r8\n\t"
+        "smlad r9, r12, r2, r9\n\t"
+        "sxtb16 r2, r6, ror #8\n\t"
+        "smlad r10, r7, r2, r10\n\t"
+        "smlad r11, r12, r2, r11\n\t"
+        "subs r4, r4, #1\n\t"
+        "bne 1b\n\t"
+        "ldr r6, [lr, #20]\n\t"
+        "ldrd r0, r1, [r6], #8\n\t" /* m0, m1 */
+        "str r6, [lr, #20]\n\t"
+        "ldr r6, [lr, #24]\n\t"
+        "ldrd r2, r3, [r6], #8\n\t" /* shifts -> e2 = -shift - 2 */
+        "str r6, [lr, #24]\n\t"
+        "mvn r2, r2\n\t"
+        "sub r2, r2, #1\n\t"
+        "mvn r3, r3\n\t"
+        "sub r3, r3, #1\n\t"
+        "ldr r12, [lr, #36]\n\t"
+        "ldrd r6, r7, [lr, #28]\n\t" /* oa, boff */
+        DK_ARM_RQ("r8", "r0", "r2", "strb r5, [r6]")
+        DK_ARM_RQ("r9", "r0", "r2", "strb r5, [r6, r7]")
+        DK_ARM_RQ("r10", "r1", "r3", "strb r5, [r6, #1]")
+        "add r6, r6, #1\n\t"
+        DK_ARM_RQ("r11", "r1", "r3", "strb r5, [r6, r7]")
+        "add r6, r6, #1\n\t"
+        "str r6, [lr, #28]\n\t"
+        "ldr r4, [lr, #40]\n\t"
+        "subs r4, r4, #1\n\t"
+        "str r4, [lr, #40]\n\t"
+        "bne 2b"
+        : [p] "+r"(p0)
+        :
+        : "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+}
+
 static inline void dk_arm_gemm_pair(const int32_t *st, int32_t k, const int8_t *w, int out_c, const int32_t *bias,
                                     const int32_t *mult, const int32_t *shift, int fast, int32_t out_zp,
                                     int32_t act_min, int32_t act_max, int8_t *oa, int8_t *ob) {
+    /* k % 4 != 0: padded groups (zeros staged; the weight rows are read 1-3 bytes into the next row), so the last
+     * channel pair, whose row ends the array, takes the C path */
+    const int pairs = (out_c >> 1) - ((k & 3) != 0);
+    if (fast && bias && act_min == -128 && act_max == 127 && pairs > 0) {
+        dk_arm_blk_t blk = {w, k, (k + 3) >> 2, st, bias, mult, shift, oa, (int32_t)(ob - oa), 1 + 2 * out_zp, pairs};
+        dk_arm_pairs_fast(&blk);
+        const int32_t done = 2 * pairs; /* the channels left */
+        if (done == out_c) return;
+        st = st, w += done * k, out_c -= done, bias += done, mult += done, shift += done, oa += done, ob += done;
+    }
     if (fast)
         dk_arm_gemm_pair_t(st, k, w, out_c, bias, mult, shift, out_zp, act_min, act_max, oa, ob, 1);
     else
@@ -227,6 +329,19 @@ static inline void dk_conv1x1_s8_dsp(const int8_t *in, int in_h, int in_w, int i
 /* One im2col row (kh * kw * cpg int8 values, OHWI order, padding = in_zp) of the window at input (y0, x0). */
 static inline void dk_arm_im2col(int8_t *dst, const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, int kh,
                                  int kw, int y0, int x0, int cpg, int g) {
+    if (cpg == in_c && y0 >= 0 && y0 + kh <= in_h && x0 >= 0 && x0 + kw <= in_w) { /* inside: kh runs, word copies */
+        const int32_t run = (int32_t)kw * in_c;
+        for (int ky = 0; ky < kh; ++ky, dst += run) {
+            const int8_t *src = in + ((int32_t)(y0 + ky) * in_w + x0) * in_c;
+            int32_t i = 0;
+            for (; i + 4 <= run; i += 4) {
+                const int32_t v = dk_arm_ld32(src + i);
+                __builtin_memcpy(dst + i, &v, 4);
+            }
+            for (; i < run; ++i) dst[i] = src[i];
+        }
+        return;
+    }
     for (int ky = 0; ky < kh; ++ky) {
         const int iy = y0 + ky;
         for (int kx = 0; kx < kw; ++kx, dst += cpg) {
