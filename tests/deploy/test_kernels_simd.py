@@ -116,6 +116,17 @@ def conv_case(lib: Lib, rng: np.random.Generator, c_in: int, c_out: int, h: int,
         (1, 20, (9, 10), 5, 2, 2, 1),  # single-channel input: the stem path, odd kernel width
         (1, 7, (8, 8), (3, 4), (1, 2), (1, 0), 1),  # even kernel width
         (3, 5, (9, 11), 3, 1, 1, 1),  # K = 27: packed weights with a partial 4-byte group
+        (3, 8, (96, 96), 3, 2, 0, 1),  # the .tflite models: vww stem (K = 27) ...
+        (8, 16, (48, 48), 1, 1, 0, 1),  # ... 1x1 convs with few channels (K = 8: a row shorter than one vector)
+        (16, 32, (24, 24), 1, 1, 0, 1),
+        (128, 256, (3, 3), 1, 1, 0, 1),  # 9 pixels: two blocks of 4 and one of 1
+        (256, 256, (1, 3), 1, 1, 0, 1),  # 3 pixels (an in-place chunk): a 3-row broadcast kernel
+        (256, 2, (1, 2), 1, 1, 0, 1),  # 2 pixels, 2 channels: one partial vector
+        (16, 32, (32, 32), 3, 1, 1, 1),  # ResNet-8 (K = 144 ...
+        (64, 64, (8, 8), 3, 1, 1, 1),  # ... 576)
+        (128, 70, (4, 5), 3, 1, 1, 1),  # K = 1152: the longest packed K; 70 channels: a partial chunk
+        (130, 9, (3, 3), 3, 1, 1, 1),  # K = 1170: past the packed K, dot products
+        (1, 64, (49, 10), (10, 4), 2, (4, 1), 1),  # kws's 10x4 stride-2 stem on one channel
     ],
 )
 def test_conv_matches_ref(simd: Lib, c_in: int, c_out: int, hw: tuple[int, int], k: Any, s: Any, p: Any, g: int):
@@ -170,6 +181,13 @@ def dw_case(lib: Lib, rng: np.random.Generator, c: int, h: int, w: int, k: int, 
         (9, (12, 12), 9, 1, 4),  # 81 taps: the reference path
         (5, (40, 40), 3, 1, 1),  # padded plane larger than the AVX-512 stage: unstaged / reference path
         (3, (50, 50), 3, 2, 1),  # ... larger than the AVX2 stage too
+        (8, (48, 48), 3, 1, 1),  # the .tflite models' shapes: MobileNetV1-0.25 (vww, person_detect) at 96x96 ...
+        (16, (48, 48), 3, 2, 0),
+        (32, (24, 24), 3, 2, 0),
+        (128, (6, 6), 3, 2, 0),
+        (64, (25, 5), 3, 1, 1),  # ... DS-CNN (kws)
+        (2, (5, 700), 3, 1, 1),  # rows too wide for a ring of 3 staged rows: unstaged / reference path
+        (11, (3, 97), 3, 2, 1),  # odd channels and widths: the ring's partial blocks
     ],
 )
 def test_depthwise_matches_ref(simd: Lib, c: int, hw: tuple[int, int], k: int, s: int, p: int) -> None:

@@ -109,15 +109,28 @@ static inline void dk_simd_act_copy(dk_act_t *dst, const int8_t *src, int32_t n,
         const __m256i x = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(src + i)));
         _mm256_storeu_si256((__m256i *)(dst + i), _mm256_sub_epi16(x, z));
     }
+    if (i + 8 <= n) {
+        const __m128i x = _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(src + i)));
+        _mm_storeu_si128((__m128i *)(dst + i), _mm_sub_epi16(x, _mm256_castsi256_si128(z)));
+        i += 8;
+    }
     for (; i < n; ++i) dst[i] = (int16_t)(src[i] - zp);
 }
 static inline void dk_simd_act_fill(dk_act_t *dst, int32_t n, int32_t zp) {
     (void)zp;
-    for (int32_t i = 0; i < n; ++i) dst[i] = 0;
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm_storeu_si128((__m128i *)(dst + i), _mm_setzero_si128());
+    for (; i < n; ++i) dst[i] = 0;
 }
 /* A finished im2col row of n elements: zeros up to the next multiple of 16 (the GEMM reads whole vectors). */
 static inline void dk_simd_act_pad(dk_act_t *row, int32_t n) {
-    for (int32_t i = n; i % 16; ++i) row[i] = 0;
+    const int32_t end = (n + 15) / 16 * 16;
+    if (end - n >= 8) { /* two overlapping stores of 8 inside [n, end) */
+        _mm_storeu_si128((__m128i *)(row + n), _mm_setzero_si128());
+        _mm_storeu_si128((__m128i *)(row + end - 8), _mm_setzero_si128());
+        return;
+    }
+    for (int32_t i = n; i < end; ++i) row[i] = 0;
 }
 
 /* 8 vectors -> one: lane i = sum of the 8 lanes of v[i]. */
@@ -178,7 +191,7 @@ DK_KERNEL __m256i dk_x86_dot1x8(const int16_t *a, const int8_t *const *w, int32_
  *   w[((q * R + r) * 8 + l) * 2 + b] = w[8 r + l][2 q + b]    (R = ceil(nco / 8), q < ceil(k / 2); 0 past k and nco)
  * so one 16-byte load holds the (2q, 2q + 1) pairs of 8 channels, against which `vpmaddwd` multiplies a broadcast
  * activation pair: no horizontal sums. Packing is one 8 x 8 transpose of 16-bit pairs per 128 weight bytes: worth
- * it from 4 pixels on (fewer: the dot-product kernels). 72 KiB of stack at the longest K. */
+ * it from 2 pixels on (1: the dot-product kernels). 72 KiB of stack at the longest K. */
 #define DK_X86_PANEL_K 1152 /* longest K packed: a 3x3 kernel over 128 channels */
 typedef struct {
     int8_t w[64 * DK_X86_PANEL_K];
@@ -194,15 +207,44 @@ static inline __m128i dk_x86_row16(const int8_t *w, int32_t kk, int32_t k) {
 }
 
 /* Pack rows w[j * k ...] (j < nco <= 64) into pn for n_pix output pixels; 0 (use the dot-product kernels) when k
- * exceeds DK_X86_PANEL_K or there are fewer than 4 pixels (one GEMM block). */
+ * exceeds DK_X86_PANEL_K or there is a single pixel (a GEMV: the dot-product kernels read the weights once). */
 static inline int dk_simd_pack(dk_panel_t *pn, const int8_t *w, int32_t k, int nco, int32_t n_pix) {
-    if (k > DK_X86_PANEL_K || n_pix < 4) return 0;
+    if (k > DK_X86_PANEL_K || n_pix < 2) return 0;
     const int r_n = (nco + 7) / 8;
     const int32_t q_n = (k + 1) / 2;
     pn->r = r_n;
     for (int r = 0; r < r_n; ++r) {
         const int8_t *base = w + (int32_t)8 * r * k;
-        for (int32_t q0 = 0; q0 < q_n; q0 += 8) { /* rows 8r.. x bytes [2 q0, 2 q0 + 16): an 8 x 8 pair transpose */
+        int32_t q0 = 0;
+        if (8 * r + 8 <= nco) /* whole blocks of 8 rows x 32 bytes: two 8 x 8 transposes per instruction */
+            for (; 2 * q0 + 32 <= k; q0 += 16) {
+                __m256i a[8], t[8], u[8];
+                DK_UNROLL
+                for (int l = 0; l < 8; ++l) a[l] = _mm256_loadu_si256((const __m256i *)(base + l * k + 2 * q0));
+                DK_UNROLL
+                for (int i = 0; i < 4; ++i) {
+                    t[2 * i] = _mm256_unpacklo_epi16(a[2 * i], a[2 * i + 1]);
+                    t[2 * i + 1] = _mm256_unpackhi_epi16(a[2 * i], a[2 * i + 1]);
+                }
+                DK_UNROLL
+                for (int h = 0; h < 2; ++h) {
+                    u[4 * h] = _mm256_unpacklo_epi32(t[4 * h], t[4 * h + 2]);
+                    u[4 * h + 1] = _mm256_unpackhi_epi32(t[4 * h], t[4 * h + 2]);
+                    u[4 * h + 2] = _mm256_unpacklo_epi32(t[4 * h + 1], t[4 * h + 3]);
+                    u[4 * h + 3] = _mm256_unpackhi_epi32(t[4 * h + 1], t[4 * h + 3]);
+                }
+                DK_UNROLL
+                for (int j = 0; j < 4; ++j) { /* 128-bit lane 0: pairs q0 + j; lane 1: pairs q0 + 8 + j */
+                    a[2 * j] = _mm256_unpacklo_epi64(u[j], u[4 + j]);
+                    a[2 * j + 1] = _mm256_unpackhi_epi64(u[j], u[4 + j]);
+                }
+                DK_UNROLL
+                for (int j = 0; j < 8; ++j) {
+                    _mm_storeu_si128((__m128i *)(pn->w + ((q0 + j) * r_n + r) * 16), _mm256_castsi256_si128(a[j]));
+                    _mm_storeu_si128((__m128i *)(pn->w + ((q0 + 8 + j) * r_n + r) * 16), _mm256_extracti128_si256(a[j], 1));
+                }
+            }
+        for (; q0 < q_n; q0 += 8) { /* rows 8r.. x bytes [2 q0, 2 q0 + 16): an 8 x 8 pair transpose */
             __m128i a[8], t[8], u[8];
             DK_UNROLL
             for (int l = 0; l < 8; ++l) a[l] = 8 * r + l < nco ? dk_x86_row16(base + l * k, 2 * q0, k) : _mm_setzero_si128();
@@ -235,13 +277,15 @@ static inline void dk_simd_offsets(const dk_panel_t *pn, const int8_t *w, int32_
     for (int j = 0; j < nco; ++j) off[j] = bias ? bias[j] : 0;
 }
 
-/* Broadcast kernel: 4 rows x RR (1 or 2) vectors of 8 channels from a panel whose rows are rs bytes (R * 16) per
- * pair index q: acc[p * accs + 8 r + l] = sum_k x[p][k] * w[8 r + l][k] (rows zero-padded to an even length). */
-static inline __attribute__((always_inline)) void dk_x86_bcast4(const int16_t *const *x, const int8_t *pw, int rr,
-                                                                int32_t rs, int32_t q_n, int32_t *acc, int accs) {
+/* Broadcast kernel: NP (1..4) rows x RR (1 or 2) vectors of 8 channels from a panel whose rows are rs bytes
+ * (R * 16) per pair index q: acc[p * accs + 8 r + l] = sum_k x[p][k] * w[8 r + l][k] (rows zero-padded to an even
+ * length). One specialized copy per (NP, RR): the accumulators stay in registers. */
+static inline __attribute__((always_inline)) void dk_x86_bcast(const int16_t *const *x, const int8_t *pw, int np,
+                                                               int rr, int32_t rs, int32_t q_n, int32_t *acc,
+                                                               int accs) {
     __m256i c[4][2];
     DK_UNROLL
-    for (int p = 0; p < 4; ++p)
+    for (int p = 0; p < np; ++p)
         DK_UNROLL
         for (int r = 0; r < rr; ++r) c[p][r] = _mm256_setzero_si256();
     for (int32_t q = 0; q < q_n; ++q) {
@@ -249,7 +293,7 @@ static inline __attribute__((always_inline)) void dk_x86_bcast4(const int16_t *c
         DK_UNROLL
         for (int r = 0; r < rr; ++r) wv[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(pw + q * rs + 16 * r)));
         DK_UNROLL
-        for (int p = 0; p < 4; ++p) {
+        for (int p = 0; p < np; ++p) {
             int32_t v;
             __builtin_memcpy(&v, x[p] + 2 * q, 4);
             const __m256i xb = _mm256_set1_epi32(v);
@@ -258,18 +302,24 @@ static inline __attribute__((always_inline)) void dk_x86_bcast4(const int16_t *c
         }
     }
     DK_UNROLL
-    for (int p = 0; p < 4; ++p)
+    for (int p = 0; p < np; ++p)
         DK_UNROLL
         for (int r = 0; r < rr; ++r) _mm256_storeu_si256((__m256i *)(acc + (ptrdiff_t)p * accs + 8 * r), c[p][r]);
 }
-DK_KERNEL void dk_x86_bcast4x1(const int16_t *const *x, const int8_t *pw, int32_t rs, int32_t q_n, int32_t *acc,
-                               int accs) {
-    dk_x86_bcast4(x, pw, 1, rs, q_n, acc, accs);
-}
-DK_KERNEL void dk_x86_bcast4x2(const int16_t *const *x, const int8_t *pw, int32_t rs, int32_t q_n, int32_t *acc,
-                               int accs) {
-    dk_x86_bcast4(x, pw, 2, rs, q_n, acc, accs);
-}
+#define DK_X86_BCAST(NP, RR)                                                                                       \
+    DK_KERNEL void dk_x86_bcast##NP##x##RR(const int16_t *const *x, const int8_t *pw, int32_t rs, int32_t q_n,      \
+                                           int32_t *acc, int accs) {                                               \
+        dk_x86_bcast(x, pw, NP, RR, rs, q_n, acc, accs);                                                           \
+    }
+DK_X86_BCAST(1, 1)
+DK_X86_BCAST(1, 2)
+DK_X86_BCAST(2, 1)
+DK_X86_BCAST(2, 2)
+DK_X86_BCAST(3, 1)
+DK_X86_BCAST(3, 2)
+DK_X86_BCAST(4, 1)
+DK_X86_BCAST(4, 2)
+#undef DK_X86_BCAST
 
 /* As the AVX-512 dk_simd_gemm; acc rows need room for nco rounded up to 8. */
 static inline void dk_simd_gemm(const dk_act_t *const *x, int np, int32_t nk, const int8_t *w, int32_t ws, int nco,
@@ -277,13 +327,21 @@ static inline void dk_simd_gemm(const dk_act_t *const *x, int np, int32_t nk, co
     const int8_t *wr[8];
     int p = 0;
     if (pn) { /* the whole k, one chunk: never accumulated */
-        const int16_t *rows[4];
-        DK_UNROLL
-        for (int i = 0; i < 4; ++i) rows[i] = x[i < np ? i : 0];
         const int32_t rs = (int32_t)pn->r * 16, q_n = (nk + 1) / 2;
-        int r0 = 0;
-        for (; r0 + 2 <= pn->r; r0 += 2) dk_x86_bcast4x2(rows, pn->w + 16 * r0, rs, q_n, acc + 8 * r0, accs);
-        if (r0 < pn->r) dk_x86_bcast4x1(rows, pn->w + 16 * r0, rs, q_n, acc + 8 * r0, accs);
+        for (int r0 = 0; r0 < pn->r; r0 += 2) {
+            const int8_t *pw = pn->w + 16 * r0;
+            int32_t *a = acc + 8 * r0;
+            switch ((np - 1) * 2 + (pn->r - r0 >= 2)) { /* rows 1..4 x 1 or 2 vectors */
+            case 0: dk_x86_bcast1x1(x, pw, rs, q_n, a, accs); break;
+            case 1: dk_x86_bcast1x2(x, pw, rs, q_n, a, accs); break;
+            case 2: dk_x86_bcast2x1(x, pw, rs, q_n, a, accs); break;
+            case 3: dk_x86_bcast2x2(x, pw, rs, q_n, a, accs); break;
+            case 4: dk_x86_bcast3x1(x, pw, rs, q_n, a, accs); break;
+            case 5: dk_x86_bcast3x2(x, pw, rs, q_n, a, accs); break;
+            case 6: dk_x86_bcast4x1(x, pw, rs, q_n, a, accs); break;
+            default: dk_x86_bcast4x2(x, pw, rs, q_n, a, accs); break;
+            }
+        }
         return;
     }
     for (; p + 2 <= np; p += 2) {
