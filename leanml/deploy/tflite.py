@@ -72,6 +72,7 @@ class Importer:
     names: dict[int, str] = field(default_factory=dict)
     shapes: dict[str, Shape] = field(default_factory=dict)
     ops: list[Op] = field(default_factory=list)
+    pads: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # folded PAD: out -> (source, top, left)
 
     def tensor(self, index: int) -> TfTensor:
         return self.model.tensors[index]
@@ -249,9 +250,12 @@ def register_tflite(opcode: str) -> Callable[[Lowering], Lowering]:
 def _conv_common(imp: Importer, op: TfOp, weight_ohwi: np.ndarray, w_scales: np.ndarray, groups: int) -> None:
     src, out = op.inputs[0], op.outputs[0]
     in_q, out_q = imp.act_q(op, src), imp.act_q(op, out)
-    ih, iw, ic = imp.hwc(op, src)
     oc, kh, kw, _ = weight_ohwi.shape
-    (sh, sw), (ph, pw) = imp.geometry(op, (kh, kw))
+    (sh, sw), (ph, pw) = imp.geometry(op, (kh, kw))  # on the (maybe padded) input the file declares
+    if src in imp.pads:  # a folded PAD: read its source, its top/left rows of zero points join the conv's own
+        src, top, left = imp.pads[src]
+        ph, pw = ph + top, pw + left
+    ih, iw, ic = imp.hwc(op, src)
     oh, ow, out_c = imp.hwc(op, out)
     if out_c != oc:
         raise imp.error(op, f"declares {out_c} output channels for {oc} filters", "re-export the model")
@@ -426,12 +430,52 @@ def _check_dataflow(imp: Importer, op: TfOp) -> None:
     if len(op.inputs) < needed or any(i < 0 for i in op.inputs[:needed]):
         raise imp.error(op, f"has inputs {list(op.inputs)}, needs {needed}", "the .tflite file is malformed")
     for i in op.inputs[:n_act]:
-        t = imp.tensor(i)
-        if imp.name(i) not in imp.shapes:
+        t = imp.tensor(imp.pads[i][0] if i in imp.pads else i)
+        if imp.name(t.index) not in imp.shapes:
             raise imp.error(op, f"reads tensor {t.name!r} before any operator computes it" +
                             (" (a constant)" if t.data is not None else ""),
                             "leanml needs the operators in execution order, reading computed tensors: re-export "
                             "the model")  # fmt: skip
+
+
+def _fold_pads(imp: Importer, tf_ops: list[TfOp], out_index: int) -> list[TfOp]:
+    """``tf_ops`` without the PAD/PADV2 ops that fold exactly into the one CONV_2D / DEPTHWISE_CONV_2D reading
+    them (spatial padding with the zero point, same quantization: the conv's own padding already reads zero
+    points), recorded in ``imp.pads``; any other PAD is refused (it would need a pad kernel)."""
+    kept = []
+    for op in tf_ops:
+        if op.opcode not in ("PAD", "PADV2"):
+            kept.append(op)
+            continue
+        if len(op.outputs) != 1 or len(op.inputs) < 2 or min(op.inputs) < 0:
+            raise imp.error(op, f"has inputs {list(op.inputs)} and outputs {list(op.outputs)}", "re-export it")
+        src, dst = op.inputs[0], op.outputs[0]
+        readers = [o for o in tf_ops if dst in o.inputs]
+        conv = readers[0] if len(readers) == 1 else None
+        if conv is None or conv.opcode not in ("CONV_2D", "DEPTHWISE_CONV_2D") or conv.inputs[0] != dst \
+                or dst in conv.inputs[1:] or dst == out_index:  # fmt: skip
+            users = ", ".join(f"{o.opcode} (operator {o.index})" for o in readers) or "the model output"
+            raise imp.error(op, f"feeds {users}",
+                            "leanml folds a PAD only into the one CONV_2D/DEPTHWISE_CONV_2D that reads it (a "
+                            "standalone PAD needs a pad kernel): pad inside the conv, padding='same'")  # fmt: skip
+        qi, qo = imp.act_q(op, src), imp.act_q(op, dst)
+        pads_t = imp.tensor(op.inputs[1])
+        pads = None if pads_t.data is None or pads_t.dtype not in ("int32", "int64") else pads_t.data
+        if pads is None or pads.shape != (4, 2) or np.any(pads < 0) or np.any(pads[[0, 3]] != 0):
+            raise imp.error(op, f"pads with {None if pads is None else pads.tolist()}",
+                            "leanml folds constant, non-negative padding of H and W only")  # fmt: skip
+        value: int | None = qo.zero_point  # PAD writes the output zero point; PADV2 its constant operand
+        if op.opcode == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+            v = imp.tensor(op.inputs[2])
+            value = int(v.data.reshape(-1)[0]) if v.data is not None and v.data.size == 1 else None
+        if (qi.scale, qi.zero_point) != (qo.scale, qo.zero_point) or value != qo.zero_point:
+            raise imp.error(op, f"pads with code {value} (zero point {qi.zero_point} -> {qo.zero_point})",
+                            "leanml folds a PAD of zero points (real 0) that keeps the quantization")  # fmt: skip
+        (ih, iw, c), (oh, ow, oc) = imp.hwc(op, src), imp.hwc(op, dst)
+        if (oh, ow, oc) != (ih + pads[1].sum(), iw + pads[2].sum(), c):
+            raise imp.error(op, f"declares output {list(imp.tensor(dst).shape)}", "re-export the model")
+        imp.pads[dst] = (src, int(pads[1][0]), int(pads[2][0]))
+    return kept
 
 
 def _end_op(imp: Importer, op: TfOp, outer: int, first: bool) -> int | None:
@@ -501,13 +545,14 @@ def load_tflite(path: str | Path) -> Graph:
     imp = Importer(model)
     tf_ops = list(model.ops)
     in_index, out_index = _strip_ends(imp, tf_ops)
+    tf_ops = _fold_pads(imp, tf_ops, out_index)
     quantize, in_q = _graph_input(imp, in_index)
     imp.emit(quantize)
     unsupported = sorted({op.opcode for op in tf_ops if op.opcode not in TFLITE_LOWERINGS})
     if unsupported:
         supported = ", ".join(sorted(TFLITE_LOWERINGS))
         raise LeanmlError(f"{model.path} uses operators leanml cannot deploy: {', '.join(unsupported)}",
-                          f"supported: {supported} (and QUANTIZE/DEQUANTIZE at the ends)")  # fmt: skip
+                          f"supported: {supported} (and QUANTIZE/DEQUANTIZE at the ends, PAD into a conv)")  # fmt: skip
     if not tf_ops:
         raise LeanmlError(f"{model.path} has no operator to deploy besides QUANTIZE/DEQUANTIZE",
                           "deploy a model with at least one layer")  # fmt: skip

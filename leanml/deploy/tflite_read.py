@@ -168,6 +168,14 @@ def _tensor(path: Path, raw: bytes, model: Any, graph: Any, i: int) -> TfTensor:
     return TfTensor(i, name, shape, dtype, scales, zps, qdim, None if data is None else data.reshape(shape))
 
 
+def _count(path: Path, raw: bytes, what: str, n: int) -> int:
+    """A vector length ``n`` the file can hold (4 bytes an entry at least): a damaged length cannot make the
+    reader loop over millions of garbage entries."""
+    if not 0 <= n <= len(raw) // 4:
+        raise LeanmlError(f"{path} claims {n} {what} in {len(raw)} bytes", "the .tflite file is corrupt: re-export it")
+    return n
+
+
 def _indices(path: Path, what: str, values: np.ndarray | Any, n_tensors: int, optional: bool) -> tuple[int, ...]:
     out = tuple(int(v) for v in values)
     for v in out:
@@ -185,15 +193,17 @@ def _parse(path: Path, raw: bytes) -> TfModel:
     model = tflite.Model.GetRootAsModel(raw, 0)
     if model.Version() != 3:
         raise LeanmlError(f"{path} has schema version {model.Version()}", "leanml reads TFLite schema version 3")
+    _count(path, raw, "buffers", model.BuffersLength())
+    _count(path, raw, "operator codes", model.OperatorCodesLength())
     if model.SubgraphsLength() != 1:
         raise LeanmlError(f"{path} has {model.SubgraphsLength()} subgraphs",
                           "leanml deploys one-subgraph models (no control flow)")  # fmt: skip
     graph = model.Subgraphs(0)
-    n = graph.TensorsLength()
+    n = _count(path, raw, "tensors", graph.TensorsLength())
     tensors = [_tensor(path, raw, model, graph, i) for i in range(n)]
     names = _opcode_names(tflite)
     ops = []
-    for i in range(graph.OperatorsLength()):
+    for i in range(_count(path, raw, "operators", graph.OperatorsLength())):
         op = graph.Operators(i)
         code_index = int(op.OpcodeIndex())
         if not 0 <= code_index < model.OperatorCodesLength():

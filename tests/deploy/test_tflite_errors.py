@@ -182,3 +182,43 @@ def test_uint8_end_with_rescale(tmp_path: Path) -> None:
     path.write_bytes(net.to_bytes([xu], [net.pool(x, "max", (2, 2), 2)]))
     with pytest.raises(LeanmlError, match=r"with a rescale, not a shift by 128.*inference_input_type=tf\.int8"):
         load_tflite(path)
+
+
+def _pad_net(hw: tuple[tuple[int, int], tuple[int, int]] = ((1, 1), (1, 1)), value: int | None = None) -> tuple[
+        Net, int, int]:  # fmt: skip
+    net = Net(seed=1)
+    x = net.act((1, 5, 5, 2), 0.05, 2)
+    return net, x, net.pad(x, hw, value)
+
+
+def _pad_case(which: str) -> bytes:
+    if which == "pool":
+        net, x, p = _pad_net()
+        y = net.pool(p, "max", (2, 2), 2)
+    elif which == "two readers":
+        net, x, p = _pad_net()
+        y = net.add_op(net.conv(p, 2, (3, 3), 1, "SAME", out_q=(0.05, 2)), p, (0.1, 0))
+    elif which == "output":
+        net, x, y = _pad_net()
+    elif which == "value":
+        net, x, p = _pad_net(value=7)
+        y = net.conv(p, 2, (3, 3), 1, "VALID")
+    else:  # channels
+        net, x, p = _pad_net()
+        net.tensors[net.ops[0].inputs[1]].data = np.array([[0, 0], [1, 1], [1, 1], [0, 2]], np.int32)
+        net.tensors[p].shape = (1, 7, 7, 4)
+        y = net.conv(p, 2, (3, 3), 1, "VALID")
+    return net.to_bytes([x], [y])
+
+
+@pytest.mark.parametrize("which,words", [("pool", ("feeds MAX_POOL_2D", "pad kernel")),
+                                         ("two readers", ("feeds CONV_2D", "ADD")),
+                                         ("output", ("feeds the model output",)),
+                                         ("value", ("code 7", "zero points")),
+                                         ("channels", ("[0, 2]", "H and W only"))])  # fmt: skip
+def test_pad_not_folded(which: str, words: tuple[str, ...], tmp_path: Path) -> None:
+    path = tmp_path / "p.tflite"
+    path.write_bytes(_pad_case(which))
+    with pytest.raises(LeanmlError) as info:
+        load_tflite(path)
+    assert all(w in str(info.value) for w in words), str(info.value)

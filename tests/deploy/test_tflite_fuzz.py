@@ -29,13 +29,13 @@ KWS = Path(__file__).resolve().parents[2].parent / "shared" / "models" / "tflite
 
 
 def small_net() -> tuple[Net, list[int], list[int]]:
-    """A float-ended model with most supported opcodes: QUANTIZE, CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, ADD,
-    AVERAGE_POOL_2D, RESHAPE, FULLY_CONNECTED, SOFTMAX, DEQUANTIZE."""
+    """A float-ended model with every supported opcode: QUANTIZE, CONV_2D, PAD, DEPTHWISE_CONV_2D, MAX_POOL_2D,
+    ADD, AVERAGE_POOL_2D, RESHAPE, FULLY_CONNECTED, SOFTMAX, DEQUANTIZE."""
     net = Net(seed=0)
     xf = net.add((1, 8, 8, 2), "float32")
     x = net.op("QUANTIZE", [xf], [net.act((1, 8, 8, 2), 0.05, 3)], "QuantizeOptions")
     c = net.conv(x, 4, (3, 3), 2, "SAME", "RELU6")
-    d = net.conv(c, 0, (3, 3), 1, "SAME", "RELU", depth_multiplier=1, out_q=(0.07, -2))
+    d = net.conv(net.pad(c, ((0, 1), (0, 1))), 0, (2, 2), 1, "VALID", "RELU", depth_multiplier=1, out_q=(0.07, -2))
     m = net.pool(c, "max", (3, 3), 1, "SAME")
     a = net.add_op(d, m, (0.1, 0), "RELU")
     p = net.pool(a, "avg", (2, 2), 2)
@@ -172,3 +172,21 @@ def test_mutation_kinds_cover_options() -> None:
     net, _, _ = small_net()
     check: Callable[[str], bool] = lambda code: any(o.opcode == code and o.options for o in net.ops)  # noqa: E731
     assert all(check(c) for c in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SOFTMAX"))
+
+
+@pytest.mark.parametrize("length", [2**31 - 1, 2**20, 100])
+@pytest.mark.parametrize("vector", ["tensors", "operators"])
+def test_huge_vector_length(vector: str, length: int, tmp_path: Path) -> None:
+    """A damaged vector length is refused up front (or fails on the first entry past the end), never looped over."""
+    import tflite
+
+    net, ins, outs = small_net()
+    data = bytearray(net.to_bytes(ins, outs))
+    graph = tflite.Model.GetRootAsModel(data, 0).Subgraphs(0)
+    field = {"tensors": 4, "operators": 10}[vector]  # SubGraph vtable slots
+    start = graph._tab.Vector(graph._tab.Offset(field))  # first entry; the length is the uint32 before it
+    data[start - 4 : start] = length.to_bytes(4, "little")
+    path = tmp_path / "m.tflite"
+    path.write_bytes(bytes(data))
+    with pytest.raises(LeanmlError):
+        load_tflite(path)

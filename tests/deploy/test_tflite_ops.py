@@ -261,3 +261,28 @@ def test_uint8_ends(tmp_path: Path) -> None:
         ref = it.get_output(0).reshape(-1).astype(np.int64)
         got = dep.model.run_int8((xs.astype(np.int16) - 128).astype(np.int8).transpose(0, 3, 1, 2)).reshape(-1)
         np.testing.assert_array_equal(got + 128, ref, err_msg=f"trial {trial}")
+
+
+# (PAD ((top, bottom), (left, right)), PADV2 value or None, consumer: conv padding / "dw")
+PADS = [
+    (((0, 1), (0, 1)), None, "VALID"),  # Keras ZeroPadding2D before a stride-2 VALID conv
+    (((1, 1), (1, 1)), None, "dw"),
+    (((2, 1), (1, 3)), None, "SAME"),  # the PAD's rows and the conv's own padding add up
+    (((1, 0), (0, 2)), 5, "VALID"),  # PADV2 with the zero point as its constant
+]
+
+
+@pytest.mark.parametrize("hw,value,consumer", PADS)
+def test_pad_folded_into_conv(hw: tuple[tuple[int, int], tuple[int, int]], value: int | None, consumer: str,
+                              tmp_path: Path) -> None:  # fmt: skip
+    """PAD (zero points, same quantization) read only by a conv folds into the conv's padding, bit-exact."""
+    net = Net(seed=13)
+    x = net.act((1, 7, 6, 3), 0.05, 5)
+    p = net.pad(x, hw, value)
+    if consumer == "dw":
+        y = net.conv(p, 0, (3, 3), 2, "VALID", depth_multiplier=1)
+    else:
+        y = net.conv(p, 4, (3, 3), 2, consumer, "RELU")
+    graph, _, _ = _deploy(net, x, y, tmp_path)
+    assert [op.kind for op in graph.ops] == ["quantize", "depthwise" if consumer == "dw" else "conv"]
+    check(net, x, y, tmp_path)

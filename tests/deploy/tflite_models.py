@@ -178,6 +178,16 @@ class Net:
         y = self.act(shape, *self.q(x))
         return self.op("RESHAPE", [x, s], [y], "ReshapeOptions")
 
+    def pad(self, x: int, hw: tuple[tuple[int, int], tuple[int, int]], value: int | None = None) -> int:
+        """PAD of H and W by ((top, bottom), (left, right)) with the zero point; PADV2 with code ``value``."""
+        _, h, w, c = self.tensors[x].shape
+        pads = self.add((4, 2), "int32", data=np.array([(0, 0), *hw, (0, 0)], np.int32))
+        y = self.act((1, h + sum(hw[0]), w + sum(hw[1]), c), *self.q(x))
+        if value is None:
+            return self.op("PAD", [x, pads], [y], "PadOptions")
+        v = self.add((1,), "int8", *self.q(x), data=np.array([value], np.int8))
+        return self.op("PADV2", [x, pads, v], [y], "PadV2Options")
+
     def softmax(self, x: int, beta: float = 1.0) -> int:
         y = self.act(self.tensors[x].shape, 1 / 256, -128)
         return self.op("SOFTMAX", [x], [y], "SoftmaxOptions", Beta=beta)
