@@ -515,27 +515,28 @@ static inline __attribute__((always_inline)) void dk_arm_dw3x3_channel(
         wp[2 * ky + 1] = (int32_t)(((uint32_t)u1 & 0xFFFFu) | ((uint32_t)u2 << 16));
     }
     const int32_t p0 = wp[0], q0 = wp[1], p1 = wp[2], q1 = wp[3], p2 = wp[4], q2 = wp[5];
-    int next = -ph; /* next input row to stage */
+    int next = -ph, sn = (3 - ph) % 3, s0 = sn; /* next input row to stage, its ring slot; the window's first */
+    const int32_t row_bytes = (int32_t)in_w * c;
+    const int8_t *src_row = in + (int32_t)next * row_bytes;
     for (int oy = 0; oy < out_h; ++oy) {
         const int y0 = oy * sy - ph;
-        for (; next <= y0 + 2; ++next) {
-            dk_arm_h16 *r = ring + (int32_t)((next + 3) % 3) * span, *r2 = r + 3 * span;
+        for (; next <= y0 + 2; ++next, src_row += row_bytes, sn = sn == 2 ? 0 : sn + 1) {
+            dk_arm_h16 *d = ring + (int32_t)sn * span + pw, *d2 = d + 3 * span;
             if (next < 0 || next >= in_h) {
-                for (int x = 0; x < in_w; ++x) r[pw + x] = r2[pw + x] = (int16_t)in_zp;
+                for (int x = 0; x < in_w; ++x) d[x] = d2[x] = (int16_t)in_zp;
             } else {
-                const int8_t *src = in + (int32_t)next * in_w * c;
-                dk_arm_h16 *d = r + pw, *d2 = r2 + pw;
-                int x = 0;
-                for (; x + 4 <= in_w; x += 4, src += 4 * c) {
+                const int8_t *src = src_row;
+                for (int n4 = in_w >> 2; n4 > 0; --n4, src += 4 * c, d += 4, d2 += 4) {
                     const int16_t v0 = src[0], v1 = src[c], v2 = src[2 * c], v3 = src[3 * c];
-                    d[x] = d2[x] = v0, d[x + 1] = d2[x + 1] = v1, d[x + 2] = d2[x + 2] = v2;
-                    d[x + 3] = d2[x + 3] = v3;
+                    d[0] = d2[0] = v0, d[1] = d2[1] = v1, d[2] = d2[2] = v2, d[3] = d2[3] = v3;
                 }
-                for (; x < in_w; ++x, src += c) d[x] = d2[x] = *src;
+                for (int n1 = in_w & 3; n1 > 0; --n1, src += c) *d++ = *d2++ = *src;
             }
         }
-        const int32_t *r0 = (const int32_t *)(ring + (int32_t)((y0 + 3) % 3) * span);
+        const int32_t *r0 = (const int32_t *)(ring + (int32_t)s0 * span);
         const int32_t *r1 = r0 + span / 2, *r2 = r0 + span;
+        s0 += sy;
+        if (s0 >= 3) s0 -= 3;
         int8_t *o = out + (int32_t)oy * out_w * c;
         int ox = 0;
         if (sx == 1) {
