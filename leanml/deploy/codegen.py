@@ -52,6 +52,7 @@ from leanml.deploy.ir import (
 )  # fmt: skip
 from leanml.deploy.patch import PatchStage
 from leanml.deploy.planner import MemoryLayout, pointwise_chunk
+from leanml.deploy.weights import pack_w4
 from leanml.errors import LeanmlError
 
 HEADER = "leanml_kernels.h"
@@ -106,9 +107,15 @@ class _Emitter:
         return (self.const(op, "b", "int32_t", op.bias), self.const(op, "m", "int32_t", op.multiplier),
                 self.const(op, "s", "int32_t", op.shift))  # fmt: skip
 
+    def weights(self, op: Conv | Linear) -> str:
+        """The weight array's name: int8, or two 4-bit codes per byte when ``op.weight_bits`` is 4."""
+        if op.weight_bits == 4:
+            return self.const(op, "w", "uint8_t", pack_w4(op.weight))
+        return self.const(op, "w", "int8_t", op.weight)
+
     def conv_consts(self, op: Conv) -> tuple[str, str, str]:
         """The weight and bias array names, and the requantization arguments every conv kernel takes."""
-        w = self.const(op, "w", "int8_t", op.weight)
+        w = self.weights(op)
         b, m, s = self.requant_args(op)
         return w, b, f"{m}, {s}, {op.out_zp}, {op.act_min}, {op.act_max}"
 
@@ -131,13 +138,16 @@ def _conv(e: _Emitter, op: Conv) -> str:
     ih, iw, ic = op.in_shapes[0]
     oh, ow, oc = op.out_shape
     w, b, tail = e.conv_consts(op)
-    return (f"dk_conv2d_s8({e.ptr(op.inputs[0])}, {ih}, {iw}, {ic}, {op.in_zp}, {w}, {b}, {oc}, {op.kernel[0]}, "
+    kernel = "dk_conv2d_s8w4" if op.weight_bits == 4 else "dk_conv2d_s8"
+    return (f"{kernel}({e.ptr(op.inputs[0])}, {ih}, {iw}, {ic}, {op.in_zp}, {w}, {b}, {oc}, {op.kernel[0]}, "
             f"{op.kernel[1]}, {op.stride[0]}, {op.stride[1]}, {op.padding[0]}, {op.padding[1]}, {op.groups}, "
             f"{tail}, {e.ptr(op.output)}, {oh}, {ow});")  # fmt: skip
 
 
 def _conv1x1(e: _Emitter, op: Conv1x1) -> str:
     ih, iw, ic = op.in_shapes[0]
+    if op.weight_bits == 4:  # the packed general conv (packing skips in-place 1x1 convs: see sub_byte_weights)
+        return _conv(e, op)
     w, b, tail = e.conv_consts(op)
     if op.name in e.layout.in_place:
         scratch = f"(arena + {e.layout.scratch_offset[op.name]})"
@@ -153,17 +163,19 @@ def _depthwise(e: _Emitter, op: Depthwise) -> str:
     w, b, tail = e.conv_consts(op)
     geo = f"{ih}, {iw}, {ic}, {op.in_zp}, {w}, {b}, {op.kernel[0]}, {op.kernel[1]}, {op.stride[0]}, "
     geo += f"{op.stride[1]}, {op.padding[0]}, {op.padding[1]}, {tail}"
+    kernel = "dk_depthwise_conv2d_s8w4" if op.weight_bits == 4 else "dk_depthwise_conv2d_s8"
     if op.name in e.layout.in_place:
         scratch = f"(arena + {e.layout.scratch_offset[op.name]})"
-        return f"dk_depthwise_conv2d_s8_inplace({e.ptr(op.inputs[0])}, {geo}, {oh}, {ow}, {scratch});"
-    return f"dk_depthwise_conv2d_s8({e.ptr(op.inputs[0])}, {geo}, {e.ptr(op.output)}, {oh}, {ow});"
+        return f"{kernel}_inplace({e.ptr(op.inputs[0])}, {geo}, {oh}, {ow}, {scratch});"
+    return f"{kernel}({e.ptr(op.inputs[0])}, {geo}, {e.ptr(op.output)}, {oh}, {ow});"
 
 
 def _linear(e: _Emitter, op: Linear) -> str:
-    w = e.const(op, "w", "int8_t", op.weight)
+    w = e.weights(op)
     b, m, s = e.requant_args(op)
     out_f, in_f = op.weight.shape
-    return (f"dk_linear_s8({e.ptr(op.inputs[0])}, {in_f}, {op.in_zp}, {w}, {b}, {out_f}, {m}, {s}, {op.out_zp}, "
+    kernel = "dk_linear_s8w4" if op.weight_bits == 4 else "dk_linear_s8"
+    return (f"{kernel}({e.ptr(op.inputs[0])}, {in_f}, {op.in_zp}, {w}, {b}, {out_f}, {m}, {s}, {op.out_zp}, "
             f"{op.act_min}, {op.act_max}, {e.ptr(op.output)});")  # fmt: skip
 
 

@@ -123,32 +123,34 @@ def emit_patch_stage(e: Any, stage: PatchStage) -> str:
 
 
 def emit_stream_block(e: Any, block: StreamBlock) -> str:
-    """Emit the block's op functions and its row schedule into ``e.functions``; returns the add's layer body."""
-    x_base = e.layout.tensor_offset[block.input]
-    bases = {"x": x_base, "o": e.layout.tensor_offset[block.add.output], "s": e.layout.scratch_offset[block.add.name]}
+    """Emit the block's op functions and its row schedule into ``e.functions``; returns the last op's layer body."""
+    last = block.last
+    bases = {"x": e.layout.tensor_offset[block.input], "o": e.layout.tensor_offset[last.output],
+             "s": e.layout.scratch_offset[last.name]}  # fmt: skip
 
     def ptr(p: tuple[str, int]) -> str:
         return f"(arena + {bases[p[0]] + p[1]})"
 
-    for op in (*block.ops, block.add):
+    for op in (*block.ops, last):
         e.functions.append(_op_function(e, op))
-    _, out_w, out_c = block.add.out_shape
+    row_bytes = {op.output: op.out_shape[1] * op.out_shape[2] for op in (*block.ops, last)}
     lines = []
     for act in block.actions:
-        if act[0] == "shift":
+        if act[0] == "shift":  # drop a line buffer's oldest row
             _, t, keep = act
-            rb = next(op.out_shape[1] * op.out_shape[2] for op in block.ops if op.output == t)
-            base = bases["s"] + block.windows[t][0]
+            base, rb = bases["s"] + block.windows[t][0], row_bytes[t]
             lines.append(f"memmove(arena + {base}, arena + {base + rb}, {keep * rb});")
-        elif act[0] == "conv":
+        elif act[0] == "conv":  # one output row from a window of input rows
             _, op, src, rows, top, dst = act
             lines.append(f"so_{op.name}({ptr(src)}, (const int8_t *)0, {rows}, {op.in_shapes[0][1]}, {top}, "
                          f"{op.padding[1]}, {ptr(dst)}, 1, {op.out_shape[1]});")  # fmt: skip
-        else:
-            _, r, a, b, dst = act
-            lines.append(f"so_{block.add.name}({ptr(a)}, {ptr(b)}, 1, {out_w}, 0, 0, {ptr(dst)}, 1, {out_w});")
-            if dst[0] == "s":  # in place: the row goes over x rows read for the last time
-                lines.append(f"memmove(arena + {bases['o'] + r * out_w * out_c}, {ptr(dst)}, {out_w * out_c});")
-    fn = f"stream_{block.add.name}"
+        elif act[0] == "add":
+            _, a, b, dst = act
+            w = last.out_shape[1]
+            lines.append(f"so_{last.name}({ptr(a)}, {ptr(b)}, 1, {w}, 0, 0, {ptr(dst)}, 1, {w});")
+        else:  # in place: the finished row goes over x rows read for the last time
+            rb = row_bytes[last.output]
+            lines.append(f"memmove(arena + {bases['o'] + act[1] * rb}, arena + {bases['s'] + block.tmp_offset}, {rb});")
+    fn = f"stream_{last.name}"
     e.functions.append(f"static void {fn}(int8_t *arena) {{\n    " + "\n    ".join(lines) + "\n}\n")
     return f"{fn}(arena);"

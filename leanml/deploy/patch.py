@@ -242,154 +242,168 @@ def stage_summary(graph: Graph) -> dict[str, int | float | str] | None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Row-streamed residual blocks (line buffers): every row of every tensor computed once, no halo overhead
+# Row streaming (line buffers): a conv chain or a residual block, every row of every tensor computed once
 # ---------------------------------------------------------------------------------------------------------------
 
-Ptr = tuple[str, int]  # ("x" block input | "o" block output | "s" block scratch, byte offset)
+Ptr = tuple[str, int]  # ("x" stage input | "o" stage output | "s" stage scratch, byte offset)
 
 
 @dataclass
 class StreamBlock:
-    """A residual block ``add(branch_a(x), branch_b(x))`` run row by row at its add's step.
+    """Consecutive ops run row by row at the step of the last one: a conv chain ``last(...(x))`` or a residual
+    block ``add(branch_a(x), branch_b(x))`` (branches: conv chains, one may be the identity).
 
-    Each branch is a chain of convs (possibly empty: the identity). Every inner tensor lives in a line buffer of
-    as many rows as its consumer's kernel is high; each output row of the add is computed once and written into
-    the full output, which lies over ``x`` when ``in_place`` (every ``x`` row it overwrites is read for the last
-    time before). ``actions`` is the static schedule the code generator writes out.
+    Every inner tensor lives in a line buffer of as many rows as its reader's kernel is high; each output row is
+    computed once and written into the full output, which lies over ``x`` when ``in_place`` (every ``x`` row it
+    overwrites is read for the last time before). ``actions`` is the static schedule the code generator writes.
     """
 
-    add: Add
-    ops: list[Op]  # the branch convs, in graph order
+    last: Op  # the Add or the last conv
+    ops: list[Op]  # the other ops (convs), in graph order
     input: str  # x
     windows: dict[str, tuple[int, int]] = field(default_factory=dict)  # inner tensor -> (scratch offset, rows)
     tmp_offset: int = 0  # one output row (scratch), when in place
     scratch_bytes: int = 0
     in_place: bool = False
-    # ("shift", tensor, rows kept) | ("conv", op, in ptr, in rows, top pad, out ptr) | ("add", row, a, b, out)
+    # ("shift", tensor, rows kept) | ("conv", op, in ptr, in rows, top pad, out ptr) | ("add", a ptr, b ptr, out ptr)
+    # | ("copy", output row): the row from tmp into the output
     actions: list[tuple] = field(default_factory=list)  # type: ignore[type-arg]
 
     def macs(self) -> int:
         """MACs executed: the same as layer by layer (each row is computed once)."""
-        return sum(op.macs() for op in (*self.ops, self.add))
+        return sum(op.macs() for op in (*self.ops, self.last))
 
 
 def _row_bytes(shape: tuple[int, ...]) -> int:
     return shape[1] * shape[2]
 
 
+def _conv_rows(op: Conv, row: int) -> tuple[int, int, int]:
+    """Input rows [a, b) that output row ``row`` of ``op`` reads, and the padding rows above them."""
+    top = row * op.stride[0] - op.padding[0]
+    return max(top, 0), min(top + op.kernel[0], op.in_shapes[0][0]), max(0, -top)
+
+
 def _schedule(block: StreamBlock, in_place: bool) -> bool:
     """Fill the block's line buffers and actions; True when the output may overwrite ``x`` (checked row by row)."""
     producer = {op.output: op for op in block.ops}
-    consumer = {src: op for op in block.ops for src in op.inputs}
+    consumer = {src: op for op in (*block.ops, block.last) for src in op.inputs}
     shapes = {op.output: op.out_shape for op in block.ops}
     shapes[block.input] = next(
         shape
-        for op in (*block.ops, block.add)
+        for op in (*block.ops, block.last)
         for src, shape in zip(op.inputs, op.in_shapes, strict=True)
         if src == block.input
     )
     offset, windows = 0, {}
     for op in block.ops:
-        cons = consumer.get(op.output)
+        cons = consumer[op.output]
         rows = cons.kernel[0] if isinstance(cons, Conv) else 1
         windows[op.output] = (offset, rows)
         offset += rows * _row_bytes(op.out_shape)
-    block.windows = windows
-    block.tmp_offset = offset
-    out_rb = _row_bytes(block.add.out_shape)
+    block.windows, block.tmp_offset = windows, offset
+    out_rb = _row_bytes(block.last.out_shape)
     block.scratch_bytes = offset + (out_rb if in_place else 0)
-    lo = dict.fromkeys(windows, 0)
-    done = dict.fromkeys(windows, 0)
+    lo, done = dict.fromkeys(windows, 0), dict.fromkeys(windows, 0)
     last_read: dict[int, int] = {}  # x row -> index of the last action reading it
+    writes: list[int] = []  # output row -> index of the action writing it
     actions: list[tuple] = []  # type: ignore[type-arg]
 
     def rows_of(t: str, a: int) -> Ptr:
-        return ("x", a * _row_bytes(shapes[t])) if t == block.input else \
-            ("s", windows[t][0] + (a - lo[t]) * _row_bytes(shapes[t]))  # fmt: skip
+        if t == block.input:
+            return ("x", a * _row_bytes(shapes[t]))
+        return ("s", windows[t][0] + (a - lo[t]) * _row_bytes(shapes[t]))
 
-    def read_x(a: int, b: int) -> None:
-        for y in range(a, b):
-            last_read[y] = len(actions)
+    def fetch(src: str, a: int, b: int) -> Ptr:
+        """Make rows [a, b) of ``src`` available; their pointer."""
+        if src == block.input:
+            for y in range(a, b):
+                last_read[y] = len(actions)
+        else:
+            ensure(src, b - 1)
+        return rows_of(src, a)
 
     def ensure(t: str, row: int) -> None:
         op = producer[t]
-        src = op.inputs[0]
         assert isinstance(op, Conv)
         while done[t] <= row:
             k = done[t]
-            top = k * op.stride[0] - op.padding[0]
-            a, b = max(top, 0), min(top + op.kernel[0], op.in_shapes[0][0])
-            if src != block.input:
-                ensure(src, b - 1)
-            if k - lo[t] == windows[t][1]:  # full: drop the oldest row
+            a, b, top = _conv_rows(op, k)
+            src = fetch(op.inputs[0], a, b)
+            if k - lo[t] == windows[t][1]:  # full: drop the oldest row (never read again: rows come in order)
                 lo[t] += 1
                 actions.append(("shift", t, windows[t][1] - 1))
-            if src == block.input:
-                read_x(a, b)
-            actions.append(("conv", op, rows_of(src, a), b - a, max(0, -top), rows_of(t, k)))
+                src = rows_of(op.inputs[0], a)
+            actions.append(("conv", op, src, b - a, top, rows_of(t, k)))
             done[t] += 1
 
-    ok = in_place
-    for r in range(block.add.out_shape[0]):
-        ptrs = []
-        for src in block.add.inputs:
-            if src == block.input:
-                read_x(r, r + 1)
-            else:
-                ensure(src, r)
-            ptrs.append(rows_of(src, r))
+    for r in range(block.last.out_shape[0]):
         out: Ptr = ("s", block.tmp_offset) if in_place else ("o", r * out_rb)
-        actions.append(("add", r, ptrs[0], ptrs[1], out))
-    if in_place:  # output row r is copied over x at its add action: every x row under it must be read by then
-        x_rb = _row_bytes(shapes[block.input])
-        writes = [i for i, act in enumerate(actions) if act[0] == "add"]
-        for r, t in enumerate(writes):
-            for y in range(r * out_rb // x_rb, ((r + 1) * out_rb - 1) // x_rb + 1):
-                ok = ok and last_read.get(y, -1) <= t
+        if isinstance(block.last, Conv):
+            a, b, top = _conv_rows(block.last, r)
+            actions.append(("conv", block.last, fetch(block.last.inputs[0], a, b), b - a, top, out))
+        else:
+            ptrs = [fetch(src, r, r + 1) for src in block.last.inputs]
+            actions.append(("add", ptrs[0], ptrs[1], out))
+        writes.append(len(actions))
+        if in_place:
+            actions.append(("copy", r))
     block.actions = actions
-    return ok
+    if not in_place:
+        return False
+    x_rb = _row_bytes(shapes[block.input])  # output row r is copied over x at writes[r]: x rows under it done?
+    return all(last_read.get(y, -1) < t for r, t in enumerate(writes)
+               for y in range(r * out_rb // x_rb, ((r + 1) * out_rb - 1) // x_rb + 1))  # fmt: skip
 
 
-def find_blocks(graph: Graph) -> dict[str, StreamBlock]:
-    """Residual blocks that can run row-streamed, keyed by their add's name (scheduled, in place where safe).
+def make_block(graph: Graph, steps: list[int]) -> StreamBlock | None:
+    """The ops at ``steps`` (consecutive, ending at a conv or a residual add) as a scheduled block, or None when
+    they do not form one: convs whose inner tensors have one reader each, all inside, reading one outside ``x``."""
+    ops = [graph.ops[i] for i in steps]
+    last, inner = ops[-1], ops[:-1]
+    if not inner or any(not isinstance(op, Conv) or len(op.out_shape) != 3 for op in inner):
+        return None
+    if not isinstance(last, (Conv, Add)) or len(last.out_shape) != 3 or len(set(last.inputs)) != len(last.inputs):
+        return None
+    outputs = {op.output for op in inner}
+    outside = {src for op in ops for src in op.inputs if src not in outputs}
+    if len(outside) != 1 or graph.output in outputs:
+        return None
+    x = outside.pop()
+    readers = {t: sum(op.inputs.count(t) for op in graph.ops) for t in outputs}
+    inside_readers = {t: sum(op.inputs.count(t) for op in ops) for t in outputs}
+    if any(readers[t] != 1 or inside_readers[t] != 1 for t in outputs):
+        return None
+    block = StreamBlock(last, inner, x)
+    block.in_place = _schedule(block, True)
+    if not block.in_place:
+        _schedule(block, False)
+    return block
 
-    A block: an :class:`Add` of two conv chains (or a chain and the identity) from one tensor ``x`` that nothing
-    else reads, whose inner tensors have one reader each, taking consecutive steps ending at the add.
+
+def stream_candidates(graph: Graph, max_ops: int = 4) -> list[list[int]]:
+    """Step ranges that may stream: every residual block, and conv chains of 2 to ``max_ops`` ops.
 
     Example:
         >>> # see tests/deploy/test_fused.py
     """
-    producer = {op.output: (i, op) for i, op in enumerate(graph.ops)}
-    readers: dict[str, list[int]] = {}
-    for i, op in enumerate(graph.ops):
+    producer = {op.output: i for i, op in enumerate(graph.ops)}
+    readers: dict[str, int] = {}
+    for op in graph.ops:
         for src in op.inputs:
-            readers.setdefault(src, []).append(i)
-    blocks = {}
-    for j, add in enumerate(graph.ops):
-        if not isinstance(add, Add) or len(add.out_shape) != 3 or len(set(add.inputs)) != 2:
-            continue
-        roots, steps = [], {j}
-        for src in add.inputs:
-            t = src
-            while t in producer and isinstance(producer[t][1], Conv) and len(readers.get(t, [])) == 1 \
-                    and t != graph.output:  # fmt: skip
-                i, op = producer[t]
-                steps.add(i)
-                t = op.inputs[0]
-            roots.append(t)
-        x = roots[0]
-        if roots[0] != roots[1] or len(steps) < 2 or x == graph.output or x not in producer:
-            continue
-        if steps != set(range(min(steps), j + 1)) or not set(readers[x]) <= steps:
-            continue
-        if any(len(graph.ops[i].out_shape) != 3 for i in steps) or len(producer[x][1].out_shape) != 3:
-            continue
-        block = StreamBlock(add, [graph.ops[i] for i in sorted(steps) if i != j], x)
-        block.in_place = _schedule(block, True)
-        if not block.in_place:
-            _schedule(block, False)
-        blocks[add.name] = block
-    return blocks
+            readers[src] = readers.get(src, 0) + 1
+    ranges = []
+    for j, op in enumerate(graph.ops):
+        if isinstance(op, Add):  # back through its branches' convs to the tensor they share
+            steps = {j}
+            for src in op.inputs:
+                while src in producer and isinstance(graph.ops[producer[src]], Conv) and readers[src] == 1:
+                    steps.add(producer[src])
+                    src = graph.ops[producer[src]].inputs[0]
+            ranges.append(list(range(min(steps), j + 1)))
+        elif isinstance(op, Conv):
+            ranges += [list(range(j - n + 1, j + 1)) for n in range(2, max_ops + 1) if j - n + 1 >= 1]
+    return ranges
 
 
 __all__ = [
@@ -399,8 +413,9 @@ __all__ = [
     "PatchStage",
     "Rect",
     "StreamBlock",
-    "find_blocks",
+    "make_block",
     "patch_graph",
     "plan_patches",
     "stage_summary",
+    "stream_candidates",
 ]

@@ -26,12 +26,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from leanml.deploy.ir import Conv1x1, Depthwise, Graph, Op
-from leanml.deploy.patch import StreamBlock, find_blocks
+from leanml.deploy.patch import StreamBlock, make_block, stream_candidates
 from leanml.errors import LeanmlError
 from leanml.profile.memory import MemoryPlan, TensorNode, reuses_input, tensor_lifetimes
 
 ALIGN = 16
 STRATEGIES = ("greedy_by_size", "greedy_by_start", "best")
+STREAM_MIN_GAIN = 0.05  # row streaming is taken where it cuts the arena by at least this fraction
 
 
 def _align(n: int) -> int:
@@ -141,11 +142,7 @@ class MemoryLayout:
     @property
     def peak_live_bytes(self) -> int:
         """Lower bound: the most activation + scratch bytes live at one step."""
-        segs = [s for buf in self.placement.segments for s in buf]
-        steps = max((end for _, _, end in segs), default=-1) + 1
-        per_step = [sum(max((n for n, a, b in buf if a <= t <= b), default=0) for buf in self.placement.segments)
-                    for t in range(steps)]  # fmt: skip
-        return max(per_step, default=0)
+        return max(_step_totals(self), default=0)
 
 
 def pointwise_chunk(op: Op) -> int:
@@ -171,7 +168,11 @@ def _scratch_bytes(op: Op, in_place: set[str]) -> int:
 
 def plan_memory(graph: Graph, in_place: bool = True, strategy: str = "best") -> MemoryLayout:
     """Lifetimes from the one memory model, in-place depthwise / 1x1 convs where the input dies there, row-streamed
-    residual blocks (when they lower the arena), arena offsets.
+    blocks where they cut the arena, arena offsets.
+
+    Streaming is chosen greedily: while some candidate block (:func:`~leanml.deploy.patch.stream_candidates`)
+    over a step near the peak lowers the arena (or the bytes of the steps near it), the best one is taken; the
+    result is kept if it cuts the arena by at least :data:`STREAM_MIN_GAIN`.
 
     Example:
         >>> # see tests/deploy/test_planner.py and tests/deploy/test_fused.py
@@ -179,11 +180,51 @@ def plan_memory(graph: Graph, in_place: bool = True, strategy: str = "best") -> 
     plain = _plan(graph, in_place, strategy, {})
     if not in_place:
         return plain
-    blocks = find_blocks(graph)
-    if not blocks:
-        return plain
-    fused = _plan(graph, in_place, strategy, blocks)
-    return fused if fused.arena_bytes < plain.arena_bytes else plain
+    candidates = stream_candidates(graph)
+    made: dict[tuple[int, ...], StreamBlock | None] = {}
+    tries = [_greedy(graph, strategy, plain, candidates, made, plateau) for plateau in (False, True)]
+    best = min(tries, key=lambda lay: (lay.arena_bytes, len(lay.blocks)))
+    return best if best.arena_bytes <= (1 - STREAM_MIN_GAIN) * plain.arena_bytes else plain
+
+
+def _greedy(graph: Graph, strategy: str, layout: MemoryLayout, candidates: list[list[int]],
+            made: dict[tuple[int, ...], StreamBlock | None], plateau: bool) -> MemoryLayout:  # fmt: skip
+    """Take the best candidate block near the peak while one lowers the cost (the arena; with ``plateau``, then
+    the bytes of the steps near it, so that several equal peaks are worn down one by one)."""
+    chosen: dict[str, StreamBlock] = {}
+    while True:
+        cost = _cost(layout, plateau)
+        totals = _step_totals(layout)
+        hot = {t for t, v in enumerate(totals) if v >= (1 - STREAM_MIN_GAIN) * max(totals, default=0)}
+        best: tuple[tuple[int, ...], MemoryLayout, StreamBlock] | None = None
+        for steps in candidates:
+            if not hot & set(steps) or {graph.ops[i].name for i in steps} & (layout.streamed | set(chosen)):
+                continue
+            key = tuple(steps)
+            if key not in made:
+                made[key] = make_block(graph, steps)
+            block = made[key]
+            if block is None:
+                continue
+            trial = _plan(graph, True, strategy, {**chosen, block.last.name: block})
+            if _cost(trial, plateau) < (best[0] if best else cost):
+                best = (_cost(trial, plateau), trial, block)
+        if best is None:
+            return layout
+        _, layout, block = best
+        chosen[block.last.name] = block
+
+
+def _cost(layout: MemoryLayout, plateau: bool) -> tuple[int, ...]:
+    totals = _step_totals(layout)
+    near = (1 - STREAM_MIN_GAIN) * max(totals, default=0)
+    return (layout.arena_bytes, sum(v for v in totals if v >= near)) if plateau else (layout.arena_bytes,)
+
+
+def _step_totals(layout: MemoryLayout) -> list[int]:
+    segs = layout.placement.segments
+    steps = max((b for buf in segs for _, _, b in buf), default=-1) + 1
+    return [sum(max((n for n, a, b in buf if a <= t <= b), default=0) for buf in segs) for t in range(steps)]
 
 
 def _plan(graph: Graph, in_place: bool, strategy: str, blocks: dict[str, StreamBlock]) -> MemoryLayout:
@@ -196,7 +237,8 @@ def _plan(graph: Graph, in_place: bool, strategy: str, blocks: dict[str, StreamB
         inner = {o.output for o in block.ops}
         streamed |= {o.name for o in block.ops}
         nodes = [TensorNode(n.id, n.name, n.inputs, 0, False) if n.id in inner else n for n in nodes]
-        nodes[i] = TensorNode(op.output, op.name, (block.input, *op.inputs), op.out_numel, block.in_place)
+        nodes[i] = TensorNode(op.output, op.name, (block.input, *op.inputs), op.out_numel, block.in_place,
+                              op.kind == "quantize")  # fmt: skip
     lifetimes = tensor_lifetimes(nodes, [graph.output])
     in_place_ops = set()
     for op in graph.ops:

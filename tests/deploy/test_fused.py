@@ -13,7 +13,7 @@ from torch import nn
 from leanml.deploy.build import OPT_FLAGS, CompiledModel, compile_shared
 from leanml.deploy.codegen import c_prefix
 from leanml.deploy.engine import DeployConfig, Deployment, deploy, verify
-from leanml.deploy.ir import Conv1x1, lower
+from leanml.deploy.ir import Add, Conv, Conv1x1, lower
 from leanml.deploy.planner import plan_memory
 from tests.deploy.test_engine import _cache, integer_model  # noqa: F401  (fixture: build cache per session)
 
@@ -58,6 +58,24 @@ class Residual(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
+class Chain(nn.Module):
+    """A high-resolution conv chain (stride-2 stem, depthwise, 1x1 grow, strided depthwise, 1x1) to stream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, stride=2, padding=1)
+        self.dw1 = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.pw1 = nn.Conv2d(8, 24, 1)
+        self.dw2 = nn.Conv2d(24, 24, 3, stride=2, padding=1, groups=24)
+        self.pw2 = nn.Conv2d(24, 16, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.pw1(torch.relu(self.dw1(torch.relu(self.stem(x))))))
+        return self.fc(torch.flatten(self.pool(self.pw2(torch.relu(self.dw2(y)))), 1))
+
+
 def scalar_build(dep: Deployment) -> CompiledModel:
     """The same deployment built with the plain `_ref` kernels only (-DDK_NO_SIMD)."""
     m = dep.model
@@ -67,7 +85,7 @@ def scalar_build(dep: Deployment) -> CompiledModel:
     )
 
 
-@pytest.mark.parametrize(("module", "shape"), [(Pointwise, (1, 27, 23)), (Residual, (1, 27, 25))])
+@pytest.mark.parametrize(("module", "shape"), [(Pointwise, (1, 27, 23)), (Residual, (1, 27, 25)), (Chain, (1, 57, 49))])
 def test_in_place_and_streamed_ops_equal_the_reference_and_the_plain_build(module, shape):
     imodel = integer_model(module(), shape)
     fused, plain = deploy(imodel, DeployConfig()), deploy(imodel, DeployConfig(in_place=False))
@@ -80,7 +98,8 @@ def test_in_place_and_streamed_ops_equal_the_reference_and_the_plain_build(modul
         ones = [op.name for op in fused.graph.ops if isinstance(op, Conv1x1)]
         assert set(ones) <= fused.layout.in_place and len(ones) == 3
     else:
-        assert len(fused.layout.blocks) == 2 and all(b.in_place for b in fused.layout.blocks.values())
+        blocks = fused.layout.blocks.values()
+        assert blocks and all(isinstance(b.last, Add if module is Residual else Conv) for b in blocks)
         assert "/* runs row by row" in fused.sources["leanml_model.c"]
 
 
@@ -102,8 +121,8 @@ def test_streamed_blocks_have_no_mac_overhead_and_small_line_buffers():
     imodel = integer_model(Residual(), (1, 27, 25))
     dep = deploy(imodel, DeployConfig())
     for block in dep.layout.blocks.values():
-        assert block.macs() == sum(op.macs() for op in (*block.ops, block.add))
-        assert block.scratch_bytes < block.add.out_numel  # a few rows, never a whole map
+        assert block.macs() == sum(op.macs() for op in (*block.ops, block.last))
+        assert block.scratch_bytes < block.last.out_numel  # a few rows, never a whole map
     assert dep.graph.macs() == deploy(imodel, DeployConfig(in_place=False)).graph.macs()
 
 

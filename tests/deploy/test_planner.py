@@ -5,9 +5,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leanml.deploy.ir import Depthwise, lower
-from leanml.deploy.planner import ALIGN, memory_report, place_buffers, plan_memory
+from leanml.deploy.planner import ALIGN, memory_report, place_buffers, place_segments, plan_memory
 from leanml.models import build_model
 from leanml.profile import activation_buffers, trace_ops
+from leanml.profile.memory import TensorNode, tensor_lifetimes
 from leanml.quant import QuantSim, convert
 
 
@@ -58,10 +59,11 @@ def test_plans_of_the_reference_models_are_sound_and_in_place_pays_on_mobilenetv
         assert report.lower_bound_bytes <= report.arena_bytes <= report.tflm_bytes <= report.naive_bytes
         no_inplace = plan_memory(graph, in_place=False)
         if name == "mobilenetv2":  # in place, each depthwise step holds one map + one channel instead of two maps
-            steps = [i for i, op in enumerate(graph.ops) if isinstance(op, Depthwise)]
+            steps = [i for i, op in enumerate(graph.ops) if isinstance(op, Depthwise)
+                     and op.name not in layout.streamed and op.name not in layout.blocks]  # fmt: skip
+            assert len(steps) >= 3  # the others run row-streamed inside blocks
             readers = [sum(op.inputs.count(graph.ops[i].inputs[0]) for op in graph.ops) for i in steps]
             assert [graph.ops[i].name in layout.in_place for i in steps] == [n == 1 for n in readers]
-            assert len(layout.in_place) >= len(steps) - 1  # only the first block's input feeds a residual add
             for i in steps:
                 if graph.ops[i].name not in layout.in_place:
                     continue
@@ -69,3 +71,31 @@ def test_plans_of_the_reference_models_are_sound_and_in_place_pays_on_mobilenetv
                 assert saved == graph.ops[i].out_numel
         # without in-place ops the lifetimes are the one memory model's, as profile reports them (int8)
         assert no_inplace.lifetimes.peak_numel == activation_buffers(trace_ops(model, (1, 28, 28))).peak_numel
+
+
+segment_buffers = st.lists(
+    st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 20), st.integers(0, 6)), min_size=1, max_size=3).map(
+        lambda segs: [(n, a, a + d) for n, a, d in segs]
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(segment_buffers, st.sampled_from(["greedy_by_size", "greedy_by_start", "best"]))
+def test_segment_placement_never_overlaps_live_segments(bufs, strategy):
+    plan = place_segments(bufs, strategy)
+    assert_no_overlap(bufs, plan.offsets)
+    for off, segs in zip(plan.offsets, bufs, strict=True):
+        assert all(off + -(-n // ALIGN) * ALIGN <= plan.arena_bytes for n, _, _ in segs)
+
+
+def test_a_buffer_grows_only_from_the_step_its_larger_tensor_is_written():
+    nodes = [TensorNode("x", "x", (), 10, is_input=True), TensorNode("y", "pw", ("x",), 30, True),
+             TensorNode("z", "fc", ("y",), 5)]  # fmt: skip
+    plan = tensor_lifetimes(nodes, ["z"])
+    assert len(plan.buffers) == 2 and plan.buffers[0].numel == 30
+    assert plan.live_numel == [10, 30, 35]  # x alone, then x and y sharing a buffer: the larger, then y + z
+    # two buffers: x/y growing at step 1 and one of 20 bytes at step 0: it fits in y's future tail
+    assert place_segments([[(16, 0, 1), (48, 1, 2)], [(32, 0, 0)]], "greedy_by_size").arena_bytes == 48
