@@ -475,7 +475,19 @@ static inline void dk_linear_s8_dsp(const int8_t *in, int in_features, int32_t i
             st[2 * g] = __ssub16(__sxtb16(v), zp2);
             st[2 * g + 1] = __ssub16(dk_arm_sxtb16_ror8(v), zp2);
         }
-    for (int o = 0; o < out_features; o += rows) {
+    int o = 0;
+    if (fast && bias && act_min == -128 && act_max == 127 && ng) /* full blocks: no per-row conditions */
+        for (; o + rows <= out_features && (k & 3) == 0; o += rows) {
+            const int8_t *w0 = w + (int32_t)o * k;
+            int32_t acc[4] = {bias[o], bias[o + 1], bias[o + 2], staged ? bias[o + 3] : 0};
+            if (staged)
+                dk_arm_mac_4rows(st, w0, k, ng, acc);
+            else
+                dk_arm_mac_3rows(in, zp2, w0, k, ng, acc);
+            for (int j = 0; j < rows; ++j)
+                out[o + j] = (int8_t)dk_arm_rq_fast(acc[j], mult[o + j], -2 - shift[o + j], c, -128, 127);
+        }
+    for (; o < out_features; o += rows) {
         const int n = out_features - o < rows ? out_features - o : rows;
         const int8_t *w0 = w + (int32_t)o * k;
         int32_t acc[4];
@@ -515,17 +527,16 @@ static inline __attribute__((always_inline)) void dk_arm_dw3x3_channel(
         wp[2 * ky + 1] = (int32_t)(((uint32_t)u1 & 0xFFFFu) | ((uint32_t)u2 << 16));
     }
     const int32_t p0 = wp[0], q0 = wp[1], p1 = wp[2], q1 = wp[3], p2 = wp[4], q2 = wp[5];
-    int next = -ph, sn = (3 - ph) % 3, s0 = sn; /* next input row to stage, its ring slot; the window's first */
-    const int32_t row_bytes = (int32_t)in_w * c;
-    const int8_t *src_row = in + (int32_t)next * row_bytes;
+    int next = -ph; /* next input row to stage */
     for (int oy = 0; oy < out_h; ++oy) {
         const int y0 = oy * sy - ph;
-        for (; next <= y0 + 2; ++next, src_row += row_bytes, sn = sn == 2 ? 0 : sn + 1) {
-            dk_arm_h16 *d = ring + (int32_t)sn * span + pw, *d2 = d + 3 * span;
+        for (; next <= y0 + 2; ++next) {
+            dk_arm_h16 *r = ring + (int32_t)((next + 3) % 3) * span, *r2 = r + 3 * span;
             if (next < 0 || next >= in_h) {
-                for (int x = 0; x < in_w; ++x) d[x] = d2[x] = (int16_t)in_zp;
+                for (int x = 0; x < in_w; ++x) r[pw + x] = r2[pw + x] = (int16_t)in_zp;
             } else {
-                const int8_t *src = src_row;
+                const int8_t *src = in + (int32_t)next * in_w * c;
+                dk_arm_h16 *d = r + pw, *d2 = r2 + pw;
                 for (int n4 = in_w >> 2; n4 > 0; --n4, src += 4 * c, d += 4, d2 += 4) {
                     const int16_t v0 = src[0], v1 = src[c], v2 = src[2 * c], v3 = src[3 * c];
                     d[0] = d2[0] = v0, d[1] = d2[1] = v1, d[2] = d2[2] = v2, d[3] = d2[3] = v3;
@@ -533,10 +544,8 @@ static inline __attribute__((always_inline)) void dk_arm_dw3x3_channel(
                 for (int n1 = in_w & 3; n1 > 0; --n1, src += c) *d++ = *d2++ = *src;
             }
         }
-        const int32_t *r0 = (const int32_t *)(ring + (int32_t)s0 * span);
+        const int32_t *r0 = (const int32_t *)(ring + (int32_t)((y0 + 3) % 3) * span);
         const int32_t *r1 = r0 + span / 2, *r2 = r0 + span;
-        s0 += sy;
-        if (s0 >= 3) s0 -= 3;
         int8_t *o = out + (int32_t)oy * out_w * c;
         int ox = 0;
         if (sx == 1) {
