@@ -7,14 +7,18 @@ become, so the planner, the code generator and the kernels are shared. The const
 
 - conv / depthwise (per-channel weights): multiplier = QuantizeMultiplier(in_scale * w_scale[c] / out_scale),
   in double precision from the float32 scales; padding SAME puts the odd pixel at the bottom/right;
-- fully connected (per-tensor): the same with the one weight scale;
+- fully connected: the same, per tensor or per channel (the pip TFLM takes the per-tensor product in double too);
 - add: left shift 20, inputs rescaled by s / (2 max(s_a, s_b)), output by 2 max(s_a, s_b) / (2^20 s_out);
 - fused activations: clamp bounds zp + round(limit / scale) in float32, intersected with [-128, 127];
 - softmax: PreprocessSoftmaxScaling(beta, in_scale, 5 integer bits) and CalculateInputRadius.
 
 Supported opcodes: see :data:`TFLITE_LOWERINGS`; anything else is a :class:`~leanml.errors.LeanmlError` naming
-the opcode and the supported list. Activations are int8 (weights int8, biases int32); float inputs/outputs are
-supported through QUANTIZE as the first and DEQUANTIZE as the last operator.
+the opcode and the supported list. Activations are int8 (weights int8, biases int32). Float inputs/outputs go
+through QUANTIZE as the first and DEQUANTIZE as the last operator (the generated float API does them); uint8
+ends (QUANTIZE uint8 <-> int8 with the same scale, zero point + 128) are TFLite's exact shift of the codes by
+128, so ``run_q`` takes and returns int8 codes = uint8 codes - 128; a rescaling uint8 end is refused. A PAD of
+zero points read only by one CONV_2D / DEPTHWISE_CONV_2D folds into that conv's padding; any other PAD is
+refused (it would need a pad kernel). The operators must come in execution order, each tensor written once.
 
 Example:
     >>> graph = load_tflite("../shared/models/tflite/kws_ref_model.tflite")  # doctest: +SKIP
@@ -403,6 +407,9 @@ def _reshape(imp: Importer, op: TfOp) -> None:
 def _softmax(imp: Importer, op: TfOp) -> None:
     src, out = op.inputs[0], op.outputs[0]
     qi, qo = imp.act_q(op, src), imp.act_q(op, out)
+    if imp.tensor(src).shape != imp.tensor(out).shape:
+        raise imp.error(op, f"maps {list(imp.tensor(src).shape)} to {list(imp.tensor(out).shape)}",
+                        "a softmax keeps its input's shape: the .tflite file is inconsistent")  # fmt: skip
     if qo.zero_point != -128 or abs(float(qo.scale) - 1.0 / 256) > 0.001 / 256:  # TFLM's TF_LITE_ENSURE_NEAR
         raise imp.error(op, f"has output scale {qo.scale} and zero point {qo.zero_point}",
                         "TFLite's int8 softmax writes scale 1/256, zero point -128")  # fmt: skip

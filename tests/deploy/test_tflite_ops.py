@@ -89,12 +89,14 @@ def test_depthwise(h: int, w: int, c: int, mult: int, k: int, s: int, pad: str, 
     check(net, x, y, tmp_path)
 
 
-@pytest.mark.parametrize("shape,act", [((1, 40), "NONE"), ((1, 3, 3, 4), "RELU"), ((1, 1, 1, 16), "NONE")])
-def test_fully_connected(shape: tuple[int, ...], act: str, tmp_path: Path) -> None:
-    """From a vector and straight from a 4-D map (TFLM flattens NHWC; so does the IR)."""
+@pytest.mark.parametrize("shape,act,per_channel", [((1, 40), "NONE", False), ((1, 3, 3, 4), "RELU", False),
+                                                 ((1, 1, 1, 16), "NONE", False), ((1, 30), "RELU6", True)])  # fmt: skip
+def test_fully_connected(shape: tuple[int, ...], act: str, per_channel: bool, tmp_path: Path) -> None:
+    """From a vector and straight from a 4-D map (TFLM flattens NHWC; so does the IR); per-tensor and
+    per-channel weights."""
     net = Net(seed=len(shape))
     x = net.act(shape, 0.03, 11)
-    y = net.fc(x, 10, act)
+    y = net.fc(x, 10, act, per_channel)
     check(net, x, y, tmp_path)
 
 
