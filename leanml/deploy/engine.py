@@ -32,6 +32,7 @@ from leanml.deploy.codegen import c_prefix, generate_c
 from leanml.deploy.ir import Graph, lower
 from leanml.deploy.patch import patch_graph, stage_summary
 from leanml.deploy.planner import STRATEGIES, MemoryLayout, MemoryReport, memory_report, plan_memory
+from leanml.deploy.weights import use_sub_byte_weights
 from leanml.errors import LeanmlError
 from leanml.profile.timing import LatencyStats, measure_latency
 from leanml.quant.integer import IntegerModel
@@ -51,6 +52,7 @@ class DeployConfig(Config):
     target: str = "host"
     patch: int = 0  # n > 0: run the first stage in n x n patches (MCUNetV2)
     patch_until: str | None = None  # tensor ending the patch stage (default: the cut with the smallest arena)
+    sub_byte_weights: bool = True  # layers whose weights all fit in 4 bits are stored two per byte (lossless)
 
     def validate(self) -> None:
         require(self.input_shape is None or (len(self.input_shape) == 3 and all(d >= 1 for d in self.input_shape)),
@@ -106,12 +108,17 @@ def resolve_input_shape(model: IntegerModel, cfg: DeployConfig) -> tuple[int, in
     return (c, h, w)
 
 
-def flash_note(history: dict[str, Any] | None) -> str | None:
+def flash_note(history: dict[str, Any] | None, sub_byte: bool = True) -> str | None:
     """What the deployed flash does not reflect of the model's history (sparsity, sub-8-bit weights), or None.
+
+    With ``sub_byte`` (``DeployConfig.sub_byte_weights``) layers of at most 4 bits are stored two per byte; 5..7-bit
+    layers stay int8, and 2/3-bit layers take 4 bits.
 
     Example:
         >>> flash_note({"sparsity": 0.628})
         '62.8% weight sparsity is not exploited by the dense int8 kernels: flash is the dense size'
+        >>> flash_note({"weight_bits": {"a": 4, "b": 6}})
+        '6-bit weights are stored as int8 (4-bit and narrower layers are packed two per byte)'
     """
     if not history:
         return None
@@ -122,12 +129,16 @@ def flash_note(history: dict[str, Any] | None) -> str | None:
     bits = history.get("weight_bits")
     if isinstance(bits, dict) and bits:
         widths = sorted({int(b) for b in bits.values()})
-        if widths != [8]:
-            notes.append(f"mixed-precision weights ({'/'.join(map(str, widths))} bits) are stored as int8 "
-                         f"by the dense int8 kernels")  # fmt: skip
+        wide = [b for b in widths if (4 < b < 8 if sub_byte else b < 8)]
+        if wide:
+            packed = " (4-bit and narrower layers are packed two per byte)" if sub_byte else ""
+            notes.append(f"{'/'.join(map(str, wide))}-bit weights are stored as int8{packed}")
+        if sub_byte and any(b < 4 for b in widths):
+            notes.append(f"{'/'.join(str(b) for b in widths if b < 4)}-bit weights take 4 bits")
     if not notes:
         return None
-    return "; ".join(notes) + ": flash is the dense size"
+    dense = sparsity is not None and isinstance(sparsity, (int, float)) and sparsity > 0
+    return "; ".join(notes) + (": flash is the dense size" if dense else "")
 
 
 def deploy(model: IntegerModel, cfg: DeployConfig) -> Deployment:
@@ -136,7 +147,7 @@ def deploy(model: IntegerModel, cfg: DeployConfig) -> Deployment:
     The input shape is ``cfg.input_shape`` or, when None, the model's stored one (see :func:`resolve_input_shape`).
     """
     c, h, w = resolve_input_shape(model, cfg)
-    return deploy_graph(lower(model, (c, h, w)), cfg, flash_note(model.history))
+    return deploy_graph(lower(model, (c, h, w)), cfg, flash_note(model.history, cfg.sub_byte_weights))
 
 
 def deploy_graph(layer_graph: Graph, cfg: DeployConfig, note: str | None = None) -> Deployment:
@@ -149,6 +160,10 @@ def deploy_graph(layer_graph: Graph, cfg: DeployConfig, note: str | None = None)
     h, w, c = layer_graph.input_shape
     graph = patch_graph(layer_graph, cfg.patch, cfg.patch_until) if cfg.patch else layer_graph
     layout = plan_memory(graph, cfg.in_place, cfg.strategy)
+    if cfg.sub_byte_weights:  # after planning: ops run by a kernel with no 4-bit twin stay int8
+        no_w4 = layout.streamed | set(layout.blocks)  # row-streamed blocks run the int8 stage kernels
+        no_w4 |= {op.name for op in graph.ops if op.name in layout.in_place and op.kind != "depthwise"}
+        use_sub_byte_weights(graph, skip=no_w4)
     report = memory_report(layer_graph, layout)
     sources = generate_c(graph, layout, cfg.prefix)
     library = compile_shared(sources)

@@ -124,9 +124,11 @@ class Requantized(Op):
     out_zp: int = 0
     act_min: int = -128
     act_max: int = 127
+    weight_bits: int = 8  # 4: stored two per byte in flash (leanml.deploy.weights), read by the w4 kernels
 
     def weight_bytes(self) -> int:
-        return int(self.weight.size) + 4 * 3 * len(self.bias)
+        stored = int(self.weight.size) if self.weight_bits == 8 else (int(self.weight.size) + 1) // 2
+        return stored + 4 * 3 * len(self.bias)
 
 
 @dataclass

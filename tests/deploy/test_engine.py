@@ -173,11 +173,13 @@ def test_input_shape_comes_from_the_model_and_a_mismatch_is_refused(tmp_path):
 
 def test_flash_note_states_unexploited_sparsity_and_bit_widths():
     imodel = integer_model(build_model("vgg", layers=[4, "M"])).with_meta(
-        {"shape": [1, 28, 28]}, {"sparsity": 0.628, "weight_bits": {"features.0": 4, "classifier": 8}}
+        {"shape": [1, 28, 28]}, {"sparsity": 0.628, "weight_bits": {"features.0": 6, "classifier": 8}}
     )
     note = deploy(imodel, DeployConfig()).summary()["flash_note"]
     assert note.startswith("62.8% weight sparsity is not exploited by the dense int8 kernels")
-    assert "4/8 bits" in note and note.endswith("flash is the dense size")
+    assert "6-bit weights are stored as int8" in note and note.endswith("flash is the dense size")
+    dense = deploy(imodel, DeployConfig(sub_byte_weights=False)).summary()["flash_note"]
+    assert "6-bit weights are stored as int8;" in dense or "6-bit weights are stored as int8:" in dense
 
 
 def test_report_helpers_describe_the_deployment():
