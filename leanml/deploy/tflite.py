@@ -116,14 +116,15 @@ class Importer:
         return t
 
     def hwc(self, op: TfOp, index: int) -> Shape:
-        """The IR shape of activation ``index``: (H, W, C) for [1, H, W, C], (F,) for [1, F]."""
+        """The IR shape of activation ``index``: (H, W, C) for [1, H, W, C], (1, T, C) for [1, T, C] (rows of a
+        sequence: the same bytes), (F,) for [1, F] or [F]."""
         shape = self.tensor(index).shape
-        if len(shape) == 4 and shape[0] == 1:
-            return (shape[1], shape[2], shape[3])
-        if len(shape) == 2 and shape[0] == 1:
-            return (shape[1],)
+        if len(shape) in (3, 4) and shape[0] == 1:
+            return (1, *shape[1:]) if len(shape) == 3 else (shape[1], shape[2], shape[3])
+        if (len(shape) == 2 and shape[0] == 1) or len(shape) == 1:
+            return (shape[-1],)
         raise self.error(op, f"has a tensor of shape {list(shape)}",
-                         "leanml deploys batch-1 NHWC maps [1, H, W, C] and vectors [1, F]")  # fmt: skip
+                         "leanml deploys batch-1 tensors: [1, H, W, C], [1, T, C], [1, F] or [F]")  # fmt: skip
 
     def where(self, op: TfOp) -> str:
         return f"{self.model.path}: operator {op.index} ({op.opcode})"

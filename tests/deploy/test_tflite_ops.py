@@ -58,6 +58,8 @@ CONVS = [
     (6, 6, 5, 3, 1, "SAME", "NONE", False, True),  # per-tensor weights
     (5, 5, 8, 1, 1, "VALID", "RELU6", True, True),  # 1x1: the GEMM kernel
     (5, 5, 8, 1, 2, "SAME", "NONE", False, False),  # 1x1 stride 2, no bias
+    (2, 3, 2, 5, 1, "SAME", "RELU", True, True),  # kernel larger than the input: taps off both sides
+    (7, 8, 3, 1, 3, "VALID", "NONE", True, True),  # stride larger than the kernel
 ]
 
 
@@ -77,6 +79,7 @@ DEPTHWISE = [
     (9, 8, 5, 1, 3, 2, "VALID", False),
     (6, 6, 3, 2, 3, 1, "SAME", True),  # multiplier 2 on 3 channels: a grouped conv
     (6, 5, 1, 8, 3, 2, "SAME", True),  # multiplier 8 on one channel: a standard conv
+    (8, 6, 3, 1, 5, 2, "SAME", True),  # 5x5, stride 2 on even sizes: asymmetric padding
 ]
 
 
@@ -287,4 +290,25 @@ def test_pad_folded_into_conv(hw: tuple[tuple[int, int], tuple[int, int]], value
         y = net.conv(p, 4, (3, 3), 2, consumer, "RELU")
     graph, _, _ = _deploy(net, x, y, tmp_path)
     assert [op.kind for op in graph.ops] == ["quantize", "depthwise" if consumer == "dw" else "conv"]
+    check(net, x, y, tmp_path)
+
+
+def test_view_keeps_its_source(tmp_path: Path) -> None:
+    """A RESHAPE view of a tensor that a depthwise (which may run in place) also reads: the view, read last,
+    still sees the conv's output."""
+    net = Net(seed=21)
+    x = net.act((1, 4, 4, 4), 0.05, 0)
+    c = net.conv(x, 4, (3, 3), 1, "SAME", out_q=(0.2, 3))
+    r = net.reshape(c, (1, 64))
+    d = net.conv(c, 0, (3, 3), 1, "SAME", depth_multiplier=1, out_q=(0.3, -3))
+    y = net.add_op(net.reshape(d, (1, 64)), r, (0.4, 1))
+    check(net, x, y, tmp_path)
+
+
+def test_sequence_input(tmp_path: Path) -> None:
+    """A [1, T, C] input (keyword spotting's frames x features), reshaped to a map, and a softmax over [1, T, C]."""
+    net = Net(seed=23)
+    x = net.act((1, 12, 5), 0.05, -1)
+    c = net.conv(net.reshape(x, (1, 12, 5, 1)), 4, (3, 3), 2, "SAME", "RELU")
+    y = net.softmax(net.reshape(c, (1, 6, 12)))
     check(net, x, y, tmp_path)
