@@ -230,6 +230,31 @@ def _stage_graph(graph: Graph, end: int, grid: int) -> Graph:
                  graph.output_q, graph.output_perm)  # fmt: skip
 
 
+def auto_patch(graph: Graph, grids: tuple[int, ...] = (2, 3, 4), max_extra_macs_pct: float = 5.0) -> Graph:
+    """The graph with the patch stage (grid and cut) that gives the smallest arena, or the graph itself when no
+    patching cuts the arena (in-place ops and row streaming included) by at least 5% within
+    ``max_extra_macs_pct`` percent more MACs.
+
+    Example:
+        >>> # see tests/deploy/test_fused.py: on the zoo's mobilenetv2 it picks 3x3 patches
+    """
+    from leanml.deploy.planner import STREAM_MIN_GAIN, plan_memory
+
+    best, best_bytes = graph, plan_memory(graph).arena_bytes
+    limit = (1 - STREAM_MIN_GAIN) * best_bytes
+    for grid in grids:
+        try:
+            candidate = patch_graph(graph, grid)
+        except LeanmlError:  # no patchable first stage
+            return best
+        summary = stage_summary(candidate)
+        size = plan_memory(candidate).arena_bytes
+        if summary and float(summary["patch_extra_macs_pct"]) <= max_extra_macs_pct and size <= limit and \
+                size < best_bytes:  # fmt: skip
+            best, best_bytes = candidate, size
+    return best
+
+
 def stage_summary(graph: Graph) -> dict[str, int | float | str] | None:
     """Extra MACs and extent of the graph's patch stage, if it has one."""
     stage = next((op for op in graph.ops if isinstance(op, PatchStage)), None)
@@ -413,6 +438,7 @@ __all__ = [
     "PatchStage",
     "Rect",
     "StreamBlock",
+    "auto_patch",
     "make_block",
     "patch_graph",
     "plan_patches",

@@ -263,6 +263,34 @@ def _plan(graph: Graph, in_place: bool, strategy: str, blocks: dict[str, StreamB
                         streamed)  # fmt: skip
 
 
+def timeline_buffers(graph: Graph, layout: MemoryLayout) -> list[dict[str, int | str]]:
+    """Every region of the arena over time, as the plan has it: each tensor (its own steps; tensors of a buffer
+    share its offset), each op's scratch (``<op>.scratch``) and each row-streamed tensor's line buffer
+    (``<tensor>.rows``, inside its block's scratch); ``first_op``/``last_op`` index ``graph.ops``, inclusive.
+
+    Example:
+        >>> # see tests/deploy/test_fused.py
+    """
+    step_of = {op.name: i for i, op in enumerate(graph.ops)}
+    inner = {op.output for block in layout.blocks.values() for op in block.ops}
+    out: list[dict[str, int | str]] = []
+    for buf in layout.lifetimes.buffers:
+        for tensor, (numel, first, last) in zip(buf.tensors, buf.segments, strict=True):
+            if tensor not in inner:
+                out.append({"tensor": tensor, "offset": layout.tensor_offset[tensor], "size": numel,
+                            "first_op": first, "last_op": last})  # fmt: skip
+    for name, size in layout.scratch_bytes.items():
+        step = step_of[name]
+        out.append({"tensor": f"{name}.scratch", "offset": layout.scratch_offset[name], "size": size,
+                    "first_op": step, "last_op": step})  # fmt: skip
+        block = layout.blocks.get(name)
+        for tensor, (offset, rows) in (block.windows if block else {}).items():
+            _, w, c = next(op.out_shape for op in block.ops if op.output == tensor)  # type: ignore[union-attr]
+            out.append({"tensor": f"{tensor}.rows", "offset": layout.scratch_offset[name] + offset,
+                        "size": rows * w * c, "first_op": step, "last_op": step})  # fmt: skip
+    return out
+
+
 @dataclass
 class MemoryReport:
     """Peak SRAM of this plan beside a TFLite-Micro-style plan and the naive sum."""

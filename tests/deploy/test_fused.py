@@ -14,7 +14,7 @@ from leanml.deploy.build import OPT_FLAGS, CompiledModel, compile_shared
 from leanml.deploy.codegen import c_prefix
 from leanml.deploy.engine import DeployConfig, Deployment, deploy, verify
 from leanml.deploy.ir import Add, Conv, Conv1x1, lower
-from leanml.deploy.planner import plan_memory
+from leanml.deploy.planner import plan_memory, timeline_buffers
 from tests.deploy.test_engine import _cache, integer_model  # noqa: F401  (fixture: build cache per session)
 
 # TFLite Micro's arena (x86 pip interpreter, "Arena allocation total") per shared model, from its README
@@ -153,3 +153,39 @@ def test_shared_models_are_bit_exact_within_half_of_tflm_arena(name):
     h, w, c = dep.graph.input_shape
     nchw = inputs.reshape(len(inputs), h, w, c).transpose(0, 3, 1, 2)
     assert np.array_equal(scalar_build(dep).run_int8(nchw).astype(np.int8), want)
+
+
+def test_timeline_buffers_fit_the_arena_and_never_collide():
+    imodel = integer_model(Chain(), (1, 57, 49))
+    dep = deploy(imodel, DeployConfig())
+    bufs = timeline_buffers(dep.graph, dep.layout)
+    rows = [b for b in bufs if str(b["tensor"]).endswith(".rows")]
+    regions = [b for b in bufs if b not in rows]
+    assert rows and all(b["offset"] + b["size"] <= dep.layout.arena_bytes for b in bufs)
+    for r in rows:  # line buffers lie inside their block's scratch
+        scratch = next(b for b in regions if b["tensor"] == f"{dep.graph.ops[r['first_op']].name}.scratch")
+        assert scratch["offset"] <= r["offset"] and r["offset"] + r["size"] <= scratch["offset"] + scratch["size"]
+    for a in regions:  # live at a common op: apart, or one written over the other (same offset)
+        for b in regions:
+            live = a["first_op"] <= b["last_op"] and b["first_op"] <= a["last_op"]
+            apart = a["offset"] + a["size"] <= b["offset"] or b["offset"] + b["size"] <= a["offset"]
+            assert a is b or not live or apart or a["offset"] == b["offset"], (a, b)
+
+
+@pytest.mark.slow  # ~40 s: every grid tries every cut, each planned with streaming
+def test_auto_patch_picks_patches_for_mobilenetv2_only_when_they_beat_streaming():
+    from leanml.deploy.engine import deploy_graph
+    from leanml.deploy.patch import PatchStage, auto_patch, stage_summary
+    from leanml.models import build_model
+
+    imodel = integer_model(build_model("mobilenetv2"))
+    graph = lower(imodel, (1, 28, 28))
+    patched = auto_patch(graph)
+    summary = stage_summary(patched)
+    assert summary is not None and float(summary["patch_extra_macs_pct"]) <= 5.0
+    assert plan_memory(patched).arena_bytes <= 0.95 * plan_memory(graph).arena_bytes
+    dep = deploy_graph(patched, DeployConfig())
+    assert any(isinstance(op, PatchStage) for op in dep.graph.ops)
+    assert verify(dep, imodel, torch.randn(3, 1, 28, 28) * 1.5).identical
+    chain = lower(integer_model(Chain(), (1, 57, 49)), (1, 57, 49))
+    assert auto_patch(chain, max_extra_macs_pct=0.0) is chain  # every patching costs MACs here
