@@ -56,10 +56,16 @@ static int check(const char *name, int id, int n) {
 """
 
 
-def run_cases(body: str, target: str = "cortex-m4") -> list[str]:
+# the many-case programs let the compiler decide on inlining (the kernels are forced inline by default: one
+# specialized copy per call site, which makes a 100-call test program slow to build); test_forced_inline_matches_ref
+# and the whole-model runs cover the default
+NOT_FORCED = ("-DDK_ARM_INLINE=static inline",)
+
+
+def run_cases(body: str, target: str = "cortex-m4", flags: tuple[str, ...] = NOT_FORCED) -> list[str]:
     """Build PRELUDE + a main running ``body`` for ``target``; the printed case lines."""
     main = PRELUDE + "int main(void) {\n    int bad = 0;\n" + body + "\n    return 0;\n}\n"
-    out = run_c_on_target({}, main, target, timeout=300)
+    out = run_c_on_target({}, main, target, timeout=300, extra_flags=flags)
     lines = [ln for ln in out.splitlines() if ln.strip()]
     assert lines and lines[0] == "path arm-dsp", out[:500]
     return lines[1:]
@@ -97,16 +103,27 @@ def conv_cases(rng: random.Random, n: int) -> list[tuple[int, ...]]:
     return cases
 
 
-def test_conv2d_and_conv1x1_match_ref() -> None:
-    rng = random.Random(0)
+def conv_body(cases: list[tuple[int, ...]]) -> str:
     body = PATH_LINE
-    cases = conv_cases(rng, 60)
     for i, (ih, iw, ic, oc, kh, kw, sh, sw, ph, pw, oh, ow, izp, ozp, lo, hi, smin, smax) in enumerate(cases):
         args = f"{ic}, {izp}, W, BIAS, {oc}, {kh}, {kw}, {sh}, {sw}, {ph}, {pw}, 1, MULT, SHIFT, {ozp}, {lo}, {hi}"
         body += (f"    fill(A, {ih * iw * ic}); fill(W, {oc * kh * kw * ic}); rq({oc}, {smin}, {smax});\n"
                  f"    dk_conv2d_s8(A, {ih}, {iw}, {args}, O1, {oh}, {ow});\n"
                  f"    dk_conv2d_s8_ref(A, {ih}, {iw}, {args}, O2, {oh}, {ow});\n"
                  f"    bad += check(\"conv\", {i}, {oh * ow * oc});\n")  # fmt: skip
+    return body
+
+
+def test_forced_inline_matches_ref() -> None:
+    """A few conv shapes with the default forced inlining (literal shapes, as the generated code calls them)."""
+    cases = conv_cases(random.Random(5), 6)
+    assert_all_ok(run_cases(conv_body(cases), flags=()), len(cases))
+
+
+def test_conv2d_and_conv1x1_match_ref() -> None:
+    rng = random.Random(0)
+    cases = conv_cases(rng, 60)
+    body = conv_body(cases)
     for i in range(30):  # conv1x1 (also the no-bias form)
         ih, iw, ic, oc = rng.randint(1, 9), rng.randint(1, 9), rng.choice([1, 3, 4, 8, 16, 17, 64]), rng.randint(1, 20)
         izp, ozp = rng.randint(-128, 127), rng.randint(-128, 127)

@@ -34,6 +34,11 @@
 #include <stdint.h>
 
 #define DK_SIMD_ISA "arm-dsp"
+/* Kernels are inlined into each call site: the generated code passes literal shapes, so every layer gets its own
+ * specialized loops (TinyEngine's per-layer code; a few KiB of flash per model for far fewer instructions). */
+#ifndef DK_ARM_INLINE /* -DDK_ARM_INLINE="static inline" leaves it to the compiler (faster builds, slower code) */
+#define DK_ARM_INLINE static inline __attribute__((always_inline))
+#endif
 #define DK_ARM_KMAX 1024    /* conv / conv1x1: receptive fields up to this many elements take the fast path */
 #define DK_ARM_FC_STAGE 128 /* linear: inputs staged as int16 up to this many features */
 #define DK_ARM_DW_SPAN 256  /* depthwise: staged row width limit (int16 elements) */
@@ -97,7 +102,7 @@ static inline int dk_arm_all_fast(const int32_t *shift, int n) {
 /* Stage K int8 values of row `src` (pixel slot 0 or 1 of the pair) into st: per 4-group g, words st[4g + slot]
  * = (x0, x2) and st[4g + 2 + slot] = (x1, x3), int16 x - zp; a partial last group padded with zeros
  * (slot 0 low, slot 1 high). */
-static inline void dk_arm_stage(int32_t *st, const int8_t *src, int32_t k, int slot, int32_t zp) {
+DK_ARM_INLINE void dk_arm_stage(int32_t *st, const int8_t *src, int32_t k, int slot, int32_t zp) {
     const int32_t ng = k >> 2, zp2 = (int32_t)(((uint32_t)zp & 0xFFFFu) | ((uint32_t)zp << 16));
     int32_t *d = st + slot;
     for (int32_t g = 0; g < ng; ++g, d += 4, src += 4) {
@@ -281,7 +286,7 @@ static __attribute__((noinline)) void dk_arm_pairs_fast(dk_arm_blk_t *blk) {
         : "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
 }
 
-static inline void dk_arm_gemm_pair(const int32_t *st, int32_t k, const int8_t *w, int out_c, const int32_t *bias,
+DK_ARM_INLINE void dk_arm_gemm_pair(const int32_t *st, int32_t k, const int8_t *w, int out_c, const int32_t *bias,
                                     const int32_t *mult, const int32_t *shift, int fast, int32_t out_zp,
                                     int32_t act_min, int32_t act_max, int8_t *oa, int8_t *ob) {
     /* k % 4 != 0: padded groups (zeros staged; the weight rows are read 1-3 bytes into the next row), so the last
@@ -305,7 +310,7 @@ static inline void dk_arm_gemm_pair(const int32_t *st, int32_t k, const int8_t *
 /* ------------------------------------------------------------------------------------------------------ */
 
 /* dk_conv1x1_s8_ref's contract. */
-static inline void dk_conv1x1_s8_dsp(const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, const int8_t *w,
+DK_ARM_INLINE void dk_conv1x1_s8_dsp(const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, const int8_t *w,
                                      const int32_t *bias, int out_c, const int32_t *mult, const int32_t *shift,
                                      int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out) {
     if (in_c > DK_ARM_KMAX) {
@@ -327,7 +332,7 @@ static inline void dk_conv1x1_s8_dsp(const int8_t *in, int in_h, int in_w, int i
 }
 
 /* One im2col row (kh * kw * cpg int8 values, OHWI order, padding = in_zp) of the window at input (y0, x0). */
-static inline void dk_arm_im2col(int8_t *dst, const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, int kh,
+DK_ARM_INLINE void dk_arm_im2col(int8_t *dst, const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, int kh,
                                  int kw, int y0, int x0, int cpg, int g) {
     if (cpg == in_c && y0 >= 0 && y0 + kh <= in_h && x0 >= 0 && x0 + kw <= in_w) { /* inside: kh runs, word copies */
         const int32_t run = (int32_t)kw * in_c;
@@ -358,7 +363,7 @@ static inline void dk_arm_im2col(int8_t *dst, const int8_t *in, int in_h, int in
 
 /* Stage the receptive field of the window at (y0, x0), groups 1, in_c % 4 == 0, straight from the input: runs of
  * whole 4-groups, padding taps as zeros (x - in_zp with x = in_zp). */
-static inline void dk_arm_stage_window(int32_t *st, const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp,
+DK_ARM_INLINE void dk_arm_stage_window(int32_t *st, const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp,
                                        int kh, int kw, int y0, int x0, int slot) {
     int32_t *d = st;
     for (int ky = 0; ky < kh; ++ky) {
@@ -375,7 +380,7 @@ static inline void dk_arm_stage_window(int32_t *st, const int8_t *in, int in_h, 
 }
 
 /* dk_conv2d_s8_ref's contract. Groups 1 only (other groups run the reference kernel). */
-static inline void dk_conv2d_s8_dsp(const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, const int8_t *w,
+DK_ARM_INLINE void dk_conv2d_s8_dsp(const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, const int8_t *w,
                                     const int32_t *bias, int out_c, int kh, int kw, int sh, int sw, int ph, int pw,
                                     int groups, const int32_t *mult, const int32_t *shift, int32_t out_zp,
                                     int32_t act_min, int32_t act_max, int8_t *out, int out_h, int out_w) {
@@ -460,7 +465,7 @@ static inline __attribute__((always_inline)) void dk_arm_mac_3rows(const int8_t 
 }
 
 /* dk_linear_s8_ref's contract. */
-static inline void dk_linear_s8_dsp(const int8_t *in, int in_features, int32_t in_zp, const int8_t *w,
+DK_ARM_INLINE void dk_linear_s8_dsp(const int8_t *in, int in_features, int32_t in_zp, const int8_t *w,
                                     const int32_t *bias, int out_features, const int32_t *mult, const int32_t *shift,
                                     int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out) {
     const int32_t k = in_features, ng = k >> 2, c = 1 + 2 * out_zp;
@@ -586,7 +591,7 @@ static inline __attribute__((always_inline)) void dk_arm_dw3x3_channel(
 }
 
 /* The 3x3 path over all channels; 0 when the shape is outside it (the caller runs the reference kernel). */
-static inline int dk_arm_dw3x3(const int8_t *in, int in_h, int in_w, int c, int32_t in_zp, const int8_t *w,
+DK_ARM_INLINE int dk_arm_dw3x3(const int8_t *in, int in_h, int in_w, int c, int32_t in_zp, const int8_t *w,
                                const int32_t *bias, int kh, int kw, int sh, int sw, int ph, int pw,
                                const int32_t *mult, const int32_t *shift, int32_t out_zp, int32_t act_min,
                                int32_t act_max, int8_t *out, int out_h, int out_w, int in_place) {
@@ -598,12 +603,12 @@ static inline int dk_arm_dw3x3(const int8_t *in, int in_h, int in_w, int c, int3
     const int fast = dk_arm_all_fast(shift, c);
     int32_t ring32[3 * span]; /* 6 rows of span int16 */
     dk_arm_h16 *ring = (dk_arm_h16 *)ring32;
+    for (int r = 0; r < 6; ++r) { /* padding columns, for all channels (the interior is staged row by row) */
+        dk_arm_h16 *row = ring + (int32_t)r * span;
+        for (int x = 0; x < pw; ++x) row[x] = (int16_t)in_zp;
+        for (int x = pw + in_w; x < span; ++x) row[x] = (int16_t)in_zp;
+    }
     for (int ch = 0; ch < c; ++ch) {
-        for (int r = 0; r < 6; ++r) { /* padding columns (the interior is staged row by row) */
-            dk_arm_h16 *row = ring + (int32_t)r * span;
-            for (int x = 0; x < pw; ++x) row[x] = (int16_t)in_zp;
-            for (int x = pw + in_w; x < span; ++x) row[x] = (int16_t)in_zp;
-        }
         int32_t wsum = 0;
         for (int t = 0; t < 9; ++t) wsum += w[t * c + ch];
         const int32_t off = (int32_t)((uint32_t)(bias ? bias[ch] : 0) - (uint32_t)in_zp * (uint32_t)wsum);
@@ -618,7 +623,7 @@ static inline int dk_arm_dw3x3(const int8_t *in, int in_h, int in_w, int c, int3
 }
 
 /* dk_depthwise_conv2d_s8_ref's contract. */
-static inline void dk_depthwise_conv2d_s8_dsp(const int8_t *in, int in_h, int in_w, int c, int32_t in_zp,
+DK_ARM_INLINE void dk_depthwise_conv2d_s8_dsp(const int8_t *in, int in_h, int in_w, int c, int32_t in_zp,
                                               const int8_t *w, const int32_t *bias, int kh, int kw, int sh, int sw,
                                               int ph, int pw, const int32_t *mult, const int32_t *shift, int32_t out_zp,
                                               int32_t act_min, int32_t act_max, int8_t *out, int out_h, int out_w) {
@@ -629,7 +634,7 @@ static inline void dk_depthwise_conv2d_s8_dsp(const int8_t *in, int in_h, int in
 }
 
 /* dk_depthwise_conv2d_s8_inplace_ref's contract (`tmp` is used only by the reference fallback). */
-static inline void dk_depthwise_conv2d_s8_inplace_dsp(int8_t *buf, int in_h, int in_w, int c, int32_t in_zp,
+DK_ARM_INLINE void dk_depthwise_conv2d_s8_inplace_dsp(int8_t *buf, int in_h, int in_w, int c, int32_t in_zp,
                                                       const int8_t *w, const int32_t *bias, int kh, int kw, int sh,
                                                       int sw, int ph, int pw, const int32_t *mult, const int32_t *shift,
                                                       int32_t out_zp, int32_t act_min, int32_t act_max, int out_h,
@@ -654,7 +659,7 @@ static inline int32_t dk_arm_mul_multiplier(int32_t x, int32_t mult, int32_t shi
 }
 
 /* dk_add_s8_ref's contract. */
-static inline void dk_add_s8_dsp(const int8_t *a, const int8_t *b, int n, int32_t a_zp, int32_t a_mult,
+DK_ARM_INLINE void dk_add_s8_dsp(const int8_t *a, const int8_t *b, int n, int32_t a_zp, int32_t a_mult,
                                  int32_t a_shift, int32_t b_zp, int32_t b_mult, int32_t b_shift, int32_t out_mult,
                                  int32_t out_shift, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out) {
     for (int i = 0; i < n; ++i) {
