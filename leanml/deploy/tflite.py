@@ -439,11 +439,17 @@ def _check_dataflow(imp: Importer, op: TfOp) -> None:
         raise imp.error(op, f"has inputs {list(op.inputs)}, needs {needed}", "the .tflite file is malformed")
     for i in op.inputs[:n_act]:
         t = imp.tensor(imp.pads[i][0] if i in imp.pads else i)
-        if imp.name(t.index) not in imp.shapes:
-            raise imp.error(op, f"reads tensor {t.name!r} before any operator computes it" +
-                            (" (a constant)" if t.data is not None else ""),
-                            "leanml needs the operators in execution order, reading computed tensors: re-export "
-                            "the model")  # fmt: skip
+        if imp.name(t.index) in imp.shapes:
+            continue
+        if t.data is not None:
+            raise imp.error(op, f"reads the constant tensor {t.name!r} as an activation",
+                            f"leanml's {op.opcode} takes computed tensors there: fold the constant into the "
+                            "model before converting")  # fmt: skip
+        raise imp.error(
+            op,
+            f"reads tensor {t.name!r} before any operator computes it",
+            "leanml needs the operators in execution order: re-export the model",
+        )
 
 
 def _fold_pads(imp: Importer, tf_ops: list[TfOp], out_index: int) -> list[TfOp]:

@@ -110,6 +110,19 @@ def _no_layers() -> bytes:
     return net.to_bytes([xf], [y])
 
 
+def _grouped_conv() -> bytes:
+    net, x, y = _conv_net()
+    w = net.tensors[net.ops[0].inputs[1]]
+    w.shape, w.data = (4, 3, 3, 1), np.zeros((4, 3, 3, 1), np.int8)  # 1 input channel per filter for 3 channels
+    return net.to_bytes([x], [y])
+
+
+def _constant_add() -> bytes:
+    net, x, c = _conv_net()
+    k = net.add((1, 6, 6, 4), "int8", 0.1, 0, data=np.ones((1, 6, 6, 4), np.int8))
+    return net.to_bytes([x], [net.add_op(c, k, (0.1, 0))])
+
+
 def _truncated() -> bytes:
     net, x, y = _conv_net()
     return net.to_bytes([x], [y])[:200]
@@ -131,6 +144,8 @@ CASES: dict[str, tuple[Callable[[], bytes], tuple[str, ...]]] = {
     "avg pool SAME": (_avg_pool_same, ("pads", "VALID")),
     "softmax output quantization": (_softmax_output_q, ("zero point 0", "-128")),
     "no layers": (_no_layers, ("no operator",)),
+    "grouped conv": (_grouped_conv, ("1 weight input channels for 3", "grouped")),
+    "constant add": (_constant_add, ("reads the constant tensor", "takes computed tensors")),
     "truncated": (_truncated, ("truncated or corrupt",)),
     "not a flatbuffer": (lambda: b"\x89PNG\r\n\x1a\n" + bytes(100), ("not a TFLite flatbuffer", "TFLite converter")),
     "empty": (lambda: b"", ("not a TFLite flatbuffer",)),

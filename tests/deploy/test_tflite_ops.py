@@ -312,3 +312,14 @@ def test_sequence_input(tmp_path: Path) -> None:
     c = net.conv(net.reshape(x, (1, 12, 5, 1)), 4, (3, 3), 2, "SAME", "RELU")
     y = net.softmax(net.reshape(c, (1, 6, 12)))
     check(net, x, y, tmp_path)
+
+
+@pytest.mark.parametrize("hw", [((2, 0), (2, 0)), ((0, 2), (0, 2))])
+def test_pad_folded_into_depthwise_between_convs(hw: tuple[tuple[int, int], tuple[int, int]], tmp_path: Path) -> None:
+    """One-sided padding wider than the kernel's half folded into a depthwise the planner may run in place."""
+    net = Net(seed=24)
+    x = net.act((1, 6, 6, 8), 0.05, 0)
+    c = net.conv(x, 8, (1, 1), 1, "VALID", out_q=(0.2, 3))
+    d = net.conv(net.pad(c, hw), 0, (3, 3), 1, "VALID", depth_multiplier=1, out_q=(0.3, -3))
+    y = net.conv(d, 4, (1, 1), 1, "VALID")
+    check(net, x, y, tmp_path)
