@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from leanml.config import Config, require
-from leanml.deploy.build import CROSS_TARGETS, CSRC, CompiledModel, compile_shared, target_section_sizes
+from leanml.deploy.build import CROSS_TARGETS, CSRC, OPT_FLAGS, CompiledModel, compile_shared, target_section_sizes
 from leanml.deploy.codegen import c_prefix, generate_c
 from leanml.deploy.ir import Graph, lower
 from leanml.deploy.patch import patch_graph, stage_summary
@@ -38,6 +38,7 @@ from leanml.profile.timing import LatencyStats, measure_latency
 from leanml.quant.integer import IntegerModel
 
 TARGETS = ("host", *CROSS_TARGETS)
+MAX_THREADS = 8  # the pool's limit (csrc/leanml_pool.h)
 
 
 @dataclass
@@ -53,6 +54,7 @@ class DeployConfig(Config):
     patch: int = 0  # n > 0: run the first stage in n x n patches (MCUNetV2)
     patch_until: str | None = None  # tensor ending the patch stage (default: the cut with the smallest arena)
     sub_byte_weights: bool = True  # layers whose weights all fit in 4 bits are stored two per byte (lossless)
+    threads: int = 1  # host only: > 1 splits each layer over that many threads (POSIX threads; in-place off)
 
     def validate(self) -> None:
         require(self.input_shape is None or (len(self.input_shape) == 3 and all(d >= 1 for d in self.input_shape)),
@@ -60,6 +62,9 @@ class DeployConfig(Config):
         require(self.strategy in STRATEGIES, f"unknown strategy {self.strategy!r}", f"choose: {', '.join(STRATEGIES)}")
         require(self.patch >= 0, f"patch grid must be >= 0, got {self.patch}", "0 = off, e.g. 3 for 3x3 patches")
         require(self.target in TARGETS, f"unknown target {self.target!r}", f"choose one of: {', '.join(TARGETS)}")
+        require(1 <= self.threads <= MAX_THREADS, f"threads must be 1..{MAX_THREADS}, got {self.threads}")
+        require(self.threads == 1 or self.target == "host", f"threads={self.threads} needs the host target",
+                "a microcontroller build runs on one core: use threads=1")  # fmt: skip
 
 
 @dataclass
@@ -159,14 +164,15 @@ def deploy_graph(layer_graph: Graph, cfg: DeployConfig, note: str | None = None)
     """
     h, w, c = layer_graph.input_shape
     graph = patch_graph(layer_graph, cfg.patch, cfg.patch_until) if cfg.patch else layer_graph
-    layout = plan_memory(graph, cfg.in_place, cfg.strategy)
+    # threads > 1: no in-place ops (they run on one thread); the host has the SRAM
+    layout = plan_memory(graph, cfg.in_place and cfg.threads == 1, cfg.strategy)
     if cfg.sub_byte_weights:  # after planning: ops run by a kernel with no 4-bit twin stay int8
         no_w4 = layout.streamed | set(layout.blocks)  # row-streamed blocks run the int8 stage kernels
         no_w4 |= {op.name for op in graph.ops if op.name in layout.in_place and op.kind != "depthwise"}
         use_sub_byte_weights(graph, skip=no_w4)
     report = memory_report(layer_graph, layout)
-    sources = generate_c(graph, layout, cfg.prefix)
-    library = compile_shared(sources)
+    sources = generate_c(graph, layout, cfg.prefix, cfg.threads)
+    library = compile_shared(sources, OPT_FLAGS + (("-pthread",) if cfg.threads > 1 else ()))
     out_numel = next(op.out_numel for op in graph.ops if op.output == graph.output)
     compiled = CompiledModel(library, c_prefix(cfg.prefix), (c, h, w), out_numel, graph.output_perm,
                              graph.output_q.scale, graph.output_q.zero_point)  # fmt: skip
@@ -224,16 +230,22 @@ def export_project(dep: Deployment, out: str | Path, overwrite: bool = False) ->
         f'    for (int i = 0; i < {up}_OUTPUT_SIZE; i++) printf("%d %.6f\\n", i, (double)output[i]);\n'
         f"    return 0;\n}}\n"
     )  # fmt: skip
-    cross = "".join(
-        f"{t}: {p}.c {p}.h $(HEADERS)\n\t$(CROSS)gcc -std=c99 -Wall -Wextra -Werror {' '.join(flags)} -c {p}.c "
-        f"-o {p}-{t}.o\n\t$(CROSS)size -A -d {p}-{t}.o\n\n"
-        for t, flags in CROSS_TARGETS.items()
+    pthread = " -pthread" if dep.config.threads > 1 else ""  # the multi-thread mode is host only: no cross rules
+    cross = (
+        ""
+        if pthread
+        else "".join(
+            f"{t}: {p}.c {p}.h $(HEADERS)\n\t$(CROSS)gcc -std=c99 -Wall -Wextra -Werror {' '.join(flags)} -c {p}.c "
+            f"-o {p}-{t}.o\n\t$(CROSS)size -A -d {p}-{t}.o\n\n"
+            for t, flags in CROSS_TARGETS.items()
+        )
     )
     headers = " ".join(h.name for h in sorted(CSRC.glob("*.h")))
     (tmp / "Makefile").write_text(
         "# Host: `make` builds and runs main. Microcontrollers: `make cortex-m4` (or cortex-m7) cross-compiles\n"
         "# the model with gcc-arm-none-eabi and prints its sections (flash = text + rodata + data).\n"
-        "CC ?= cc\nCFLAGS ?= -std=c99 -O3 -march=native -Wall -Wextra -Werror\nCROSS ?= arm-none-eabi-\n"
+        f"CC ?= cc\nCFLAGS ?= -std=c99 -O3 -march=native -Wall -Wextra -Werror{pthread}\n"
+        "CROSS ?= arm-none-eabi-\n"
         f"HEADERS = {headers}\n\n"
         f"run: main\n\t./main\n\nmain: main.c {p}.c {p}.h $(HEADERS)\n"
         f"\t$(CC) $(CFLAGS) -o $@ main.c {p}.c -lm\n\n{cross}"
