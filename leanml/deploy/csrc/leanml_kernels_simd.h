@@ -28,6 +28,7 @@
  *   dk_v_load_i32(p, n), dk_v_load_s8(p, n), dk_v_store_s8(p, v, n), dk_v_load_i16(p), dk_v_bcast_pair(p)
  *   dk_rq_load(mult, shift, n), dk_rq_set1(mult, shift), dk_v_mul_multiplier(x, q)
  *                                                    dk_i32_mul_multiplier per lane, bit for bit
+ *   dk_v_mul_multiplier_rs(x, q)                     the same when !q->any_left && !q->any_sat (checked per block)
  *   dk_v_dw_weight(w, n), dk_v_dw_mac(acc, x, wv)    acc += x * w per lane (x an int16 value, or an int16 pair
  *                                                    against a pair of weights)
  *   dk_simd_stage_px(dst, src, n, zp)               DK_SIMD_LANES int16 lanes: src[i] - zp
@@ -48,6 +49,11 @@
 /* dk_i32_requant per lane: clamp(dk_i32_mul_multiplier(acc) + zp, lo, hi), zp/lo/hi broadcast. */
 static inline dk_vec_t dk_v_requant(dk_vec_t acc, const dk_rq_t *q, dk_vec_t zp, dk_vec_t lo, dk_vec_t hi) {
     return dk_v_min(dk_v_max(dk_v_add(dk_v_mul_multiplier(acc, q), zp), lo), hi);
+}
+
+/* dk_v_requant for constants without left shifts or INT32_MIN multipliers (dk_v_mul_multiplier_rs). */
+static inline dk_vec_t dk_v_requant_rs(dk_vec_t acc, const dk_rq_t *q, dk_vec_t zp, dk_vec_t lo, dk_vec_t hi) {
+    return dk_v_min(dk_v_max(dk_v_add(dk_v_mul_multiplier_rs(acc, q), zp), lo), hi);
 }
 
 /* One im2col row: elements [k0, k0 + nk) of the receptive field of the output pixel whose window starts at input
@@ -162,10 +168,12 @@ static inline void dk_simd_conv(const int8_t *in, int in_h, int in_w, int in_c, 
             const int8_t *wc = w + (int32_t)co0 * k;
             const dk_panel_t *pn = dk_simd_pack(&panel, wc, k, nco, n_pix) ? &panel : 0; /* then k <= KC */
             dk_simd_offsets(pn, wc, k, nco, bias ? bias + co0 : bias, in_zp, off);
+            int rs = 1; /* no left shifts, no INT32_MIN multipliers in the chunk: dk_v_requant_rs */
             for (int j = 0; j < nco; j += DK_SIMD_LANES) {
                 const int n = nco - j < DK_SIMD_LANES ? nco - j : DK_SIMD_LANES;
                 offset[j / DK_SIMD_LANES] = dk_v_load_i32(off + j, n);
                 rq[j / DK_SIMD_LANES] = dk_rq_load(mult + co0 + j, shift + co0 + j, n);
+                rs &= !rq[j / DK_SIMD_LANES].any_left && !rq[j / DK_SIMD_LANES].any_sat;
             }
             for (int32_t p0 = 0; p0 < n_pix; p0 += DK_SIMD_P) {
                 const int np = n_pix - p0 < DK_SIMD_P ? (int)(n_pix - p0) : DK_SIMD_P;
@@ -184,12 +192,17 @@ static inline void dk_simd_conv(const int8_t *in, int in_h, int in_w, int in_c, 
                     }
                     dk_simd_gemm(rows, np, nk, wc + k0, k, nco, pn, acc, DK_SIMD_COB, k0 > 0);
                 }
-                for (int p = 0; p < np; ++p) {
+                for (int p = 0; p < np; ++p) { /* whole vectors, then the chunk's tail */
                     int8_t *o = out + (p0 + p) * out_c + co0;
-                    for (int j = 0; j < nco; j += DK_SIMD_LANES) {
+                    const int32_t *ap = acc + p * DK_SIMD_COB;
+                    int j = 0, jv = 0;
+                    if (rs)
+                        for (; j + DK_SIMD_LANES <= nco; j += DK_SIMD_LANES, ++jv)
+                            dk_v_store_s8(o + j, dk_v_requant_rs(dk_v_add(dk_v_load_i32(ap + j, DK_SIMD_LANES), offset[jv]),
+                                                                 &rq[jv], zp, lo, hi), DK_SIMD_LANES);
+                    for (; j < nco; j += DK_SIMD_LANES, ++jv) {
                         const int n = nco - j < DK_SIMD_LANES ? nco - j : DK_SIMD_LANES;
-                        const int jv = j / DK_SIMD_LANES;
-                        const dk_vec_t v = dk_v_add(dk_v_load_i32(acc + p * DK_SIMD_COB + j, n), offset[jv]);
+                        const dk_vec_t v = dk_v_add(dk_v_load_i32(ap + j, n), offset[jv]);
                         dk_v_store_s8(o + j, dk_v_requant(v, &rq[jv], zp, lo, hi), n);
                     }
                 }
@@ -281,23 +294,31 @@ static inline void dk_simd_dw_stage_row(int16_t *row, const int8_t *in, int32_t 
 static inline __attribute__((always_inline)) void dk_simd_dw_row(const int16_t *const *rp, const dk_vec_t *wv,
                                                                  dk_vec_t b, const dk_rq_t *q, dk_vec_t zp,
                                                                  dk_vec_t lo, dk_vec_t hi, int kh, int kw, int sw,
-                                                                 int n, int8_t *out, int32_t out_cs, int out_w) {
+                                                                 int n, int8_t *out, int32_t out_cs, int out_w,
+                                                                 int rs) {
     for (int ox = 0; ox < out_w; ++ox) {
         const int32_t x0 = (int32_t)ox * sw * DK_SIMD_LANES;
         dk_vec_t acc = b;
         for (int ky = 0; ky < kh; ++ky)
             for (int kx = 0; kx < kw; ++kx)
                 acc = dk_v_dw_mac(acc, dk_v_load_i16(rp[ky] + x0 + kx * DK_SIMD_LANES), wv[ky * kw + kx]);
-        dk_v_store_s8(out + (int32_t)ox * out_cs, dk_v_requant(acc, q, zp, lo, hi), n);
+        acc = rs ? dk_v_requant_rs(acc, q, zp, lo, hi) : dk_v_requant(acc, q, zp, lo, hi);
+        if (n == DK_SIMD_LANES)
+            dk_v_store_s8(out + (int32_t)ox * out_cs, acc, DK_SIMD_LANES);
+        else
+            dk_v_store_s8(out + (int32_t)ox * out_cs, acc, n);
     }
 }
 DK_KERNEL void dk_simd_dw_row3x3(const int16_t *const *rp, const dk_vec_t *wv, dk_vec_t b, const dk_rq_t *q,
                                  dk_vec_t zp, dk_vec_t lo, dk_vec_t hi, int sw, int n, int8_t *out, int32_t out_cs,
                                  int out_w) {
-    if (sw == 1)
-        dk_simd_dw_row(rp, wv, b, q, zp, lo, hi, 3, 3, 1, n, out, out_cs, out_w);
+    const int rs = !q->any_left && !q->any_sat; /* then the cheaper requantization, decided once per row */
+    if (sw == 1 && rs)
+        dk_simd_dw_row(rp, wv, b, q, zp, lo, hi, 3, 3, 1, n, out, out_cs, out_w, 1);
+    else if (sw == 2 && rs)
+        dk_simd_dw_row(rp, wv, b, q, zp, lo, hi, 3, 3, 2, n, out, out_cs, out_w, 1);
     else
-        dk_simd_dw_row(rp, wv, b, q, zp, lo, hi, 3, 3, sw, n, out, out_cs, out_w);
+        dk_simd_dw_row(rp, wv, b, q, zp, lo, hi, 3, 3, sw, n, out, out_cs, out_w, 0);
 }
 
 /* Padded rows a depthwise ring stage of DK_SIMD_DW_STAGE bytes holds (0: not even one row fits). */
@@ -357,7 +378,7 @@ static inline void dk_simd_dw_ring(int16_t *stage, const int8_t *in, int32_t in_
         if (kh == 3 && kw == 3)
             dk_simd_dw_row3x3(rp, wv, b, &q, zp, lo, hi, sw, n, o, out_cs, out_w);
         else
-            dk_simd_dw_row(rp, wv, b, &q, zp, lo, hi, kh, kw, sw, n, o, out_cs, out_w);
+            dk_simd_dw_row(rp, wv, b, &q, zp, lo, hi, kh, kw, sw, n, o, out_cs, out_w, 0);
     }
 }
 

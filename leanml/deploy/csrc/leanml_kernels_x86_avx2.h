@@ -78,6 +78,18 @@ static inline dk_vec_t dk_v_mul_multiplier(dk_vec_t x, const dk_rq_t *q) {
     return _mm256_sub_epi32(r, _mm256_cmpgt_epi32(_mm256_and_si256(h, q->mask), thr)); /* true lanes are -1 */
 }
 
+/* dk_v_mul_multiplier for constants without left shifts or INT32_MIN multipliers (!q->any_left && !q->any_sat: the
+ * caller checked once per block, not per vector). */
+static inline dk_vec_t dk_v_mul_multiplier_rs(dk_vec_t x, const dk_rq_t *q) {
+    const __m256i nudge = _mm256_set1_epi64x((int64_t)1 << 30);
+    const __m256i even = _mm256_add_epi64(_mm256_mul_epi32(x, q->mult), nudge);
+    const __m256i odd = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), q->mult_odd), nudge);
+    const __m256i h = _mm256_blend_epi32(_mm256_srli_epi64(even, 31), _mm256_add_epi64(odd, odd), 0xAA);
+    const __m256i thr = _mm256_sub_epi32(q->half, _mm256_srai_epi32(h, 31));
+    const __m256i r = _mm256_srav_epi32(h, q->right);
+    return _mm256_sub_epi32(r, _mm256_cmpgt_epi32(_mm256_and_si256(h, q->mask), thr));
+}
+
 static inline dk_vec_t dk_v_dw_weight(const int8_t *w, int n) {
     return _mm256_and_si256(dk_v_load_s8(w, n), _mm256_set1_epi32(0xFFFF));
 }
@@ -140,33 +152,62 @@ static inline __m256i dk_x86_reduce8(const __m256i *v) {
     return _mm256_add_epi32(_mm256_permute2x128_si256(g0, g1, 0x20), _mm256_permute2x128_si256(g0, g1, 0x31));
 }
 
-/* 16 weights at w[kk..) sign-extended to int16; past k (the row's end) zeros, never read: a row's tail is loaded
- * as the 16 bytes ending at k and shuffled down (rows shorter than 16 go through a small copy). */
-static inline __m256i dk_x86_w16(const int8_t *w, int32_t kk, int32_t k) {
-    if (kk + 16 <= k) return _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + kk)));
-    const int t = (int)(k - kk); /* 1..15 bytes left */
+/* The last t (1..15) weights of a row ending at w[k) (k = kk + t) sign-extended to int16, zeros after them: rows
+ * of at least 16 bytes load the 16 bytes ending at k and shuffle them down; shorter ones are assembled in two
+ * 64-bit words (no call, no stack copy: the callers' accumulators stay in registers). */
+static inline __m256i dk_x86_w16_tail(const int8_t *w, int32_t kk, int32_t k) {
+    const int t = (int)(k - kk);
     if (k >= 16) {
         const __m128i iota = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         const __m128i ctl = _mm_or_si128(_mm_add_epi8(iota, _mm_set1_epi8((char)(16 - t))),
                                          _mm_cmpgt_epi8(iota, _mm_set1_epi8((char)(t - 1)))); /* >= t: 0x80, zero */
         return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(w + k - 16)), ctl));
     }
-    int8_t b[16] = {0};
-    for (int i = 0; i < t; ++i) b[i] = w[kk + i];
-    return _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b));
+    uint64_t lo = 0, hi = 0;
+    int i = 0;
+    if (t >= 8) { /* one 8-byte word (e.g. the whole row of an 8-input layer) */
+        __builtin_memcpy(&lo, w + kk, 8);
+        i = 8;
+    }
+    for (; i < t; ++i) {
+        const uint64_t b = (uint8_t)w[kk + i];
+        if (i < 8)
+            lo |= b << (8 * i);
+        else
+            hi |= b << (8 * (i - 8));
+    }
+    return _mm256_cvtepi8_epi16(_mm_set_epi64x((long long)hi, (long long)lo));
+}
+static inline __m256i dk_x86_w16(const int8_t *w, int32_t kk) {
+    return _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + kk)));
 }
 
-/* 2 x 4 dot products: lane p * 4 + r = sum_k a[p][k] * w[r][k] (a rows zero-padded to a multiple of 16). */
+/* 2 x 4 dot products: lane p * 4 + r = sum_k a[p][k] * w[r][k] (a rows zero-padded to a multiple of 16). Whole
+ * 16-weight steps in the loop, a row's tail after it. */
 DK_KERNEL __m256i dk_x86_dot2x4(const int16_t *a0, const int16_t *a1, const int8_t *const *w, int32_t k) {
     __m256i c[8];
+    const int8_t *wr[4];
     DK_UNROLL
     for (int i = 0; i < 8; ++i) c[i] = _mm256_setzero_si256();
-    for (int32_t kk = 0; kk < k; kk += 16) {
+    DK_UNROLL
+    for (int r = 0; r < 4; ++r) wr[r] = w[r];
+    int32_t kk = 0;
+    for (; kk + 16 <= k; kk += 16) {
         const __m256i x0 = _mm256_loadu_si256((const __m256i *)(a0 + kk));
         const __m256i x1 = _mm256_loadu_si256((const __m256i *)(a1 + kk));
         DK_UNROLL
         for (int r = 0; r < 4; ++r) {
-            const __m256i y = dk_x86_w16(w[r], kk, k);
+            const __m256i y = dk_x86_w16(wr[r], kk);
+            c[r] = _mm256_add_epi32(c[r], _mm256_madd_epi16(x0, y));
+            c[4 + r] = _mm256_add_epi32(c[4 + r], _mm256_madd_epi16(x1, y));
+        }
+    }
+    if (kk < k) {
+        const __m256i x0 = _mm256_loadu_si256((const __m256i *)(a0 + kk));
+        const __m256i x1 = _mm256_loadu_si256((const __m256i *)(a1 + kk));
+        DK_UNROLL
+        for (int r = 0; r < 4; ++r) {
+            const __m256i y = dk_x86_w16_tail(wr[r], kk, k);
             c[r] = _mm256_add_epi32(c[r], _mm256_madd_epi16(x0, y));
             c[4 + r] = _mm256_add_epi32(c[4 + r], _mm256_madd_epi16(x1, y));
         }
@@ -177,12 +218,21 @@ DK_KERNEL __m256i dk_x86_dot2x4(const int16_t *a0, const int16_t *a1, const int8
 /* 1 x 8 dot products: lane r = sum_k a[k] * w[r][k]. */
 DK_KERNEL __m256i dk_x86_dot1x8(const int16_t *a, const int8_t *const *w, int32_t k) {
     __m256i c[8];
+    const int8_t *wr[8];
     DK_UNROLL
     for (int i = 0; i < 8; ++i) c[i] = _mm256_setzero_si256();
-    for (int32_t kk = 0; kk < k; kk += 16) {
+    DK_UNROLL
+    for (int r = 0; r < 8; ++r) wr[r] = w[r];
+    int32_t kk = 0;
+    for (; kk + 16 <= k; kk += 16) {
         const __m256i x = _mm256_loadu_si256((const __m256i *)(a + kk));
         DK_UNROLL
-        for (int r = 0; r < 8; ++r) c[r] = _mm256_add_epi32(c[r], _mm256_madd_epi16(x, dk_x86_w16(w[r], kk, k)));
+        for (int r = 0; r < 8; ++r) c[r] = _mm256_add_epi32(c[r], _mm256_madd_epi16(x, dk_x86_w16(wr[r], kk)));
+    }
+    if (kk < k) {
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(a + kk));
+        DK_UNROLL
+        for (int r = 0; r < 8; ++r) c[r] = _mm256_add_epi32(c[r], _mm256_madd_epi16(x, dk_x86_w16_tail(wr[r], kk, k)));
     }
     return dk_x86_reduce8(c);
 }

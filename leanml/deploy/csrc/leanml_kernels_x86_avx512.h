@@ -76,6 +76,18 @@ static inline dk_vec_t dk_v_mul_multiplier(dk_vec_t x, const dk_rq_t *q) {
     return _mm512_mask_add_epi32(r, _mm512_cmpgt_epi32_mask(_mm512_and_si512(h, q->mask), thr), r, one);
 }
 
+/* dk_v_mul_multiplier for constants without left shifts or INT32_MIN multipliers (!q->any_left && !q->any_sat: the
+ * caller checked once per block, not per vector). */
+static inline dk_vec_t dk_v_mul_multiplier_rs(dk_vec_t x, const dk_rq_t *q) {
+    const __m512i nudge = _mm512_set1_epi64((int64_t)1 << 30), one = _mm512_set1_epi32(1);
+    const __m512i even = _mm512_add_epi64(_mm512_mul_epi32(x, q->mult), nudge);
+    const __m512i odd = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), q->mult_odd), nudge);
+    const __m512i h = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 31), _mm512_add_epi64(odd, odd));
+    const __m512i thr = _mm512_sub_epi32(q->half, _mm512_srai_epi32(h, 31));
+    const __m512i r = _mm512_srav_epi32(h, q->right);
+    return _mm512_mask_add_epi32(r, _mm512_cmpgt_epi32_mask(_mm512_and_si512(h, q->mask), thr), r, one);
+}
+
 /* Depthwise weights of n channels: each int32 lane holds w as a zero-extended int16, so `vpdpwssd` with an
  * (x - zp) lane (sign-extended: high half 0 or -1) adds exactly (x - zp) * w. */
 static inline dk_vec_t dk_v_dw_weight(const int8_t *w, int n) {
