@@ -10,7 +10,8 @@ become, so the planner, the code generator and the kernels are shared. The const
 - fully connected: the same, per tensor or per channel (the pip TFLM takes the per-tensor product in double too);
 - add: left shift 20, inputs rescaled by s / (2 max(s_a, s_b)), output by 2 max(s_a, s_b) / (2^20 s_out);
 - fused activations: clamp bounds zp + round(limit / scale) in float32, intersected with [-128, 127];
-- softmax: PreprocessSoftmaxScaling(beta, in_scale, 5 integer bits) and CalculateInputRadius.
+- softmax: PreprocessSoftmaxScaling(beta, in_scale, 5 integer bits) and CalculateInputRadius;
+- int8 -> int8 QUANTIZE (Requantize): QuantizeMultiplier(in_scale / out_scale), as a 1x1 unit-weight depthwise.
 
 Supported opcodes: see :data:`TFLITE_LOWERINGS`; anything else is a :class:`~leanml.errors.LeanmlError` naming
 the opcode and the supported list. Activations are int8 (weights int8, biases int32). Float inputs/outputs go
@@ -391,6 +392,26 @@ def _max_pool(imp: Importer, op: TfOp) -> None:
     _pool(imp, op, "max")
 
 
+@register_tflite("QUANTIZE")
+def _requantize(imp: Importer, op: TfOp) -> None:
+    """int8 -> int8 QUANTIZE inside the model: TFLite's Requantize, clamp(MBQM(x - in_zp, M, s) + out_zp), is a
+    1x1 depthwise (or 1x1 conv on one channel) with unit weights and no bias: the same arithmetic, no new kernel."""
+    src, out = op.inputs[0], op.outputs[0]
+    qi, qo = imp.act_q(op, src), imp.act_q(op, out)
+    if imp.tensor(src).shape != imp.tensor(out).shape:
+        raise imp.error(op, f"maps {list(imp.tensor(src).shape)} to {list(imp.tensor(out).shape)}", "re-export it")
+    mult, shift = imp.multiplier(op, float(qi.scale) / float(qo.scale))
+    shape = imp.shapes[imp.name(src)]
+    h, w, c = shape if len(shape) == 3 else (1, 1, math.prod(shape))
+    n = np.ones(c, np.int32)
+    common = dict(bias=0 * n, multiplier=mult * n, shift=shift * n, in_zp=qi.zero_point, out_zp=qo.zero_point)
+    args = (imp.op_name(op), (imp.name(src),), imp.name(out), ((h, w, c),), (h, w, c))
+    if c > 1:
+        imp.emit(Depthwise(*args, weight=np.ones((1, 1, c), np.int8), groups=c, **common))  # type: ignore[arg-type]
+    else:
+        imp.emit(Conv1x1(*args, weight=np.ones((1, 1, 1, 1), np.int8), **common))  # type: ignore[arg-type]
+
+
 @register_tflite("RESHAPE")
 def _reshape(imp: Importer, op: TfOp) -> None:
     src, out = op.inputs[0], op.outputs[0]
@@ -566,7 +587,7 @@ def load_tflite(path: str | Path) -> Graph:
     if unsupported:
         supported = ", ".join(sorted(TFLITE_LOWERINGS))
         raise LeanmlError(f"{model.path} uses operators leanml cannot deploy: {', '.join(unsupported)}",
-                          f"supported: {supported} (and QUANTIZE/DEQUANTIZE at the ends, PAD into a conv)")  # fmt: skip
+                          f"supported: {supported} (and DEQUANTIZE at the end, PAD into a conv)")  # fmt: skip
     if not tf_ops:
         raise LeanmlError(f"{model.path} has no operator to deploy besides QUANTIZE/DEQUANTIZE",
                           "deploy a model with at least one layer")  # fmt: skip

@@ -323,3 +323,17 @@ def test_pad_folded_into_depthwise_between_convs(hw: tuple[tuple[int, int], tupl
     d = net.conv(net.pad(c, hw), 0, (3, 3), 1, "VALID", depth_multiplier=1, out_q=(0.3, -3))
     y = net.conv(d, 4, (1, 1), 1, "VALID")
     check(net, x, y, tmp_path)
+
+
+@pytest.mark.parametrize("where", ["map", "vector", "one_channel", "output"])
+def test_requantize(where: str, tmp_path: Path) -> None:
+    """int8 -> int8 QUANTIZE between layers (TFLite's Requantize) on a map, a vector, one channel, at the end."""
+    net = Net(seed=25)
+    x = net.act((1, 5, 4, 1 if where == "one_channel" else 3), 0.05, 4)
+    c = net.conv(x, 1 if where == "one_channel" else 6, (3, 3), 1, "SAME", out_q=(0.15, -9))
+    if where == "vector":
+        c = net.fc(c, 12, out_q=(0.3, 7))
+    shape = net.tensors[c].shape
+    r = net.op("QUANTIZE", [c], [net.act(shape, 0.07, 20)], "QuantizeOptions")
+    y = r if where == "output" else (net.fc(r, 5) if where == "vector" else net.conv(r, 4, (1, 1), 1, "VALID"))
+    check(net, x, y, tmp_path)
