@@ -277,6 +277,9 @@ def deploy_cmd(
     patch_until: Annotated[
         str | None, typer.Option(help="tensor that ends the patch stage (default: best)")
     ] = default_of(DeployConfig, "patch_until"),
+    threads: Annotated[
+        int, typer.Option(help="host: split every layer over N threads (bit-exact with 1)")
+    ] = default_of(DeployConfig, "threads"),
     verify_images: Annotated[int, typer.Option(help="test images to compare with the integer reference")] = 500,
     run: Annotated[
         bool, typer.Option(help="run on the emulated Cortex-M target (qemu-system-arm): instructions, flash, SRAM")
@@ -295,7 +298,7 @@ def deploy_cmd(
     check_outputs(out, overwrite=overwrite)
     shape_flag = list(parse_ints(input_shape, "input shape")) if input_shape is not None else None
     flags = {"input_shape": shape_flag, "prefix": prefix, "in_place": in_place,
-             "target": target, "patch": patch, "patch_until": patch_until}  # fmt: skip
+             "target": target, "patch": patch, "patch_until": patch_until, "threads": threads}  # fmt: skip
     cfg = config_from(context, DeployConfig, config, flags)
     target = cfg.target
     check_run_target(run, target)

@@ -265,7 +265,8 @@ def measure_c_latency(dep: Deployment, repeats: int = 50, warmup: int = 5) -> La
         0.21
     """
     x1 = np.zeros((1, *dep.input_shape), dtype=np.float32)  # (1, C, H, W)
-    return measure_latency(lambda: dep.model(x1), warmup=warmup, repeats=repeats, batch_size=1)
+    return measure_latency(lambda: dep.model(x1), warmup=warmup, repeats=repeats, threads=dep.config.threads,
+                           batch_size=1)  # fmt: skip
 
 
 def deploy_summary_row(dep: Deployment) -> dict[str, Any]:
