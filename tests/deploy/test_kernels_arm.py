@@ -59,7 +59,7 @@ static int check(const char *name, int id, int n) {
 # the many-case programs let the compiler decide on inlining (the kernels are forced inline by default: one
 # specialized copy per call site, which makes a 100-call test program slow to build); test_forced_inline_matches_ref
 # and the whole-model runs cover the default
-NOT_FORCED = ("-DDK_ARM_INLINE=static inline",)
+NOT_FORCED = ("-DDK_ARM_ATTR=",)
 
 
 def run_cases(body: str, target: str = "cortex-m4", flags: tuple[str, ...] = NOT_FORCED) -> list[str]:

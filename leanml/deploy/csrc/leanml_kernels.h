@@ -63,7 +63,7 @@
 #endif
 
 #if defined(DK_ARM_DSP)
-#define DK_KERNEL_INLINE DK_ARM_INLINE /* one specialized copy per call site (see leanml_kernels_arm.h) */
+#define DK_KERNEL_ATTR DK_ARM_ATTR /* one specialized copy per call site (see leanml_kernels_arm.h) */
 #define DK_KERNELS_PATH DK_SIMD_ISA
 #define DK_SIMD_OR_REF(name) name##_dsp
 #elif defined(DK_SIMD_ISA)
@@ -75,8 +75,8 @@
 #define DK_SIMD_OR_REF(name) name##_ref
 #endif
 
-#ifndef DK_KERNEL_INLINE
-#define DK_KERNEL_INLINE static inline
+#ifndef DK_KERNEL_ATTR
+#define DK_KERNEL_ATTR /* the SIMD paths' kernel attributes (always_inline on Cortex-M) */
 #endif
 
 /* ------------------------------------------------------------------------------------------------------ */
@@ -94,7 +94,7 @@ static inline void dk_dequantize_s8(const int8_t *q, int n, float scale, int32_t
 }
 
 /* dk_conv2d_s8_ref's contract. */
-DK_KERNEL_INLINE void dk_conv2d_s8(const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, const int8_t *w,
+DK_KERNEL_ATTR static inline void dk_conv2d_s8(const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, const int8_t *w,
                                 const int32_t *bias, int out_c, int kh, int kw, int sh, int sw, int ph, int pw,
                                 int groups, const int32_t *mult, const int32_t *shift, int32_t out_zp, int32_t act_min,
                                 int32_t act_max, int8_t *out, int out_h, int out_w) {
@@ -103,7 +103,7 @@ DK_KERNEL_INLINE void dk_conv2d_s8(const int8_t *in, int in_h, int in_w, int in_
 }
 
 /* dk_conv1x1_s8_ref's contract. */
-DK_KERNEL_INLINE void dk_conv1x1_s8(const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, const int8_t *w,
+DK_KERNEL_ATTR static inline void dk_conv1x1_s8(const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, const int8_t *w,
                                  const int32_t *bias, int out_c, const int32_t *mult, const int32_t *shift,
                                  int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out) {
     DK_SIMD_OR_REF(dk_conv1x1_s8)(in, in_h, in_w, in_c, in_zp, w, bias, out_c, mult, shift, out_zp, act_min, act_max,
@@ -111,7 +111,7 @@ DK_KERNEL_INLINE void dk_conv1x1_s8(const int8_t *in, int in_h, int in_w, int in
 }
 
 /* dk_depthwise_conv2d_s8_ref's contract. */
-DK_KERNEL_INLINE void dk_depthwise_conv2d_s8(const int8_t *in, int in_h, int in_w, int c, int32_t in_zp, const int8_t *w,
+DK_KERNEL_ATTR static inline void dk_depthwise_conv2d_s8(const int8_t *in, int in_h, int in_w, int c, int32_t in_zp, const int8_t *w,
                                           const int32_t *bias, int kh, int kw, int sh, int sw, int ph, int pw,
                                           const int32_t *mult, const int32_t *shift, int32_t out_zp, int32_t act_min,
                                           int32_t act_max, int8_t *out, int out_h, int out_w) {
@@ -120,7 +120,7 @@ DK_KERNEL_INLINE void dk_depthwise_conv2d_s8(const int8_t *in, int in_h, int in_
 }
 
 /* dk_depthwise_conv2d_s8_inplace_ref's contract. */
-DK_KERNEL_INLINE void dk_depthwise_conv2d_s8_inplace(int8_t *buf, int in_h, int in_w, int c, int32_t in_zp,
+DK_KERNEL_ATTR static inline void dk_depthwise_conv2d_s8_inplace(int8_t *buf, int in_h, int in_w, int c, int32_t in_zp,
                                                   const int8_t *w, const int32_t *bias, int kh, int kw, int sh, int sw,
                                                   int ph, int pw, const int32_t *mult, const int32_t *shift,
                                                   int32_t out_zp, int32_t act_min, int32_t act_max, int out_h,
@@ -130,7 +130,7 @@ DK_KERNEL_INLINE void dk_depthwise_conv2d_s8_inplace(int8_t *buf, int in_h, int 
 }
 
 /* dk_linear_s8_ref's contract. */
-DK_KERNEL_INLINE void dk_linear_s8(const int8_t *in, int in_features, int32_t in_zp, const int8_t *w, const int32_t *bias,
+DK_KERNEL_ATTR static inline void dk_linear_s8(const int8_t *in, int in_features, int32_t in_zp, const int8_t *w, const int32_t *bias,
                                 int out_features, const int32_t *mult, const int32_t *shift, int32_t out_zp,
                                 int32_t act_min, int32_t act_max, int8_t *out) {
     DK_SIMD_OR_REF(dk_linear_s8)(in, in_features, in_zp, w, bias, out_features, mult, shift, out_zp, act_min, act_max,
@@ -138,7 +138,7 @@ DK_KERNEL_INLINE void dk_linear_s8(const int8_t *in, int in_features, int32_t in
 }
 
 /* dk_add_s8_ref's contract. */
-DK_KERNEL_INLINE void dk_add_s8(const int8_t *a, const int8_t *b, int n, int32_t a_zp, int32_t a_mult, int32_t a_shift,
+DK_KERNEL_ATTR static inline void dk_add_s8(const int8_t *a, const int8_t *b, int n, int32_t a_zp, int32_t a_mult, int32_t a_shift,
                              int32_t b_zp, int32_t b_mult, int32_t b_shift, int32_t out_mult, int32_t out_shift,
                              int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out) {
     DK_SIMD_OR_REF(dk_add_s8)(a, b, n, a_zp, a_mult, a_shift, b_zp, b_mult, b_shift, out_mult, out_shift, out_zp,

@@ -36,9 +36,10 @@
 #define DK_SIMD_ISA "arm-dsp"
 /* Kernels are inlined into each call site: the generated code passes literal shapes, so every layer gets its own
  * specialized loops (TinyEngine's per-layer code; a few KiB of flash per model for far fewer instructions). */
-#ifndef DK_ARM_INLINE /* -DDK_ARM_INLINE="static inline" leaves it to the compiler (faster builds, slower code) */
-#define DK_ARM_INLINE static inline __attribute__((always_inline))
+#ifndef DK_ARM_ATTR /* -DDK_ARM_ATTR= leaves inlining to the compiler (faster builds, slower code) */
+#define DK_ARM_ATTR __attribute__((always_inline))
 #endif
+#define DK_ARM_INLINE DK_ARM_ATTR static inline
 #define DK_ARM_KMAX 1024    /* conv / conv1x1: receptive fields up to this many elements take the fast path */
 #define DK_ARM_FC_STAGE 128 /* linear: inputs staged as int16 up to this many features */
 #define DK_ARM_DW_SPAN 256  /* depthwise: staged row width limit (int16 elements) */
