@@ -337,3 +337,15 @@ def test_requantize(where: str, tmp_path: Path) -> None:
     r = net.op("QUANTIZE", [c], [net.act(shape, 0.07, 20)], "QuantizeOptions")
     y = r if where == "output" else (net.fc(r, 5) if where == "vector" else net.conv(r, 4, (1, 1), 1, "VALID"))
     check(net, x, y, tmp_path)
+
+
+def test_relu6_bound_divides_in_float32(tmp_path: Path) -> None:
+    """TFLM quantizes the RELU6 bound as round(6.0f / scale) in float32: for scale 2.4f that is 2.5f -> 3 (code
+    -125), where a float64 division gives 2.4999999 -> 2 (code -126). Outputs above 6 pin the float32 rule."""
+    net = Net(seed=26)
+    x = net.act((1, 5, 5, 3), 0.1, 0)
+    y = net.conv(x, 8, (3, 3), 1, "SAME", "RELU6", out_q=(2.4, -128))
+    _, dep, _ = _deploy(net, x, y, tmp_path)
+    got = dep.model.run_int8(np.full((1, 3, 5, 5), 127, np.int8))
+    assert got.max() <= -125 and (got == -125).any()
+    check(net, x, y, tmp_path)
