@@ -69,6 +69,9 @@ class CompiledModel:
         self._run_q = getattr(self._lib, f"{prefix}_run_q")
         self._run_q.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         self._run_q.restype = ctypes.c_int
+        self._run_q_batch = getattr(self._lib, f"{prefix}_run_q_batch")
+        self._run_q_batch.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+        self._run_q_batch.restype = ctypes.c_int
         self._run_f = getattr(self._lib, f"{prefix}_run")
         self._run_f.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         self._run_f.restype = ctypes.c_int
@@ -88,8 +91,7 @@ class CompiledModel:
             raise LeanmlError(f"input shape {tuple(q.shape[1:])} does not match the model's {self.input_chw}")
         hwc = np.ascontiguousarray(q.transpose(0, 2, 3, 1), dtype=np.int8)  # (N, H, W, C)
         out = np.zeros((len(q), self.output_size), dtype=np.int8)
-        for i in range(len(q)):
-            self._run_q(hwc[i].ctypes.data, out[i].ctypes.data)
+        self._run_q_batch(hwc.ctypes.data, len(q), out.ctypes.data)  # hwc, out: C-contiguous, alive for the call
         return self._to_reference_order(out.astype(np.int64))
 
     def __call__(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:

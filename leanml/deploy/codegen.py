@@ -261,6 +261,8 @@ def generate_c(graph: Graph, layout: MemoryLayout, prefix: str = "leanml_model",
               f"#define {up}_OUTPUT_SIZE {out_numel}\n#define {up}_ARENA_BYTES {layout.arena_bytes}\n\n"
               f"/* int8 input (H, W, C) -> int8 output codes (OUTPUT_SIZE,); returns 0 */\n"
               f"int {p}_run_q(const int8_t *input, int8_t *output);\n"
+              f"/* n int8 inputs (n, H, W, C) -> n output code rows (n, OUTPUT_SIZE), one after another; returns 0 */\n"
+              f"int {p}_run_q_batch(const int8_t *input, int n, int8_t *output);\n"
               f"/* float input (H, W, C) -> dequantized float output (OUTPUT_SIZE,); returns 0 */\n"
               f"int {p}_run(const float *input, float *output);\n\n#endif\n")  # fmt: skip
     in_numel = h * w * c
@@ -281,6 +283,10 @@ def generate_c(graph: Graph, layout: MemoryLayout, prefix: str = "leanml_model",
         f"    memcpy(arena + {layout.tensor_offset[first.output]}, input, {in_numel});\n"
         f"    {p}_layers((const float *)0);\n"
         f"    memcpy(output, arena + {layout.tensor_offset[graph.output]}, {out_numel});\n    return 0;\n}}\n\n"
+        f"int {p}_run_q_batch(const int8_t *input, int n, int8_t *output) {{\n"
+        f"    for (int i = 0; i < n; ++i)\n"
+        f"        {p}_run_q(input + (size_t)i * {in_numel}, output + (size_t)i * {out_numel});\n"
+        f"    return 0;\n}}\n\n"
         f"int {p}_run(const float *input, float *output) {{\n{start}"
         f"    layer_{first.name}(input, arena{', 0, 1' if threads > 1 else ''});\n    {p}_layers(input);\n"
         f"    dk_dequantize_s8(arena + {layout.tensor_offset[graph.output]}, {out_numel}, "
