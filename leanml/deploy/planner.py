@@ -73,10 +73,10 @@ def place_segments(buffers: list[Segments], strategy: str = "best") -> Placement
     tensors grow or shrink over time); two segments of different buffers live at a common step never overlap.
 
     Example:
-        >>> # 100 bytes at steps 0-1 growing to 300 at step 2, and 150 bytes at steps 0-1: side by side at 0-1,
-        >>> # the second fits in the first's future tail while the first is small
+        >>> # 100 bytes at steps 0-1 growing to 300 at step 2, and 150 bytes at steps 0-1: the second lies in
+        >>> # the first's future tail (16-byte aligned: 112 + 160 <= 304), not after its 304 bytes
         >>> place_segments([[(100, 0, 1), (300, 2, 2)], [(150, 0, 1)]], "greedy_by_start").arena_bytes
-        300
+        304
     """
     if strategy not in STRATEGIES:
         raise LeanmlError(f"unknown placement strategy {strategy!r}", f"choose one of: {', '.join(STRATEGIES)}")
@@ -145,16 +145,23 @@ class MemoryLayout:
         return max(_step_totals(self), default=0)
 
 
+POINTWISE_CHUNK_BYTES = 2048  # input bytes an in-place 1x1 conv copies aside at a time (at least one row)
+
+
 def pointwise_chunk(op: Op) -> int:
-    """Pixels an in-place 1x1 conv copies aside at a time: a row, or more up to 2 KiB and 1/8 of its input.
+    """Pixels an in-place 1x1 conv copies aside at a time: the map in equal chunks of at most
+    :data:`POINTWISE_CHUNK_BYTES` (each chunk is one kernel call, which folds the zero point into the bias again:
+    fewer, larger chunks cost fewer instructions), or one row when a row is larger.
 
     Example:
         >>> from leanml.deploy.ir import Conv1x1
-        >>> pointwise_chunk(Conv1x1("c", ("x",), "y", ((25, 5, 64),), (25, 5, 64)))  # 1000 bytes: 15 pixels
-        15
+        >>> pointwise_chunk(Conv1x1("c", ("x",), "y", ((25, 5, 64),), (25, 5, 64)))  # 8000 bytes: 4 x 32 pixels
+        32
     """
     h, w, c = op.in_shapes[0]
-    return max(w, min(2048, h * w * c // 8) // c, 1)
+    pixels = h * w
+    chunks = max(1, -(-pixels * c // POINTWISE_CHUNK_BYTES))
+    return max(-(-pixels // chunks), min(w, pixels), 1)
 
 
 def _scratch_bytes(op: Op, in_place: set[str]) -> int:
