@@ -21,7 +21,7 @@ from leanml.deploy.build import CSRC
 from leanml.deploy.mcu import MCU_FLAGS, run_c_on_target, tools_missing
 from leanml.native_build import WARN_FLAGS
 
-pytestmark = pytest.mark.skipif(bool(tools_missing()), reason=f"needs: {'; '.join(tools_missing())}")
+needs_arm = pytest.mark.skipif(bool(tools_missing()), reason=f"needs: {'; '.join(tools_missing())}")
 
 PRELUDE = r"""
 #include <stdio.h>
@@ -62,9 +62,11 @@ static int check(const char *name, int id, int n) {
 NOT_FORCED = ("-DDK_ARM_ATTR=",)
 
 
-def run_cases(body: str, target: str = "cortex-m4", flags: tuple[str, ...] = NOT_FORCED) -> list[str]:
-    """Build PRELUDE + a main running ``body`` for ``target``; the printed case lines."""
-    main = PRELUDE + "int main(void) {\n    int bad = 0;\n" + body + "\n    return 0;\n}\n"
+def run_cases(
+    body: str, target: str = "cortex-m4", flags: tuple[str, ...] = NOT_FORCED, prelude_extra: str = ""
+) -> list[str]:
+    """Build PRELUDE (+ prelude_extra) + a main running ``body`` for ``target``; the printed case lines."""
+    main = PRELUDE + prelude_extra + "int main(void) {\n    int bad = 0;\n" + body + "\n    return 0;\n}\n"
     out = run_c_on_target({}, main, target, timeout=300, extra_flags=flags)
     lines = [ln for ln in out.splitlines() if ln.strip()]
     assert lines and lines[0] == "path arm-dsp", out[:500]
@@ -114,12 +116,14 @@ def conv_body(cases: list[tuple[int, ...]]) -> str:
     return body
 
 
+@needs_arm
 def test_forced_inline_matches_ref() -> None:
     """A few conv shapes with the default forced inlining (literal shapes, as the generated code calls them)."""
     cases = conv_cases(random.Random(5), 6)
     assert_all_ok(run_cases(conv_body(cases), flags=()), len(cases))
 
 
+@needs_arm
 def test_conv2d_and_conv1x1_match_ref() -> None:
     rng = random.Random(0)
     cases = conv_cases(rng, 60)
@@ -136,6 +140,7 @@ def test_conv2d_and_conv1x1_match_ref() -> None:
     assert_all_ok(run_cases(body), len(cases) + 30)
 
 
+@needs_arm
 def test_depthwise_match_ref() -> None:
     rng = random.Random(1)
     body = PATH_LINE
@@ -167,6 +172,7 @@ def test_depthwise_match_ref() -> None:
     assert_all_ok(run_cases(body), 100)
 
 
+@needs_arm
 def test_linear_and_add_match_ref() -> None:
     rng = random.Random(2)
     body = PATH_LINE
@@ -192,6 +198,87 @@ def test_linear_and_add_match_ref() -> None:
     assert_all_ok(run_cases(body), 70)
 
 
+IL4_PACK = r"""
+/* the code generator's arrangement for dk_linear_s8_il4 (see its comment), in C for the test */
+static int8_t WIL[CAP];
+static int32_t BZP[1024];
+static void il4_pack(const int8_t *w, int k, int n, int32_t zp) {
+    const int k4 = (k + 3) / 4 * 4, o4 = (n + 3) / 4 * 4;
+    int p = 0;
+    for (int b = 0; b < o4 / 4; ++b)
+        for (int g = 0; g < k4 / 4; ++g)
+            for (int r = 0; r < 4; ++r)
+                for (int t = 0; t < 4; ++t) {
+                    const int o = 4 * b + r, i = 4 * g + t;
+                    WIL[p++] = o < n && i < k ? w[o * k + i] : 0;
+                }
+    for (int o = 0; o < n; ++o) {
+        int32_t s = 0;
+        for (int i = 0; i < k; ++i) s += w[o * k + i];
+        BZP[o] = BIAS[o] - zp * s;
+    }
+}
+"""
+
+
+@needs_arm
+def test_linear_il4_matches_ref() -> None:
+    rng = random.Random(3)
+    body = PATH_LINE
+    for i in range(25):
+        k, n = rng.choice([1, 3, 4, 7, 64, 127, 128, 640]), rng.choice([1, 2, 3, 5, 8, 12, 128])
+        izp, ozp = rng.randint(-128, 127), rng.randint(-128, 127)
+        smin, smax = rng.choice([(-12, -2), (-31, -1), (-3, 3)])
+        tail = f"{n}, MULT, SHIFT, {ozp}, -128, 127"
+        body += (f"    fill(A, {k}); fill(W, {k * n}); rq({n}, {smin}, {smax}); il4_pack(W, {k}, {n}, {izp});\n"
+                 f"    dk_linear_s8_il4(A, {k}, WIL, BZP, {tail}, O1);\n"
+                 f"    dk_linear_s8_ref(A, {k}, {izp}, W, BIAS, {tail}, O2);\n"
+                 f"    bad += check(\"linear_il4\", {i}, {n});\n")  # fmt: skip
+    assert_all_ok(run_cases(body, prelude_extra=IL4_PACK), 25)
+
+
+IL4_HOST = r"""#include <stdio.h>
+#include "leanml_kernels.h"
+int main(void) {
+    static int8_t in[130], w[130*13], wil[DK_IL4_BYTES(130, 13)], o1[13], o2[13];
+    static int32_t b[13], bz[13], m[13], sh[13];
+    unsigned s = 7;
+    for (int i = 0; i < 130; ++i) { s = s * 1664525u + 1013904223u; in[i] = (int8_t)(s >> 24); }
+    for (int i = 0; i < 130 * 13; ++i) { s = s * 1664525u + 1013904223u; w[i] = (int8_t)(s >> 24); }
+    for (int o = 0; o < 13; ++o) { b[o] = o * 1000 - 5000; m[o] = 1300000000 + o; sh[o] = -8; }
+    int p = 0, zp = 37;
+    for (int bb = 0; bb < 4; ++bb)
+        for (int g = 0; g < 33; ++g)
+            for (int r = 0; r < 4; ++r)
+                for (int t = 0; t < 4; ++t) {
+                    int o = 4 * bb + r, i = 4 * g + t;
+                    wil[p++] = o < 13 && i < 130 ? w[o * 130 + i] : 0;
+                }
+    for (int o = 0; o < 13; ++o) {
+        int32_t su = 0;
+        for (int i = 0; i < 130; ++i) su += w[o * 130 + i];
+        bz[o] = b[o] - zp * su;
+    }
+    dk_linear_s8_il4(in, 130, wil, bz, 13, m, sh, -3, -128, 127, o1);
+    dk_linear_s8_ref(in, 130, zp, w, b, 13, m, sh, -3, -128, 127, o2);
+    for (int o = 0; o < 13; ++o) if (o1[o] != o2[o]) { printf("bad %d\n", o); return 1; }
+    printf("ok %s\n", DK_KERNELS_PATH); return 0;
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_linear_il4_portable_matches_ref(tmp_path: Path) -> None:
+    """The portable dk_linear_s8_il4 (host builds of the same generated C), plain and AVX2 flags."""
+    (tmp_path / "t.c").write_text(IL4_HOST)
+    for extra in ([], ["-mavx2"]):
+        exe = tmp_path / "t"
+        flags = [*WARN_FLAGS, "-O2", *extra, f"-I{CSRC}", str(tmp_path / "t.c"), "-o", str(exe)]
+        subprocess.run(["gcc", *flags], check=True, capture_output=True)
+        assert subprocess.run([str(exe)], capture_output=True, text=True).stdout.startswith("ok")
+
+
+@needs_arm
 @pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m7"])
 def test_header_builds_warning_free(tmp_path: Path, cpu: str) -> None:
     src = tmp_path / "k.c"

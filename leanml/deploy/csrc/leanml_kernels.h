@@ -137,6 +137,25 @@ DK_KERNEL_ATTR static inline void dk_linear_s8(const int8_t *in, int in_features
                                  out);
 }
 
+/* dk_linear_s8_ref's results from weights arranged by the code generator (w_il4, DK_IL4_BYTES of them) and the bias
+ * with the input zero point folded in (bias_zp[o] = bias[o] - in_zp * sum_i w[o][i]): the layout is documented at
+ * the Cortex-M version in leanml_kernels_arm.h, where one LDM loads 16 weights; this is the portable version. */
+#ifndef DK_ARM_DSP
+#define DK_IL4_BYTES(in_features, out_features) ((((out_features) + 3) / 4) * 4 * (((in_features) + 3) / 4) * 4)
+DK_KERNEL_ATTR static inline void dk_linear_s8_il4(const int8_t *in, int in_features, const int8_t *w_il4,
+                                                   const int32_t *bias_zp, int out_features, const int32_t *mult,
+                                                   const int32_t *shift, int32_t out_zp, int32_t act_min,
+                                                   int32_t act_max, int8_t *out) {
+    const int32_t k4 = ((int32_t)in_features + 3) / 4 * 4;
+    for (int o = 0; o < out_features; ++o) {
+        const int8_t *wb = w_il4 + (int32_t)(o / 4) * 4 * k4 + (o % 4) * 4; /* row o's first group */
+        int32_t acc = bias_zp[o];
+        for (int32_t i = 0; i < in_features; ++i) acc += (int32_t)in[i] * wb[(i / 4) * 16 + i % 4];
+        out[o] = dk_i32_requant(acc, mult[o], shift[o], out_zp, act_min, act_max);
+    }
+}
+#endif
+
 /* dk_add_s8_ref's contract. */
 DK_KERNEL_ATTR static inline void dk_add_s8(const int8_t *a, const int8_t *b, int n, int32_t a_zp, int32_t a_mult, int32_t a_shift,
                              int32_t b_zp, int32_t b_mult, int32_t b_shift, int32_t out_mult, int32_t out_shift,
@@ -172,6 +191,9 @@ static inline void dk_clamp_s8(int8_t *buf, int n, int32_t lo, int32_t hi) {
 
 /* 4-bit packed weights (two per byte in flash), plain loops. */
 #include "leanml_kernels_w4.h"
+
+/* TFLite's int8 MEAN over (H, W); no SIMD variant. */
+#include "leanml_kernels_mean.h"
 
 /* In-place and streaming variants the memory planner places (overlapping buffers, line buffers). */
 #include "leanml_kernels_fused.h"

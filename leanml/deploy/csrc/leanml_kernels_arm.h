@@ -553,6 +553,78 @@ DK_ARM_INLINE void dk_linear_s8_dsp(const int8_t *in, int in_features, int32_t i
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
+/* Linear on code-generator-arranged weights (optional entry point)                                         */
+/* ------------------------------------------------------------------------------------------------------ */
+
+/* Bytes of dk_linear_s8_il4's weight array: out_features rounded up to 4 rows, in_features up to 4 columns. */
+#define DK_IL4_BYTES(in_features, out_features) ((((out_features) + 3) / 4) * 4 * (((in_features) + 3) / 4) * 4)
+
+/* acc[0..3] += 4 interleaved rows times ng groups of 4 raw int8 inputs: per group one LDM of the 4 rows' words,
+ * the input word sign-extended in registers (x0, x2), (x1, x3); 21 instructions per 16 MACs. */
+static __attribute__((noinline)) void dk_arm_mac_il4(const int8_t *in, const int8_t *w, int32_t ng, int32_t *acc) {
+    register int32_t *pa __asm__("r0") = acc;
+    register const int8_t *pi __asm__("r1") = in;
+    register const int8_t *pw __asm__("r2") = w;
+    register int32_t pn __asm__("r3") = ng;
+    __asm__ volatile(
+        "push {r0}\n\t"
+        "ldm r0, {r8, r9, r10, r11}\n\t"
+        "1:\n\t"
+        "ldr r12, [r1], #4\n\t"
+        "sxtb16 lr, r12\n\t"               /* x0 = (x0, x2) */
+        "sxtb16 r12, r12, ror #8\n\t"      /* x1 = (x1, x3) */
+        "ldm r2!, {r4, r5, r6, r7}\n\t"    /* rows 0..3, 4 weights each */
+        "sxtb16 r0, r4, ror #8\n\t"
+        "sxtb16 r4, r4\n\t"
+        "smlad r8, lr, r4, r8\n\t"
+        "smlad r8, r12, r0, r8\n\t"
+        "sxtb16 r0, r5, ror #8\n\t"
+        "sxtb16 r5, r5\n\t"
+        "smlad r9, lr, r5, r9\n\t"
+        "smlad r9, r12, r0, r9\n\t"
+        "sxtb16 r0, r6, ror #8\n\t"
+        "sxtb16 r6, r6\n\t"
+        "smlad r10, lr, r6, r10\n\t"
+        "smlad r10, r12, r0, r10\n\t"
+        "sxtb16 r0, r7, ror #8\n\t"
+        "sxtb16 r7, r7\n\t"
+        "smlad r11, lr, r7, r11\n\t"
+        "smlad r11, r12, r0, r11\n\t"
+        "subs r3, r3, #1\n\t"
+        "bne 1b\n\t"
+        "pop {r0}\n\t"
+        "stm r0, {r8, r9, r10, r11}"
+        : "+r"(pa), "+r"(pi), "+r"(pw), "+r"(pn)
+        :
+        : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+}
+
+/* dk_linear_s8_ref's results from weights the code generator arranged (an optional faster entry point on Cortex-M:
+ * one LDM per 16 weights, no zero-point work in the loop):
+ *   w_il4    DK_IL4_BYTES(in_features, out_features) int8: w (out_features, in_features) zero-padded to
+ *            (O4, K4) = (out_features and in_features rounded up to multiples of 4), then for each block b of 4
+ *            rows and each 4-column group g the 16 bytes w[4b + r][4g .. 4g + 3] for r = 0..3, i.e.
+ *            w_pad.reshape(O4 / 4, 4, K4 / 4, 4).transpose(0, 2, 1, 3).ravel()
+ *   bias_zp  int32 (out_features,): bias[o] - in_zp * sum_i w[o][i] (the zero point folded in; exact in int32)
+ *   in       (in_features,) int8 */
+static inline void dk_linear_s8_il4(const int8_t *in, int in_features, const int8_t *w_il4, const int32_t *bias_zp,
+                                    int out_features, const int32_t *mult, const int32_t *shift, int32_t out_zp,
+                                    int32_t act_min, int32_t act_max, int8_t *out) {
+    const int32_t ng = (int32_t)in_features >> 2, nt = in_features & 3, c = 1 + 2 * out_zp;
+    const int fast = dk_arm_all_fast(shift, out_features);
+    for (int o = 0; o < out_features; o += 4, w_il4 += 16 * (ng + (nt != 0))) {
+        const int n = out_features - o < 4 ? out_features - o : 4;
+        int32_t acc[4];
+        for (int j = 0; j < 4; ++j) acc[j] = j < n ? bias_zp[o + j] : 0;
+        if (ng) dk_arm_mac_il4(in, w_il4, ng, acc);
+        for (int32_t t = 0; t < nt; ++t) /* the partial last group */
+            for (int j = 0; j < 4; ++j) acc[j] += (int32_t)in[4 * ng + t] * w_il4[16 * ng + 4 * j + t];
+        for (int j = 0; j < n; ++j)
+            out[o + j] = dk_arm_requant(acc[j], mult[o + j], shift[o + j], fast, c, out_zp, act_min, act_max);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
 /* Depthwise 3x3                                                                                            */
 /* ------------------------------------------------------------------------------------------------------ */
 
