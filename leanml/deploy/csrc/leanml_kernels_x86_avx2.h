@@ -338,6 +338,7 @@ static inline __attribute__((always_inline)) void dk_x86_bcast(const int16_t *co
     for (int p = 0; p < np; ++p)
         DK_UNROLL
         for (int r = 0; r < rr; ++r) c[p][r] = _mm256_setzero_si256();
+    _Pragma("GCC unroll 2")
     for (int32_t q = 0; q < q_n; ++q) {
         __m256i wv[2];
         DK_UNROLL
