@@ -559,44 +559,78 @@ DK_ARM_INLINE void dk_linear_s8_dsp(const int8_t *in, int in_features, int32_t i
 /* Bytes of dk_linear_s8_il4's weight array: out_features rounded up to 4 rows, in_features up to 4 columns. */
 #define DK_IL4_BYTES(in_features, out_features) ((((out_features) + 3) / 4) * 4 * (((in_features) + 3) / 4) * 4)
 
-/* acc[0..3] += 4 interleaved rows times ng groups of 4 raw int8 inputs: per group one LDM of the 4 rows' words,
- * the input word sign-extended in registers (x0, x2), (x1, x3); 21 instructions per 16 MACs. */
-static __attribute__((noinline)) void dk_arm_mac_il4(const int8_t *in, const int8_t *w, int32_t ng, int32_t *acc) {
+#define DK_ARM_IL4_ROW(v, acc)                                                                                         \
+    "sxtb16 r0, " v ", ror #8\n\t"                                                                                     \
+    "sxtb16 " v ", " v "\n\t"                                                                                          \
+    "smlad " acc ", lr, " v ", " acc "\n\t"                                                                            \
+    "smlad " acc ", r12, r0, " acc "\n\t"
+
+/* acc[0..3] += 4 interleaved rows times ng groups of 4 inputs: per group one LDM of the 4 rows' words; the inputs
+ * either staged as int16 pairs (x0, x2), (x1, x3) (staged: 19 instructions per 16 MACs) or sign-extended from the
+ * raw int8 word in registers (21). */
+static inline __attribute__((always_inline)) void dk_arm_mac_il4(const void *x, const int8_t *w, int32_t ng,
+                                                                 int32_t *acc, const int staged) {
     register int32_t *pa __asm__("r0") = acc;
-    register const int8_t *pi __asm__("r1") = in;
+    register const void *pi __asm__("r1") = x;
     register const int8_t *pw __asm__("r2") = w;
     register int32_t pn __asm__("r3") = ng;
-    __asm__ volatile(
-        "push {r0}\n\t"
-        "ldm r0, {r8, r9, r10, r11}\n\t"
-        "1:\n\t"
-        "ldr r12, [r1], #4\n\t"
-        "sxtb16 lr, r12\n\t"               /* x0 = (x0, x2) */
-        "sxtb16 r12, r12, ror #8\n\t"      /* x1 = (x1, x3) */
-        "ldm r2!, {r4, r5, r6, r7}\n\t"    /* rows 0..3, 4 weights each */
-        "sxtb16 r0, r4, ror #8\n\t"
-        "sxtb16 r4, r4\n\t"
-        "smlad r8, lr, r4, r8\n\t"
-        "smlad r8, r12, r0, r8\n\t"
-        "sxtb16 r0, r5, ror #8\n\t"
-        "sxtb16 r5, r5\n\t"
-        "smlad r9, lr, r5, r9\n\t"
-        "smlad r9, r12, r0, r9\n\t"
-        "sxtb16 r0, r6, ror #8\n\t"
-        "sxtb16 r6, r6\n\t"
-        "smlad r10, lr, r6, r10\n\t"
-        "smlad r10, r12, r0, r10\n\t"
-        "sxtb16 r0, r7, ror #8\n\t"
-        "sxtb16 r7, r7\n\t"
-        "smlad r11, lr, r7, r11\n\t"
-        "smlad r11, r12, r0, r11\n\t"
-        "subs r3, r3, #1\n\t"
-        "bne 1b\n\t"
-        "pop {r0}\n\t"
-        "stm r0, {r8, r9, r10, r11}"
-        : "+r"(pa), "+r"(pi), "+r"(pw), "+r"(pn)
-        :
-        : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+    if (staged)
+        __asm__ volatile("push {r0}\n\t"
+                         "ldm r0, {r8, r9, r10, r11}\n\t"
+                         "1:\n\t"
+                         "ldrd lr, r12, [r1], #8\n\t"
+                         "ldm r2!, {r4, r5, r6, r7}\n\t" DK_ARM_IL4_ROW("r4", "r8") DK_ARM_IL4_ROW("r5", "r9")
+                             DK_ARM_IL4_ROW("r6", "r10") DK_ARM_IL4_ROW("r7", "r11") "subs r3, r3, #1\n\t"
+                                                                                     "bne 1b\n\t"
+                                                                                     "pop {r0}\n\t"
+                                                                                     "stm r0, {r8, r9, r10, r11}"
+                         : "+r"(pa), "+r"(pi), "+r"(pw), "+r"(pn)
+                         :
+                         : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+    else
+        __asm__ volatile("push {r0}\n\t"
+                         "ldm r0, {r8, r9, r10, r11}\n\t"
+                         "1:\n\t"
+                         "ldr r12, [r1], #4\n\t"
+                         "sxtb16 lr, r12\n\t"
+                         "sxtb16 r12, r12, ror #8\n\t"
+                         "ldm r2!, {r4, r5, r6, r7}\n\t" DK_ARM_IL4_ROW("r4", "r8") DK_ARM_IL4_ROW("r5", "r9")
+                             DK_ARM_IL4_ROW("r6", "r10") DK_ARM_IL4_ROW("r7", "r11") "subs r3, r3, #1\n\t"
+                                                                                     "bne 1b\n\t"
+                                                                                     "pop {r0}\n\t"
+                                                                                     "stm r0, {r8, r9, r10, r11}"
+                         : "+r"(pa), "+r"(pi), "+r"(pw), "+r"(pn)
+                         :
+                         : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+}
+
+/* All 4-row blocks of dk_linear_s8_il4 (out of line: the assembly needs r7, which a caller with variable-length
+ * arrays keeps as its frame pointer). x: staged int16 pairs or the raw input. */
+static __attribute__((noinline)) void dk_arm_il4_blocks(const void *x, const int8_t *in, int32_t k,
+                                                        const int8_t *w_il4, const int32_t *bias_zp, int out_features,
+                                                        const int32_t *mult, const int32_t *shift, int32_t out_zp,
+                                                        int32_t act_min, int32_t act_max, int8_t *out, int staged,
+                                                        int fast) {
+    const int32_t ng = k >> 2, nt = k & 3, c = 1 + 2 * out_zp;
+    for (int o = 0; o < out_features; o += 4, w_il4 += 16 * (ng + (nt != 0))) {
+        const int n = out_features - o < 4 ? out_features - o : 4;
+        int32_t acc[4];
+        for (int j = 0; j < 4; ++j) acc[j] = j < n ? bias_zp[o + j] : 0;
+        if (ng) {
+            if (staged)
+                dk_arm_mac_il4(x, w_il4, ng, acc, 1);
+            else
+                dk_arm_mac_il4(x, w_il4, ng, acc, 0);
+        }
+        for (int32_t t = 0; t < nt; ++t) /* the partial last group */
+            for (int j = 0; j < 4; ++j) acc[j] += (int32_t)in[4 * ng + t] * w_il4[16 * ng + 4 * j + t];
+        if (fast && act_min == -128 && act_max == 127)
+            for (int j = 0; j < n; ++j)
+                out[o + j] = (int8_t)dk_arm_rq_fast(acc[j], mult[o + j], -2 - shift[o + j], c, -128, 127);
+        else
+            for (int j = 0; j < n; ++j)
+                out[o + j] = dk_arm_requant(acc[j], mult[o + j], shift[o + j], 0, c, out_zp, act_min, act_max);
+    }
 }
 
 /* dk_linear_s8_ref's results from weights the code generator arranged (an optional faster entry point on Cortex-M:
@@ -610,18 +644,17 @@ static __attribute__((noinline)) void dk_arm_mac_il4(const int8_t *in, const int
 static inline void dk_linear_s8_il4(const int8_t *in, int in_features, const int8_t *w_il4, const int32_t *bias_zp,
                                     int out_features, const int32_t *mult, const int32_t *shift, int32_t out_zp,
                                     int32_t act_min, int32_t act_max, int8_t *out) {
-    const int32_t ng = (int32_t)in_features >> 2, nt = in_features & 3, c = 1 + 2 * out_zp;
-    const int fast = dk_arm_all_fast(shift, out_features);
-    for (int o = 0; o < out_features; o += 4, w_il4 += 16 * (ng + (nt != 0))) {
-        const int n = out_features - o < 4 ? out_features - o : 4;
-        int32_t acc[4];
-        for (int j = 0; j < 4; ++j) acc[j] = j < n ? bias_zp[o + j] : 0;
-        if (ng) dk_arm_mac_il4(in, w_il4, ng, acc);
-        for (int32_t t = 0; t < nt; ++t) /* the partial last group */
-            for (int j = 0; j < 4; ++j) acc[j] += (int32_t)in[4 * ng + t] * w_il4[16 * ng + 4 * j + t];
-        for (int j = 0; j < n; ++j)
-            out[o + j] = dk_arm_requant(acc[j], mult[o + j], shift[o + j], fast, c, out_zp, act_min, act_max);
-    }
+    const int32_t k = in_features, ng = k >> 2;
+    const int fast = dk_arm_all_fast(shift, out_features), staged = k <= DK_ARM_FC_STAGE;
+    int32_t st[DK_ARM_FC_STAGE / 2];
+    if (staged)
+        for (int32_t g = 0; g < ng; ++g) {
+            const int32_t v = dk_arm_ld32(in + 4 * g);
+            st[2 * g] = __sxtb16(v);
+            st[2 * g + 1] = dk_arm_sxtb16_ror8(v);
+        }
+    dk_arm_il4_blocks(staged ? (const void *)st : (const void *)in, in, k, w_il4, bias_zp, out_features, mult, shift,
+                      out_zp, act_min, act_max, out, staged, fast);
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
