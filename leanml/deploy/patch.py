@@ -13,6 +13,12 @@ The stage becomes one IR op (:class:`PatchStage`) whose scratch is its own
 small arena (planned with the same placement code); the global planner
 places the full stage output and that scratch like any other op.
 
+Row streaming (:class:`StreamBlock`, :func:`make_block`) is the other way to
+never hold whole high-resolution tensors: a conv chain or a residual block runs
+row by row with line buffers, each row computed once (no halo overhead); the
+planner picks blocks (:func:`stream_candidates`) and :func:`auto_patch` adds a
+patch stage only where it still lowers the arena.
+
 Example:
     >>> import torch
     >>> from leanml.models import build_model

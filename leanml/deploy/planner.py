@@ -4,16 +4,32 @@ Lifetimes come from **the one memory model** (:func:`leanml.profile.memory.tenso
 the IR's tensors become :class:`~leanml.profile.memory.TensorNode` s and
 **the one reuse-rule table** (:func:`~leanml.profile.memory.reuses_input`)
 decides which reuse their input's buffer when they are its last reader: views
-(flatten), clamps, and depthwise convs when ``in_place``. Scratch (the
-one-channel temp buffer of an in-place depthwise conv, a patch stage's own
-small arena) is a buffer live for its op's step only. Buffers are then placed at arena offsets by a greedy
-strategy: ``greedy_by_size`` (what TensorFlow Lite Micro's planner does:
-largest first, lowest offset that does not collide with a time-overlapping
-buffer) or ``greedy_by_start``; ``best`` keeps the smaller arena.
+(flatten), clamps, and, when ``in_place``, depthwise convs and 1x1 convs (the
+table's ``pointwise`` kind; the kernel runs forward when channels shrink,
+backward when they grow). Tensors sharing a buffer start at its offset and the
+buffer holds, at each step, its largest tensor live then (its *segments*), so a
+1x1 conv that grows 8 to 16 channels needs the larger map + a chunk, not both.
+
+Row streaming (deploy only, when ``in_place``): a conv chain or a residual
+block (:class:`~leanml.deploy.patch.StreamBlock`) runs row by row at its last
+op's step; its inner tensors become line buffers (a few rows, in the block's
+scratch; size 0 in the memory model) and its output lies over its input when
+every input row is read before an output row covers it. Blocks are chosen
+greedily where they lower the arena; each row is computed once (no MAC
+overhead). Profile and NAS describe a layer-by-layer engine and apply neither
+rule (their traced convs are all ``conv``).
+
+Scratch (the one-channel temp buffer of an in-place depthwise conv, the pixel
+chunk of an in-place 1x1 conv, a block's line buffers, a patch stage's own
+small arena) is a buffer live for its op's step only. Buffers are then placed
+at arena offsets by a greedy strategy: ``greedy_by_size`` (what TensorFlow Lite
+Micro's planner does: largest first, lowest offset that does not collide with a
+time-overlapping buffer) or ``greedy_by_start``; ``best`` keeps the smaller
+arena.
 
 The figures reported beside each other: the arena (this plan), a
-TFLite-Micro-style plan (no in-place ops, greedy by size), the naive sum of all
-tensors, and the lower bound (most bytes ever live at once).
+TFLite-Micro-style plan (no in-place ops, no streaming, greedy by size), the
+naive sum of all tensors, and the lower bound (most bytes ever live at once).
 
 Example:
     >>> plan = place_buffers([(100, 0, 1), (50, 1, 2), (100, 2, 3)], "greedy_by_size")
