@@ -224,6 +224,14 @@ DK_KERNEL __m256i dk_x86_dot1x8(const int16_t *a, const int8_t *const *w, int32_
     DK_UNROLL
     for (int r = 0; r < 8; ++r) wr[r] = w[r];
     int32_t kk = 0;
+    for (; kk + 32 <= k; kk += 32) { /* two steps per iteration, the sums of each step added first */
+        const __m256i x0 = _mm256_loadu_si256((const __m256i *)(a + kk));
+        const __m256i x1 = _mm256_loadu_si256((const __m256i *)(a + kk + 16));
+        DK_UNROLL
+        for (int r = 0; r < 8; ++r)
+            c[r] = _mm256_add_epi32(c[r], _mm256_add_epi32(_mm256_madd_epi16(x0, dk_x86_w16(wr[r], kk)),
+                                                           _mm256_madd_epi16(x1, dk_x86_w16(wr[r], kk + 16))));
+    }
     for (; kk + 16 <= k; kk += 16) {
         const __m256i x = _mm256_loadu_si256((const __m256i *)(a + kk));
         DK_UNROLL
