@@ -91,9 +91,9 @@ static inline __attribute__((always_inline)) int8_t dk_arm_requant(int32_t acc, 
 
 /* 1 when every channel's shift is <= -2 (the one-shift requantization applies). */
 static inline int dk_arm_all_fast(const int32_t *shift, int n) {
-    int fast = 1;
-    for (int i = 0; i < n; ++i) fast &= shift[i] <= -2;
-    return fast;
+    int32_t all = -1; /* sign bit: every shift + 1 < 0 so far */
+    for (int i = 0; i < n; ++i) all &= shift[i] + 1;
+    return all < 0;
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
@@ -614,8 +614,11 @@ static __attribute__((noinline)) void dk_arm_il4_blocks(const void *x, const int
     const int32_t ng = k >> 2, nt = k & 3, c = 1 + 2 * out_zp;
     for (int o = 0; o < out_features; o += 4, w_il4 += 16 * (ng + (nt != 0))) {
         const int n = out_features - o < 4 ? out_features - o : 4;
-        int32_t acc[4];
-        for (int j = 0; j < 4; ++j) acc[j] = j < n ? bias_zp[o + j] : 0;
+        int32_t acc[4] = {bias_zp[o], 0, 0, 0};
+        if (n == 4)
+            acc[1] = bias_zp[o + 1], acc[2] = bias_zp[o + 2], acc[3] = bias_zp[o + 3];
+        else
+            for (int j = 1; j < n; ++j) acc[j] = bias_zp[o + j];
         if (ng) {
             if (staged)
                 dk_arm_mac_il4(x, w_il4, ng, acc, 1);
