@@ -189,17 +189,29 @@ def _scratch_bytes(op: Op, in_place: set[str]) -> int:
     return op.scratch_bytes()
 
 
-def plan_memory(graph: Graph, in_place: bool = True, strategy: str = "best") -> MemoryLayout:
+def plan_memory(graph: Graph, in_place: bool = True, strategy: str = "best",
+                stream: list[list[int]] | None = None) -> MemoryLayout:  # fmt: skip
     """Lifetimes from the one memory model, in-place depthwise / 1x1 convs where the input dies there, row-streamed
     blocks where they cut the arena, arena offsets.
 
     Streaming is chosen greedily: while some candidate block (:func:`~leanml.deploy.patch.stream_candidates`)
     over a step near the peak lowers the arena (or the bytes of the steps near it), the best one is taken; the
-    result is kept if it cuts the arena by at least :data:`STREAM_MIN_GAIN`.
+    result is kept if it cuts the arena by at least :data:`STREAM_MIN_GAIN`. ``stream``: exactly these step ranges
+    (indices into ``graph.ops``) are row-streamed instead.
 
     Example:
         >>> # see tests/deploy/test_planner.py and tests/deploy/test_fused.py
     """
+    if stream is not None:  # exactly these step ranges row-streamed
+        blocks = {}
+        for steps in stream:
+            block = make_block(graph, steps) if in_place else None
+            if block is None:
+                raise LeanmlError(f"ops {[graph.ops[i].name for i in steps if 0 <= i < len(graph.ops)]} cannot be "
+                                  f"row-streamed", "stream consecutive convs (or a residual block ending at its add) "
+                                  "whose inner tensors have one reader each; in_place must be on")  # fmt: skip
+            blocks[block.last.name] = block
+        return _plan(graph, in_place, strategy, blocks)
     plain = _plan(graph, in_place, strategy, {})
     if not in_place:
         return plain

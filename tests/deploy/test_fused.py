@@ -11,10 +11,12 @@ import torch
 from torch import nn
 
 from leanml.deploy.build import OPT_FLAGS, CompiledModel, compile_shared
-from leanml.deploy.codegen import c_prefix
+from leanml.deploy.codegen import c_prefix, generate_c
 from leanml.deploy.engine import DeployConfig, Deployment, deploy, verify
 from leanml.deploy.ir import Add, Conv, Conv1x1, lower
+from leanml.deploy.patch import stream_candidates
 from leanml.deploy.planner import POINTWISE_CHUNK_BYTES, plan_memory, timeline_buffers
+from leanml.errors import LeanmlError
 from tests.deploy.test_engine import _cache, integer_model  # noqa: F401  (fixture: build cache per session)
 
 # TFLite Micro's arena (x86 pip interpreter, "Arena allocation total") per shared model, from its README
@@ -74,6 +76,24 @@ class Chain(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.relu(self.pw1(torch.relu(self.dw1(torch.relu(self.stem(x))))))
         return self.fc(torch.flatten(self.pool(self.pw2(torch.relu(self.dw2(y)))), 1))
+
+
+class Odd(nn.Module):
+    """Odd geometry for forced streaming: 5x5 stride 2, grouped, valid strided depthwise, 1x1 stride 2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(2, 8, 5, stride=2, padding=2)
+        self.b = nn.Conv2d(8, 8, 3, padding=1, groups=2)
+        self.c = nn.Conv2d(8, 8, 3, stride=2, padding=0, groups=8)
+        self.d = nn.Conv2d(8, 12, 1, stride=2)
+        self.e = nn.Conv2d(12, 6, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.e(torch.relu(self.d(torch.relu(self.c(torch.relu(self.b(torch.relu(self.a(x)))))))))
+        return self.fc(torch.flatten(self.pool(y), 1))
 
 
 def scalar_build(dep: Deployment) -> CompiledModel:
@@ -190,3 +210,24 @@ def test_auto_patch_picks_patches_for_mobilenetv2_only_when_they_beat_streaming(
     assert verify(dep, imodel, torch.randn(3, 1, 28, 28) * 1.5).identical
     chain = lower(integer_model(Chain(), (1, 57, 49)), (1, 57, 49))
     assert auto_patch(chain, max_extra_macs_pct=0.0) is chain  # every patching costs MACs here
+
+
+@pytest.mark.slow  # ~30 s: one build per range
+def test_every_streamable_range_of_odd_convs_is_bit_exact():
+    shape = (2, 31, 29)
+    imodel = integer_model(Odd(), shape)
+    graph = lower(imodel, shape)
+    plain = deploy(imodel, DeployConfig(in_place=False))
+    q = imodel.quantize_input(torch.randn(3, *shape) * 1.5)
+    want = plain.model.run_int8(q)
+    ranges = [r for r in stream_candidates(graph, max_ops=5) if len(r) in (2, 5)]
+    assert len(ranges) >= 5
+    m = plain.model
+    for steps in ranges:
+        layout = plan_memory(graph, stream=[steps])
+        block = next(iter(layout.blocks.values()))
+        library = compile_shared(generate_c(graph, layout, "fz"))
+        got = CompiledModel(library, "fz", m.input_chw, m.output_size, m.output_perm, m.output_scale, m.output_zp)
+        assert np.array_equal(got.run_int8(q), want), (steps, block.in_place)
+    with pytest.raises(LeanmlError, match="cannot be row-streamed"):
+        plan_memory(graph, stream=[[len(graph.ops) - 2, len(graph.ops) - 1]])  # flatten + linear
