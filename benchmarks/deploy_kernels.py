@@ -1,9 +1,11 @@
 """Deploy kernels, the optimization ladder: plain C reference → auto-vectorized → AVX2 → AVX-512 VNNI, per layer.
 
 For each reference model (vgg, resnet, mobilenetv2; random weights, calibrated on noise: timing does not depend on
-the values) the deploy pipeline generates its C source (one function per layer, every shape a literal, as the
-engine runs it; depthwise convs in place). A small timing harness is appended to that source and the result is
-compiled once per rung of the ladder:
+the values) or imported int8 ``.tflite`` file (a path, or a name from ``../shared/models/tflite/``: vww_96_int8,
+person_detect, kws_ref_model, pretrainedResnet_quant, ad01_int8) the deploy pipeline generates its C source (one
+function per layer, every shape a literal, as the engine runs it; depthwise convs in place). A small timing harness
+is appended to that source and the result is compiled once per rung of the ladder (the VNNI rung is the AVX2 path
+again on a CPU without AVX-512 VNNI: its path column says so):
 
     ref -O3         -O3 -DDK_NO_SIMD                   the `_ref` kernels, baseline x86-64 (SSE2)
     ref native      -O3 -march=native -DDK_NO_SIMD     the same C, auto-vectorized for this CPU
@@ -17,7 +19,8 @@ best-of-N ladder) / the median. GOP/s (VNNI column) and speedups use the min; GO
 batch-1 inference (`<model>_run_q`) is timed the same way; its int8 output must be identical on every rung
 (bit-exact twins).
 
-Usage: .venv/bin/python benchmarks/deploy_kernels.py [--models vgg resnet] [--trials 41]   (prints to stdout)
+Usage: .venv/bin/python benchmarks/deploy_kernels.py [--models vgg resnet vww_96_int8 m.tflite] [--trials 41]
+(prints to stdout)
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ import torch
 
 from leanml.deploy.build import CSRC, find_compiler
 from leanml.deploy.codegen import generate_c
-from leanml.deploy.ir import lower
+from leanml.deploy.ir import Graph, lower
 from leanml.deploy.planner import plan_memory
+from leanml.deploy.tflite import load_tflite
 from leanml.models import build_model
 from leanml.profile.machine import load_averages, machine_summary
 from leanml.profile.timing import LatencyStats
@@ -133,12 +137,23 @@ class Figure:
         return f"{self.min_ns:,.0f} / {self.median_ns:,.0f}"
 
 
-def model_source(name: str) -> tuple[str, list]:
-    """The generated C of ``name`` (batch 1, 1x28x28) with the harness appended; the timed IR ops."""
+TFLITE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "tflite"
+
+
+def model_graph(name: str) -> Graph:
+    """The IR of a zoo model (batch 1, 1x28x28) or of an int8 ``.tflite`` file (a path or a name in TFLITE_DIR)."""
+    path = Path(name) if name.endswith(".tflite") else TFLITE_DIR / f"{name}.tflite"
+    if path.exists():
+        return load_tflite(str(path))
     torch.manual_seed(0)
     sim = QuantSim.from_model(build_model(name).eval())
     sim.calibrate([torch.randn(8, 1, 28, 28)])
-    graph = lower(convert(sim), (1, 28, 28))
+    return lower(convert(sim), (1, 28, 28))
+
+
+def model_source(name: str) -> tuple[str, list]:
+    """The generated C of ``name`` (see model_graph) with the harness appended; the timed IR ops."""
+    graph = model_graph(name)
     sources = generate_c(graph, plan_memory(graph), "pfx")
     ops = [op for op in graph.ops if op.kind != "flatten"]
     harness = HARNESS.replace("LAYERS", ", ".join(f"layer_{op.name}" for op in ops))

@@ -285,7 +285,16 @@ static inline void dk_simd_dw_stage_row(int16_t *row, const int8_t *in, int32_t 
     for (int32_t i = (int32_t)(pw + in_w) * DK_SIMD_LANES; i < wid * DK_SIMD_LANES; ++i) row[i] = 0; /* right */
     const int8_t *src = in + (int32_t)y * in_w * in_cs;
     int16_t *dst = row + (int32_t)pw * DK_SIMD_LANES;
-    for (int x = 0; x < in_w; ++x) dk_simd_stage_px(dst + (int32_t)x * DK_SIMD_LANES, src + (int32_t)x * in_cs, n, in_zp);
+    if (n == DK_SIMD_LANES) /* whole blocks: the lane count a constant, two pixels per iteration */
+        for (int x = 0; x < in_w; x += 2) {
+            dk_simd_stage_px(dst + (int32_t)x * DK_SIMD_LANES, src + (int32_t)x * in_cs, DK_SIMD_LANES, in_zp);
+            if (x + 1 < in_w)
+                dk_simd_stage_px(dst + (int32_t)(x + 1) * DK_SIMD_LANES, src + (int32_t)(x + 1) * in_cs, DK_SIMD_LANES,
+                                 in_zp);
+        }
+    else
+        for (int x = 0; x < in_w; ++x)
+            dk_simd_stage_px(dst + (int32_t)x * DK_SIMD_LANES, src + (int32_t)x * in_cs, n, in_zp);
 }
 
 /* One output row of a depthwise conv of n <= DK_SIMD_LANES channels from staged rows rp[ky] (dk_simd_dw_stage_row):
