@@ -34,6 +34,7 @@
  *   dk_simd_stage_px(dst, src, n, zp)               DK_SIMD_LANES int16 lanes: src[i] - zp
  *   dk_act_t, DK_SIMD_ROW_ALIGN       GEMM row element (AVX-512: x + 128 as u8; AVX2: x - in_zp as int16); rows of
  *                                     a multiple of ROW_ALIGN elements need no padding at their end
+ *   DK_SIMD_PANEL_ROW_ALIGN           the same for the GEMM on packed weights
  *   dk_simd_act_copy/fill/pad         im2col pieces: copy (converted), padding, row end
  *   dk_panel_t, dk_simd_pack, dk_simd_offsets, dk_simd_gemm   packed weights (optional), per-channel offsets, GEMM
  */
@@ -153,8 +154,8 @@ static inline void dk_simd_conv(const int8_t *in, int in_h, int in_w, int in_c, 
     const int32_t k = (int32_t)kh * kw * cpg, n_pix = (int32_t)out_h * out_w;
     const int32_t kc = k < DK_SIMD_KC ? k : DK_SIMD_KC;
     /* an unpadded, unstrided 1x1 kernel: a block's rows are consecutive input pixels, converted in one copy */
-    const int flat = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && groups == 1 &&
-                     k % DK_SIMD_ROW_ALIGN == 0 && k <= DK_SIMD_KC;
+    const int flat1x1 = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && groups == 1 &&
+                        k <= DK_SIMD_KC; /* flat when the rows also need no padding (per chunk: packed or not) */
     const dk_vec_t zp = dk_v_set1(out_zp), lo = dk_v_set1(act_min), hi = dk_v_set1(act_max);
     dk_act_t a[DK_SIMD_P * DK_SIMD_KC];           /* (P, KC) im2col rows */
     const dk_act_t *rows[DK_SIMD_P];
@@ -167,6 +168,7 @@ static inline void dk_simd_conv(const int8_t *in, int in_h, int in_w, int in_c, 
             const int nco = (g + 1) * opg - co0 < DK_SIMD_COB ? (g + 1) * opg - co0 : DK_SIMD_COB;
             const int8_t *wc = w + (int32_t)co0 * k;
             const dk_panel_t *pn = dk_simd_pack(&panel, wc, k, nco, n_pix) ? &panel : 0; /* then k <= KC */
+            const int flat = flat1x1 && k % (pn ? DK_SIMD_PANEL_ROW_ALIGN : DK_SIMD_ROW_ALIGN) == 0;
             dk_simd_offsets(pn, wc, k, nco, bias ? bias + co0 : bias, in_zp, off);
             int rs = 1; /* no left shifts, no INT32_MIN multipliers in the chunk: dk_v_requant_rs */
             for (int j = 0; j < nco; j += DK_SIMD_LANES) {

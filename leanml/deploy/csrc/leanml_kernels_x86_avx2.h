@@ -11,6 +11,7 @@
 typedef __m256i dk_vec_t;
 typedef int16_t dk_act_t; /* im2col element: x - in_zp */
 #define DK_SIMD_ROW_ALIGN 16 /* the dot-product kernels read rows in vectors of 16 */
+#define DK_SIMD_PANEL_ROW_ALIGN 2 /* the broadcast kernels read rows in int16 pairs */
 
 static inline dk_vec_t dk_v_set1(int32_t v) { return _mm256_set1_epi32(v); }
 static inline dk_vec_t dk_v_add(dk_vec_t a, dk_vec_t b) { return _mm256_add_epi32(a, b); }

@@ -10,6 +10,7 @@
 typedef __m512i dk_vec_t;
 typedef uint8_t dk_act_t; /* im2col element: x + 128 */
 #define DK_SIMD_ROW_ALIGN 4 /* the broadcast kernel reads rows in 4-byte groups */
+#define DK_SIMD_PANEL_ROW_ALIGN 4 /* the broadcast kernels read rows in 4-byte groups */
 
 static inline __mmask16 dk_x86_mask16(int n) { return (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u); }
 static inline __mmask64 dk_x86_mask64(int32_t n) { return n >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << n) - 1u; }
