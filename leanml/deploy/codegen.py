@@ -46,6 +46,7 @@ from leanml.deploy.ir import (
     Flatten,
     Graph,
     Linear,
+    Mean,
     Op,
     Pool,
     Quantize,
@@ -107,6 +108,12 @@ class _Emitter:
     def requant_args(self, op: Conv | Linear) -> tuple[str, str, str]:
         return (self.const(op, "b", "int32_t", op.bias), self.const(op, "m", "int32_t", op.multiplier),
                 self.const(op, "s", "int32_t", op.shift))  # fmt: skip
+
+    def guarded_const(self, op: Op, suffix: str, ctype: str, values: np.ndarray, condition: str) -> str:
+        """A constant array compiled only where the preprocessor ``condition`` holds (a kernel variant's layout)."""
+        name = f"{op.name}_{suffix}"
+        self.consts.append(f"#if {condition}\n{c_array(ctype, name, values)}#endif\n")
+        return name
 
     def weights(self, op: Conv | Linear) -> str:
         """The weight array's name: int8, or two 4-bit codes per byte when ``op.weight_bits`` is 4."""
@@ -171,13 +178,39 @@ def _depthwise(e: _Emitter, op: Depthwise) -> str:
     return f"{kernel}({e.ptr(op.inputs[0])}, {geo}, {e.ptr(op.output)}, {oh}, {ow});"
 
 
+def il4_weights(weight: np.ndarray) -> np.ndarray:
+    """A linear layer's (out, in) int8 weights in the Cortex-M ``dk_linear_s8_il4`` order: zero-padded to multiples
+    of 4 rows and columns, then 16-byte groups of 4 rows x 4 columns (one LDM of four words per group).
+
+    Example:
+        >>> il4_weights(np.arange(8, dtype=np.int8).reshape(1, 8)).reshape(-1, 16)[0].tolist()[:8]
+        [0, 1, 2, 3, 0, 0, 0, 0]
+    """
+    out_f, in_f = weight.shape
+    o4, k4 = -(-out_f // 4) * 4, -(-in_f // 4) * 4
+    padded = np.zeros((o4, k4), np.int8)
+    padded[:out_f, :in_f] = weight
+    return np.ascontiguousarray(padded.reshape(o4 // 4, 4, k4 // 4, 4).transpose(0, 2, 1, 3).reshape(-1))
+
+
 def _linear(e: _Emitter, op: Linear) -> str:
-    w = e.weights(op)
-    b, m, s = e.requant_args(op)
     out_f, in_f = op.weight.shape
-    kernel = "dk_linear_s8w4" if op.weight_bits == 4 else "dk_linear_s8"
-    return (f"{kernel}({e.ptr(op.inputs[0])}, {in_f}, {op.in_zp}, {w}, {b}, {out_f}, {m}, {s}, {op.out_zp}, "
-            f"{op.act_min}, {op.act_max}, {e.ptr(op.output)});")  # fmt: skip
+    m, s = e.const(op, "m", "int32_t", op.multiplier), e.const(op, "s", "int32_t", op.shift)
+    tail = f"{m}, {s}, {op.out_zp}, {op.act_min}, {op.act_max}, {e.ptr(op.output)});"
+    bias_zp = op.bias.astype(np.int64) - op.in_zp * op.weight.astype(np.int64).sum(axis=1)
+    if op.weight_bits == 4 or np.abs(bias_zp).max(initial=0) >= 2**31:
+        kernel = "dk_linear_s8w4" if op.weight_bits == 4 else "dk_linear_s8"
+        w, b = e.weights(op), e.const(op, "b", "int32_t", op.bias)
+        return f"{kernel}({e.ptr(op.inputs[0])}, {in_f}, {op.in_zp}, {w}, {b}, {out_f}, {tail}"
+    # Cortex-M DSP: weights in 4x4 groups and the zero point folded into the bias (one LDM per 16 weights); the
+    # other targets: the (out, in) layout. Each build compiles only its own arrays.
+    w_il4 = e.guarded_const(op, "w_il4", "int8_t", il4_weights(op.weight), "defined(DK_ARM_DSP)")
+    b_zp = e.guarded_const(op, "b_zp", "int32_t", bias_zp, "defined(DK_ARM_DSP)")
+    w = e.guarded_const(op, "w", "int8_t", op.weight, "!defined(DK_ARM_DSP)")
+    b = e.guarded_const(op, "b", "int32_t", op.bias, "!defined(DK_ARM_DSP)")
+    return (f"\n#if defined(DK_ARM_DSP)\n    dk_linear_s8_il4({e.ptr(op.inputs[0])}, {in_f}, {w_il4}, {b_zp}, {out_f}, "
+            f"{tail}\n#else\n    dk_linear_s8({e.ptr(op.inputs[0])}, {in_f}, {op.in_zp}, {w}, {b}, {out_f}, {tail}\n"
+            f"#endif")  # fmt: skip
 
 
 def _add(e: _Emitter, op: Add) -> str:
@@ -217,9 +250,15 @@ def _softmax(e: _Emitter, op: Softmax) -> str:
             f"{op.input_left_shift}, {op.diff_min}, {e.ptr(op.output)});")  # fmt: skip
 
 
+def _mean(e: _Emitter, op: Mean) -> str:
+    h, w, c = op.in_shapes[0]
+    return (f"dk_mean_hw_s8({e.ptr(op.inputs[0])}, {h}, {w}, {c}, {op.in_zp}, {op.multiplier}, {op.shift}, "
+            f"{op.out_zp}, {e.ptr(op.output)});")  # fmt: skip
+
+
 EMITTERS: dict[type, Callable[[Any, Any], str]] = {
     Quantize: _quantize, Conv: _conv, Conv1x1: _conv1x1, Depthwise: _depthwise, Linear: _linear, Add: _add, Pool: _pool,
-    Flatten: _flatten, Clamp: _clamp, Softmax: _softmax, PatchStage: emit_patch_stage,
+    Flatten: _flatten, Clamp: _clamp, Softmax: _softmax, Mean: _mean, PatchStage: emit_patch_stage,
 }  # fmt: skip
 
 
@@ -278,7 +317,7 @@ def generate_c(graph: Graph, layout: MemoryLayout, prefix: str = "leanml_model",
         + pool
         + f"\nstatic int8_t arena[{max(layout.arena_bytes, 1)}] __attribute__((aligned(16)));\n\n"
         + "".join(e.consts) + "\n" + "\n".join(e.functions) + "\n" + "\n".join(funcs) + "\n"
-        + f"static void {p}_layers(const float *input) {{\n" + "\n".join(calls[1:]) + "\n}\n\n"
+        + f"static void {p}_layers(const float *input) {{\n    (void)input;\n" + "\n".join(calls[1:]) + "\n}\n\n"
         + f"int {p}_run_q(const int8_t *input, int8_t *output) {{\n{start}"
         f"    memcpy(arena + {layout.tensor_offset[first.output]}, input, {in_numel});\n"
         f"    {p}_layers((const float *)0);\n"

@@ -241,6 +241,20 @@ class Softmax(Op):
 
 
 @dataclass
+class Mean(Op):
+    """TFLite's int8 MEAN over the spatial axes of an (H, W, C) map → (C,) (or (1, 1, C)): the sum of x - in_zp
+    requantized by ``multiplier``/``shift``, which fold 1 / (H * W) into in_scale / out_scale (TFLite's
+    QuantizedMeanOrSum), + out_zp, clamped. Made by the ``.tflite`` importer."""
+
+    in_zp: int = 0
+    out_zp: int = 0
+    multiplier: int = 0
+    shift: int = 0
+    kind = "mean"
+    table_kind = "pool"
+
+
+@dataclass
 class Graph:
     """IR ops in execution order, the input and output tensors, and their quantization."""
 

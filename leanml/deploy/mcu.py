@@ -404,6 +404,8 @@ def instrument_layers(source: str, prefix: str) -> tuple[str, list[str]]:
     names: list[str] = []
     body = ["    LEANML_MCU_MARK(0);"]
     for line in source[start + len(head) : end].split("\n"):
+        if line == "    (void)input;":
+            continue
         m = re.fullmatch(r"    layer_(\w+)\(input, arena\);", line)
         if m is None:
             raise LeanmlError(f"unexpected statement {line.strip()!r} in {prefix}_layers",

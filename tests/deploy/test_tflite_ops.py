@@ -349,3 +349,18 @@ def test_relu6_bound_divides_in_float32(tmp_path: Path) -> None:
     got = dep.model.run_int8(np.full((1, 3, 5, 5), 127, np.int8))
     assert got.max() <= -125 and (got == -125).any()
     check(net, x, y, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("keep_dims", "out_q", "hw"),
+    [(False, None, (3, 3)), (False, (0.02, 5), (5, 7)), (True, None, (4, 4)), (True, (0.03, -3), (6, 5))],
+)
+def test_mean_over_the_spatial_axes(keep_dims: bool, out_q: tuple[float, int] | None, hw: tuple[int, int],
+                                    tmp_path: Path) -> None:  # fmt: skip
+    net = Net(seed=7)
+    x = net.act((1, *hw, 6), 0.05, -10)
+    scale, zp = out_q or net.q(x)
+    y = net.act((1, 1, 1, 6) if keep_dims else (1, 6), scale, zp)
+    axes = net.add((2,), "int32", data=np.array([1, 2], np.int32))
+    net.op("MEAN", [x, axes], [y], "ReducerOptions", KeepDims=keep_dims)
+    check(net, x, y, tmp_path, trials=6)

@@ -96,7 +96,9 @@ static inline void dk_softmax_s8_ref(const int8_t *in, int rows, int depth, int3
             if (diff >= diff_min) {
                 const int32_t scaled = dk_q31_mul_high(diff * ((int32_t)1 << input_left_shift), input_multiplier);
                 const int32_t e = dk_q526_exp_negative(scaled);
-                const int32_t unsat = dk_i32_shift_round(dk_q31_mul_high(shifted_scale, e), num_bits_over_unit + 23);
+                const int exponent = num_bits_over_unit + 23; /* 32 or more when the exps sum to >= 512 */
+                const int32_t prod = dk_q31_mul_high(shifted_scale, e); /* >= 0 */
+                const int32_t unsat = exponent < 32 ? dk_i32_shift_round(prod, exponent) : 0; /* < 2^31 / 2^32 */
                 v = unsat - 128;
                 v = v < -128 ? -128 : (v > 127 ? 127 : v);
             }
