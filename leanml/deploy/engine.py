@@ -31,7 +31,14 @@ from leanml.deploy.build import CROSS_TARGETS, CSRC, OPT_FLAGS, CompiledModel, c
 from leanml.deploy.codegen import c_prefix, generate_c
 from leanml.deploy.ir import Graph, lower
 from leanml.deploy.patch import patch_graph, stage_summary
-from leanml.deploy.planner import STRATEGIES, MemoryLayout, MemoryReport, memory_report, plan_memory
+from leanml.deploy.planner import (
+    STRATEGIES,
+    MemoryLayout,
+    MemoryReport,
+    memory_report,
+    plan_memory,
+    timeline_buffers,
+)
 from leanml.deploy.weights import use_sub_byte_weights
 from leanml.errors import LeanmlError
 from leanml.profile.timing import LatencyStats, measure_latency
@@ -294,32 +301,18 @@ def deploy_summary_row(dep: Deployment) -> dict[str, Any]:
 def memory_timeline(dep: Deployment) -> dict[str, Any]:
     """The arena plan over time: op names in order and every buffer's offset, size and live op range (inclusive).
 
-    One entry per tensor (a view or an in-place op's output shares its input's offset) and per op scratch
-    (``<op>.scratch``); ``first_op``/``last_op`` index ``ops``.
+    One entry per tensor (tensors sharing a buffer, by a view or an in-place op, share its offset, each over its
+    own steps), per op scratch (``<op>.scratch``) and per row-streamed tensor's line buffer (``<tensor>.rows``),
+    from :func:`leanml.deploy.planner.timeline_buffers`; ``first_op``/``last_op`` index ``ops``.
 
     Example:
         >>> t = memory_timeline(dep)  # doctest: +SKIP
         >>> max(b["offset"] + b["size"] for b in t["buffers"]) <= t["arena_bytes"]  # doctest: +SKIP
         True
     """
-    ops = dep.graph.ops
-    producer = {op.output: i for i, op in enumerate(ops)}
-    last_use = dict(producer)
-    for i, op in enumerate(ops):
-        for t in op.inputs:
-            if t in last_use:
-                last_use[t] = max(last_use[t], i)
-    last_use[dep.graph.output] = len(ops) - 1
-    buffers = [{"tensor": op.output, "offset": int(dep.layout.tensor_offset[op.output]), "size": int(op.out_numel),
-                "first_op": producer[op.output], "last_op": last_use[op.output]}
-               for op in ops if op.output in dep.layout.tensor_offset]  # fmt: skip
-    for i, op in enumerate(ops):
-        if op.name in dep.layout.scratch_offset:
-            # in-place depthwise: one input channel plane; otherwise the op's own scratch
-            size = op.in_shapes[0][0] * op.in_shapes[0][1] if op.name in dep.layout.in_place else op.scratch_bytes()
-            buffers.append({"tensor": f"{op.name}.scratch", "offset": int(dep.layout.scratch_offset[op.name]),
-                            "size": int(size), "first_op": i, "last_op": i})  # fmt: skip
-    return {"arena_bytes": int(dep.layout.arena_bytes), "ops": [op.name for op in ops], "buffers": buffers}
+    buffers = [{k: (v if isinstance(v, str) else int(v)) for k, v in b.items()}
+               for b in timeline_buffers(dep.graph, dep.layout)]  # fmt: skip
+    return {"arena_bytes": int(dep.layout.arena_bytes), "ops": [op.name for op in dep.graph.ops], "buffers": buffers}
 
 
 def layer_table(dep: Deployment) -> list[dict[str, Any]]:

@@ -133,3 +133,12 @@ def test_imported_model_is_clean_under_address_and_undefined_behaviour_sanitizer
         pytest.skip("gcc has no AddressSanitizer runtime here")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(proc.stdout.strip().splitlines()) == dep.model.output_size
+
+
+def test_memory_timeline_stays_inside_the_arena(deployed: tuple[str, Path, Deployment]) -> None:
+    from leanml.deploy.engine import memory_timeline
+
+    _, _, dep = deployed
+    timeline = memory_timeline(dep)
+    assert timeline["buffers"] and timeline["arena_bytes"] == dep.layout.arena_bytes
+    assert all(0 <= b["offset"] and b["offset"] + b["size"] <= timeline["arena_bytes"] for b in timeline["buffers"])
