@@ -70,11 +70,15 @@ demo: $(VENV)/.stamp-core data
 	$(BIN)/leanml compress mcu --model mobilenetv2 --out runs/demo --threads 2 \
 		--set train.epochs=1 --set train.subset=20000 --set finetune.epochs=1 --set finetune.subset=20000
 
+# Two pytest workers (pytest-xdist; one file per worker at a time, so module fixtures are built once): the
+# suite is mostly single-threaded compiles and subprocesses, so the second core halves the wait.
+PYTEST_WORKERS ?= 2
+
 test: $(VENV)/.stamp-dev data toolchain smollm2
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test-fast: $(VENV)/.stamp-dev data toolchain smollm2
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"
 
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check $(SOURCES)
