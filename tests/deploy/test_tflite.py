@@ -141,4 +141,4 @@ def test_memory_timeline_stays_inside_the_arena(deployed: tuple[str, Path, Deplo
     _, _, dep = deployed
     timeline = memory_timeline(dep)
     assert timeline["buffers"] and timeline["arena_bytes"] == dep.layout.arena_bytes
-    assert all(0 <= b["offset"] and b["offset"] + b["size"] <= timeline["arena_bytes"] for b in timeline["buffers"])
+    assert all(b["offset"] >= 0 and b["offset"] + b["size"] <= timeline["arena_bytes"] for b in timeline["buffers"])
