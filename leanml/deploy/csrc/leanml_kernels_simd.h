@@ -332,6 +332,25 @@ DK_KERNEL void dk_simd_dw_row3x3(const int16_t *const *rp, const dk_vec_t *wv, d
         dk_simd_dw_row(rp, wv, b, q, zp, lo, hi, 3, 3, sw, n, out, out_cs, out_w, 0);
 }
 
+/* All output rows of a 3x3 depthwise conv from a whole staged plane (rows of row_len int16 from st): one call per
+ * channel block, no per-row overhead (small planes: DS-CNN's 25x5, MobileNet's 7x7). */
+DK_KERNEL void dk_simd_dw_plane3x3(const int16_t *st, int32_t row_len, const dk_vec_t *wv, dk_vec_t b,
+                                   const dk_rq_t *q, dk_vec_t zp, dk_vec_t lo, dk_vec_t hi, int sh, int sw, int n,
+                                   int8_t *out, int32_t out_cs, int out_h, int out_w) {
+    const int rs = !q->any_left && !q->any_sat;
+    for (int oy = 0; oy < out_h; ++oy) {
+        const int16_t *rp[3];
+        for (int ky = 0; ky < 3; ++ky) rp[ky] = st + ((int32_t)oy * sh + ky) * row_len;
+        int8_t *o = out + (int32_t)oy * out_w * out_cs;
+        if (sw == 1 && rs)
+            dk_simd_dw_row(rp, wv, b, q, zp, lo, hi, 3, 3, 1, n, o, out_cs, out_w, 1);
+        else if (sw == 2 && rs)
+            dk_simd_dw_row(rp, wv, b, q, zp, lo, hi, 3, 3, 2, n, o, out_cs, out_w, 1);
+        else
+            dk_simd_dw_row(rp, wv, b, q, zp, lo, hi, 3, 3, sw, n, o, out_cs, out_w, 0);
+    }
+}
+
 /* Padded rows a depthwise ring stage of DK_SIMD_DW_STAGE bytes holds (0: not even one row fits). */
 static inline int32_t dk_simd_dw_ring_rows(int32_t wid) {
     return DK_SIMD_DW_STAGE / (2 * DK_SIMD_LANES) / wid;
@@ -362,7 +381,8 @@ static inline int dk_simd_dw_ring_fits(int in_h, int in_w, int kh, int kw, int s
 
 /* Depthwise conv of n <= DK_SIMD_LANES channels (input pixel stride in_cs, output out_cs; w[t * c + j]) through a
  * ring of staged rows: each padded input row is staged once, just before the first output row that needs it (in
- * place: also before its pixels are overwritten), so `out` may be `in` (then in_cs == out_cs). The caller checked
+ * place: also before its pixels are overwritten), so `out` may be `in` (then in_cs == out_cs). A 3x3 kernel whose
+ * whole plane fits the stage stages it first and runs all rows in one call. The caller checked
  * dk_simd_dw_ring_fits. */
 static inline void dk_simd_dw_ring(int16_t *stage, const int8_t *in, int32_t in_cs, int in_h, int in_w,
                                    int32_t in_zp, const int8_t *w, int c, int n, const int32_t *bias, int kh, int kw,
@@ -377,6 +397,12 @@ static inline void dk_simd_dw_ring(int16_t *stage, const int8_t *in, int32_t in_
     const dk_vec_t b = bias ? dk_v_load_i32(bias, n) : dk_v_set1(0);
     const dk_vec_t zp = dk_v_set1(out_zp), lo = dk_v_set1(act_min), hi = dk_v_set1(act_max);
     const dk_rq_t q = dk_rq_load(mult, shift, n);
+    if (kh == 3 && kw == 3 && cap >= hgt) { /* the whole plane fits: staged first (in place too), then one call */
+        for (int32_t pr = 0; pr < hgt; ++pr)
+            dk_simd_dw_stage_row(stage + pr * row_len, in, in_cs, in_h, in_w, ph, pw, wid, n, in_zp, pr);
+        dk_simd_dw_plane3x3(stage, row_len, wv, b, &q, zp, lo, hi, sh, sw, n, out, out_cs, out_h, out_w);
+        return;
+    }
     int32_t staged = 0; /* padded rows [0, staged) are (or were) in the ring, row pr in slot pr % cap */
     for (int oy = 0; oy < out_h; ++oy) {
         int32_t need = dk_simd_dw_need(oy, sh, kh, ph, in_h, in_w, out_w, inplace);
