@@ -60,8 +60,15 @@ class DeployConfig(Config):
     target: str = "host"
     patch: int = 0  # n > 0: run the first stage in n x n patches (MCUNetV2)
     patch_until: str | None = None  # tensor ending the patch stage (default: the cut with the smallest arena)
-    sub_byte_weights: bool = True  # layers whose weights all fit in 4 bits are stored two per byte (lossless)
+    # layers whose weights all fit in 4 bits stored two per byte (lossless); None: on for Cortex-M targets (flash),
+    # off on the host (the 4-bit kernels are plain loops: speed)
+    sub_byte_weights: bool | None = None
     threads: int = 1  # host only: > 1 splits each layer over that many threads (POSIX threads; in-place off)
+
+    @property
+    def packs_sub_byte(self) -> bool:
+        """Whether 4-bit layers are packed: ``sub_byte_weights``, or by default on Cortex-M targets only."""
+        return self.sub_byte_weights if self.sub_byte_weights is not None else self.target != "host"
 
     def validate(self) -> None:
         require(self.input_shape is None or (len(self.input_shape) == 3 and all(d >= 1 for d in self.input_shape)),
@@ -159,7 +166,7 @@ def deploy(model: IntegerModel, cfg: DeployConfig) -> Deployment:
     The input shape is ``cfg.input_shape`` or, when None, the model's stored one (see :func:`resolve_input_shape`).
     """
     c, h, w = resolve_input_shape(model, cfg)
-    return deploy_graph(lower(model, (c, h, w)), cfg, flash_note(model.history, cfg.sub_byte_weights))
+    return deploy_graph(lower(model, (c, h, w)), cfg, flash_note(model.history, cfg.packs_sub_byte))
 
 
 def deploy_graph(layer_graph: Graph, cfg: DeployConfig, note: str | None = None) -> Deployment:
@@ -173,7 +180,7 @@ def deploy_graph(layer_graph: Graph, cfg: DeployConfig, note: str | None = None)
     graph = patch_graph(layer_graph, cfg.patch, cfg.patch_until) if cfg.patch else layer_graph
     # threads > 1: no in-place ops (they run on one thread); the host has the SRAM
     layout = plan_memory(graph, cfg.in_place and cfg.threads == 1, cfg.strategy)
-    if cfg.sub_byte_weights:  # after planning: ops run by a kernel with no 4-bit twin stay int8
+    if cfg.packs_sub_byte:  # after planning: ops run by a kernel with no 4-bit twin stay int8
         no_w4 = layout.streamed | set(layout.blocks)  # row-streamed blocks run the int8 stage kernels
         no_w4 |= {op.name for op in graph.ops if op.name in layout.in_place and op.kind != "depthwise"}
         use_sub_byte_weights(graph, skip=no_w4)
