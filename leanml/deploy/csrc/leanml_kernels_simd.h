@@ -474,7 +474,15 @@ static inline void dk_add_s8_simd(const int8_t *a, const int8_t *b, int n, int32
     const dk_rq_t qo = dk_rq_set1(out_mult, out_shift);
     const dk_vec_t azp = dk_v_set1(a_zp), bzp = dk_v_set1(b_zp);
     const dk_vec_t zp = dk_v_set1(out_zp), lo = dk_v_set1(act_min), hi = dk_v_set1(act_max);
-    for (int i = 0; i < n; i += DK_SIMD_LANES) {
+    int i = 0;
+    if (!qa.any_left && !qa.any_sat && !qb.any_left && !qb.any_sat && !qo.any_left && !qo.any_sat)
+        for (; i + DK_SIMD_LANES <= n; i += DK_SIMD_LANES) { /* whole vectors, right shifts only */
+            const dk_vec_t sa = dk_v_shl_add(dk_v_sub(dk_v_load_s8(a + i, DK_SIMD_LANES), azp));
+            const dk_vec_t sb = dk_v_shl_add(dk_v_sub(dk_v_load_s8(b + i, DK_SIMD_LANES), bzp));
+            const dk_vec_t total = dk_v_add(dk_v_mul_multiplier_rs(sa, &qa), dk_v_mul_multiplier_rs(sb, &qb));
+            dk_v_store_s8(out + i, dk_v_requant_rs(total, &qo, zp, lo, hi), DK_SIMD_LANES);
+        }
+    for (; i < n; i += DK_SIMD_LANES) {
         const int m = n - i < DK_SIMD_LANES ? n - i : DK_SIMD_LANES;
         const dk_vec_t sa = dk_v_shl_add(dk_v_sub(dk_v_load_s8(a + i, m), azp));
         const dk_vec_t sb = dk_v_shl_add(dk_v_sub(dk_v_load_s8(b + i, m), bzp));
