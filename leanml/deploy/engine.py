@@ -181,8 +181,7 @@ def deploy_graph(layer_graph: Graph, cfg: DeployConfig, note: str | None = None)
     # threads > 1: no in-place ops (they run on one thread); the host has the SRAM
     layout = plan_memory(graph, cfg.in_place and cfg.threads == 1, cfg.strategy)
     if cfg.packs_sub_byte:  # after planning: ops run by a kernel with no 4-bit twin stay int8
-        no_w4 = layout.streamed | set(layout.blocks)  # row-streamed blocks run the int8 stage kernels
-        no_w4 |= {op.name for op in graph.ops if op.name in layout.in_place and op.kind != "depthwise"}
+        no_w4 = {op.name for op in graph.ops if op.name in layout.in_place and op.kind == "conv1x1"}
         use_sub_byte_weights(graph, skip=no_w4)
     report = memory_report(layer_graph, layout)
     sources = generate_c(graph, layout, cfg.prefix, cfg.threads)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from leanml.deploy.ir import Conv, Graph, Linear
+from leanml.deploy.patch import PatchStage
 from leanml.quant.code_packing import pack_codes, unpack_codes
 
 W4_MIN, W4_MAX = -8, 7
@@ -63,7 +64,7 @@ def use_sub_byte_weights(graph: Graph, skip: Collection[str] = ()) -> int:
     """Mark every conv / depthwise / linear op whose weights fit in 4 bits as packed (``weight_bits = 4``).
 
     ``skip`` names ops that stay int8: those the planner runs through a kernel with no 4-bit twin (in-place 1x1
-    convs, row-streamed residual blocks; ops inside a patch stage are not top-level ops and stay int8 too).
+    convs). Row-streamed blocks and patch stages run their ops through the same 4-bit kernels.
     Returns the flash bytes saved. Lossless: the packed kernels compute the same bits as the int8 ones.
 
     Example:
@@ -74,7 +75,8 @@ def use_sub_byte_weights(graph: Graph, skip: Collection[str] = ()) -> int:
         (4, 4)
     """
     saved = 0
-    for op in graph.ops:
+    ops = [inner for op in graph.ops for inner in (op.ops if isinstance(op, PatchStage) else [op])]
+    for op in ops:
         if isinstance(op, (Conv, Linear)) and op.name not in skip and op.weight_bits == 8 and fits_w4(op.weight):
             before = op.weight_bytes()
             op.weight_bits = 4

@@ -34,14 +34,15 @@ def four_bit_graph(name: str) -> object:
     return graph
 
 
-@pytest.mark.parametrize("name", ["vgg", "mobilenetv2"])
-def test_packed_weights_are_bit_exact_and_smaller(name: str) -> None:
+@pytest.mark.parametrize(("name", "patch"), [("vgg", 0), ("mobilenetv2", 0), ("mobilenetv2", 3)])
+def test_packed_weights_are_bit_exact_and_smaller(name: str, patch: int) -> None:
+    """Plain layers, row-streamed blocks (the default plan streams the first vgg convs) and patch stages."""
     x = np.random.default_rng(0).integers(-128, 128, size=(6, 1, 28, 28)).astype(np.int8)
-    packed = deploy_graph(four_bit_graph(name), DeployConfig(sub_byte_weights=True))  # type: ignore[arg-type]
-    dense = deploy_graph(four_bit_graph(name), DeployConfig(sub_byte_weights=False))  # type: ignore[arg-type]
-    assert any(getattr(op, "weight_bits", 8) == 4 for op in packed.graph.ops)
+    packed = deploy_graph(four_bit_graph(name), DeployConfig(sub_byte_weights=True, patch=patch))  # type: ignore[arg-type]
+    dense = deploy_graph(four_bit_graph(name), DeployConfig(sub_byte_weights=False, patch=patch))  # type: ignore[arg-type]
     assert np.array_equal(packed.model.run_int8(x), dense.model.run_int8(x))
-    packed_ops = [op for op in packed.graph.ops if getattr(op, "weight_bits", 8) == 4]
+    ops = [inner for op in packed.graph.ops for inner in getattr(op, "ops", [op])]  # patch stages hold ops
+    packed_ops = [op for op in ops if getattr(op, "weight_bits", 8) == 4]
     saved = dense.graph.weight_bytes() - packed.graph.weight_bytes()
     assert saved == sum(op.weight.size // 2 for op in packed_ops) > 0  # half of every packed weight byte
     assert "uint8_t" in packed.sources[next(k for k in packed.sources if k.endswith(".c"))]
