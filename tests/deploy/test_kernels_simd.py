@@ -116,7 +116,11 @@ def conv_case(lib: Lib, rng: np.random.Generator, c_in: int, c_out: int, h: int,
         (1, 20, (9, 10), 5, 2, 2, 1),  # single-channel input: the stem path, odd kernel width
         (1, 7, (8, 8), (3, 4), (1, 2), (1, 0), 1),  # even kernel width
         (3, 5, (9, 11), 3, 1, 1, 1),  # K = 27: packed weights with a partial 4-byte group
-        (3, 8, (96, 96), 3, 2, 0, 1),  # the .tflite models: vww stem (K = 27) ...
+        (3, 8, (96, 96), 3, 2, 0, 1),  # the .tflite models: vww stem (K = 27, the few-channel stem path) ...
+        (3, 16, (32, 32), 3, 1, 1, 1),  # ResNet-8's stem (the GEMM)
+        (2, 5, (7, 9), (3, 2), (2, 1), (1, 0), 1),  # 2 channels, a 3x2 kernel (kw * c = 4), 5 outputs
+        (4, 8, (6, 6), 3, 1, 1, 1),
+        (3, 8, (120, 120), 3, 2, 1, 1),  # a stem plane too large for the stage: the GEMM
         (8, 16, (48, 48), 1, 1, 0, 1),  # ... 1x1 convs with few channels (K = 8: a row shorter than one vector)
         (16, 32, (24, 24), 1, 1, 0, 1),
         (128, 256, (3, 3), 1, 1, 0, 1),  # 9 pixels: two blocks of 4 and one of 1

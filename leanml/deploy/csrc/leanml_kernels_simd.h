@@ -9,14 +9,15 @@
  *                            pixels, im2col rows (converted by the backend; padding = in_zp) in K chunks of
  *                            DK_SIMD_KC; the GEMM gives int32 sums, which get the per-channel offset and are
  *                            requantized in vectors of channels.
- *                            A single-channel input (a grayscale stem: K = kh * kw) has its own path.
+ *                            An input of <= 4 channels (a stem: K = kh * kw * c) has its own path.
  *   depthwise (+ in place)   per block of DK_SIMD_LANES channels: a ring of padded input rows staged as int16
  *                            x - in_zp (each row once, just before the first output row that needs it; in place, also
  *                            before the outputs overwrite it), then one widening load and one int16-pair multiply-add
  *                            per tap and output pixel (3x3 kernels unrolled). `tmp` is not needed.
  *   add                      lanes of elements; the three multiplications by quantized multipliers in vectors.
  * Other kernels (pooling, clamp, quantize, dequantize) have no SIMD variant: the compiler vectorizes the plain C.
- * Stack use (x86, AVX-512): at most 46 KiB in the GEMM driver (32 KiB of packed weights), 36 KiB in the others.
+ * Stack use (x86): at most 46 KiB (AVX-512; AVX2: 90 KiB) in the GEMM driver (32 / 72 KiB of packed weights),
+ * 66 KiB in the stem kernel, 36 KiB in the others.
  * Shapes the buffers cannot hold (depthwise or stem kernels of more than DK_SIMD_DW_TAPS taps, stem planes of more
  * than DK_SIMD_DW_STAGE / 2 padded pixels, depthwise rows too wide for kh of them in DK_SIMD_DW_STAGE bytes) run
  * the reference kernel (in place) or unstaged code.
@@ -46,6 +47,7 @@
 #define DK_SIMD_KC 2048        /* im2col elements per row and K chunk (a multiple of 64) */
 #define DK_SIMD_DW_TAPS 49     /* depthwise kernels up to 7x7 */
 #define DK_SIMD_DW_STAGE 32768 /* bytes of the depthwise kernels' int16 stage */
+#define DK_SIMD_C1_STAGE 65536 /* bytes of the few-channel stem's int16 stage (96x96x3 fits) */
 
 /* dk_i32_requant per lane: clamp(dk_i32_mul_multiplier(acc) + zp, lo, hi), zp/lo/hi broadcast. */
 static inline dk_vec_t dk_v_requant(dk_vec_t acc, const dk_rq_t *q, dk_vec_t zp, dk_vec_t lo, dk_vec_t hi) {
@@ -99,31 +101,35 @@ static inline int32_t dk_simd_span(int in, int p, int out, int s, int k) {
     return sym > need ? sym : need;
 }
 
-/* Conv of a single-channel input (the stem of a grayscale model: K = kh * kw is too short for the GEMM to pay):
- * the padded input plane is staged as int16 x - in_zp, then each output pixel accumulates DK_SIMD_LANES output
- * channels, two horizontal taps per multiply-add (the pair (x, x + 1) broadcast against pairs of weights). */
-static inline int dk_simd_conv_c1(const int8_t *in, int in_h, int in_w, int32_t in_zp, const int8_t *w,
+/* Conv of an input of few channels (c <= 4, groups 1: an RGB or grayscale stem, whose K = kh * kw * c is too short
+ * for the GEMM to pay): the padded input plane is staged as int16 x - in_zp (HWC, so a kernel row's receptive field
+ * is kw * c consecutive elements, in the weights' OHWI order), then each output pixel accumulates DK_SIMD_LANES
+ * output channels, two elements per multiply-add (the pair broadcast against pairs of weights; an odd row's last
+ * pair reads one element past it against a weight 0). 0 when the plane does not fit DK_SIMD_C1_STAGE. */
+static inline int dk_simd_conv_c1(const int8_t *in, int in_h, int in_w, int c, int32_t in_zp, const int8_t *w,
                                   const int32_t *bias, int out_c, int kh, int kw, int sh, int sw, int ph, int pw,
                                   const int32_t *mult, const int32_t *shift, int32_t out_zp, int32_t act_min,
                                   int32_t act_max, int8_t *out, int out_h, int out_w) {
-    const int32_t wid = dk_simd_span(in_w, pw, out_w, sw, kw), kp = (kw + 1) / 2;
-    const int32_t padded = dk_simd_span(in_h, ph, out_h, sh, kh) * wid;
-    if (kh * kp > DK_SIMD_DW_TAPS || padded + 1 > DK_SIMD_DW_STAGE / 2) return 0;
-    int16_t st[DK_SIMD_DW_STAGE / 2];
+    const int32_t wid = dk_simd_span(in_w, pw, out_w, sw, kw), kwc = (int32_t)kw * c, kp = (kwc + 1) / 2;
+    const int32_t padded = dk_simd_span(in_h, ph, out_h, sh, kh) * wid * c, rs = wid * c;
+    if (kh * kp > DK_SIMD_DW_TAPS || padded + 1 > DK_SIMD_C1_STAGE / 2) return 0;
+    int16_t st[DK_SIMD_C1_STAGE / 2];
     dk_vec_t wv[DK_SIMD_DW_TAPS];
     const dk_vec_t zp = dk_v_set1(out_zp), lo = dk_v_set1(act_min), hi = dk_v_set1(act_max);
-    for (int32_t i = 0; i <= padded; ++i) st[i] = 0; /* + 1: the pair of a window's last odd column */
-    for (int y = 0; y < in_h; ++y)
-        for (int x = 0; x < in_w; ++x)
-            st[(int32_t)(y + ph) * wid + pw + x] = (int16_t)(in[(int32_t)y * in_w + x] - in_zp);
+    for (int32_t i = 0; i <= padded; ++i) st[i] = 0; /* + 1: the pair of a window's last odd element */
+    for (int y = 0; y < in_h; ++y) {
+        const int8_t *src = in + (int32_t)y * in_w * c;
+        int16_t *dst = st + ((int32_t)(y + ph) * wid + pw) * c;
+        for (int32_t i = 0; i < (int32_t)in_w * c; ++i) dst[i] = (int16_t)(src[i] - in_zp);
+    }
     for (int c0 = 0; c0 < out_c; c0 += DK_SIMD_LANES) {
         const int n = out_c - c0 < DK_SIMD_LANES ? out_c - c0 : DK_SIMD_LANES;
         for (int ky = 0; ky < kh; ++ky)
-            for (int j = 0; j < kp; ++j) { /* lane co: (w[co][ky][2j], w[co][ky][2j + 1] or 0) as an int16 pair */
+            for (int j = 0; j < kp; ++j) { /* lane co: elements (2j, 2j + 1 or 0) of kernel row ky as an int16 pair */
                 int32_t pair[DK_SIMD_LANES];
                 for (int l = 0; l < DK_SIMD_LANES; ++l) {
-                    const int8_t *wr = w + ((int32_t)(c0 + (l < n ? l : 0)) * kh + ky) * kw;
-                    const int32_t w0 = l < n ? wr[2 * j] : 0, w1 = l < n && 2 * j + 1 < kw ? wr[2 * j + 1] : 0;
+                    const int8_t *wr = w + ((int32_t)(c0 + (l < n ? l : 0)) * kh + ky) * kwc;
+                    const int32_t w0 = l < n ? wr[2 * j] : 0, w1 = l < n && 2 * j + 1 < kwc ? wr[2 * j + 1] : 0;
                     pair[l] = (int32_t)((uint32_t)(uint16_t)w0 | (uint32_t)(uint16_t)w1 << 16);
                 }
                 wv[ky * kp + j] = dk_v_load_i32(pair, DK_SIMD_LANES);
@@ -132,11 +138,11 @@ static inline int dk_simd_conv_c1(const int8_t *in, int in_h, int in_w, int32_t 
         const dk_rq_t q = dk_rq_load(mult + c0, shift + c0, n);
         for (int oy = 0; oy < out_h; ++oy)
             for (int ox = 0; ox < out_w; ++ox) {
-                const int16_t *win = st + (int32_t)oy * sh * wid + (int32_t)ox * sw;
+                const int16_t *win = st + (int32_t)oy * sh * rs + (int32_t)ox * sw * c;
                 dk_vec_t acc = b;
                 for (int ky = 0; ky < kh; ++ky)
                     for (int j = 0; j < kp; ++j)
-                        acc = dk_v_dw_mac(acc, dk_v_bcast_pair(win + (int32_t)ky * wid + 2 * j), wv[ky * kp + j]);
+                        acc = dk_v_dw_mac(acc, dk_v_bcast_pair(win + (int32_t)ky * rs + 2 * j), wv[ky * kp + j]);
                 dk_v_store_s8(out + ((int32_t)oy * out_w + ox) * out_c + c0, dk_v_requant(acc, &q, zp, lo, hi), n);
             }
     }
@@ -244,14 +250,17 @@ static inline void dk_simd_dw_block(const int8_t *in, int32_t in_cs, int in_h, i
 /* The kernels: dk_<kernel>_ref's contracts                                                                 */
 /* ------------------------------------------------------------------------------------------------------ */
 
-/* dk_conv2d_s8_ref: single-channel inputs by dk_simd_conv_c1 (when its stage holds the plane), else the GEMM. */
+/* dk_conv2d_s8_ref: single-channel inputs, and those of <= 4 channels into one vector of output channels (vww's
+ * 3 -> 8 stem), by dk_simd_conv_c1 (when its stage holds the plane); else the GEMM. */
 static inline void dk_conv2d_s8_simd(const int8_t *in, int in_h, int in_w, int in_c, int32_t in_zp, const int8_t *w,
                                      const int32_t *bias, int out_c, int kh, int kw, int sh, int sw, int ph, int pw,
                                      int groups, const int32_t *mult, const int32_t *shift, int32_t out_zp,
                                      int32_t act_min, int32_t act_max, int8_t *out, int out_h, int out_w) {
-    if (in_c == 1 && kh * kw > 1 &&
-        dk_simd_conv_c1(in, in_h, in_w, in_zp, w, bias, out_c, kh, kw, sh, sw, ph, pw, mult, shift, out_zp, act_min,
-                        act_max, out, out_h, out_w))
+    /* more output channels: the GEMM's two vectors per broadcast win (ResNet-8's 3 -> 16 stem) */
+    const int stem = in_c == 1 || (in_c <= 4 && groups == 1 && out_c <= DK_SIMD_LANES);
+    if (stem && kh * kw > 1 &&
+        dk_simd_conv_c1(in, in_h, in_w, in_c, in_zp, w, bias, out_c, kh, kw, sh, sw, ph, pw, mult, shift, out_zp,
+                        act_min, act_max, out, out_h, out_w))
         return;
     dk_simd_conv(in, in_h, in_w, in_c, in_zp, w, bias, out_c, kh, kw, sh, sw, ph, pw, groups, mult, shift, out_zp,
                  act_min, act_max, out, out_h, out_w);
