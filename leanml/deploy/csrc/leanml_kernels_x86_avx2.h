@@ -406,8 +406,13 @@ static inline void dk_simd_gemm(const dk_act_t *const *x, int np, int32_t nk, co
     }
     for (; p + 2 <= np; p += 2) {
         for (int r0 = 0; r0 < nco; r0 += 4) {
-            DK_UNROLL
-            for (int r = 0; r < 4; ++r) wr[r] = w + (int32_t)(r0 + (r0 + r < nco ? r : 0)) * ws;
+            const int8_t *w0 = w + (int32_t)r0 * ws;
+            if (r0 + 4 <= nco) {
+                DK_UNROLL
+                for (int r = 0; r < 4; ++r) wr[r] = w0 + (int32_t)r * ws;
+            } else {
+                for (int r = 0; r < 4; ++r) wr[r] = w0 + (int32_t)(r0 + r < nco ? r : 0) * ws;
+            }
             const __m256i s = dk_x86_dot2x4(x[p], x[p + 1], wr, nk);
             __m128i *d0 = (__m128i *)(acc + (ptrdiff_t)p * accs + r0), *d1 = (__m128i *)(acc + (ptrdiff_t)(p + 1) * accs + r0);
             const __m128i lo = _mm256_castsi256_si128(s), hi = _mm256_extracti128_si256(s, 1);
@@ -417,8 +422,13 @@ static inline void dk_simd_gemm(const dk_act_t *const *x, int np, int32_t nk, co
     }
     for (; p < np; ++p) {
         for (int r0 = 0; r0 < nco; r0 += 8) {
-            DK_UNROLL
-            for (int r = 0; r < 8; ++r) wr[r] = w + (int32_t)(r0 + (r0 + r < nco ? r : 0)) * ws;
+            const int8_t *w0 = w + (int32_t)r0 * ws;
+            if (r0 + 8 <= nco) {
+                DK_UNROLL
+                for (int r = 0; r < 8; ++r) wr[r] = w0 + (int32_t)r * ws;
+            } else { /* rows past nco: row r0 again, its sums unused */
+                for (int r = 0; r < 8; ++r) wr[r] = w0 + (int32_t)(r0 + r < nco ? r : 0) * ws;
+            }
             const __m256i s = dk_x86_dot1x8(x[p], wr, nk);
             __m256i *dst = (__m256i *)(acc + (ptrdiff_t)p * accs + r0);
             _mm256_storeu_si256(dst, accumulate ? _mm256_add_epi32(s, _mm256_loadu_si256(dst)) : s);
