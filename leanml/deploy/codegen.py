@@ -52,6 +52,14 @@ from leanml.deploy.ir import (
     Quantize,
     Softmax,
 )  # fmt: skip
+from leanml.deploy.kernel_calls import (
+    conv1x1_call,
+    conv_call,
+    depthwise_call,
+    depthwise_inplace_call,
+    pool_call,
+    whole,
+)
 from leanml.deploy.patch import PatchStage
 from leanml.deploy.planner import MemoryLayout, pointwise_chunk
 from leanml.deploy.weights import pack_w4
@@ -143,39 +151,25 @@ def _quantize(e: _Emitter, op: Quantize) -> str:
 
 
 def _conv(e: _Emitter, op: Conv) -> str:
-    ih, iw, ic = op.in_shapes[0]
-    oh, ow, oc = op.out_shape
-    w, b, tail = e.conv_consts(op)
-    kernel = "dk_conv2d_s8w4" if op.weight_bits == 4 else "dk_conv2d_s8"
-    return (f"{kernel}({e.ptr(op.inputs[0])}, {ih}, {iw}, {ic}, {op.in_zp}, {w}, {b}, {oc}, {op.kernel[0]}, "
-            f"{op.kernel[1]}, {op.stride[0]}, {op.stride[1]}, {op.padding[0]}, {op.padding[1]}, {op.groups}, "
-            f"{tail}, {e.ptr(op.output)}, {oh}, {ow});")  # fmt: skip
+    return conv_call(e.conv_consts(op), op, whole(op, e.ptr(op.inputs[0]), e.ptr(op.output)))
 
 
 def _conv1x1(e: _Emitter, op: Conv1x1) -> str:
+    region = whole(op, e.ptr(op.inputs[0]), e.ptr(op.output))
+    if op.weight_bits == 4 or op.name not in e.layout.in_place:  # packing skips in-place 1x1 convs
+        return conv1x1_call(e.conv_consts(op), op, region)
     ih, iw, ic = op.in_shapes[0]
-    if op.weight_bits == 4:  # the packed general conv (packing skips in-place 1x1 convs: see sub_byte_weights)
-        return _conv(e, op)
     w, b, tail = e.conv_consts(op)
-    if op.name in e.layout.in_place:
-        scratch = f"(arena + {e.layout.scratch_offset[op.name]})"
-        return (f"dk_conv1x1_s8_inplace({e.ptr(op.inputs[0])}, {ih}, {iw}, {ic}, {op.in_zp}, {w}, {b}, "
-                f"{op.out_shape[2]}, {tail}, {scratch}, {pointwise_chunk(op)});")  # fmt: skip
-    return (f"dk_conv1x1_s8({e.ptr(op.inputs[0])}, {ih}, {iw}, {ic}, {op.in_zp}, {w}, {b}, {op.out_shape[2]}, "
-            f"{tail}, {e.ptr(op.output)});")  # fmt: skip
+    scratch = f"(arena + {e.layout.scratch_offset[op.name]})"
+    return (f"dk_conv1x1_s8_inplace({region.src}, {ih}, {iw}, {ic}, {op.in_zp}, {w}, {b}, {op.out_shape[2]}, "
+            f"{tail}, {scratch}, {pointwise_chunk(op)});")  # fmt: skip
 
 
 def _depthwise(e: _Emitter, op: Depthwise) -> str:
-    ih, iw, ic = op.in_shapes[0]
-    oh, ow, _ = op.out_shape
-    w, b, tail = e.conv_consts(op)
-    geo = f"{ih}, {iw}, {ic}, {op.in_zp}, {w}, {b}, {op.kernel[0]}, {op.kernel[1]}, {op.stride[0]}, "
-    geo += f"{op.stride[1]}, {op.padding[0]}, {op.padding[1]}, {tail}"
-    kernel = "dk_depthwise_conv2d_s8w4" if op.weight_bits == 4 else "dk_depthwise_conv2d_s8"
+    region = whole(op, e.ptr(op.inputs[0]), e.ptr(op.output))
     if op.name in e.layout.in_place:
-        scratch = f"(arena + {e.layout.scratch_offset[op.name]})"
-        return f"{kernel}_inplace({e.ptr(op.inputs[0])}, {geo}, {oh}, {ow}, {scratch});"
-    return f"{kernel}({e.ptr(op.inputs[0])}, {geo}, {e.ptr(op.output)}, {oh}, {ow});"
+        return depthwise_inplace_call(e.conv_consts(op), op, region, f"(arena + {e.layout.scratch_offset[op.name]})")
+    return depthwise_call(e.conv_consts(op), op, region)
 
 
 def il4_weights(weight: np.ndarray) -> np.ndarray:
@@ -195,22 +189,31 @@ def il4_weights(weight: np.ndarray) -> np.ndarray:
 
 def _linear(e: _Emitter, op: Linear) -> str:
     out_f, in_f = op.weight.shape
-    m, s = e.const(op, "m", "int32_t", op.multiplier), e.const(op, "s", "int32_t", op.shift)
-    tail = f"{m}, {s}, {op.out_zp}, {op.act_min}, {op.act_max}, {e.ptr(op.output)});"
+    src, rest = e.ptr(op.inputs[0]), f"{op.out_zp}, {op.act_min}, {op.act_max}, {e.ptr(op.output)});"
     bias_zp = op.bias.astype(np.int64) - op.in_zp * op.weight.astype(np.int64).sum(axis=1)
     if op.weight_bits == 4 or np.abs(bias_zp).max(initial=0) >= 2**31:
         kernel = "dk_linear_s8w4" if op.weight_bits == 4 else "dk_linear_s8"
+        m, s = e.const(op, "m", "int32_t", op.multiplier), e.const(op, "s", "int32_t", op.shift)
         w, b = e.weights(op), e.const(op, "b", "int32_t", op.bias)
-        return f"{kernel}({e.ptr(op.inputs[0])}, {in_f}, {op.in_zp}, {w}, {b}, {out_f}, {tail}"
-    # Cortex-M DSP: weights in 4x4 groups and the zero point folded into the bias (one LDM per 16 weights); the
-    # other targets: the (out, in) layout. Each build compiles only its own arrays.
-    w_il4 = e.guarded_const(op, "w_il4", "int8_t", il4_weights(op.weight), "defined(DK_ARM_DSP)")
-    b_zp = e.guarded_const(op, "b_zp", "int32_t", bias_zp, "defined(DK_ARM_DSP)")
-    w = e.guarded_const(op, "w", "int8_t", op.weight, "!defined(DK_ARM_DSP)")
-    b = e.guarded_const(op, "b", "int32_t", op.bias, "!defined(DK_ARM_DSP)")
-    return (f"\n#if defined(DK_ARM_DSP)\n    dk_linear_s8_il4({e.ptr(op.inputs[0])}, {in_f}, {w_il4}, {b_zp}, {out_f}, "
-            f"{tail}\n#else\n    dk_linear_s8({e.ptr(op.inputs[0])}, {in_f}, {op.in_zp}, {w}, {b}, {out_f}, {tail}\n"
-            f"#endif")  # fmt: skip
+        return f"{kernel}({src}, {in_f}, {op.in_zp}, {w}, {b}, {out_f}, {m}, {s}, {rest}"
+    # Cortex-M DSP: weights in 4x4 groups and the zero point folded into the bias (one LDM per 16 weights), one
+    # multiplier and shift as literals when they are per tensor (as TFLite's fully connected layers); the other
+    # targets: the (out, in) layout. Each build compiles only its own arrays.
+    arm, host = "defined(DK_ARM_DSP)", "!defined(DK_ARM_DSP)"
+    per_tensor = np.unique(op.multiplier).size == 1 and np.unique(op.shift).size == 1
+    w_il4 = e.guarded_const(op, "w_il4", "int8_t", il4_weights(op.weight), arm)
+    b_zp = e.guarded_const(op, "b_zp", "int32_t", bias_zp, arm)
+    w, b = e.guarded_const(op, "w", "int8_t", op.weight, host), e.guarded_const(op, "b", "int32_t", op.bias, host)
+    if per_tensor:
+        m = e.guarded_const(op, "m", "int32_t", op.multiplier, host)
+        s = e.guarded_const(op, "s", "int32_t", op.shift, host)
+        arm_call = f"dk_linear_s8_il4_pt({src}, {in_f}, {w_il4}, {b_zp}, {out_f}, {int(op.multiplier[0])}, "
+        arm_call += f"{int(op.shift[0])}, {rest}"
+    else:
+        m, s = e.const(op, "m", "int32_t", op.multiplier), e.const(op, "s", "int32_t", op.shift)
+        arm_call = f"dk_linear_s8_il4({src}, {in_f}, {w_il4}, {b_zp}, {out_f}, {m}, {s}, {rest}"
+    host_call = f"dk_linear_s8({src}, {in_f}, {op.in_zp}, {w}, {b}, {out_f}, {m}, {s}, {rest}"
+    return f"\n#if {arm}\n    {arm_call}\n#else\n    {host_call}\n#endif"
 
 
 def _add(e: _Emitter, op: Add) -> str:
@@ -221,14 +224,7 @@ def _add(e: _Emitter, op: Add) -> str:
 
 
 def _pool(e: _Emitter, op: Pool) -> str:
-    ih, iw, c = op.in_shapes[0]
-    oh, ow, _ = op.out_shape
-    src, dst = e.ptr(op.inputs[0]), e.ptr(op.output)
-    if op.mode == "max":
-        return (f"dk_maxpool_s8({src}, {ih}, {iw}, {c}, {op.kernel[0]}, {op.kernel[1]}, {op.stride[0]}, "
-                f"{op.stride[1]}, {op.padding[0]}, {op.padding[1]}, {dst}, {oh}, {ow});")  # fmt: skip
-    return (f"dk_avgpool_s8({src}, {ih}, {iw}, {c}, {op.kernel[0]}, {op.kernel[1]}, {op.stride[0]}, "
-            f"{op.stride[1]}, {dst}, {oh}, {ow});")  # fmt: skip
+    return pool_call(op, whole(op, e.ptr(op.inputs[0]), e.ptr(op.output)))
 
 
 def _copy_if_moved(e: _Emitter, op: Op) -> str:

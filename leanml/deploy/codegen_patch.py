@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from leanml.deploy.ir import Add, Clamp, Conv, Conv1x1, Depthwise, Op
+from leanml.deploy.kernel_calls import Region, conv1x1_call, conv_call, depthwise_call
 from leanml.deploy.patch import PatchStage, Rect, StreamBlock, crop_key, needs_crop
 
 COPY_RECT = """/* Copy h rows of w*c bytes between HWC buffers whose rows hold src_w and dst_w pixels. */
@@ -29,28 +30,19 @@ static void dk_copy_rect(const int8_t *src, int src_w, int8_t *dst, int dst_w, i
 """
 
 
+STAGE = Region("in0", "in_h", "in_w", "ph", "pw", "out", "out_h", "out_w")  # a stage function's parameters
+
+
 def _conv(e: Any, op: Conv) -> str:
-    w, b, tail = e.conv_consts(op)
-    kernel = "dk_conv2d_s8w4" if op.weight_bits == 4 else "dk_conv2d_s8"
-    return (f"{kernel}(in0, in_h, in_w, {op.in_shapes[0][2]}, {op.in_zp}, {w}, {b}, {op.out_shape[2]}, "
-            f"{op.kernel[0]}, {op.kernel[1]}, {op.stride[0]}, {op.stride[1]}, ph, pw, {op.groups}, {tail}, out, "
-            f"out_h, out_w);")  # fmt: skip
+    return conv_call(e.conv_consts(op), op, STAGE)
 
 
 def _conv1x1(e: Any, op: Conv1x1) -> str:
-    if op.weight_bits == 4:  # the packed general conv, as a 1x1 window
-        return _conv(e, op)
-    w, b, tail = e.conv_consts(op)
-    return (
-        f"dk_conv1x1_s8(in0, in_h, in_w, {op.in_shapes[0][2]}, {op.in_zp}, {w}, {b}, {op.out_shape[2]}, {tail}, out);"
-    )
+    return conv1x1_call(e.conv_consts(op), op, STAGE)
 
 
 def _depthwise(e: Any, op: Depthwise) -> str:
-    w, b, tail = e.conv_consts(op)
-    kernel = "dk_depthwise_conv2d_s8w4" if op.weight_bits == 4 else "dk_depthwise_conv2d_s8"
-    return (f"{kernel}(in0, in_h, in_w, {op.in_shapes[0][2]}, {op.in_zp}, {w}, {b}, {op.kernel[0]}, "
-            f"{op.kernel[1]}, {op.stride[0]}, {op.stride[1]}, ph, pw, {tail}, out, out_h, out_w);")  # fmt: skip
+    return depthwise_call(e.conv_consts(op), op, STAGE)
 
 
 def _add(e: Any, op: Add) -> str:

@@ -18,50 +18,38 @@ from __future__ import annotations
 from typing import Any
 
 from leanml.deploy.ir import Add, Clamp, Conv, Conv1x1, Depthwise, Linear, Op, Pool
+from leanml.deploy.kernel_calls import Region, conv1x1_call, conv_call, depthwise_call, pool_call
 
 POOL_HEADER = "leanml_pool.h"
 MIN_PARALLEL_MACS = 20_000  # below this a layer runs on the caller: the hand-off would cost more than it saves
 MIN_PARALLEL_ELEMENTS = 4_096  # the same for adds and clamps
 
 
-def _rows(op: Op, kh: int, sh: int, ph: int) -> str:
-    ih = op.in_shapes[0][0]
-    return f"const dk_band_t b = dk_band_rows(part, parts, {op.out_shape[0]}, {sh}, {ph}, {kh}, {ih});\n    " \
-           f"if (b.out_rows <= 0) return;\n    "  # fmt: skip
+def _band(op: Conv | Pool, src: str, dst: str) -> tuple[str, Region]:
+    """(the C lines computing this part's row band, the band as a kernel region)."""
+    ih, iw, ic = op.in_shapes[0]
+    _, ow, oc = op.out_shape
+    kh, sh, ph = (1, 1, 0) if isinstance(op, Conv1x1) else (op.kernel[0], op.stride[0], op.padding[0])
+    head = (f"const dk_band_t b = dk_band_rows(part, parts, {op.out_shape[0]}, {sh}, {ph}, {kh}, {ih});\n    "
+            f"if (b.out_rows <= 0) return;\n    ")  # fmt: skip
+    rows = "b.out_rows" if isinstance(op, Conv1x1) else "b.in_rows"  # a 1x1 conv's input band is its output band
+    region = Region(f"{src} + (int32_t)b.in_row0 * {iw * ic}", rows, str(iw), "b.pad_top", str(op.padding[1]),
+                    f"{dst} + (int32_t)b.out_row0 * {ow * oc}", "b.out_rows", str(ow))  # fmt: skip
+    return head, region
 
 
 def _conv_band(e: Any, op: Conv) -> str:
-    _, iw, ic = op.in_shapes[0]
-    _, ow, oc = op.out_shape
-    w, bias, tail = e.conv_consts(op)
-    src, dst = e.ptr(op.inputs[0]), e.ptr(op.output)
+    head, region = _band(op, e.ptr(op.inputs[0]), e.ptr(op.output))
     if isinstance(op, Depthwise):
-        kernel = "dk_depthwise_conv2d_s8w4" if op.weight_bits == 4 else "dk_depthwise_conv2d_s8"
-        return (_rows(op, op.kernel[0], op.stride[0], op.padding[0])
-                + f"{kernel}({src} + (int32_t)b.in_row0 * {iw * ic}, b.in_rows, {iw}, {ic}, {op.in_zp}, {w}, "
-                f"{bias}, {op.kernel[0]}, {op.kernel[1]}, {op.stride[0]}, {op.stride[1]}, b.pad_top, "
-                f"{op.padding[1]}, {tail}, {dst} + (int32_t)b.out_row0 * {ow * oc}, b.out_rows, {ow});")  # fmt: skip
-    if isinstance(op, Conv1x1) and op.weight_bits == 8:
-        return (_rows(op, 1, 1, 0)
-                + f"dk_conv1x1_s8({src} + (int32_t)b.in_row0 * {iw * ic}, b.out_rows, {iw}, {ic}, {op.in_zp}, {w}, "
-                f"{bias}, {oc}, {tail}, {dst} + (int32_t)b.out_row0 * {iw * oc});")  # fmt: skip
-    kernel = "dk_conv2d_s8w4" if op.weight_bits == 4 else "dk_conv2d_s8"
-    return (_rows(op, op.kernel[0], op.stride[0], op.padding[0])
-            + f"{kernel}({src} + (int32_t)b.in_row0 * {iw * ic}, b.in_rows, {iw}, {ic}, {op.in_zp}, {w}, {bias}, "
-            f"{oc}, {op.kernel[0]}, {op.kernel[1]}, {op.stride[0]}, {op.stride[1]}, b.pad_top, {op.padding[1]}, "
-            f"{op.groups}, {tail}, {dst} + (int32_t)b.out_row0 * {ow * oc}, b.out_rows, {ow});")  # fmt: skip
+        return head + depthwise_call(e.conv_consts(op), op, region)
+    if isinstance(op, Conv1x1):
+        return head + conv1x1_call(e.conv_consts(op), op, region)
+    return head + conv_call(e.conv_consts(op), op, region)
 
 
 def _pool_band(e: Any, op: Pool) -> str:
-    _, iw, c = op.in_shapes[0]
-    _, ow, _ = op.out_shape
-    src, dst = e.ptr(op.inputs[0]), e.ptr(op.output)
-    band = _rows(op, op.kernel[0], op.stride[0], op.padding[0])
-    tail = f"{dst} + (int32_t)b.out_row0 * {ow * c}, b.out_rows, {ow});"
-    geo = f"{src} + (int32_t)b.in_row0 * {iw * c}, b.in_rows, {iw}, {c}, {op.kernel[0]}, {op.kernel[1]}"
-    if op.mode == "max":
-        return band + f"dk_maxpool_s8({geo}, {op.stride[0]}, {op.stride[1]}, b.pad_top, {op.padding[1]}, {tail}"
-    return band + f"dk_avgpool_s8({geo}, {op.stride[0]}, {op.stride[1]}, {tail}"
+    head, region = _band(op, e.ptr(op.inputs[0]), e.ptr(op.output))
+    return head + pool_call(op, region)
 
 
 def _linear_band(e: Any, op: Linear) -> str:
