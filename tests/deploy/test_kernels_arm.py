@@ -218,23 +218,44 @@ static void il4_pack(const int8_t *w, int k, int n, int32_t zp) {
         BZP[o] = BIAS[o] - zp * s;
     }
 }
+/* per tensor: every channel takes channel 0's multiplier and shift */
+static void rq1(int n) {
+    for (int i = 1; i < n; ++i) MULT[i] = MULT[0], SHIFT[i] = SHIFT[0];
+}
+/* accumulators near +-2^31 and the largest multiplier: the per-tensor form's no-overflow bound */
+static void big(int n, int32_t shift) {
+    for (int i = 0; i < n; ++i) BIAS[i] = i & 1 ? -(3 << 29) : 3 << 29, MULT[i] = 0x7FFFFFFF, SHIFT[i] = shift;
+}
 """
 
 
 @needs_arm
 def test_linear_il4_matches_ref() -> None:
+    """Both il4 entry points (per channel, per tensor): the assembly's staged and raw inputs, group counts of every
+    remainder mod 4, clamped ranges, the row tails and the C form's shapes and shifts."""
     rng = random.Random(3)
     body = PATH_LINE
-    for i in range(25):
-        k, n = rng.choice([1, 3, 4, 7, 64, 127, 128, 640]), rng.choice([1, 2, 3, 5, 8, 12, 128])
+    for i in range(60):
+        k = rng.choice([1, 3, 4, 7, 8, 12, 20, 64, 124, 127, 128, 132, 140, 640])
+        n = rng.choice([1, 2, 3, 4, 5, 8, 12, 13, 128])
         izp, ozp = rng.randint(-128, 127), rng.randint(-128, 127)
-        smin, smax = rng.choice([(-12, -2), (-31, -1), (-3, 3)])
-        tail = f"{n}, MULT, SHIFT, {ozp}, -128, 127"
+        lo, hi = rng.choice([(-128, 127), (-128, 127), (ozp, 127), (max(ozp - 40, -128), min(ozp + 40, 127))])
+        smin, smax = rng.choice([(-12, -2), (-31, -1), (-3, 3), (-26, -20)])
+        if i % 2:  # per tensor: one multiplier and shift (SHIFT[0], MULT[0])
+            tail = f"{n}, MULT[0], SHIFT[0], {ozp}, {lo}, {hi}"
+            call = f"rq1({n}); dk_linear_s8_il4_pt(A, {k}, WIL, BZP, {tail}, O1);\n"
+        else:
+            tail = f"{n}, MULT, SHIFT, {ozp}, {lo}, {hi}"
+            call = f"dk_linear_s8_il4(A, {k}, WIL, BZP, {tail}, O1);\n"
         body += (f"    fill(A, {k}); fill(W, {k * n}); rq({n}, {smin}, {smax}); il4_pack(W, {k}, {n}, {izp});\n"
-                 f"    dk_linear_s8_il4(A, {k}, WIL, BZP, {tail}, O1);\n"
-                 f"    dk_linear_s8_ref(A, {k}, {izp}, W, BIAS, {tail}, O2);\n"
+                 f"    {call}    dk_linear_s8_ref(A, {k}, {izp}, W, BIAS, {n}, MULT, SHIFT, {ozp}, {lo}, {hi}, O2);\n"
                  f"    bad += check(\"linear_il4\", {i}, {n});\n")  # fmt: skip
-    assert_all_ok(run_cases(body, prelude_extra=IL4_PACK), 25)
+    for i, (k, shift, ozp) in enumerate([(128, -24, -128), (640, -24, 127), (128, -2, 127), (640, -25, -128)]):
+        body += (f"    fill(A, {k}); fill(W, {k * 8}); big(8, {shift}); il4_pack(W, {k}, 8, 5);\n"
+                 f"    dk_linear_s8_il4_pt(A, {k}, WIL, BZP, 8, MULT[0], {shift}, {ozp}, -128, 127, O1);\n"
+                 f"    dk_linear_s8_ref(A, {k}, 5, W, BIAS, 8, MULT, SHIFT, {ozp}, -128, 127, O2);\n"
+                 f"    bad += check(\"linear_il4_big\", {i}, 8);\n")  # fmt: skip
+    assert_all_ok(run_cases(body, prelude_extra=IL4_PACK), 64)
 
 
 IL4_HOST = r"""#include <stdio.h>
@@ -286,6 +307,8 @@ def test_header_builds_warning_free(tmp_path: Path, cpu: str) -> None:
         "dk_depthwise_conv2d_s8_inplace(b, 9, 9, 8, 1, w, m, 3, 3, 2, 2, 1, 1, m, s, 0, -128, 127, 5, 5, t);",
         "dk_conv2d_s8(b, 8, 8, 3, 0, w, m, 4, 3, 3, 1, 1, 1, 1, 1, m, s, 0, -128, 127, t, 8, 8);",
         "dk_linear_s8(b, 64, 0, w, m, 3, m, s, 0, -128, 127, t);",
+        "dk_linear_s8_il4(b, 64, w, m, 9, m, s, 0, -128, 127, t);",
+        "dk_linear_s8_il4_pt(b, 640, w, m, 8, 1 << 30, -7, 3, -128, 127, t);",
         "dk_add_s8(b, w, 9, 0, 1 << 30, -1, 0, 1 << 30, -1, 1 << 30, -3, 0, -128, 127, t);",
     ]
     src.write_text('#include "leanml_kernels.h"\n#ifndef DK_ARM_DSP\n#error "not the DSP path"\n#endif\n'
