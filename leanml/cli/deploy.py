@@ -138,27 +138,6 @@ def check_run_target(run: bool, target: str) -> None:
                           f"install them: `{' && '.join(missing)}` (or `make toolchain` as root)")  # fmt: skip
 
 
-def run_summary(dep: Deployment, q_nchw: np.ndarray, target: str) -> dict[str, Any]:
-    """Run int8 inputs (N, C, H, W) on ``target`` under QEMU; the ``mcu_*`` summary entries.
-
-    Example:
-        >>> run_summary(dep, np.zeros((1, 1, 28, 28), np.int64), "cortex-m4")["mcu_bit_exact"]  # doctest: +SKIP
-        True
-    """
-    import numpy as np
-
-    from leanml.deploy.mcu import layer_instructions, mcu_target, run_on_target
-
-    nhwc = np.asarray(q_nchw).transpose(0, 2, 3, 1)
-    run = run_on_target(dep, nhwc, target)
-    layers = layer_instructions(dep, nhwc[0], target)
-    return {"mcu_board": mcu_target(target).board, "mcu_flags": run.flags_text, "mcu_inputs": len(run.instructions),
-            "mcu_instructions": run.instructions, "mcu_flash_bytes": run.flash_bytes,
-            "mcu_model_flash_bytes": run.model_flash_bytes, "mcu_static_sram_bytes": run.sram_bytes,
-            "mcu_stack_bytes": run.stack_bytes, "mcu_peak_sram_bytes": run.peak_sram_bytes,
-            "mcu_bit_exact": run.matches_host, "mcu_mismatched": run.mismatched, "mcu_layers": layers}  # fmt: skip
-
-
 def print_run(summary: dict[str, Any]) -> None:
     """The ``--run`` lines: instructions per inference, flash, SRAM (arena + stack), bit-exactness."""
     counts = summary["mcu_instructions"]
@@ -290,8 +269,11 @@ def deploy_cmd(
     data: DataOpt = None,
 ) -> None:
     """Generate C (static memory plan, in-place depthwise, fused requantization), compile, verify, report."""
+    import numpy as np
+
     from leanml.deploy.build import target_section_sizes
     from leanml.deploy.engine import deploy, export_project, measure_c_latency, resolve_input_shape, verify
+    from leanml.deploy.mcu import run_summary
     from leanml.errors import LeanmlError
     from leanml.quant.integer import IntegerModel
 
@@ -330,7 +312,7 @@ def deploy_cmd(
     summary.update({f"section_{k}": v for k, v in target_section_sizes(dep.sources, target).items()})
     summary.update(checked)
     if run and run_q is not None:
-        summary.update(run_summary(dep, run_q[:RUN_INPUTS], target))
+        summary.update(run_summary(dep, np.asarray(run_q[:RUN_INPUTS]).transpose(0, 2, 3, 1), target))
     lat = measure_c_latency(dep, repeats=100, warmup=10)
     summary["latency_ms_b1"] = lat.median_ms
     summary["latency"] = lat.to_dict()

@@ -41,7 +41,7 @@ from leanml.compress.stages import (
     train_model,
 )
 from leanml.compress.store import RunStore, StageDone, stage_key
-from leanml.data import ImageData, batches, load_data
+from leanml.data import ImageData, ImageSet, batches, load_data
 from leanml.deploy.engine import (
     DeployConfig,
     Deployment,
@@ -53,6 +53,7 @@ from leanml.deploy.engine import (
     verify,
 )
 from leanml.deploy.ir import lower
+from leanml.deploy.mcu import MCU_TARGETS, run_summary, tools_missing
 from leanml.errors import LeanmlError
 from leanml.models.registry import build_model, get_entry
 from leanml.profile.machine import load_averages, machine_summary
@@ -407,17 +408,40 @@ def _deploy(run: _Run, imodel: IntegerModel, key: str) -> tuple[dict[str, Any], 
             note="accuracy and latency (batch 1): the generated C",
         )
         search = [{"knob": "patch grid", "value": g, "sram_bytes": a, "chosen": g == patch} for g, a in arenas.items()]
+        mcu = mcu_run(dep, imodel, run.data.test.sample(MCU_INPUTS, rec.seed))
+        layers = layer_table(dep)
+        share = {r["name"]: r["share"] for r in mcu.get("mcu_layers", [])}
+        for layer in layers:  # where the C ran on the microcontroller: each layer's share of its instructions
+            if layer["name"] in share:
+                layer["instruction_share"] = share[layer["name"]]
         return {
             "row": row.to_dict(),
             "patch": patch,
             "summary": summary,
             "memory": memory_timeline(dep),
-            "layers": layer_table(dep),
+            "layers": layers,
             "patch_search": search,
+            "mcu": mcu,
         }
 
     key, done = run.stage("deploy", f"C for {rec.deploy.target}", rec.deploy.to_dict(), [key], fill)
     return {**done.record, "key": key}, key
+
+
+MCU_INPUTS = 2  # test images run under QEMU when the deploy target is a Cortex-M core
+
+
+def mcu_run(dep: Deployment, imodel: IntegerModel, images: ImageSet) -> dict[str, Any]:
+    """The deployed C on its Cortex-M target under QEMU (:func:`leanml.deploy.mcu.run_summary`), when the target
+    is one and the tools are installed; else why not (``{"mcu_skipped": ...}``; ``{}`` for the host)."""
+    if dep.config.target not in MCU_TARGETS:
+        return {}
+    missing = tools_missing()
+    if missing:
+        return {"mcu_skipped": f"not run under QEMU: install `{' && '.join(missing)}` (or `make toolchain`)"}
+    x, _ = next(iter(batches(images, MCU_INPUTS)))
+    q = imodel.quantize_input(x)  # (N, C, H, W) int8 codes
+    return run_summary(dep, np.asarray(q).transpose(0, 2, 3, 1), dep.config.target)
 
 
 def _verify(run: _Run, imodel: IntegerModel, dep_record: dict[str, Any], key: str) -> None:
@@ -470,6 +494,7 @@ def _record(run: _Run, reference: Candidate, budget: Budget, misses: list[str], 
         "layers": [{**layer, "sram_bytes": layer.get("output_bytes")} for layer in dep.get("layers", [])],
         "sensitivity": None,
         "memory": dep.get("memory"),
+        "mcu": dep.get("mcu"),
         "verify": run.extra.get("verify"),
         "notes": [f"{r.stage}: {r.note}" for r in run.rows if r.note],
     }

@@ -301,10 +301,32 @@ def _layers(report: Report, record: Mapping[str, Any]) -> None:
     if not layers:
         return
     report.add_heading("Layers of the final model")
+    on_mcu = any("instruction_share" in r for r in layers)
+    share = "instruction_share" if on_mcu else "latency_share"
     rows = [[str(r.get("name", "?")), str(r.get("kind", "")), _count(_num(r, "macs")),
              _fmt(_num(r, "weight_bytes"), ",.0f"), _fmt(_num(r, "sram_bytes"), ",.0f"),
-             _fmt(_num(r, "latency_share"), ".1%")] for r in layers]  # fmt: skip
-    report.add_table(["layer", "kind", "MACs", "weight bytes", "SRAM bytes", "share of latency"], rows, align="ll")
+             _fmt(_num(r, share), ".1%")] for r in layers]  # fmt: skip
+    last = "share of the Cortex-M instructions" if on_mcu else "share of latency"
+    report.add_table(["layer", "kind", "MACs", "weight bytes", "SRAM bytes", last], rows, align="ll")
+
+
+def _mcu(report: Report, record: Mapping[str, Any]) -> None:
+    mcu = record.get("mcu") or {}
+    if not mcu:
+        return
+    report.add_heading("On the microcontroller (emulated)")
+    if "mcu_skipped" in mcu:
+        report.add_text(str(mcu["mcu_skipped"]))
+        return
+    counts = [int(c) for c in mcu.get("mcu_instructions", [])]
+    exact = mcu.get("mcu_bit_exact")
+    size = {k: int(mcu.get(f"mcu_{k}_bytes") or 0) for k in ("flash", "model_flash", "peak_sram", "stack")}
+    text = (f"{mcu.get('mcu_board', '?')} under QEMU (-icount shift=0; {mcu.get('mcu_flags', '')}): "
+            f"{max(counts, default=0):,} instructions per inference ({len(counts)} test images; run_q only), "
+            f"flash {size['flash']:,} B with the harness (the model {size['model_flash']:,} B), peak SRAM "
+            f"{size['peak_sram']:,} B (arena + measured stack {size['stack']:,} B); output "
+            f"{'equals the host build bit for bit' if exact else 'differs from the host build'}.")  # fmt: skip
+    report.add_html(f'<div class="box {"ok" if exact else "bad"}">{html.escape(text)}</div>')
 
 
 def _verify(report: Report, record: Mapping[str, Any]) -> None:
@@ -360,6 +382,7 @@ def render_run_report(record: Mapping[str, Any]) -> str:
     _sensitivity(report, record)
     _memory(report, record)
     _layers(report, record)
+    _mcu(report, record)
     _verify(report, record)
     _notes(report, record, stages)
     return report.html()

@@ -503,3 +503,20 @@ def run_on_target(dep: Deployment, inputs_int8: np.ndarray, target: str = "corte
         mismatched=mismatched,
         stdout=stdout,
     )
+
+
+def run_summary(dep: Deployment, inputs_int8: np.ndarray, target: str) -> dict[str, Any]:
+    """Run int8 inputs (N, H, W, C) on ``target`` under QEMU: the ``mcu_*`` summary entries (instructions per
+    input, flash, SRAM, stack, bit-exactness with the host, the per-layer split of the first input).
+
+    Example:
+        >>> run_summary(dep, np.zeros((1, 28, 28, 1), np.int8), "cortex-m4")["mcu_bit_exact"]  # doctest: +SKIP
+        True
+    """
+    run = run_on_target(dep, inputs_int8, target)
+    layers = layer_instructions(dep, np.asarray(inputs_int8)[0], target)
+    return {"mcu_board": mcu_target(target).board, "mcu_flags": run.flags_text, "mcu_inputs": len(run.instructions),
+            "mcu_instructions": run.instructions, "mcu_flash_bytes": run.flash_bytes,
+            "mcu_model_flash_bytes": run.model_flash_bytes, "mcu_static_sram_bytes": run.sram_bytes,
+            "mcu_stack_bytes": run.stack_bytes, "mcu_peak_sram_bytes": run.peak_sram_bytes,
+            "mcu_bit_exact": run.matches_host, "mcu_mismatched": run.mismatched, "mcu_layers": layers}  # fmt: skip

@@ -179,3 +179,21 @@ def test_fine_grained_zeros_survive_finetuning_and_the_report_says_flash_is_dens
     assert zeros >= 0.45
     assert any("flash does not shrink" in n for n in result.record["notes"])
     assert result.record["verify"]["mismatched"] == 0
+
+
+def test_cortex_m_target_runs_under_qemu_and_the_report_shows_it(user_setup: tuple[Path, str], tmp_path: Path) -> None:
+    from leanml.deploy.mcu import tools_missing
+
+    if tools_missing():
+        pytest.skip(f"needs the Cortex-M toolchain: {' && '.join(tools_missing())}")
+    images, factory = user_setup
+    recipe = {**RECIPE, "deploy": {"patch": 0, "target": "cortex-m4"}}
+    result = compress(factory, f"imagefolder:{images}", Recipe.from_dict(recipe), tmp_path / "m4", {"width": 8}, 16,
+                      progress=False)  # fmt: skip
+    mcu = result.record["mcu"]
+    assert mcu["mcu_bit_exact"] is True and min(mcu["mcu_instructions"]) > 0
+    assert mcu["mcu_peak_sram_bytes"] >= mcu["mcu_stack_bytes"] > 0
+    layers = [layer for layer in result.record["layers"] if layer["kind"] != "quantize"]  # run_q starts at layer 1
+    assert layers and all("instruction_share" in layer for layer in layers)
+    html = result.report.read_text()
+    assert "On the microcontroller (emulated)" in html and "share of the Cortex-M instructions" in html
