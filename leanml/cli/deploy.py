@@ -197,12 +197,15 @@ def verify_tflite(path: Path, dep: Deployment, q_nchw: np.ndarray) -> dict[str, 
         return {"verify_images": 0, "bit_exact": None, "verify_oracle": "TFLite Micro",
                 "verify_data": "nothing: the oracle is missing (`pip install 'leanml[tflite]'`)"}  # fmt: skip
     interpreter = tflite_micro.runtime.Interpreter.from_file(str(path), arena_size=64 << 20)
-    shape = tuple(interpreter.get_input_details(0)["shape"])
+    details = interpreter.get_input_details(0)
+    shape, shift = tuple(details["shape"]), 128 if details["dtype"] == np.uint8 else 0  # uint8 ends: codes + 128
+    uint8_out = interpreter.get_output_details(0)["dtype"] == np.uint8
     want = []
     for x in np.asarray(q_nchw).transpose(0, 2, 3, 1):  # NHWC codes, as the interpreter takes them
-        interpreter.set_input(x.astype(np.int8).reshape(shape), 0)
+        interpreter.set_input((x.astype(np.int64) + shift).astype(details["dtype"]).reshape(shape), 0)
         interpreter.invoke()
-        want.append(np.asarray(interpreter.get_output(0)).reshape(-1).astype(np.int64))
+        out = np.asarray(interpreter.get_output(0)).reshape(-1).astype(np.int64)
+        want.append(out - 128 if uint8_out else out)
     got = dep.model.run_int8(q_nchw)
     mismatched = int((got != np.stack(want)).sum())
     return {"verify_images": len(q_nchw), "verify_mismatched": mismatched, "bit_exact": mismatched == 0,

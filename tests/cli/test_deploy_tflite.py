@@ -46,3 +46,19 @@ def test_is_tflite_reads_the_identifier(tmp_path: Path) -> None:
     renamed = tmp_path / "model.bin"
     renamed.write_bytes(KWS.read_bytes())
     assert is_tflite(renamed) and is_tflite(KWS) and not is_tflite(tmp_path)
+
+
+def test_deploy_a_uint8_model_compares_the_shifted_codes(tmp_path: Path) -> None:
+    pytest.importorskip("tflite_micro", reason="the oracle: pip install tflite-micro")
+    from tests.deploy.tflite_models import Net
+
+    net = Net(seed=12)
+    xu = net.act((1, 6, 6, 3), 0.04, 133, dtype="uint8")
+    x = net.op("QUANTIZE", [xu], [net.act((1, 6, 6, 3), 0.04, 5)], "QuantizeOptions")
+    c = net.conv(x, 4, (3, 3), 2, "SAME", "RELU", out_q=(0.09, -100))
+    y = net.op("QUANTIZE", [c], [net.act((1, 3, 3, 4), 0.09, 28, dtype="uint8")], "QuantizeOptions")
+    (tmp_path / "u.tflite").write_bytes(net.to_bytes([xu], [y]))
+    res = CliRunner().invoke(app, [str(tmp_path / "u.tflite"), "--out", str(tmp_path / "c"), "--json",
+                                   "--verify-images", "5"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output[res.output.index("{") :])["bit_exact"] is True
