@@ -21,7 +21,8 @@ from typing import Any
 
 from leanml.deploy.ir import Add, Clamp, Conv, Conv1x1, Depthwise, Op
 from leanml.deploy.kernel_calls import Region, conv1x1_call, conv_call, depthwise_call
-from leanml.deploy.patch import PatchStage, Rect, StreamBlock, crop_key, needs_crop
+from leanml.deploy.patch import PatchStage, Rect, crop_key, needs_crop
+from leanml.deploy.stream import StreamBlock
 
 COPY_RECT = """/* Copy h rows of w*c bytes between HWC buffers whose rows hold src_w and dst_w pixels. */
 static void dk_copy_rect(const int8_t *src, int src_w, int8_t *dst, int dst_w, int h, int w, int c) {

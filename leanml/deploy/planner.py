@@ -42,7 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from leanml.deploy.ir import Conv1x1, Depthwise, Graph, Op
-from leanml.deploy.patch import StreamBlock, make_block, stream_candidates
+from leanml.deploy.stream import StreamBlock, make_block, stream_candidates
 from leanml.errors import LeanmlError
 from leanml.profile.memory import MemoryPlan, TensorNode, reuses_input, tensor_lifetimes
 

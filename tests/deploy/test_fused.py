@@ -14,8 +14,8 @@ from leanml.deploy.build import OPT_FLAGS, CompiledModel, compile_shared
 from leanml.deploy.codegen import c_prefix, generate_c
 from leanml.deploy.engine import DeployConfig, Deployment, deploy, verify
 from leanml.deploy.ir import Add, Conv, Conv1x1, lower
-from leanml.deploy.patch import stream_candidates
 from leanml.deploy.planner import POINTWISE_CHUNK_BYTES, plan_memory, timeline_buffers
+from leanml.deploy.stream import stream_candidates
 from leanml.errors import LeanmlError
 from tests.deploy.test_engine import _cache, integer_model  # noqa: F401  (fixture: build cache per session)
 
