@@ -143,7 +143,8 @@ def flash_note(history: dict[str, Any] | None, sub_byte: bool = True) -> str | N
         return None
     notes = []
     sparsity = history.get("sparsity")
-    if isinstance(sparsity, (int, float)) and sparsity > 0:
+    sparse = isinstance(sparsity, (int, float)) and sparsity > 0
+    if sparse:
         notes.append(f"{sparsity:.1%} weight sparsity is not exploited by the dense int8 kernels")
     bits = history.get("weight_bits")
     if isinstance(bits, dict) and bits:
@@ -156,8 +157,7 @@ def flash_note(history: dict[str, Any] | None, sub_byte: bool = True) -> str | N
             notes.append(f"{'/'.join(str(b) for b in widths if b < 4)}-bit weights take 4 bits")
     if not notes:
         return None
-    dense = sparsity is not None and isinstance(sparsity, (int, float)) and sparsity > 0
-    return "; ".join(notes) + (": flash is the dense size" if dense else "")
+    return "; ".join(notes) + (": flash is the dense size" if sparse else "")
 
 
 def deploy(model: IntegerModel, cfg: DeployConfig) -> Deployment:
